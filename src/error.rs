@@ -1,0 +1,93 @@
+//! Typed errors of the library. The CLI wraps them in `anyhow` at the edge.
+
+use thiserror::Error;
+
+/// Everything that can go wrong inside the engine.
+#[derive(Debug, Error)]
+pub enum Error {
+    /// No adapter could be found (or none matched `HYPERMOD_ADAPTER`).
+    #[error(
+        "no GPU adapter found ({tried}).\n\
+         hypermod needs a WebGPU-capable adapter (Vulkan, Metal, DX12 or OpenGL ES 3.1+).\n\
+         On a machine without a GPU install Mesa's CPU Vulkan driver (lavapipe):\n    \
+         sudo apt-get install mesa-vulkan-drivers libvulkan1\n\
+         and select it with WGPU_BACKEND=vulkan. Run `hypermod info` to list what wgpu sees."
+    )]
+    NoAdapter {
+        /// Which backends / filters were tried.
+        tried: String,
+    },
+    /// The adapter refused to create a device.
+    #[error("could not create a device on adapter '{adapter}': {message}")]
+    RequestDevice {
+        /// Adapter name.
+        adapter: String,
+        /// The driver's message.
+        message: String,
+    },
+    /// Operands of an op do not fit together.
+    #[error("shape error in {op}: {detail}")]
+    Shape {
+        /// The op that rejected its operands.
+        op: &'static str,
+        /// Which shapes were given and what was expected.
+        detail: String,
+    },
+    /// A buffer or dispatch would exceed a device limit.
+    #[error("{what} needs {requested} but the device limit `{limit_name}` is {limit}")]
+    Limit {
+        /// What was being created.
+        what: String,
+        /// The size asked for (with unit).
+        requested: String,
+        /// The wgpu limit's name.
+        limit_name: &'static str,
+        /// The limit's value (with unit).
+        limit: String,
+    },
+    /// The adapter lacks a feature the requested operation needs.
+    #[error("the adapter '{adapter}' lacks {feature}, which {needed_by} needs")]
+    MissingFeature {
+        /// Adapter name.
+        adapter: String,
+        /// The missing wgpu feature.
+        feature: &'static str,
+        /// What needed it.
+        needed_by: String,
+    },
+    /// A validation / out-of-memory / internal error reported by wgpu.
+    #[error("GPU error in {context}: {message}")]
+    Gpu {
+        /// What the engine was doing.
+        context: String,
+        /// wgpu's description.
+        message: String,
+    },
+    /// An argument outside its valid range (non-finite scale, zero size, ...).
+    #[error("invalid argument to {op}: {detail}")]
+    InvalidArgument {
+        /// The op that rejected its argument.
+        op: &'static str,
+        /// What was wrong.
+        detail: String,
+    },
+}
+
+/// Result alias for the library.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Shorthand for a [`Error::Shape`].
+pub(crate) fn shape_err(op: &'static str, detail: impl Into<String>) -> Error {
+    Error::Shape {
+        op,
+        detail: detail.into(),
+    }
+}
+
+/// Shorthand for an [`Error::InvalidArgument`].
+pub(crate) fn arg_err(op: &'static str, detail: impl Into<String>) -> Error {
+    Error::InvalidArgument {
+        op,
+        detail: detail.into(),
+    }
+}

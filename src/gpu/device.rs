@@ -1,0 +1,272 @@
+//! Adapter and device selection: honours `WGPU_BACKEND`, prefers discrete GPUs, can be pinned with
+//! `HYPERMOD_ADAPTER=<substring>`, requests the adapter's real limits and the optional features
+//! that help (timestamps, subgroups, f16) without requiring any of them.
+
+use std::sync::{Arc, Mutex};
+
+use serde::Serialize;
+
+use crate::error::{Error, Result};
+use crate::gpu::kernels::KernelCache;
+use crate::gpu::pool::BufferPool;
+
+/// Environment variable that pins the adapter by a case-insensitive substring of its name.
+pub const ADAPTER_ENV: &str = "HYPERMOD_ADAPTER";
+
+/// Optional features the engine uses when the adapter offers them.
+const WANTED_FEATURES: wgpu::Features = wgpu::Features::TIMESTAMP_QUERY
+    .union(wgpu::Features::TIMESTAMP_QUERY_INSIDE_ENCODERS)
+    .union(wgpu::Features::SUBGROUP)
+    .union(wgpu::Features::SHADER_F16);
+
+/// Which optional features are switched on for this device.
+#[derive(Clone, Copy, Debug, Serialize)]
+pub struct FeatureSet {
+    /// Pass-level timestamp queries: kernel timings come from the GPU clock.
+    pub timestamp_query: bool,
+    /// Subgroup built-ins (`subgroupAdd`, shuffles).
+    pub subgroup: bool,
+    /// `f16` in WGSL.
+    pub shader_f16: bool,
+}
+
+/// A summary of the chosen adapter, printed by `hypermod info` and stored with benchmark results.
+#[derive(Clone, Debug, Serialize)]
+pub struct AdapterReport {
+    /// Adapter name as the driver reports it.
+    pub name: String,
+    /// Backend (Vulkan, Metal, Dx12, Gl).
+    pub backend: String,
+    /// Discrete, integrated, CPU, ...
+    pub device_type: String,
+    /// Driver name.
+    pub driver: String,
+    /// Driver version / details.
+    pub driver_info: String,
+    /// Subgroup size range reported by the adapter.
+    pub subgroup_size: (u32, u32),
+    /// The limits that matter for compute.
+    pub limits: LimitsReport,
+    /// Optional features that were enabled.
+    pub features: FeatureSet,
+}
+
+/// The compute limits hypermod checks against.
+#[derive(Clone, Debug, Serialize)]
+pub struct LimitsReport {
+    /// Largest buffer that can be bound as one storage binding (bytes).
+    pub max_storage_buffer_binding_size: u64,
+    /// Largest buffer (bytes).
+    pub max_buffer_size: u64,
+    /// Workgroup shared memory (bytes).
+    pub max_compute_workgroup_storage_size: u32,
+    /// Invocations per workgroup.
+    pub max_compute_invocations_per_workgroup: u32,
+    /// Workgroups per grid dimension.
+    pub max_compute_workgroups_per_dimension: u32,
+    /// Storage buffers per shader stage.
+    pub max_storage_buffers_per_shader_stage: u32,
+}
+
+/// The device hypermod runs on: one adapter, one queue, a buffer pool and a pipeline cache.
+///
+/// Create it once with [`Gpu::new`] and share it (`&Gpu`) with everything that launches kernels.
+pub struct Gpu {
+    /// The wgpu device.
+    pub device: wgpu::Device,
+    /// Its queue.
+    pub queue: wgpu::Queue,
+    adapter_info: wgpu::AdapterInfo,
+    limits: wgpu::Limits,
+    features: FeatureSet,
+    pub(crate) pool: BufferPool,
+    pub(crate) kernels: KernelCache,
+    /// Uncaptured wgpu errors (validation during submit etc.), surfaced by the next readback.
+    pub(crate) uncaptured: Arc<Mutex<Vec<String>>>,
+}
+
+fn device_type_rank(t: wgpu::DeviceType) -> u8 {
+    match t {
+        wgpu::DeviceType::DiscreteGpu => 0,
+        wgpu::DeviceType::IntegratedGpu => 1,
+        wgpu::DeviceType::VirtualGpu => 2,
+        wgpu::DeviceType::Other => 3,
+        wgpu::DeviceType::Cpu => 4,
+    }
+}
+
+fn backend_rank(b: wgpu::Backend) -> u8 {
+    match b {
+        wgpu::Backend::Vulkan | wgpu::Backend::Metal | wgpu::Backend::Dx12 => 0,
+        wgpu::Backend::Gl => 1,
+        _ => 2,
+    }
+}
+
+/// Lists every adapter wgpu can see under the current environment (`WGPU_BACKEND` respected).
+pub fn list_adapters() -> Vec<wgpu::AdapterInfo> {
+    let (instance, backends) = make_instance();
+    pollster::block_on(instance.enumerate_adapters(backends))
+        .iter()
+        .map(|a| a.get_info())
+        .collect()
+}
+
+fn make_instance() -> (wgpu::Instance, wgpu::Backends) {
+    let desc = wgpu::InstanceDescriptor::new_without_display_handle_from_env();
+    let backends = desc.backends;
+    (wgpu::Instance::new(desc), backends)
+}
+
+impl Gpu {
+    /// Picks an adapter and creates the device.
+    ///
+    /// Order: adapters whose name contains `$HYPERMOD_ADAPTER` (if set), then discrete before
+    /// integrated before CPU, then Vulkan/Metal/DX12 before GL.
+    pub fn new() -> Result<Gpu> {
+        let (instance, backends) = make_instance();
+        let mut adapters = pollster::block_on(instance.enumerate_adapters(backends));
+        let env_backend = std::env::var("WGPU_BACKEND").unwrap_or_else(|_| "all".into());
+        let found: Vec<String> = adapters
+            .iter()
+            .map(|a| {
+                let i = a.get_info();
+                format!("{} ({:?})", i.name, i.backend)
+            })
+            .collect();
+        if let Ok(pin) = std::env::var(ADAPTER_ENV) {
+            let pin_lc = pin.to_lowercase();
+            adapters.retain(|a| a.get_info().name.to_lowercase().contains(&pin_lc));
+            if adapters.is_empty() {
+                return Err(Error::NoAdapter {
+                    tried: format!(
+                        "WGPU_BACKEND={env_backend}; {ADAPTER_ENV}={pin} matched none of [{}]",
+                        found.join(", ")
+                    ),
+                });
+            }
+        }
+        adapters.sort_by_key(|a| {
+            let i = a.get_info();
+            (device_type_rank(i.device_type), backend_rank(i.backend))
+        });
+        let adapter = adapters
+            .into_iter()
+            .next()
+            .ok_or_else(|| Error::NoAdapter {
+                tried: format!(
+                    "WGPU_BACKEND={env_backend}, backends {backends:?}: wgpu enumerated no adapter"
+                ),
+            })?;
+        Self::from_adapter(adapter)
+    }
+
+    /// Creates the device on a given adapter (used by [`Gpu::new`]; public for embedding).
+    pub fn from_adapter(adapter: wgpu::Adapter) -> Result<Gpu> {
+        let adapter_info = adapter.get_info();
+        let required_features = adapter.features() & WANTED_FEATURES;
+        let limits = adapter.limits();
+        let (device, queue) = pollster::block_on(adapter.request_device(&wgpu::DeviceDescriptor {
+            label: Some("hypermod"),
+            required_features,
+            required_limits: limits.clone(),
+            experimental_features: wgpu::ExperimentalFeatures::disabled(),
+            memory_hints: wgpu::MemoryHints::Performance,
+            trace: wgpu::Trace::Off,
+        }))
+        .map_err(|e| Error::RequestDevice {
+            adapter: adapter_info.name.clone(),
+            message: e.to_string(),
+        })?;
+        let uncaptured: Arc<Mutex<Vec<String>>> = Arc::default();
+        let sink = uncaptured.clone();
+        device.on_uncaptured_error(Arc::new(move |e: wgpu::Error| {
+            log::error!("uncaptured wgpu error: {e}");
+            sink.lock()
+                .expect("error sink poisoned")
+                .push(e.to_string());
+        }));
+        let features = FeatureSet {
+            // Inside-encoder timestamps are needed to resolve queries outside passes portably.
+            timestamp_query: required_features.contains(wgpu::Features::TIMESTAMP_QUERY),
+            subgroup: required_features.contains(wgpu::Features::SUBGROUP),
+            shader_f16: required_features.contains(wgpu::Features::SHADER_F16),
+        };
+        log::info!(
+            "hypermod: using '{}' ({:?}, {:?}), features {:?}",
+            adapter_info.name,
+            adapter_info.backend,
+            adapter_info.device_type,
+            features
+        );
+        Ok(Gpu {
+            pool: BufferPool::default(),
+            kernels: KernelCache::default(),
+            device,
+            queue,
+            adapter_info,
+            limits,
+            features,
+            uncaptured,
+        })
+    }
+
+    /// The adapter's identity.
+    pub fn adapter_info(&self) -> &wgpu::AdapterInfo {
+        &self.adapter_info
+    }
+
+    /// The device's limits (the adapter's own, not the WebGPU defaults).
+    pub fn limits(&self) -> &wgpu::Limits {
+        &self.limits
+    }
+
+    /// Which optional features are on.
+    pub fn features(&self) -> FeatureSet {
+        self.features
+    }
+
+    /// A serialisable summary for `hypermod info` and benchmark records.
+    pub fn report(&self) -> AdapterReport {
+        let i = &self.adapter_info;
+        let l = &self.limits;
+        AdapterReport {
+            name: i.name.clone(),
+            backend: format!("{:?}", i.backend),
+            device_type: format!("{:?}", i.device_type),
+            driver: i.driver.clone(),
+            driver_info: i.driver_info.clone(),
+            subgroup_size: (i.subgroup_min_size, i.subgroup_max_size),
+            limits: LimitsReport {
+                max_storage_buffer_binding_size: l.max_storage_buffer_binding_size,
+                max_buffer_size: l.max_buffer_size,
+                max_compute_workgroup_storage_size: l.max_compute_workgroup_storage_size,
+                max_compute_invocations_per_workgroup: l.max_compute_invocations_per_workgroup,
+                max_compute_workgroups_per_dimension: l.max_compute_workgroups_per_dimension,
+                max_storage_buffers_per_shader_stage: l.max_storage_buffers_per_shader_stage,
+            },
+            features: self.features,
+        }
+    }
+
+    /// Returns (and clears) wgpu errors raised outside an error scope since the last call.
+    pub(crate) fn take_uncaptured(&self, context: &str) -> Result<()> {
+        let mut errs = self.uncaptured.lock().expect("error sink poisoned");
+        if errs.is_empty() {
+            return Ok(());
+        }
+        let message = errs.join("; ");
+        errs.clear();
+        Err(Error::Gpu {
+            context: context.to_string(),
+            message,
+        })
+    }
+
+    /// Maximum bytes of a single storage binding, the bound every tensor must respect.
+    pub fn max_binding_bytes(&self) -> u64 {
+        self.limits
+            .max_storage_buffer_binding_size
+            .min(self.limits.max_buffer_size)
+    }
+}

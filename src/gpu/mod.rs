@@ -1,0 +1,15 @@
+//! The device layer: adapter selection, tensors, the buffer pool, the pipeline cache, per-step
+//! command recording and timing. Nothing outside this module touches raw wgpu buffers.
+
+mod device;
+mod kernels;
+mod pool;
+mod profile;
+mod step;
+mod tensor;
+
+pub use device::{list_adapters, AdapterReport, FeatureSet, Gpu, LimitsReport, ADAPTER_ENV};
+pub use kernels::{grid_1d, Access, Cost, Dispatch, KernelSpec, Shader};
+pub use profile::{Timing, TimingMethod};
+pub use step::{ReadSlot, Readback, Step};
+pub use tensor::GpuTensor;

@@ -1,0 +1,340 @@
+//! `GpuTensor`: an f32 storage buffer viewed as a batch of row-major matrices.
+//!
+//! Every tensor has a leading batch axis. Item `b` starts at element `offset + b * batch_stride`;
+//! a stride of 0 shares one item across the whole batch (a meta-parameter seen by every task).
+
+use std::fmt;
+use std::sync::Arc;
+
+use crate::error::{shape_err, Error, Result};
+use crate::gpu::pool::PooledBuffer;
+use crate::gpu::Gpu;
+
+/// A view of `batch` row-major `rows × cols` f32 matrices in one GPU buffer.
+#[derive(Clone)]
+pub struct GpuTensor {
+    buf: Arc<PooledBuffer>,
+    capacity: usize,
+    offset: usize,
+    batch: usize,
+    rows: usize,
+    cols: usize,
+    batch_stride: usize,
+}
+
+impl fmt::Debug for GpuTensor {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "GpuTensor{}", self.shape_str())
+    }
+}
+
+impl GpuTensor {
+    /// Number of batch items.
+    pub fn batch(&self) -> usize {
+        self.batch
+    }
+    /// Rows of each item.
+    pub fn rows(&self) -> usize {
+        self.rows
+    }
+    /// Columns of each item (the contiguous axis).
+    pub fn cols(&self) -> usize {
+        self.cols
+    }
+    /// Elements between consecutive batch items (0 = broadcast).
+    pub fn batch_stride(&self) -> usize {
+        self.batch_stride
+    }
+    /// Element offset of item 0 in the buffer.
+    pub fn offset(&self) -> usize {
+        self.offset
+    }
+    /// Elements per item.
+    pub fn item_len(&self) -> usize {
+        self.rows * self.cols
+    }
+    /// Logical element count (`batch · rows · cols`).
+    pub fn len(&self) -> usize {
+        self.batch * self.item_len()
+    }
+    /// True when the view holds no element.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+    /// True when items are packed back to back (or there is a single item).
+    pub fn is_contiguous(&self) -> bool {
+        self.batch <= 1 || self.batch_stride == self.item_len()
+    }
+    /// The underlying wgpu buffer.
+    pub fn buffer(&self) -> &wgpu::Buffer {
+        self.buf.buffer()
+    }
+    /// Elements the underlying buffer holds.
+    pub fn capacity(&self) -> usize {
+        self.capacity
+    }
+    /// `[batch × rows × cols] stride s @offset` for error messages.
+    pub fn shape_str(&self) -> String {
+        format!(
+            "[{}×{}×{}] stride {} @{}",
+            self.batch, self.rows, self.cols, self.batch_stride, self.offset
+        )
+    }
+    /// True when both views share a buffer.
+    pub fn same_buffer(&self, other: &GpuTensor) -> bool {
+        Arc::ptr_eq(&self.buf, &other.buf)
+    }
+
+    /// A new view into the same buffer, bounds-checked against its capacity.
+    pub fn view(
+        &self,
+        offset: usize,
+        batch: usize,
+        rows: usize,
+        cols: usize,
+        batch_stride: usize,
+    ) -> Result<GpuTensor> {
+        let end = if batch == 0 || rows * cols == 0 {
+            offset
+        } else {
+            offset + (batch - 1) * batch_stride + rows * cols
+        };
+        if end > self.capacity {
+            return Err(shape_err(
+                "view",
+                format!(
+                    "view [{batch}×{rows}×{cols}] stride {batch_stride} @{offset} ends at element {end}, \
+                     past the buffer's {} elements",
+                    self.capacity
+                ),
+            ));
+        }
+        Ok(GpuTensor {
+            buf: self.buf.clone(),
+            capacity: self.capacity,
+            offset,
+            batch,
+            rows,
+            cols,
+            batch_stride,
+        })
+    }
+
+    /// The same single item seen `batch` times (stride 0). Requires a one-item tensor.
+    pub fn broadcast(&self, batch: usize) -> Result<GpuTensor> {
+        if self.batch != 1 {
+            return Err(shape_err(
+                "broadcast",
+                format!(
+                    "only a batch-1 tensor can be broadcast, got {}",
+                    self.shape_str()
+                ),
+            ));
+        }
+        self.view(self.offset, batch, self.rows, self.cols, 0)
+    }
+
+    /// Same elements, items reshaped to `rows × cols` (item length must match).
+    pub fn reshape(&self, rows: usize, cols: usize) -> Result<GpuTensor> {
+        if rows * cols != self.item_len() {
+            return Err(shape_err(
+                "reshape",
+                format!("cannot reshape {} items to {rows}×{cols}", self.shape_str()),
+            ));
+        }
+        let stride = if self.batch_stride == self.item_len() {
+            rows * cols
+        } else {
+            self.batch_stride
+        };
+        self.view(self.offset, self.batch, rows, cols, stride)
+    }
+
+    /// The whole contiguous tensor seen as one item of `1 × len` (for element-wise ops).
+    pub fn flat(&self) -> Result<GpuTensor> {
+        if !self.is_contiguous() {
+            return Err(shape_err(
+                "flat",
+                format!("{} is not contiguous", self.shape_str()),
+            ));
+        }
+        self.view(self.offset, 1, 1, self.len(), self.len())
+    }
+}
+
+fn check_elems(gpu: &Gpu, what: &str, elems: usize) -> Result<u64> {
+    let bytes = (elems.max(1) as u64) * 4;
+    let limit = gpu.limits().max_storage_buffer_binding_size;
+    if bytes > limit {
+        return Err(Error::Limit {
+            what: what.to_string(),
+            requested: format!("{bytes} bytes ({elems} f32)"),
+            limit_name: "max_storage_buffer_binding_size",
+            limit: format!("{limit} bytes"),
+        });
+    }
+    let limit = gpu.limits().max_buffer_size;
+    if bytes > limit {
+        return Err(Error::Limit {
+            what: what.to_string(),
+            requested: format!("{bytes} bytes ({elems} f32)"),
+            limit_name: "max_buffer_size",
+            limit: format!("{limit} bytes"),
+        });
+    }
+    Ok(bytes)
+}
+
+impl Gpu {
+    /// Allocates a zero-filled contiguous tensor of `batch × rows × cols` from the pool.
+    pub fn zeros(&self, batch: usize, rows: usize, cols: usize) -> Result<GpuTensor> {
+        let elems = batch
+            .checked_mul(rows)
+            .and_then(|x| x.checked_mul(cols))
+            .ok_or_else(|| shape_err("zeros", format!("{batch}×{rows}×{cols} overflows")))?;
+        let bytes = check_elems(self, &format!("tensor [{batch}×{rows}×{cols}]"), elems)?;
+        let buf = self.pool.take(&self.device, bytes);
+        // Pooled buffers keep old contents: clear so every new tensor starts at zero.
+        let mut enc = self.device.create_command_encoder(&Default::default());
+        enc.clear_buffer(buf.buffer(), 0, None);
+        self.queue.submit([enc.finish()]);
+        Ok(GpuTensor {
+            buf: Arc::new(buf),
+            capacity: (bytes / 4) as usize,
+            offset: 0,
+            batch,
+            rows,
+            cols,
+            batch_stride: rows * cols,
+        })
+    }
+
+    /// Uploads `data` (length `batch·rows·cols`) as a new contiguous tensor.
+    pub fn upload(
+        &self,
+        data: &[f32],
+        batch: usize,
+        rows: usize,
+        cols: usize,
+    ) -> Result<GpuTensor> {
+        if data.len() != batch * rows * cols {
+            return Err(shape_err(
+                "upload",
+                format!(
+                    "{} values given for shape {batch}×{rows}×{cols}",
+                    data.len()
+                ),
+            ));
+        }
+        let t = self.zeros(batch, rows, cols)?;
+        self.write(&t, data)?;
+        Ok(t)
+    }
+
+    /// Overwrites a contiguous tensor with `data`.
+    pub fn write(&self, t: &GpuTensor, data: &[f32]) -> Result<()> {
+        if !t.is_contiguous() || data.len() != t.len() {
+            return Err(shape_err(
+                "write",
+                format!(
+                    "{} values into {} (must be contiguous and equal-sized)",
+                    data.len(),
+                    t.shape_str()
+                ),
+            ));
+        }
+        if !data.is_empty() {
+            self.queue.write_buffer(
+                t.buffer(),
+                (t.offset() * 4) as u64,
+                bytemuck::cast_slice(data),
+            );
+        }
+        Ok(())
+    }
+
+    /// Reads a tensor back as `batch·rows·cols` values (strides resolved, broadcasts repeated).
+    /// A blocking round trip, for tests and set-up; training steps use [`crate::gpu::Step::read`].
+    pub fn read(&self, t: &GpuTensor) -> Result<Vec<f32>> {
+        let span = if t.batch() == 0 {
+            0
+        } else {
+            (t.batch() - 1) * t.batch_stride() + t.item_len()
+        };
+        let raw = self.read_raw(t.buffer(), t.offset(), span)?;
+        let mut out = Vec::with_capacity(t.len());
+        for b in 0..t.batch() {
+            let s = b * t.batch_stride();
+            out.extend_from_slice(&raw[s..s + t.item_len()]);
+        }
+        Ok(out)
+    }
+
+    /// Reads `len` f32 starting at element `offset` of a buffer.
+    pub(crate) fn read_raw(
+        &self,
+        buffer: &wgpu::Buffer,
+        offset: usize,
+        len: usize,
+    ) -> Result<Vec<f32>> {
+        if len == 0 {
+            return Ok(Vec::new());
+        }
+        let bytes = (len * 4) as u64;
+        let staging = self.pool.take_staging(&self.device, bytes);
+        let mut enc = self.device.create_command_encoder(&Default::default());
+        enc.copy_buffer_to_buffer(buffer, (offset * 4) as u64, &staging, 0, bytes);
+        let idx = self.queue.submit([enc.finish()]);
+        let out = self.map_staging(&staging, bytes, idx, "read")?;
+        self.pool.return_staging(staging);
+        Ok(out)
+    }
+
+    /// Maps the first `bytes` of a staging buffer after `idx` completes and copies them out.
+    pub(crate) fn map_staging(
+        &self,
+        staging: &wgpu::Buffer,
+        bytes: u64,
+        idx: wgpu::SubmissionIndex,
+        context: &str,
+    ) -> Result<Vec<f32>> {
+        let (tx, rx) = futures::channel::oneshot::channel();
+        staging.map_async(wgpu::MapMode::Read, ..bytes, move |r| {
+            let _ = tx.send(r);
+        });
+        self.device
+            .poll(wgpu::PollType::Wait {
+                submission_index: Some(idx),
+                timeout: None,
+            })
+            .map_err(|e| Error::Gpu {
+                context: format!("{context}: waiting for the GPU"),
+                message: e.to_string(),
+            })?;
+        let mapped = pollster::block_on(rx)
+            .map_err(|_| Error::Gpu {
+                context: context.to_string(),
+                message: "map callback dropped".into(),
+            })?
+            .map_err(|e| Error::Gpu {
+                context: format!("{context}: mapping the readback buffer"),
+                message: e.to_string(),
+            })?;
+        let _: () = mapped;
+        let values = {
+            let view = staging.get_mapped_range(..bytes).map_err(|e| Error::Gpu {
+                context: context.to_string(),
+                message: e.to_string(),
+            })?;
+            bytemuck::cast_slice::<u8, f32>(&view).to_vec()
+        };
+        staging.unmap();
+        self.take_uncaptured(context)?;
+        Ok(values)
+    }
+
+    /// Bytes held by live tensors, and the peak so far.
+    pub fn memory_in_use(&self) -> (u64, u64) {
+        (self.pool.live_bytes(), self.pool.peak_bytes())
+    }
+}

@@ -1,0 +1,69 @@
+//! The activation functions of `shaders/activation.wgsl`, shared by the GEMM epilogue and the
+//! element-wise kernels, with their CPU twins.
+
+use serde::{Deserialize, Serialize};
+
+use crate::ops::Real;
+
+/// Point-wise nonlinearity.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Activation {
+    /// y = x
+    #[default]
+    Identity,
+    /// y = max(x, 0)
+    Relu,
+    /// y = x for x > 0, eˣ − 1 otherwise (α = 1)
+    Elu,
+}
+
+impl Activation {
+    /// All variants, for tests and benchmarks.
+    pub const ALL: [Activation; 3] = [Activation::Identity, Activation::Relu, Activation::Elu];
+
+    /// The code `act_forward` / `act_backward` switch on.
+    pub fn code(self) -> u32 {
+        match self {
+            Activation::Identity => 0,
+            Activation::Relu => 1,
+            Activation::Elu => 2,
+        }
+    }
+
+    /// CPU twin of `act_forward`.
+    pub fn forward<T: Real>(self, x: T) -> T {
+        match self {
+            Activation::Identity => x,
+            Activation::Relu => x.max(T::zero()),
+            Activation::Elu => {
+                if x > T::zero() {
+                    x
+                } else {
+                    x.exp() - T::one()
+                }
+            }
+        }
+    }
+
+    /// CPU twin of `act_backward`: dL/dx from dL/dy and the output y.
+    pub fn backward<T: Real>(self, dy: T, y: T) -> T {
+        match self {
+            Activation::Identity => dy,
+            Activation::Relu => {
+                if y > T::zero() {
+                    dy
+                } else {
+                    T::zero()
+                }
+            }
+            Activation::Elu => {
+                if y > T::zero() {
+                    dy
+                } else {
+                    dy * (y + T::one())
+                }
+            }
+        }
+    }
+}
