@@ -1,1 +1,199 @@
-fn main() {}
+//! The `hypermod` command line: `info` and `bench` (training commands arrive with the experiments).
+
+use std::io::IsTerminal;
+use std::path::PathBuf;
+
+use anyhow::{Context, Result};
+use clap::{Parser, Subcommand};
+use hypermod::bench::{kernel_cases, run_cases, table_row, BenchReport, BenchSize};
+use hypermod::gpu::{list_adapters, Gpu};
+
+#[derive(Parser)]
+#[command(
+    name = "hypermod",
+    version,
+    about = "GPU training engine for modular and hypernetwork learning"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Print the selected adapter, its limits and optional features (and every adapter seen).
+    Info {
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Benchmarks.
+    Bench {
+        #[command(subcommand)]
+        what: BenchCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum BenchCommand {
+    /// Time every kernel on a table of shapes; prints ms, GFLOP/s and GB/s.
+    Kernels {
+        /// Also write the records as JSON to this file.
+        #[arg(long)]
+        json: Option<PathBuf>,
+        /// Table of shapes (default: full on a GPU, quick on a CPU adapter).
+        #[arg(long, value_enum)]
+        size: Option<BenchSize>,
+        /// Timed iterations per case (median reported).
+        #[arg(long, default_value_t = 20)]
+        iters: usize,
+        /// Untimed warm-up iterations per case.
+        #[arg(long, default_value_t = 3)]
+        warmup: usize,
+        /// Only cases whose kernel name contains this.
+        #[arg(long)]
+        filter: Option<String>,
+    },
+}
+
+fn main() {
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn")).init();
+    if let Err(e) = run(Cli::parse()) {
+        eprintln!("error: {e:#}");
+        std::process::exit(1);
+    }
+}
+
+fn run(cli: Cli) -> Result<()> {
+    match cli.command {
+        Command::Info { json } => info(json),
+        Command::Bench {
+            what:
+                BenchCommand::Kernels {
+                    json,
+                    size,
+                    iters,
+                    warmup,
+                    filter,
+                },
+        } => bench_kernels(json, size, iters, warmup, filter),
+    }
+}
+
+fn info(json: bool) -> Result<()> {
+    let gpu = Gpu::new()?;
+    let r = gpu.report();
+    if json {
+        println!("{}", serde_json::to_string_pretty(&r)?);
+        return Ok(());
+    }
+    println!("hypermod {}", env!("CARGO_PKG_VERSION"));
+    println!("adapter:      {}", r.name);
+    println!("backend:      {}", r.backend);
+    println!("device type:  {}", r.device_type);
+    println!("driver:       {} ({})", r.driver, r.driver_info);
+    println!(
+        "subgroups:    {}..{} invocations",
+        r.subgroup_size.0, r.subgroup_size.1
+    );
+    let l = &r.limits;
+    println!("limits:");
+    println!(
+        "  max_storage_buffer_binding_size      {} MiB",
+        l.max_storage_buffer_binding_size >> 20
+    );
+    println!(
+        "  max_buffer_size                      {} MiB",
+        l.max_buffer_size >> 20
+    );
+    println!(
+        "  max_compute_workgroup_storage_size   {} KiB",
+        l.max_compute_workgroup_storage_size >> 10
+    );
+    println!(
+        "  max_compute_invocations_per_workgroup {}",
+        l.max_compute_invocations_per_workgroup
+    );
+    println!(
+        "  max_compute_workgroups_per_dimension {}",
+        l.max_compute_workgroups_per_dimension
+    );
+    println!(
+        "  max_storage_buffers_per_shader_stage {}",
+        l.max_storage_buffers_per_shader_stage
+    );
+    let on = |b: bool| if b { "on" } else { "off" };
+    println!("features:");
+    println!("  timestamp_query  {}", on(r.features.timestamp_query));
+    println!("  subgroup         {}", on(r.features.subgroup));
+    println!("  shader_f16       {}", on(r.features.shader_f16));
+    let all = list_adapters();
+    println!("adapters seen ({}):", all.len());
+    for a in all {
+        println!("  {} ({:?}, {:?})", a.name, a.backend, a.device_type);
+    }
+    Ok(())
+}
+
+fn bench_kernels(
+    json: Option<PathBuf>,
+    size: Option<BenchSize>,
+    iters: usize,
+    warmup: usize,
+    filter: Option<String>,
+) -> Result<()> {
+    let gpu = Gpu::new()?;
+    let is_cpu = gpu.adapter_info().device_type == wgpu::DeviceType::Cpu;
+    let size = size.unwrap_or(if is_cpu {
+        BenchSize::Quick
+    } else {
+        BenchSize::Full
+    });
+    if is_cpu {
+        eprintln!(
+            "note: '{}' is a CPU adapter: figures say nothing about GPU performance",
+            gpu.adapter_info().name
+        );
+    }
+    let mut cases = kernel_cases(size);
+    if let Some(f) = &filter {
+        cases.retain(|c| c.kernel.contains(f.as_str()));
+    }
+    let method = if gpu.features().timestamp_query {
+        "GPU timestamp queries"
+    } else {
+        "wall clock (no timestamp queries)"
+    };
+    println!("{} on {} ({}), {size:?} table, median of {iters} after {warmup} warm-up, timed with {method}", 
+        "hypermod bench kernels", gpu.adapter_info().name, format!("{:?}", gpu.adapter_info().backend));
+    println!("{}", table_row(None));
+    let bar = if std::io::stderr().is_terminal() {
+        indicatif::ProgressBar::new(cases.len() as u64)
+    } else {
+        indicatif::ProgressBar::hidden()
+    };
+    let records = run_cases(&gpu, &cases, warmup, iters, |r| {
+        bar.suspend(|| println!("{}", table_row(Some(r))));
+        bar.inc(1);
+    })?;
+    bar.finish_and_clear();
+    if let Some(path) = json {
+        let report = BenchReport {
+            version: env!("CARGO_PKG_VERSION"),
+            adapter: gpu.report(),
+            size,
+            records,
+        };
+        write_atomic(&path, serde_json::to_string_pretty(&report)?.as_bytes())?;
+        println!("wrote {}", path.display());
+    }
+    Ok(())
+}
+
+/// Writes through a temporary file and a rename, so readers never see a truncated file.
+fn write_atomic(path: &std::path::Path, bytes: &[u8]) -> Result<()> {
+    let tmp = path.with_extension("json.tmp");
+    std::fs::write(&tmp, bytes).with_context(|| format!("writing {}", tmp.display()))?;
+    std::fs::rename(&tmp, path).with_context(|| format!("renaming to {}", path.display()))?;
+    Ok(())
+}

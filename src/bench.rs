@@ -1,0 +1,231 @@
+//! Kernel benchmarks shared by `hypermod bench kernels`, `cargo bench` and the smoke test that
+//! runs every case once at tiny sizes so the benchmarks never rot.
+
+use serde::Serialize;
+
+use crate::error::Result;
+use crate::gpu::{AdapterReport, Dispatch, Gpu, TimingMethod};
+use crate::ops::gemm::{gemm, GemmOptions};
+use crate::ops::Activation;
+
+/// Which table of shapes to run.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum BenchSize {
+    /// A few KFLOP per case: checks that every benchmark still runs (tests, CI).
+    Tiny,
+    /// Small shapes that finish in seconds on a CPU adapter (lavapipe).
+    Quick,
+    /// The real table, including the Schug student shapes and a 4096³ GEMM. GPU only.
+    Full,
+}
+
+/// One benchmark: a kernel family at one shape, built on demand.
+pub struct BenchCase {
+    /// Kernel family and variant.
+    pub kernel: String,
+    /// Shape in words.
+    pub shape: String,
+    build: Box<dyn Fn(&Gpu) -> Result<Vec<Dispatch>>>,
+}
+
+/// A timed case.
+#[derive(Clone, Debug, Serialize)]
+pub struct BenchRecord {
+    /// Kernel family and variant.
+    pub kernel: String,
+    /// Shape in words.
+    pub shape: String,
+    /// Median time per launch sequence, ms.
+    pub ms: f64,
+    /// Fastest iteration, ms.
+    pub min_ms: f64,
+    /// Modelled floating-point work / median time.
+    pub gflops: f64,
+    /// Modelled compulsory memory traffic / median time.
+    pub gbs: f64,
+    /// GPU timestamps or wall clock.
+    pub method: TimingMethod,
+    /// Timed iterations.
+    pub iters: usize,
+}
+
+/// A whole benchmark run, as written by `--json`.
+#[derive(Debug, Serialize)]
+pub struct BenchReport {
+    /// hypermod version.
+    pub version: &'static str,
+    /// The adapter measured.
+    pub adapter: AdapterReport,
+    /// Table size used.
+    pub size: BenchSize,
+    /// One record per kernel × shape.
+    pub records: Vec<BenchRecord>,
+}
+
+fn case(
+    kernel: &str,
+    shape: String,
+    build: impl Fn(&Gpu) -> Result<Vec<Dispatch>> + 'static,
+) -> BenchCase {
+    BenchCase {
+        kernel: kernel.to_string(),
+        shape,
+        build: Box::new(build),
+    }
+}
+
+/// A batched GEMM case: `batch × (m×k)·(k×n)`, B shared when `shared_b`.
+fn gemm_case(
+    name: &str,
+    batch: usize,
+    m: usize,
+    n: usize,
+    k: usize,
+    shared_b: bool,
+    opts: GemmOptions,
+) -> BenchCase {
+    let shape = format!(
+        "{batch} × ({m}×{k}){}·({k}×{n}){}{}",
+        if opts.trans_a { "ᵀ" } else { "" },
+        if shared_b { " shared" } else { "" },
+        if opts.activation != Activation::Identity {
+            format!(" +bias {:?}", opts.activation)
+        } else {
+            String::new()
+        }
+    );
+    case(name, shape, move |gpu| {
+        let (ar, ac) = if opts.trans_a { (k, m) } else { (m, k) };
+        let a = gpu.zeros(batch, ar, ac)?;
+        let b = if shared_b {
+            gpu.zeros(1, k, n)?.broadcast(batch)?
+        } else {
+            gpu.zeros(batch, k, n)?
+        };
+        let c = gpu.zeros(batch, m, n)?;
+        let bias = gpu.zeros(batch, 1, n)?;
+        let with_bias = opts.activation != Activation::Identity;
+        Ok(vec![gemm(
+            gpu,
+            &a,
+            &b,
+            with_bias.then_some(&bias),
+            &c,
+            &opts,
+        )?])
+    })
+}
+
+/// The benchmark table for a size.
+pub fn kernel_cases(size: BenchSize) -> Vec<BenchCase> {
+    let plain = GemmOptions::default();
+    let relu = GemmOptions {
+        activation: Activation::Relu,
+        ..plain
+    };
+    let t_a = GemmOptions {
+        trans_a: true,
+        ..plain
+    };
+    // (square sizes, per-task MLP: tasks, samples, width, hnet: tasks, modules, generated params)
+    let (squares, mlp, hnet): (&[usize], (usize, usize, usize), (usize, usize, usize)) = match size
+    {
+        BenchSize::Tiny => (&[17], (3, 9, 7), (3, 2, 33)),
+        BenchSize::Quick => (&[128, 256], (16, 64, 32), (16, 8, 4096)),
+        BenchSize::Full => (&[1024, 2048, 4096], (128, 256, 128), (128, 8, 16384)),
+    };
+    let mut cases = Vec::new();
+    for &s in squares {
+        cases.push(gemm_case("gemm", 1, s, s, s, false, plain));
+    }
+    let (tasks, samples, width) = mlp;
+    // Schug students: per-task hidden layer forward (samples × width)·(width × width) + bias + ReLU,
+    // and its weight gradient Xᵀ·dY.
+    cases.push(gemm_case(
+        "gemm/task-mlp-fwd",
+        tasks,
+        samples,
+        width,
+        width,
+        false,
+        relu,
+    ));
+    cases.push(gemm_case(
+        "gemm/task-mlp-dW",
+        tasks,
+        width,
+        width,
+        samples,
+        false,
+        t_a,
+    ));
+    cases.push(gemm_case(
+        "gemm/shared-weight-fwd",
+        tasks,
+        samples,
+        width,
+        width,
+        true,
+        plain,
+    ));
+    let (tasks, modules, params) = hnet;
+    // Hypernetwork weight generation W = E·Θ: (tasks × modules)·(modules × generated params).
+    cases.push(gemm_case(
+        "gemm/hnet-generate",
+        1,
+        tasks,
+        params,
+        modules,
+        false,
+        plain,
+    ));
+    cases
+}
+
+/// Runs cases with `warmup` untimed and `iters` timed iterations each; `on_done` sees each record.
+pub fn run_cases(
+    gpu: &Gpu,
+    cases: &[BenchCase],
+    warmup: usize,
+    iters: usize,
+    mut on_done: impl FnMut(&BenchRecord),
+) -> Result<Vec<BenchRecord>> {
+    let mut out = Vec::with_capacity(cases.len());
+    for c in cases {
+        let ds = (c.build)(gpu)?;
+        let refs: Vec<&Dispatch> = ds.iter().collect();
+        let timing = gpu.time(&refs, warmup, iters)?;
+        let (flops, bytes) = ds.iter().fold((0.0, 0.0), |(f, b), d| {
+            (f + d.cost().flops, b + d.cost().bytes)
+        });
+        let secs = timing.median_ms * 1e-3;
+        let rec = BenchRecord {
+            kernel: c.kernel.clone(),
+            shape: c.shape.clone(),
+            ms: timing.median_ms,
+            min_ms: timing.min_ms,
+            gflops: if secs > 0.0 { flops / secs * 1e-9 } else { 0.0 },
+            gbs: if secs > 0.0 { bytes / secs * 1e-9 } else { 0.0 },
+            method: timing.method,
+            iters: timing.iters,
+        };
+        on_done(&rec);
+        out.push(rec);
+    }
+    Ok(out)
+}
+
+/// One formatted table row (also used for the header with `None`).
+pub fn table_row(r: Option<&BenchRecord>) -> String {
+    match r {
+        None => format!(
+            "{:<24} {:<44} {:>10} {:>10} {:>9}",
+            "kernel", "shape", "ms", "GFLOP/s", "GB/s"
+        ),
+        Some(r) => format!(
+            "{:<24} {:<44} {:>10.4} {:>10.2} {:>9.2}",
+            r.kernel, r.shape, r.ms, r.gflops, r.gbs
+        ),
+    }
+}

@@ -1,0 +1,123 @@
+//! The device layer: readback through `Step`, views and broadcasts, the buffer pool, aliasing and
+//! limit errors, timing.
+
+mod common;
+
+use hypermod::gpu::Step;
+use hypermod::ops::gemm::{gemm, GemmOptions};
+
+#[test]
+fn step_reads_back_only_registered_tensors_in_one_submit() {
+    let gpu = gpu_or_skip!();
+    let a = gpu.upload(&[1.0, 2.0, 3.0, 4.0], 1, 2, 2).unwrap();
+    let b = gpu.upload(&[1.0, 0.0, 0.0, 1.0], 1, 2, 2).unwrap();
+    let c = gpu.zeros(1, 2, 2).unwrap();
+    let d = gemm(
+        gpu,
+        &a,
+        &b,
+        None,
+        &c,
+        &GemmOptions {
+            alpha: 2.0,
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    let mut step = Step::new(gpu);
+    step.run(&d);
+    let first = step.read(&c).unwrap();
+    let second = step.read(&a.view(1, 1, 1, 2, 2).unwrap()).unwrap();
+    let out = step.finish().unwrap();
+    assert_eq!(out.get(first), &[2.0, 4.0, 6.0, 8.0]);
+    assert_eq!(out.get(second), &[2.0, 3.0]);
+    assert_eq!(out.scalar(second), 2.0);
+}
+
+#[test]
+fn views_broadcasts_and_reshapes_are_checked() {
+    let gpu = gpu_or_skip!();
+    let t = gpu
+        .upload(&(0..12).map(|x| x as f32).collect::<Vec<_>>(), 2, 2, 3)
+        .unwrap();
+    assert_eq!(
+        gpu.read(&t.view(6, 1, 2, 3, 6).unwrap()).unwrap(),
+        vec![6.0, 7.0, 8.0, 9.0, 10.0, 11.0]
+    );
+    let one = t.view(0, 1, 1, 3, 3).unwrap().broadcast(3).unwrap();
+    assert_eq!(
+        gpu.read(&one).unwrap(),
+        vec![0.0, 1.0, 2.0, 0.0, 1.0, 2.0, 0.0, 1.0, 2.0]
+    );
+    assert!(t.broadcast(2).unwrap_err().to_string().contains("batch-1"));
+    let err = t.view(7, 1, 2, 3, 0).unwrap_err().to_string();
+    assert!(err.contains("past the buffer's 12 elements"), "{err}");
+    assert_eq!(t.reshape(3, 2).unwrap().rows(), 3);
+    assert!(t.reshape(4, 2).is_err());
+    assert!(gpu
+        .upload(&[1.0; 5], 1, 2, 3)
+        .unwrap_err()
+        .to_string()
+        .contains("5 values"));
+}
+
+#[test]
+fn freed_buffers_are_reused_and_come_back_zeroed() {
+    let gpu = gpu_or_skip!();
+    let t = gpu.upload(&[7.0; 1021], 1, 1, 1021).unwrap();
+    let (live, _) = gpu.memory_in_use();
+    drop(t);
+    let (after_drop, _) = gpu.memory_in_use();
+    assert!(
+        after_drop + 1021 * 4 <= live + 1021 * 4 && after_drop < live + 1,
+        "live {live} → {after_drop}"
+    );
+    let again = gpu.zeros(1, 1, 1021).unwrap();
+    assert!(gpu.read(&again).unwrap().iter().all(|&x| x == 0.0));
+}
+
+#[test]
+fn aliasing_a_written_buffer_is_rejected() {
+    let gpu = gpu_or_skip!();
+    let buf = gpu.zeros(1, 8, 8).unwrap();
+    let a = buf.view(0, 1, 2, 2, 4).unwrap();
+    let c = buf.view(32, 1, 2, 2, 4).unwrap();
+    let err = gemm(gpu, &a, &a, None, &c, &GemmOptions::default())
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("share a buffer that the kernel writes"),
+        "{err}"
+    );
+}
+
+#[test]
+fn grid_past_the_workgroup_limit_is_a_clear_error() {
+    let gpu = gpu_or_skip!();
+    let max = gpu.limits().max_compute_workgroups_per_dimension as usize;
+    // One row, max+1 column tiles of 64 (the tile for N > 32): the grid's x dimension exceeds the limit.
+    let n = (max + 1) * 64;
+    let a = gpu.zeros(1, 1, 1).unwrap();
+    let b = gpu.zeros(1, 1, n).unwrap();
+    let c = gpu.zeros(1, 1, n).unwrap();
+    let err = gemm(gpu, &a, &b, None, &c, &GemmOptions::default())
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("max_compute_workgroups_per_dimension"),
+        "{err}"
+    );
+}
+
+#[test]
+fn timing_reports_positive_medians() {
+    let gpu = gpu_or_skip!();
+    let a = gpu.zeros(2, 16, 16).unwrap();
+    let c = gpu.zeros(2, 16, 16).unwrap();
+    let d = gemm(gpu, &a, &a, None, &c, &GemmOptions::default()).unwrap();
+    let t = gpu.time(&[&d], 1, 5).unwrap();
+    assert!(
+        t.median_ms > 0.0 && t.min_ms <= t.median_ms && t.iters == 5,
+        "{t:?}"
+    );
+}
