@@ -311,7 +311,7 @@ impl Gpu {
                 context: format!("{context}: waiting for the GPU"),
                 message: e.to_string(),
             })?;
-        let mapped = pollster::block_on(rx)
+        pollster::block_on(rx)
             .map_err(|_| Error::Gpu {
                 context: context.to_string(),
                 message: "map callback dropped".into(),
@@ -320,7 +320,6 @@ impl Gpu {
                 context: format!("{context}: mapping the readback buffer"),
                 message: e.to_string(),
             })?;
-        let _: () = mapped;
         let values = {
             let view = staging.get_mapped_range(..bytes).map_err(|e| Error::Gpu {
                 context: context.to_string(),
