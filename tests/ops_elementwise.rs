@@ -240,7 +240,12 @@ fn elementwise_rejects_bad_shapes_and_arguments() {
     let err = activation_forward(gpu, &x, &shared, Activation::Elu)
         .unwrap_err()
         .to_string();
-    assert!(err.contains("overlap"), "{err}");
+    assert!(
+        err.contains("output y [2×3×4] stride 0") && err.contains("overlap"),
+        "{err}"
+    );
+    let err = scale(gpu, &shared, 2.0).unwrap_err().to_string();
+    assert!(err.contains("output x [2×3×4] stride 0"), "{err}");
     assert!(matches!(
         scale(gpu, &x, f32::INFINITY),
         Err(Error::InvalidArgument { .. })

@@ -62,7 +62,7 @@ impl Kernel {
 }
 
 /// Builds the launch of `kernel` writing `y` from `inputs` (0, 1 or 2 of them, matching the
-/// entry point). Shapes are checked by the callers.
+/// entry point). Shapes, and that `y` is not a broadcast, are checked by the callers.
 fn launch(
     gpu: &Gpu,
     op: &'static str,
@@ -72,7 +72,6 @@ fn launch(
     act: Activation,
     alpha: f32,
 ) -> Result<Dispatch> {
-    check_output(op, "output", y)?;
     let (entry, code) = kernel.entry_and_op();
     let total = to_u32(op, "batch·rows·cols", y.len())?;
     let (y_off, y_stride) = place(op, "output", y)?;
@@ -165,6 +164,7 @@ pub fn activation_forward(
 ) -> Result<Dispatch> {
     const OP: &str = "activation_forward";
     same_shape(OP, &[("x", x), ("y", y)])?;
+    check_output(OP, "y", y)?;
     launch(gpu, OP, Kernel::Forward, y, &[x], act, 1.0)
 }
 
@@ -180,6 +180,7 @@ pub fn activation_backward(
 ) -> Result<Dispatch> {
     const OP: &str = "activation_backward";
     same_shape(OP, &[("dy", dy), ("y", y), ("dx", dx)])?;
+    check_output(OP, "dx", dx)?;
     launch(gpu, OP, Kernel::Backward, dx, &[dy, y], act, 1.0)
 }
 
@@ -199,6 +200,7 @@ pub fn bias_add(gpu: &Gpu, x: &GpuTensor, bias: &GpuTensor) -> Result<Dispatch> 
             ),
         ));
     }
+    check_output(OP, "x", x)?;
     launch(
         gpu,
         OP,
@@ -214,6 +216,7 @@ pub fn bias_add(gpu: &Gpu, x: &GpuTensor, bias: &GpuTensor) -> Result<Dispatch> 
 pub fn scale(gpu: &Gpu, x: &GpuTensor, alpha: f32) -> Result<Dispatch> {
     const OP: &str = "scale";
     finite(OP, "alpha", alpha)?;
+    check_output(OP, "x", x)?;
     launch(gpu, OP, Kernel::Scale, x, &[], Activation::Identity, alpha)
 }
 
@@ -222,6 +225,7 @@ pub fn axpy(gpu: &Gpu, alpha: f32, x: &GpuTensor, y: &GpuTensor) -> Result<Dispa
     const OP: &str = "axpy";
     finite(OP, "alpha", alpha)?;
     same_shape(OP, &[("x", x), ("y", y)])?;
+    check_output(OP, "y", y)?;
     launch(gpu, OP, Kernel::Axpy, y, &[x], Activation::Identity, alpha)
 }
 
@@ -229,6 +233,7 @@ pub fn axpy(gpu: &Gpu, alpha: f32, x: &GpuTensor, y: &GpuTensor) -> Result<Dispa
 pub fn copy(gpu: &Gpu, x: &GpuTensor, y: &GpuTensor) -> Result<Dispatch> {
     const OP: &str = "copy";
     same_shape(OP, &[("x", x), ("y", y)])?;
+    check_output(OP, "y", y)?;
     // The identity activation is a copy; no separate kernel needed.
     launch(gpu, OP, Kernel::Forward, y, &[x], Activation::Identity, 1.0)
 }
@@ -237,6 +242,7 @@ pub fn copy(gpu: &Gpu, x: &GpuTensor, y: &GpuTensor) -> Result<Dispatch> {
 pub fn fill(gpu: &Gpu, y: &GpuTensor, value: f32) -> Result<Dispatch> {
     const OP: &str = "fill";
     finite(OP, "value", value)?;
+    check_output(OP, "y", y)?;
     launch(gpu, OP, Kernel::Fill, y, &[], Activation::Identity, value)
 }
 
