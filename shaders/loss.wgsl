@@ -1,0 +1,133 @@
+// Per-item losses, value and gradient in one pass. Logits z and targets y are
+// [batch × rows × cols] (rows samples of cols classes per item; y soft labels, may be a stride-0
+// broadcast); loss is one value per item = mean of the per-row values; grad (value_grad only)
+// has the logits' shape.
+//
+// LOSS selects the per-row value (an override, so CE and KL share every line but one):
+//   0  softmax cross-entropy  −Σ_c y_c log softmax(z)_c
+//   1  KL divergence           Σ_c y_c (log y_c − log softmax(z)_c), 0·log 0 = 0
+//   2  squared error           Σ_c (z_c − y_c)²            (mean over rows·cols: norm says which)
+//   3  accuracy                [argmax z == argmax y], ties → lowest index
+// Gradient of the row value (CE, KL): softmax(z)·Σ_c y_c − y, which is softmax − y for
+// probability rows; (MSE): z − y. Both are multiplied by gscale (set by the host to
+// grad_scale / rows, resp. 2·grad_scale / (rows·cols)).
+//
+// Determinism and layout: one workgroup per item. Invocation t handles rows t, t + WG, ... in
+// that order and sums their values sequentially; the WG partial sums are then combined by a
+// fixed binary tree in workgroup memory. The order of every addition is thus fixed by (rows,
+// WG) alone, independent of scheduling, without atomics or a second pass. One workgroup per
+// item suits the meta-learning shapes this serves (a few tasks × tens of samples × few
+// classes); each invocation walks its row's classes serially, which keeps the softmax
+// statistics in registers between the value and the gradient.
+
+struct Params {
+    rows: u32, cols: u32, _pad0: u32, _pad1: u32,
+    z_off: u32, z_stride: u32, t_off: u32, t_stride: u32,
+    l_off: u32, l_stride: u32, g_off: u32, g_stride: u32,
+    norm: f32,    // 1 / (number of terms of the mean)
+    gscale: f32,  // factor of the per-element gradient
+    _pad2: u32, _pad3: u32,
+}
+
+override LOSS: u32 = 0u;
+
+const WG: u32 = 64u;
+
+@group(0) @binding(0) var<uniform> p: Params;
+@group(0) @binding(1) var<storage, read> z: array<f32>;
+@group(0) @binding(2) var<storage, read> t: array<f32>;
+@group(0) @binding(3) var<storage, read_write> loss: array<f32>;
+@group(0) @binding(4) var<storage, read_write> grad: array<f32>;
+
+var<workgroup> sums: array<f32, WG>;
+
+// One row's value and the statistics its gradient reuses: log softmax(z)_c = (z_c − m) − log_s.
+struct Row { value: f32, m: f32, log_s: f32, tsum: f32 }
+
+fn row(zb: u32, tb: u32) -> Row {
+    var o = Row(0.0, 0.0, 0.0, 0.0);
+    switch LOSS {
+        case 2u: {
+            for (var c = 0u; c < p.cols; c++) {
+                let d = z[zb + c] - t[tb + c];
+                o.value = fma(d, d, o.value);
+            }
+        }
+        case 3u: {
+            var iz = 0u;
+            var it = 0u;
+            for (var c = 1u; c < p.cols; c++) {
+                // Strict > keeps the lowest index on ties.
+                if (z[zb + c] > z[zb + iz]) { iz = c; }
+                if (t[tb + c] > t[tb + it]) { it = c; }
+            }
+            o.value = select(0.0, 1.0, iz == it);
+        }
+        default: {
+            // Subtracting the row max keeps every exp argument ≤ 0: no overflow, and the
+            // largest term is exactly 1 so the sum cannot underflow either.
+            o.m = z[zb];
+            for (var c = 1u; c < p.cols; c++) { o.m = max(o.m, z[zb + c]); }
+            var s = 0.0;
+            for (var c = 0u; c < p.cols; c++) { s += exp(z[zb + c] - o.m); }
+            o.log_s = log(s);
+            for (var c = 0u; c < p.cols; c++) {
+                let y = t[tb + c];
+                o.tsum += y;
+                o.value -= y * ((z[zb + c] - o.m) - o.log_s);
+                if (LOSS == 1u && y > 0.0) { o.value += y * log(y); }
+            }
+        }
+    }
+    return o;
+}
+
+fn row_base(off: u32, stride: u32, item: u32, r: u32) -> u32 {
+    return off + item * stride + r * p.cols;
+}
+
+// Tree-sums the invocations' partial sums and writes the item's mean.
+fn finish(item: u32, lane: u32, acc: f32) {
+    sums[lane] = acc;
+    workgroupBarrier();
+    for (var s = WG / 2u; s > 0u; s >>= 1u) {
+        if (lane < s) { sums[lane] += sums[lane + s]; }
+        workgroupBarrier();
+    }
+    if (lane == 0u) { loss[p.l_off + item * p.l_stride] = sums[0] * p.norm; }
+}
+
+@compute @workgroup_size(WG)
+fn value(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
+    let item = wid.x;
+    var acc = 0.0;
+    for (var r = lid.x; r < p.rows; r += WG) {
+        acc += row(row_base(p.z_off, p.z_stride, item, r), row_base(p.t_off, p.t_stride, item, r)).value;
+    }
+    finish(item, lid.x, acc);
+}
+
+@compute @workgroup_size(WG)
+fn value_grad(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
+    let item = wid.x;
+    var acc = 0.0;
+    for (var r = lid.x; r < p.rows; r += WG) {
+        let zb = row_base(p.z_off, p.z_stride, item, r);
+        let tb = row_base(p.t_off, p.t_stride, item, r);
+        let gb = row_base(p.g_off, p.g_stride, item, r);
+        let o = row(zb, tb);
+        acc += o.value;
+        for (var c = 0u; c < p.cols; c++) {
+            let zc = z[zb + c];
+            let yc = t[tb + c];
+            var g: f32;
+            if (LOSS == 2u) {
+                g = zc - yc;
+            } else {
+                g = exp((zc - o.m) - o.log_s) * o.tsum - yc;
+            }
+            grad[gb + c] = p.gscale * g;
+        }
+    }
+    finish(item, lid.x, acc);
+}

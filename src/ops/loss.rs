@@ -1,0 +1,406 @@
+//! Per-task losses with their gradients in one pass (`shaders/loss.wgsl`): softmax
+//! cross-entropy, KL divergence (the hyperteacher's loss), accuracy and mean squared error.
+//!
+//! Logits and targets are `[batch × rows × cols]`: per batch item (a task) `rows` samples of
+//! `cols` classes; targets are soft labels (probability rows) and may be a broadcast. The loss
+//! is `[batch × 1 × 1]`, the mean over the item's rows (over rows·cols for MSE); the gradient
+//! has the logits' shape and is `grad_scale · d(loss_item)/d(logits)` (e.g. `grad_scale =
+//! 1/meta_batch` to average over tasks). Results are deterministic: see the shader header.
+
+use crate::error::{arg_err, shape_err, Result};
+use crate::gpu::{Access, Cost, Dispatch, Gpu, GpuTensor, KernelSpec, Shader};
+use crate::ops::{check_output, common_batch, place, to_u32, Real};
+
+/// `shaders/loss.wgsl`.
+pub static SHADER: Shader = Shader {
+    name: "loss",
+    source: include_str!("../../shaders/loss.wgsl"),
+};
+
+#[repr(C)]
+#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+struct Params {
+    rows: u32,
+    cols: u32,
+    _pad0: [u32; 2],
+    z_off: u32,
+    z_stride: u32,
+    t_off: u32,
+    t_stride: u32,
+    l_off: u32,
+    l_stride: u32,
+    g_off: u32,
+    g_stride: u32,
+    norm: f32,
+    gscale: f32,
+    _pad1: [u32; 2],
+}
+
+/// The per-row value a launch reduces (the shader's `LOSS` override).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Kind {
+    CrossEntropy,
+    Kl,
+    Mse,
+    Accuracy,
+}
+
+impl Kind {
+    fn code(self) -> u32 {
+        match self {
+            Kind::CrossEntropy => 0,
+            Kind::Kl => 1,
+            Kind::Mse => 2,
+            Kind::Accuracy => 3,
+        }
+    }
+    fn op(self) -> &'static str {
+        match self {
+            Kind::CrossEntropy => "softmax_cross_entropy",
+            Kind::Kl => "kl_divergence",
+            Kind::Mse => "mse",
+            Kind::Accuracy => "accuracy",
+        }
+    }
+}
+
+/// Problem size of a loss launch.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LossShape {
+    /// Batch items (tasks).
+    pub batch: usize,
+    /// Samples per item.
+    pub rows: usize,
+    /// Classes (or outputs) per sample.
+    pub cols: usize,
+}
+
+/// Checks the operands of a loss launch and returns its shape.
+fn loss_shape(
+    op: &'static str,
+    logits: &GpuTensor,
+    targets: &GpuTensor,
+    loss: &GpuTensor,
+    grad: Option<&GpuTensor>,
+) -> Result<LossShape> {
+    let mut ops = vec![("logits", logits), ("targets", targets), ("loss", loss)];
+    if let Some(g) = grad {
+        ops.push(("grad", g));
+    }
+    let batch = common_batch(op, &ops)?;
+    let (rows, cols) = (logits.rows(), logits.cols());
+    let describe = || {
+        ops.iter()
+            .map(|(n, t)| format!("{n} {}", t.shape_str()))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    if targets.rows() != rows || targets.cols() != cols {
+        return Err(shape_err(
+            op,
+            format!("targets must have the logits' shape: {}", describe()),
+        ));
+    }
+    if let Some(g) = grad {
+        if g.rows() != rows || g.cols() != cols {
+            return Err(shape_err(
+                op,
+                format!("grad must have the logits' shape: {}", describe()),
+            ));
+        }
+        check_output(op, "grad", g)?;
+    }
+    if loss.rows() != 1 || loss.cols() != 1 {
+        return Err(shape_err(
+            op,
+            format!("loss must be [batch×1×1]: {}", describe()),
+        ));
+    }
+    check_output(op, "loss", loss)?;
+    if rows == 0 || cols == 0 {
+        return Err(shape_err(
+            op,
+            format!(
+                "a mean over rows needs at least one row and one column: {}",
+                describe()
+            ),
+        ));
+    }
+    Ok(LossShape { batch, rows, cols })
+}
+
+/// The factor the kernel multiplies each element's raw gradient by (see `gscale` in the shader).
+fn grad_factor<T: Real>(kind: Kind, s: LossShape, grad_scale: T) -> T {
+    match kind {
+        Kind::Mse => T::from_f64(2.0) * grad_scale / T::from_f64((s.rows * s.cols) as f64),
+        _ => grad_scale / T::from_f64(s.rows as f64),
+    }
+}
+
+/// Number of terms the item's loss is the mean of.
+fn terms(kind: Kind, s: LossShape) -> usize {
+    match kind {
+        Kind::Mse => s.rows * s.cols,
+        _ => s.rows,
+    }
+}
+
+fn launch(
+    gpu: &Gpu,
+    kind: Kind,
+    logits: &GpuTensor,
+    targets: &GpuTensor,
+    loss: &GpuTensor,
+    grad: Option<&GpuTensor>,
+    grad_scale: f32,
+) -> Result<Dispatch> {
+    let op = kind.op();
+    let s = loss_shape(op, logits, targets, loss, grad)?;
+    if !grad_scale.is_finite() {
+        return Err(arg_err(
+            op,
+            format!("grad_scale {grad_scale} must be finite"),
+        ));
+    }
+    let (z_off, z_stride) = place(op, "logits", logits)?;
+    let (t_off, t_stride) = place(op, "targets", targets)?;
+    let (l_off, l_stride) = place(op, "loss", loss)?;
+    let (g_off, g_stride) = match grad {
+        Some(g) => place(op, "grad", g)?,
+        None => (0, 0),
+    };
+    let params = Params {
+        rows: to_u32(op, "rows", s.rows)?,
+        cols: to_u32(op, "cols", s.cols)?,
+        _pad0: [0; 2],
+        z_off,
+        z_stride,
+        t_off,
+        t_stride,
+        l_off,
+        l_stride,
+        g_off,
+        g_stride,
+        norm: 1.0 / terms(kind, s) as f32,
+        gscale: grad_factor(kind, s, grad_scale),
+        _pad1: [0; 2],
+    };
+    let constants = [("LOSS", kind.code() as f64)];
+    let access = [
+        Access::Read,
+        Access::Read,
+        Access::ReadWrite,
+        Access::ReadWrite,
+    ];
+    let spec = KernelSpec {
+        shader: &SHADER,
+        entry: if grad.is_some() {
+            "value_grad"
+        } else {
+            "value"
+        },
+        constants: &constants,
+        access: &access[..if grad.is_some() { 4 } else { 3 }],
+    };
+    let mut tensors = vec![logits, targets, loss];
+    tensors.extend(grad);
+    let n = (s.batch * s.rows * s.cols) as f64;
+    let unique = |t: &GpuTensor| {
+        if t.batch_stride() == 0 {
+            t.item_len() as f64
+        } else {
+            t.len() as f64
+        }
+    };
+    // Softmax losses: max, exp, and the weighted sum per element (≈ 6 flops, exps counted as
+    // one), the gradient another ≈ 4; MSE 2 (+ 2); accuracy 2 comparisons.
+    let per_elem = match (kind, grad.is_some()) {
+        (Kind::Mse, g) => 2.0 + if g { 2.0 } else { 0.0 },
+        (Kind::Accuracy, _) => 2.0,
+        (_, g) => 6.0 + if g { 4.0 } else { 0.0 },
+    };
+    let cost = Cost {
+        flops: per_elem * n,
+        bytes: 4.0 * (unique(logits) + unique(targets) + s.batch as f64 + grad.map_or(0.0, |_| n)),
+    };
+    let workgroups = [to_u32(op, "batch", s.batch)?, 1, 1];
+    gpu.dispatch(&spec, &params, &tensors, workgroups, cost)
+}
+
+/// Prepares the softmax cross-entropy `loss[b] = mean_r −Σ_c y log softmax(z)` of each item and,
+/// if `grad` is given, `grad = grad_scale · (softmax(z)·Σ_c y − y) / rows` (the exact
+/// derivative; `softmax − y` for probability rows).
+pub fn softmax_cross_entropy(
+    gpu: &Gpu,
+    logits: &GpuTensor,
+    targets: &GpuTensor,
+    loss: &GpuTensor,
+    grad: Option<&GpuTensor>,
+    grad_scale: f32,
+) -> Result<Dispatch> {
+    launch(
+        gpu,
+        Kind::CrossEntropy,
+        logits,
+        targets,
+        loss,
+        grad,
+        grad_scale,
+    )
+}
+
+/// Prepares the KL divergence `loss[b] = mean_r Σ_c y (log y − log softmax(z))` (0·log 0 = 0);
+/// the gradient is the cross-entropy's, since the two differ by the targets' entropy.
+pub fn kl_divergence(
+    gpu: &Gpu,
+    logits: &GpuTensor,
+    targets: &GpuTensor,
+    loss: &GpuTensor,
+    grad: Option<&GpuTensor>,
+    grad_scale: f32,
+) -> Result<Dispatch> {
+    launch(gpu, Kind::Kl, logits, targets, loss, grad, grad_scale)
+}
+
+/// Prepares `acc[b]` = fraction of the item's rows whose logits' argmax equals the targets'
+/// argmax (ties resolve to the lowest index in both).
+pub fn accuracy(
+    gpu: &Gpu,
+    logits: &GpuTensor,
+    targets: &GpuTensor,
+    acc: &GpuTensor,
+) -> Result<Dispatch> {
+    launch(gpu, Kind::Accuracy, logits, targets, acc, None, 1.0)
+}
+
+/// Prepares `loss[b] = mean over rows·cols of (pred − y)²` and, if `grad` is given,
+/// `grad = grad_scale · 2 (pred − y) / (rows·cols)`.
+pub fn mse(
+    gpu: &Gpu,
+    pred: &GpuTensor,
+    targets: &GpuTensor,
+    loss: &GpuTensor,
+    grad: Option<&GpuTensor>,
+    grad_scale: f32,
+) -> Result<Dispatch> {
+    launch(gpu, Kind::Mse, pred, targets, loss, grad, grad_scale)
+}
+
+/// Index of the largest value, the lowest one on ties (the rule of the shader).
+fn argmax<T: Real>(v: &[T]) -> usize {
+    let mut best = 0;
+    for (i, &x) in v.iter().enumerate() {
+        if x > v[best] {
+            best = i;
+        }
+    }
+    best
+}
+
+/// The shared CPU twin: per-item mean of the row values, and the scaled gradient.
+fn loss_cpu<T: Real>(
+    kind: Kind,
+    logits: &[T],
+    targets: &[T],
+    shape: LossShape,
+    loss: &mut [T],
+    mut grad: Option<&mut [T]>,
+    grad_scale: T,
+) {
+    let LossShape { batch, rows, cols } = shape;
+    let gscale = grad_factor(kind, shape, grad_scale);
+    let norm = T::one() / T::from_f64(terms(kind, shape) as f64);
+    for (b, l) in loss.iter_mut().enumerate().take(batch) {
+        let mut sum = T::zero();
+        for r in 0..rows {
+            let at = (b * rows + r) * cols;
+            let z = &logits[at..at + cols];
+            let y = &targets[at..at + cols];
+            let g = grad.as_deref_mut().map(|g| &mut g[at..at + cols]);
+            match kind {
+                Kind::Mse => {
+                    for c in 0..cols {
+                        let d = z[c] - y[c];
+                        sum += d * d;
+                    }
+                    if let Some(g) = g {
+                        for c in 0..cols {
+                            g[c] = gscale * (z[c] - y[c]);
+                        }
+                    }
+                }
+                Kind::Accuracy => {
+                    if argmax(z) == argmax(y) {
+                        sum += T::one();
+                    }
+                }
+                Kind::CrossEntropy | Kind::Kl => {
+                    let m = z.iter().fold(z[0], |m, &v| m.max(v));
+                    let log_s = z.iter().map(|&v| (v - m).exp()).sum::<T>().ln();
+                    let tsum: T = y.iter().copied().sum();
+                    for c in 0..cols {
+                        sum += -(y[c] * ((z[c] - m) - log_s));
+                        if kind == Kind::Kl && y[c] > T::zero() {
+                            sum += y[c] * y[c].ln();
+                        }
+                    }
+                    if let Some(g) = g {
+                        for c in 0..cols {
+                            g[c] = gscale * (((z[c] - m) - log_s).exp() * tsum - y[c]);
+                        }
+                    }
+                }
+            }
+        }
+        *l = sum * norm;
+    }
+}
+
+/// CPU twin of [`softmax_cross_entropy`] on logical contiguous data (`loss`: one per item).
+pub fn softmax_cross_entropy_cpu<T: Real>(
+    logits: &[T],
+    targets: &[T],
+    shape: LossShape,
+    loss: &mut [T],
+    grad: Option<&mut [T]>,
+    grad_scale: T,
+) {
+    loss_cpu(
+        Kind::CrossEntropy,
+        logits,
+        targets,
+        shape,
+        loss,
+        grad,
+        grad_scale,
+    );
+}
+
+/// CPU twin of [`kl_divergence`].
+pub fn kl_divergence_cpu<T: Real>(
+    logits: &[T],
+    targets: &[T],
+    shape: LossShape,
+    loss: &mut [T],
+    grad: Option<&mut [T]>,
+    grad_scale: T,
+) {
+    loss_cpu(Kind::Kl, logits, targets, shape, loss, grad, grad_scale);
+}
+
+/// CPU twin of [`accuracy`].
+pub fn accuracy_cpu<T: Real>(logits: &[T], targets: &[T], shape: LossShape, acc: &mut [T]) {
+    loss_cpu(Kind::Accuracy, logits, targets, shape, acc, None, T::one());
+}
+
+/// CPU twin of [`mse`].
+pub fn mse_cpu<T: Real>(
+    pred: &[T],
+    targets: &[T],
+    shape: LossShape,
+    loss: &mut [T],
+    grad: Option<&mut [T]>,
+    grad_scale: T,
+) {
+    loss_cpu(Kind::Mse, pred, targets, shape, loss, grad, grad_scale);
+}

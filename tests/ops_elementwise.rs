@@ -1,0 +1,261 @@
+//! Element-wise kernels vs their CPU twins on random shapes (odd sizes, batch 1, stride-0
+//! broadcast inputs, offset/strided outputs, every activation), plus shape and argument errors.
+
+mod common;
+
+use hypermod::gpu::{Gpu, GpuTensor};
+use hypermod::ops::elementwise::*;
+use hypermod::ops::Activation;
+use hypermod::Error;
+use rand::RngExt;
+
+/// f32 unit roundoff.
+const U: f64 = f32::EPSILON as f64 / 2.0;
+
+/// Uploads a logical host tensor; `shared` uploads its first item only and broadcasts it.
+fn put(gpu: &Gpu, host: &[f32], batch: usize, rows: usize, cols: usize, shared: bool) -> GpuTensor {
+    if shared {
+        gpu.upload(&host[..rows * cols], 1, rows, cols)
+            .unwrap()
+            .broadcast(batch)
+            .unwrap()
+    } else {
+        gpu.upload(host, batch, rows, cols).unwrap()
+    }
+}
+
+/// An output tensor holding `host`; `padded` places it at offset 3 with 5 NaN elements between
+/// items and a NaN item's worth after the last, so a kernel that ignores the output's offset or
+/// stride, or writes past its end, is caught.
+fn put_out(
+    gpu: &Gpu,
+    host: &[f32],
+    batch: usize,
+    rows: usize,
+    cols: usize,
+    padded: bool,
+) -> GpuTensor {
+    if !padded {
+        return gpu.upload(host, batch, rows, cols).unwrap();
+    }
+    let len = rows * cols;
+    let stride = len + 5;
+    let mut raw = vec![f32::NAN; 3 + (batch + 1) * stride];
+    for b in 0..batch {
+        raw[3 + b * stride..3 + b * stride + len].copy_from_slice(&host[b * len..(b + 1) * len]);
+    }
+    let n = raw.len();
+    gpu.upload(&raw, 1, 1, n)
+        .unwrap()
+        .view(3, batch, rows, cols, stride)
+        .unwrap()
+}
+
+/// Asserts that the elements of `t`'s buffer outside its items (before the offset, in the gaps
+/// between items, after the last) still hold the NaN they were created with: a kernel writing
+/// past an edge is caught even where the logical read-back would not show it.
+fn assert_gaps_untouched(gpu: &Gpu, t: &GpuTensor, ctx: &str) {
+    let whole = t.view(0, 1, 1, t.capacity(), t.capacity()).unwrap();
+    for (k, v) in gpu.read(&whole).unwrap().iter().enumerate() {
+        let inside = k >= t.offset() && {
+            let r = k - t.offset();
+            r / t.batch_stride() < t.batch() && r % t.batch_stride() < t.item_len()
+        };
+        assert!(
+            inside || v.is_nan(),
+            "{ctx}: element {k} outside the output was overwritten with {v}"
+        );
+    }
+}
+
+/// Random logical data; a shared operand is one item repeated.
+fn data(rng: &mut rand::rngs::ChaCha8Rng, batch: usize, len: usize, shared: bool) -> Vec<f32> {
+    if shared {
+        common::repeat(&common::uniform(rng, len), batch)
+    } else {
+        common::uniform(rng, batch * len)
+    }
+}
+
+/// Runs one launch and reads its output back, checking a padded output's gaps too.
+fn run_read(gpu: &Gpu, d: hypermod::Result<hypermod::gpu::Dispatch>, out: &GpuTensor) -> Vec<f32> {
+    gpu.run(&[&d.unwrap()]).unwrap();
+    if out.offset() > 0 {
+        assert_gaps_untouched(gpu, out, &format!("{out:?}"));
+    }
+    gpu.read(out).unwrap()
+}
+
+#[test]
+fn elementwise_matches_cpu_twins_on_random_shapes() {
+    let gpu = gpu_or_skip!();
+    let mut rng = common::rng(7);
+    for case in 0..24 {
+        let batch = if case % 5 == 0 {
+            1
+        } else {
+            common::size(&mut rng, 1, 5)
+        };
+        let rows = common::size(&mut rng, 1, 40);
+        let cols = if case % 6 == 1 {
+            1
+        } else {
+            common::size(&mut rng, 1, 70)
+        };
+        let len = rows * cols;
+        let act = Activation::ALL[case % 3];
+        let share_x = case % 3 == 1;
+        let share_b = case % 4 == 2;
+        let padded = case % 4 == 3;
+        let alpha: f32 = [0.5, -1.75, 3.0][case % 3];
+        let ctx = format!(
+            "case {case}: batch {batch} {rows}×{cols} {act:?} shared x {share_x} shared b {share_b} padded {padded}"
+        );
+        let x = data(&mut rng, batch, len, share_x);
+        let y0 = data(&mut rng, batch, len, false);
+        let gx = put(gpu, &x, batch, rows, cols, share_x);
+        let wide = common::widen;
+
+        // Forward. Identity and ReLU are exact; ELU's eˣ − 1 on x ≤ 0 (eˣ ≤ 1) carries the
+        // GPU exp error (Vulkan allows 3 + 2|x| ulp, |x| ≤ 1 here) plus the subtraction's
+        // rounding: 8u absolute covers both.
+        let gy = put_out(gpu, &y0, batch, rows, cols, padded);
+        let got = run_read(gpu, activation_forward(gpu, &gx, &gy, act), &gy);
+        let mut want = vec![0.0; x.len()];
+        activation_forward_cpu(&wide(&x), &mut want, act);
+        let tol = if act == Activation::Elu { 8.0 * U } else { 0.0 };
+        common::assert_close(&got, &want, |_| tol, &format!("{ctx} forward"));
+
+        // Backward from the GPU's own activation output (it is what training stores), with a
+        // possibly broadcast dy. dy·(y + 1) rounds twice: 2u·|dy|(|y| + 1), doubled for margin.
+        let act_y = got;
+        let dy = data(&mut rng, batch, len, share_b);
+        let gdy = put(gpu, &dy, batch, rows, cols, share_b);
+        let gay = gpu.upload(&act_y, batch, rows, cols).unwrap();
+        let gdx = put_out(gpu, &y0, batch, rows, cols, padded);
+        let got = run_read(gpu, activation_backward(gpu, &gdy, &gay, &gdx, act), &gdx);
+        let mut want = vec![0.0; x.len()];
+        activation_backward_cpu(&wide(&dy), &wide(&act_y), &mut want, act);
+        common::assert_close(
+            &got,
+            &want,
+            |i| 4.0 * U * (dy[i].abs() as f64) * (act_y[i].abs() as f64 + 1.0),
+            &format!("{ctx} backward"),
+        );
+
+        // Bias add (in place), bias possibly broadcast: one rounding of the sum.
+        let bias = data(&mut rng, batch, cols, share_b);
+        let gb = put(gpu, &bias, batch, 1, cols, share_b);
+        let gy = put_out(gpu, &y0, batch, rows, cols, padded);
+        let got = run_read(gpu, bias_add(gpu, &gy, &gb), &gy);
+        let mut want = wide(&y0);
+        bias_add_cpu(&mut want, &wide(&bias), cols);
+        common::assert_close(
+            &got,
+            &want,
+            |i| 2.0 * U * want[i].abs(),
+            &format!("{ctx} bias"),
+        );
+
+        // Scale (in place): one rounding.
+        let gy = put_out(gpu, &y0, batch, rows, cols, padded);
+        let got = run_read(gpu, scale(gpu, &gy, alpha), &gy);
+        let mut want = wide(&y0);
+        scale_cpu(&mut want, alpha as f64);
+        common::assert_close(
+            &got,
+            &want,
+            |i| 2.0 * U * want[i].abs(),
+            &format!("{ctx} scale"),
+        );
+
+        // axpy: one rounding if fused, two otherwise: 2u(|y| + |αx|).
+        let gy = put_out(gpu, &y0, batch, rows, cols, padded);
+        let got = run_read(gpu, axpy(gpu, alpha, &gx, &gy), &gy);
+        let mut want = wide(&y0);
+        axpy_cpu(alpha as f64, &wide(&x), &mut want);
+        common::assert_close(
+            &got,
+            &want,
+            |i| 2.0 * U * (y0[i].abs() as f64 + (alpha * x[i]).abs() as f64),
+            &format!("{ctx} axpy"),
+        );
+
+        // Copy (broadcast x → per-item y, the meta-init case) and fill: exact.
+        let gy = put_out(gpu, &y0, batch, rows, cols, padded);
+        let got = run_read(gpu, copy(gpu, &gx, &gy), &gy);
+        let mut want = vec![0.0; x.len()];
+        copy_cpu(&wide(&x), &mut want);
+        common::assert_close(&got, &want, |_| 0.0, &format!("{ctx} copy"));
+
+        let value = rng.random_range(-4.0f32..4.0);
+        let gy = put_out(gpu, &y0, batch, rows, cols, padded);
+        let got = run_read(gpu, fill(gpu, &gy, value), &gy);
+        let mut want = wide(&y0);
+        fill_cpu(&mut want, value as f64);
+        common::assert_close(&got, &want, |_| 0.0, &format!("{ctx} fill"));
+    }
+}
+
+#[test]
+fn fill_overwrites_nan_and_empty_tensors_are_no_ops() {
+    let gpu = gpu_or_skip!();
+    let y = gpu.upload(&[f32::NAN; 7], 1, 1, 7).unwrap();
+    assert_eq!(run_read(gpu, fill(gpu, &y, 2.5), &y), vec![2.5; 7]);
+    let e = gpu.zeros(3, 0, 4).unwrap();
+    assert!(run_read(gpu, scale(gpu, &e, 2.0), &e).is_empty());
+}
+
+#[test]
+fn elementwise_rejects_bad_shapes_and_arguments() {
+    let gpu = gpu_or_skip!();
+    let x = gpu.zeros(2, 3, 4).unwrap();
+    let y = gpu.zeros(2, 4, 3).unwrap();
+    let err = axpy(gpu, 1.0, &x, &y).unwrap_err().to_string();
+    assert!(
+        err.contains("axpy") && err.contains("[2×3×4]") && err.contains("[2×4×3]"),
+        "{err}"
+    );
+    let y3 = gpu.zeros(3, 3, 4).unwrap();
+    let err = copy(gpu, &x, &y3).unwrap_err().to_string();
+    assert!(
+        err.contains("different batch sizes") && err.contains("[3×3×4]"),
+        "{err}"
+    );
+    let dx = gpu.zeros(2, 3, 5).unwrap();
+    let err = activation_backward(gpu, &x, &x, &dx, Activation::Relu)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("activation_backward") && err.contains("[2×3×5]"),
+        "{err}"
+    );
+    let bias = gpu.zeros(2, 1, 3).unwrap();
+    let err = bias_add(gpu, &x, &bias).unwrap_err().to_string();
+    assert!(
+        err.contains("bias [2×1×3]") && err.contains("cols = 4"),
+        "{err}"
+    );
+    let shared = gpu.zeros(1, 3, 4).unwrap().broadcast(2).unwrap();
+    let err = activation_forward(gpu, &x, &shared, Activation::Elu)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("output y [2×3×4] stride 0") && err.contains("overlap"),
+        "{err}"
+    );
+    let err = scale(gpu, &shared, 2.0).unwrap_err().to_string();
+    assert!(err.contains("output x [2×3×4] stride 0"), "{err}");
+    assert!(matches!(
+        scale(gpu, &x, f32::INFINITY),
+        Err(Error::InvalidArgument { .. })
+    ));
+    assert!(matches!(
+        axpy(gpu, f32::NAN, &x, &x),
+        Err(Error::InvalidArgument { .. })
+    ));
+    assert!(matches!(
+        fill(gpu, &x, f32::NEG_INFINITY),
+        Err(Error::InvalidArgument { .. })
+    ));
+}

@@ -1,0 +1,526 @@
+//! Loss kernels (cross-entropy, KL, MSE with gradients; accuracy) vs their CPU twins on random
+//! shapes (cols 1 and non-powers of two, rows past the workgroup size, batch 1, broadcast
+//! targets, one-hot and soft targets, logits up to ±80), the twins' gradients vs central finite
+//! differences in f64, and shape errors.
+
+mod common;
+
+use hypermod::gpu::{Gpu, GpuTensor};
+use hypermod::ops::loss::*;
+use hypermod::Error;
+use rand::rngs::ChaCha8Rng;
+use rand::RngExt;
+
+/// f32 unit roundoff.
+const U: f64 = f32::EPSILON as f64 / 2.0;
+
+/// Uploads logical host data; `shared` uploads the first item only and broadcasts it.
+fn put(gpu: &Gpu, host: &[f32], s: LossShape, shared: bool) -> GpuTensor {
+    let len = s.rows * s.cols;
+    if shared {
+        gpu.upload(&host[..len], 1, s.rows, s.cols)
+            .unwrap()
+            .broadcast(s.batch)
+            .unwrap()
+    } else {
+        gpu.upload(host, s.batch, s.rows, s.cols).unwrap()
+    }
+}
+
+/// A NaN-filled output of `batch × rows × cols` at offset 2 with 3 elements of gap between
+/// items and a stride's worth after the last, so ignoring the output's offset or stride, writing
+/// past its end, or leaving an element unwritten shows.
+fn out(gpu: &Gpu, batch: usize, rows: usize, cols: usize) -> GpuTensor {
+    let stride = rows * cols + 3;
+    let n = 2 + (batch + 1) * stride;
+    gpu.upload(&vec![f32::NAN; n], 1, 1, n)
+        .unwrap()
+        .view(2, batch, rows, cols, stride)
+        .unwrap()
+}
+
+/// Asserts that the elements of `t`'s buffer outside its items (before the offset, in the gaps
+/// between items, after the last) still hold the NaN they were created with: a kernel writing
+/// past an edge is caught even where the logical read-back would not show it.
+fn assert_gaps_untouched(gpu: &Gpu, t: &GpuTensor, ctx: &str) {
+    let whole = t.view(0, 1, 1, t.capacity(), t.capacity()).unwrap();
+    for (k, v) in gpu.read(&whole).unwrap().iter().enumerate() {
+        let inside = k >= t.offset() && {
+            let r = k - t.offset();
+            r / t.batch_stride() < t.batch() && r % t.batch_stride() < t.item_len()
+        };
+        assert!(
+            inside || v.is_nan(),
+            "{ctx}: element {k} outside the output was overwritten with {v}"
+        );
+    }
+}
+
+/// Random targets: one-hot rows or soft rows (softmax of random scores, some entries exactly 0
+/// so KL's 0·log 0 = 0 is exercised). `shared` repeats one item.
+fn targets(rng: &mut ChaCha8Rng, s: LossShape, one_hot: bool, shared: bool) -> Vec<f32> {
+    let items = if shared { 1 } else { s.batch };
+    let mut t = vec![0.0f32; items * s.rows * s.cols];
+    for row in t.chunks_mut(s.cols) {
+        if one_hot {
+            row[rng.random_range(0..s.cols)] = 1.0;
+        } else {
+            for v in row.iter_mut() {
+                *v = if rng.random_range(0.0..1.0) < 0.2 {
+                    0.0
+                } else {
+                    (3.0 * rng.random_range(-1.0f32..1.0)).exp()
+                };
+            }
+            let sum: f32 = row.iter().sum();
+            if sum == 0.0 {
+                row[0] = 1.0;
+            } else {
+                row.iter_mut().for_each(|v| *v /= sum);
+            }
+        }
+    }
+    if shared {
+        common::repeat(&t, s.batch)
+    } else {
+        t
+    }
+}
+
+/// Per item, the mean over rows of Σ_c |y_c| (1 + |z_c − max z| + |log softmax_c| + |log y_c|):
+/// the magnitude the rounding errors of a softmax loss scale with.
+fn softmax_magnitude(z: &[f32], y: &[f32], s: LossShape) -> Vec<f64> {
+    let mut mag = vec![0.0; s.batch];
+    for (i, (zr, yr)) in z.chunks(s.cols).zip(y.chunks(s.cols)).enumerate() {
+        let m = zr.iter().fold(f64::MIN, |m, &v| m.max(v as f64));
+        let log_s = zr.iter().map(|&v| (v as f64 - m).exp()).sum::<f64>().ln();
+        let row: f64 = zr
+            .iter()
+            .zip(yr)
+            .map(|(&zc, &yc)| {
+                let x = zc as f64 - m;
+                let ly = if yc > 0.0 {
+                    (yc as f64).ln().abs()
+                } else {
+                    0.0
+                };
+                (yc as f64).abs() * (1.0 + x.abs() + (x - log_s).abs() + ly)
+            })
+            .sum();
+        mag[i / s.rows] += row / s.rows as f64;
+    }
+    mag
+}
+
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Which {
+    Ce,
+    Kl,
+    Mse,
+}
+
+fn launch(
+    gpu: &Gpu,
+    w: Which,
+    z: &GpuTensor,
+    t: &GpuTensor,
+    l: &GpuTensor,
+    g: Option<&GpuTensor>,
+    scale: f32,
+) -> hypermod::Result<hypermod::gpu::Dispatch> {
+    match w {
+        Which::Ce => softmax_cross_entropy(gpu, z, t, l, g, scale),
+        Which::Kl => kl_divergence(gpu, z, t, l, g, scale),
+        Which::Mse => mse(gpu, z, t, l, g, scale),
+    }
+}
+
+fn twin(
+    w: Which,
+    z: &[f64],
+    t: &[f64],
+    s: LossShape,
+    l: &mut [f64],
+    g: Option<&mut [f64]>,
+    scale: f64,
+) {
+    match w {
+        Which::Ce => softmax_cross_entropy_cpu(z, t, s, l, g, scale),
+        Which::Kl => kl_divergence_cpu(z, t, s, l, g, scale),
+        Which::Mse => mse_cpu(z, t, s, l, g, scale),
+    }
+}
+
+/// How one loss launch is set up.
+struct Case<'a> {
+    s: LossShape,
+    /// Targets uploaded as one broadcast item.
+    shared_t: bool,
+    with_grad: bool,
+    ctx: &'a str,
+}
+
+/// Runs one loss on the GPU and checks value and gradient against the f64 twin.
+fn check(gpu: &Gpu, w: Which, z: &[f32], t: &[f32], case: &Case) {
+    let &Case {
+        s,
+        shared_t,
+        with_grad,
+        ctx,
+    } = case;
+    let scale = 0.5f32;
+    let gz = put(gpu, z, s, false);
+    let gt = put(gpu, t, s, shared_t);
+    let gl = out(gpu, s.batch, 1, 1);
+    let gg = out(gpu, s.batch, s.rows, s.cols);
+    let d = launch(gpu, w, &gz, &gt, &gl, with_grad.then_some(&gg), scale).unwrap();
+    gpu.run(&[&d]).unwrap();
+    let got_l = gpu.read(&gl).unwrap();
+    assert_gaps_untouched(gpu, &gl, &format!("{ctx} {w:?} loss"));
+    assert_gaps_untouched(gpu, &gg, &format!("{ctx} {w:?} grad"));
+
+    let mut want_l = vec![0.0; s.batch];
+    let mut want_g = vec![0.0; z.len()];
+    let (z64, t64) = (common::widen(z), common::widen(t));
+    twin(
+        w,
+        &z64,
+        &t64,
+        s,
+        &mut want_l,
+        Some(&mut want_g),
+        scale as f64,
+    );
+    let (rows, cols) = (s.rows as f64, s.cols as f64);
+    let ctx = format!("{ctx} {w:?}");
+    match w {
+        Which::Ce | Which::Kl => {
+            // log softmax_c = (z_c − m) − log Σ exp(z − m): the subtraction rounds at u·|z − m|;
+            // the sum of cols exps (each within a few ulps; Vulkan allows (3 + 2|x|) ulp, but
+            // eˣ(3 + 2|x|) ≤ 3 for x ≤ 0 so the sum is off by ≤ (3 + cols)u relative) and its log
+            // (3 ulp, or 2⁻²¹ ≈ 8u absolute near 1) add ≤ (cols + 12)u absolute; weighting by y
+            // and summing cols terms, then averaging rows row values, adds (cols + rows)u of the
+            // magnitudes. 2u(cols + rows + 24)·magnitude bounds all of it.
+            let mag = softmax_magnitude(z, t, s);
+            common::assert_close(
+                &got_l,
+                &want_l,
+                |i| 2.0 * U * (cols + rows + 24.0) * mag[i],
+                &format!("{ctx} loss"),
+            );
+        }
+        Which::Mse => {
+            // Non-negative terms: per-row fma chain (cols roundings), rows-long sum, × 1/(rows·cols):
+            // relative error ≤ (cols + rows + 2)u, doubled.
+            common::assert_close(
+                &got_l,
+                &want_l,
+                |i| 2.0 * U * (cols + rows + 4.0) * want_l[i],
+                &format!("{ctx} loss"),
+            );
+        }
+    }
+    if with_grad {
+        let got_g = gpu.read(&gg).unwrap();
+        let gs = scale as f64 / rows;
+        match w {
+            Which::Ce | Which::Kl => {
+                // softmax_c · Σy − y_c: exp(log softmax) carries the log-softmax error above
+                // ((cols + 12)u absolute, e^x|x| ≤ 1 tames the |z − m| part) times softmax ≤ 1,
+                // the exp's own 3u, and the Σy product and subtraction a few u.
+                let tsum: Vec<f64> = t
+                    .chunks(s.cols)
+                    .map(|r| r.iter().map(|&v| v.abs() as f64).sum())
+                    .collect();
+                common::assert_close(
+                    &got_g,
+                    &want_g,
+                    |i| gs * 2.0 * U * (cols + 24.0) * (1.0 + tsum[i / s.cols]),
+                    &format!("{ctx} grad"),
+                );
+            }
+            Which::Mse => {
+                // 2·scale/(rows·cols) (2 host roundings) · (z − y) (1) and the product (1).
+                common::assert_close(
+                    &got_g,
+                    &want_g,
+                    |i| 8.0 * U * want_g[i].abs(),
+                    &format!("{ctx} grad"),
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn losses_match_cpu_twins_on_random_shapes() {
+    let gpu = gpu_or_skip!();
+    let mut rng = common::rng(11);
+    for case in 0..24 {
+        let batch = if case % 5 == 0 {
+            1
+        } else {
+            common::size(&mut rng, 1, 5)
+        };
+        // Rows past the 64-wide workgroup make an invocation sum more than one row.
+        let rows = if case % 6 == 1 {
+            common::size(&mut rng, 65, 70)
+        } else {
+            common::size(&mut rng, 1, 40)
+        };
+        let cols = match case % 8 {
+            0 => 1,
+            3 => 2,
+            _ => common::size(&mut rng, 3, 37),
+        };
+        let s = LossShape { batch, rows, cols };
+        let spread = [1.0f32, 8.0, 80.0][case % 3];
+        let z: Vec<f32> = common::uniform(&mut rng, batch * rows * cols)
+            .iter()
+            .map(|v| v * spread)
+            .collect();
+        let one_hot = case % 2 == 0;
+        let shared_t = case % 4 == 1;
+        let with_grad = case % 7 != 4;
+        let t = targets(&mut rng, s, one_hot, shared_t);
+        let ctx = format!("case {case}: {s:?} spread {spread} one-hot {one_hot} shared targets {shared_t} grad {with_grad}");
+        let c = Case {
+            s,
+            shared_t,
+            with_grad,
+            ctx: &ctx,
+        };
+        check(gpu, Which::Ce, &z, &t, &c);
+        check(gpu, Which::Kl, &z, &t, &c);
+        // MSE against dense random targets (regression).
+        let y = if shared_t {
+            common::repeat(&common::uniform(&mut rng, rows * cols), batch)
+        } else {
+            common::uniform(&mut rng, batch * rows * cols)
+        };
+        check(gpu, Which::Mse, &z, &y, &c);
+
+        // Accuracy: argmax comparisons on identical f32 inputs are exact; acc = count · (1/rows)
+        // rounds twice on the GPU: 2u relative, doubled.
+        let gz = put(gpu, &z, s, false);
+        let gt = put(gpu, &t, s, shared_t);
+        let ga = out(gpu, batch, 1, 1);
+        gpu.run(&[&accuracy(gpu, &gz, &gt, &ga).unwrap()]).unwrap();
+        assert_gaps_untouched(gpu, &ga, &format!("{ctx} accuracy"));
+        let got = gpu.read(&ga).unwrap();
+        let mut want = vec![0.0; batch];
+        accuracy_cpu(&common::widen(&z), &common::widen(&t), s, &mut want);
+        common::assert_close(
+            &got,
+            &want,
+            |i| 4.0 * U * want[i],
+            &format!("{ctx} accuracy"),
+        );
+    }
+}
+
+#[test]
+fn extreme_logits_stay_finite_and_exact() {
+    let gpu = gpu_or_skip!();
+    // Row 0: the target sits on the smallest logit (loss ≈ 160), row 1 on the largest (≈ 0),
+    // row 2: three-way tie at +80 with a soft target. A naive exp(80) ≈ 5.5e34 per term would
+    // overflow the sum; the max-shifted form stays exact.
+    let s = LossShape {
+        batch: 1,
+        rows: 3,
+        cols: 4,
+    };
+    let z = [
+        80.0, -80.0, 0.0, 80.0, 80.0, -80.0, 0.0, 80.0, 80.0, 80.0, -80.0, 80.0,
+    ];
+    let t = [0.0, 1.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 0.25, 0.25, 0.0, 0.5];
+    for w in [Which::Ce, Which::Kl] {
+        let c = Case {
+            s,
+            shared_t: false,
+            with_grad: true,
+            ctx: "extreme",
+        };
+        check(gpu, w, &z, &t, &c);
+    }
+    let mut want = [0.0f64];
+    softmax_cross_entropy_cpu(
+        &common::widen(&z),
+        &common::widen(&t),
+        s,
+        &mut want,
+        None,
+        1.0,
+    );
+    let row0 = 160.0 + 2f64.ln();
+    let row1 = 2f64.ln();
+    let row2 = 3f64.ln();
+    assert!(
+        (want[0] - (row0 + row1 + row2) / 3.0).abs() < 1e-9,
+        "{want:?}"
+    );
+}
+
+#[test]
+fn accuracy_breaks_ties_towards_the_lowest_index() {
+    let gpu = gpu_or_skip!();
+    let s = LossShape {
+        batch: 2,
+        rows: 2,
+        cols: 3,
+    };
+    // Item 0: logits tie between 0 and 2 (→ 0) vs target 0 (hit); tie 1/2 (→ 1) vs target 2 (miss).
+    // Item 1: all equal (→ 0) vs a target tie 0/1 (→ 0, hit); argmax 2 vs target 2 (hit).
+    let z = [1.0, 0.0, 1.0, 0.0, 2.0, 2.0, 5.0, 5.0, 5.0, 0.0, 0.0, 3.0];
+    let t = [1.0, 0.0, 0.0, 0.0, 0.0, 1.0, 0.5, 0.5, 0.0, 0.0, 0.0, 1.0];
+    let (gz, gt, ga) = (
+        put(gpu, &z, s, false),
+        put(gpu, &t, s, false),
+        out(gpu, 2, 1, 1),
+    );
+    gpu.run(&[&accuracy(gpu, &gz, &gt, &ga).unwrap()]).unwrap();
+    assert_eq!(gpu.read(&ga).unwrap(), vec![0.5, 1.0]);
+    let mut want = [0.0f64; 2];
+    accuracy_cpu(&common::widen(&z), &common::widen(&t), s, &mut want);
+    assert_eq!(want, [0.5, 1.0]);
+}
+
+#[test]
+fn twin_gradients_match_central_differences_in_f64() {
+    let mut rng = common::rng(3);
+    let s = LossShape {
+        batch: 2,
+        rows: 3,
+        cols: 5,
+    };
+    let n = s.batch * s.rows * s.cols;
+    let z = common::widen(
+        &common::uniform(&mut rng, n)
+            .iter()
+            .map(|v| 3.0 * v)
+            .collect::<Vec<_>>(),
+    );
+    let soft = common::widen(&targets(&mut rng, s, false, false));
+    let dense = common::widen(&common::uniform(&mut rng, n));
+    let scale = 0.25;
+    for (w, t) in [(Which::Ce, &soft), (Which::Kl, &soft), (Which::Mse, &dense)] {
+        let mut l = vec![0.0; s.batch];
+        let mut g = vec![0.0; n];
+        twin(w, &z, t, s, &mut l, Some(&mut g), scale);
+        let h = 1e-5;
+        for i in 0..n {
+            let item = i / (s.rows * s.cols);
+            let at = |d: f64| {
+                let mut zp = z.clone();
+                zp[i] += d;
+                let mut lp = vec![0.0; s.batch];
+                twin(w, &zp, t, s, &mut lp, None, scale);
+                lp[item]
+            };
+            let fd = scale * (at(h) - at(-h)) / (2.0 * h);
+            // Central differences: O(h²) truncation (≈ 1e-10 here) plus ~1e-16/h cancellation.
+            assert!(
+                (fd - g[i]).abs() < 1e-8,
+                "{w:?} element {i}: twin {} vs finite difference {fd}",
+                g[i]
+            );
+            // The other items' losses do not depend on this item's logits.
+            let other = 1 - item;
+            let mut zp = z.clone();
+            zp[i] += 0.1;
+            let mut lp = vec![0.0; s.batch];
+            twin(w, &zp, t, s, &mut lp, None, scale);
+            assert_eq!(lp[other], l[other]);
+        }
+    }
+}
+
+#[test]
+fn loss_rejects_bad_shapes_and_arguments() {
+    let gpu = gpu_or_skip!();
+    let z = gpu.zeros(2, 3, 4).unwrap();
+    let t = gpu.zeros(2, 3, 5).unwrap();
+    let l = gpu.zeros(2, 1, 1).unwrap();
+    let err = softmax_cross_entropy(gpu, &z, &t, &l, None, 1.0)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("softmax_cross_entropy")
+            && err.contains("logits [2×3×4]")
+            && err.contains("targets [2×3×5]"),
+        "{err}"
+    );
+    let g = gpu.zeros(2, 4, 3).unwrap();
+    let err = kl_divergence(gpu, &z, &z.clone(), &l, Some(&g), 1.0)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("grad must have the logits' shape") && err.contains("grad [2×4×3]"),
+        "{err}"
+    );
+    let l2 = gpu.zeros(2, 1, 2).unwrap();
+    let err = mse(gpu, &z, &z.clone(), &l2, None, 1.0)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("loss must be [batch×1×1]") && err.contains("loss [2×1×2]"),
+        "{err}"
+    );
+    let l3 = gpu.zeros(3, 1, 1).unwrap();
+    let err = accuracy(gpu, &z, &z.clone(), &l3).unwrap_err().to_string();
+    assert!(
+        err.contains("different batch sizes") && err.contains("[3×1×1]"),
+        "{err}"
+    );
+    let shared_l = gpu.zeros(1, 1, 1).unwrap().broadcast(2).unwrap();
+    let err = mse(gpu, &z, &z.clone(), &shared_l, None, 1.0)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("overlap"), "{err}");
+    let e = gpu.zeros(2, 0, 4).unwrap();
+    let err = softmax_cross_entropy(gpu, &e, &e.clone(), &l, None, 1.0)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("at least one row") && err.contains("[2×0×4]"),
+        "{err}"
+    );
+    assert!(matches!(
+        softmax_cross_entropy(
+            gpu,
+            &z,
+            &z.clone(),
+            &l,
+            Some(&g.reshape(3, 4).unwrap()),
+            f32::NAN
+        ),
+        Err(Error::InvalidArgument { .. })
+    ));
+}
+
+#[test]
+fn repeated_launches_are_bitwise_identical() {
+    let gpu = gpu_or_skip!();
+    // Fixed reduction order: the same inputs give the same bits, launch after launch.
+    let mut rng = common::rng(5);
+    let s = LossShape {
+        batch: 3,
+        rows: 70,
+        cols: 9,
+    };
+    let z = common::uniform(&mut rng, 3 * 70 * 9);
+    let t = targets(&mut rng, s, false, false);
+    let (gz, gt) = (put(gpu, &z, s, false), put(gpu, &t, s, false));
+    let (gl, gg) = (out(gpu, 3, 1, 1), out(gpu, 3, 70, 9));
+    let d = kl_divergence(gpu, &gz, &gt, &gl, Some(&gg), 1.0).unwrap();
+    let mut first = None;
+    for _ in 0..3 {
+        gpu.run(&[&d]).unwrap();
+        let bits: Vec<u32> = [gpu.read(&gl).unwrap(), gpu.read(&gg).unwrap()]
+            .concat()
+            .iter()
+            .map(|v| v.to_bits())
+            .collect();
+        assert_eq!(*first.get_or_insert_with(|| bits.clone()), bits);
+    }
+}
