@@ -20,13 +20,16 @@ pub enum BenchSize {
     Full,
 }
 
+/// Builds a case's tensors and prepared launches on a device.
+type BuildFn = Box<dyn Fn(&Gpu) -> Result<Vec<Dispatch>>>;
+
 /// One benchmark: a kernel family at one shape, built on demand.
 pub struct BenchCase {
     /// Kernel family and variant.
     pub kernel: String,
     /// Shape in words.
     pub shape: String,
-    build: Box<dyn Fn(&Gpu) -> Result<Vec<Dispatch>>>,
+    build: BuildFn,
 }
 
 /// A timed case.
