@@ -11,6 +11,8 @@
 
 pub mod activation;
 pub mod gemm;
+pub mod layernorm;
+pub mod rng;
 
 use crate::error::{shape_err, Result};
 use crate::gpu::GpuTensor;
