@@ -132,8 +132,8 @@ pub fn kernel_cases(size: BenchSize) -> Vec<BenchCase> {
         ..plain
     };
     // (square sizes, per-task MLP: tasks, samples, width, hnet: tasks, modules, generated params)
-    let (squares, mlp, hnet): (&[usize], (usize, usize, usize), (usize, usize, usize)) = match size
-    {
+    type Dims = (usize, usize, usize);
+    let (squares, mlp, hnet): (&[usize], Dims, Dims) = match size {
         BenchSize::Tiny => (&[17], (3, 9, 7), (3, 2, 33)),
         BenchSize::Quick => (&[128, 256], (16, 64, 32), (16, 8, 4096)),
         BenchSize::Full => (&[1024, 2048, 4096], (128, 256, 128), (128, 8, 16384)),

@@ -164,8 +164,11 @@ fn bench_kernels(
     } else {
         "wall clock (no timestamp queries)"
     };
-    println!("{} on {} ({}), {size:?} table, median of {iters} after {warmup} warm-up, timed with {method}", 
-        "hypermod bench kernels", gpu.adapter_info().name, format!("{:?}", gpu.adapter_info().backend));
+    let info = gpu.adapter_info();
+    println!(
+        "hypermod bench kernels on {} ({:?}), {size:?} table, median of {iters} after {warmup} warm-up, timed with {method}",
+        info.name, info.backend
+    );
     println!("{}", table_row(None));
     let bar = if std::io::stderr().is_terminal() {
         indicatif::ProgressBar::new(cases.len() as u64)

@@ -12,7 +12,9 @@
 pub mod activation;
 pub mod elementwise;
 pub mod gemm;
+pub mod layernorm;
 pub mod loss;
+pub mod rng;
 
 use crate::error::{shape_err, Result};
 use crate::gpu::GpuTensor;

@@ -1,0 +1,112 @@
+// Counter-based random fills: Philox4x32-10 (Salmon et al. 2011) keyed by (seed, stream).
+//
+// Element at LOGICAL index i = b·rows·cols + r·cols + c takes word i % 4 of
+//   philox4x32_10(counter = (i / 4, 0, stream_lo, stream_hi), key = (seed_lo, seed_hi))
+// so values do not depend on where the tensor lives (offset, batch stride). One invocation
+// computes one Philox block (4 consecutive logical elements).
+//
+// Everything that decides a value is integer arithmetic (exact on every driver) except the
+// final affine map and the normal's polynomial, which use only f32 +, − and × (correctly rounded
+// in Vulkan/WebGPU). Each product passes through `nc`, an XOR with the opaque uniform zero
+// `p.zero`: the compiler cannot see through it, so it cannot contract a·b + c into an FMA (whose
+// single rounding would differ from the CPU twin). No transcendental built-in is used.
+
+struct Params {
+    len: u32, item_len: u32, out_off: u32, out_stride: u32,
+    seed_lo: u32, seed_hi: u32, stream_lo: u32, stream_hi: u32,
+    a: f32,     // lo (uniform) or mean (normals)
+    s: f32,     // hi − lo (uniform) or std (normals)
+    zero: u32,  // always 0; opaque to the compiler (see `nc`)
+    _pad: u32,
+}
+
+// Truncated normal: the inverse CDF is evaluated on p ∈ [P_LO, 2^32 − P_LO] / 2^32, with
+// P_LO = round(Φ(−2)·2^32). Set by the launcher.
+override P_LO: u32 = 97711073u;
+override WG: u32 = 64u;
+
+@group(0) @binding(0) var<uniform> p: Params;
+@group(0) @binding(1) var<storage, read_write> out: array<f32>;
+// Piecewise polynomials of Φ⁻¹ (see `NORMAL_TABLE` in src/ops/rng.rs), f32 bit patterns.
+@group(0) @binding(2) var<storage, read> table: array<u32>;
+
+const DEG: u32 = 6u;
+
+// 32×32 → 64-bit product as (hi, lo) from 16-bit halves (WGSL has no wide multiply).
+fn mulhilo(a: u32, b: u32) -> vec2<u32> {
+    let a0 = a & 0xffffu; let a1 = a >> 16u;
+    let b0 = b & 0xffffu; let b1 = b >> 16u;
+    let p01 = a0 * b1;
+    let p10 = a1 * b0;
+    let mid = ((a0 * b0) >> 16u) + (p01 & 0xffffu) + (p10 & 0xffffu);
+    return vec2<u32>(a1 * b1 + (p01 >> 16u) + (p10 >> 16u) + (mid >> 16u), a * b);
+}
+
+fn philox(ctr_in: vec4<u32>, key_in: vec2<u32>) -> vec4<u32> {
+    var c = ctr_in;
+    var k = key_in;
+    for (var r = 0u; r < 10u; r++) {
+        let m0 = mulhilo(0xD2511F53u, c.x);
+        let m1 = mulhilo(0xCD9E8D57u, c.z);
+        c = vec4<u32>(m1.x ^ c.y ^ k.x, m1.y, m0.x ^ c.w ^ k.y, m0.y);
+        k += vec2<u32>(0x9E3779B9u, 0xBB67AE85u);
+    }
+    return c;
+}
+
+fn nc(x: f32) -> f32 {
+    return bitcast<f32>(bitcast<u32>(x) ^ p.zero);
+}
+
+// Φ⁻¹((m + 1/2) / 2^32) for any 32-bit m: symmetric (m and !m give opposite values).
+fn normal_icdf(m: u32) -> f32 {
+    let upper = m >= 0x80000000u;
+    // a / 2^33 = min(u, 1 − u) ∈ (0, 1/2), a odd.
+    let a = 2u * select(m, ~m, upper) + 1u;
+    let j = 31u - countLeadingZeros(a);       // a ∈ [2^j, 2^(j+1))
+    let n = a << (31u - j);                    // leading one at bit 31
+    let seg = (n >> 29u) & 3u;
+    // t ∈ [0, 1): an integer < 2^24 converts to f32 exactly; × 2^-24 is exact.
+    let x = f32((n >> 5u) & 0xffffffu) * 5.9604644775390625e-8 - 0.5;
+    let base = (j * 4u + seg) * (DEG + 1u);
+    var y = bitcast<f32>(table[base]);
+    for (var d = 1u; d <= DEG; d++) {
+        y = nc(y * x) + bitcast<f32>(table[base + d]);
+    }
+    return select(y, -y, upper);
+}
+
+// DIST: 0 = uniform [a, a + s), 1 = normal, 2 = truncated normal (both a + s·z).
+override DIST: u32 = 0u;
+
+fn value(bits: u32) -> f32 {
+    if (DIST == 0u) {
+        return nc(p.s * (f32(bits >> 8u) * 5.9604644775390625e-8)) + p.a;
+    }
+    var m = bits;
+    if (DIST == 2u) {
+        // Affine map of [0, 2^32) onto [P_LO, 2^32 − P_LO) in integers: floor(m·span / 2^32).
+        m = P_LO + mulhilo(bits, 0u - 2u * P_LO).x;
+    }
+    var z = normal_icdf(m);
+    if (DIST == 2u) {
+        // The polynomial is within ~3e-7 of Φ⁻¹; the clamp makes the support exactly [−2, 2].
+        z = clamp(z, -2.0, 2.0);
+    }
+    return nc(p.s * z) + p.a;
+}
+
+@compute @workgroup_size(WG)
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+        @builtin(local_invocation_index) lid: u32) {
+    let block = (wid.x + wid.y * nwg.x) * WG + lid;
+    if (block >= (p.len + 3u) / 4u) { return; }
+    let r = philox(vec4<u32>(block, 0u, p.stream_lo, p.stream_hi), vec2<u32>(p.seed_lo, p.seed_hi));
+    for (var w = 0u; w < 4u; w++) {
+        let i = block * 4u + w;
+        if (i < p.len) {
+            let item = i / p.item_len;
+            out[p.out_off + item * p.out_stride + (i - item * p.item_len)] = value(r[w]);
+        }
+    }
+}
