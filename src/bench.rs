@@ -5,7 +5,11 @@ use serde::Serialize;
 
 use crate::error::Result;
 use crate::gpu::{AdapterReport, Dispatch, Gpu, TimingMethod};
+use crate::ops::elementwise::{activation_backward, axpy};
 use crate::ops::gemm::{gemm, GemmOptions};
+use crate::ops::layernorm::{layernorm_backward, layernorm_forward, DEFAULT_EPS};
+use crate::ops::loss::{accuracy, kl_divergence};
+use crate::ops::rng::{fill_normal, RngKey};
 use crate::ops::Activation;
 
 /// Which table of shapes to run.
@@ -183,7 +187,81 @@ pub fn kernel_cases(size: BenchSize) -> Vec<BenchCase> {
         false,
         plain,
     ));
+    let (tasks, samples, width) = mlp;
+    cases.extend(pointwise_cases(tasks, samples, width));
     cases
+}
+
+/// The bandwidth-bound families at the per-task MLP shape: tasks × samples × width activations
+/// (classes = 8 for the losses, as in the hyperteacher).
+fn pointwise_cases(tasks: usize, samples: usize, width: usize) -> Vec<BenchCase> {
+    let act = format!("{tasks} × {samples}×{width}");
+    let logits = format!("{tasks} × {samples}×8");
+    let zeros = move |gpu: &Gpu, cols: usize| gpu.zeros(tasks, samples, cols);
+    vec![
+        case("elementwise/act-bwd-relu", act.clone(), move |gpu| {
+            let (dy, y, dx) = (zeros(gpu, width)?, zeros(gpu, width)?, zeros(gpu, width)?);
+            Ok(vec![activation_backward(
+                gpu,
+                &dy,
+                &y,
+                &dx,
+                Activation::Relu,
+            )?])
+        }),
+        case("elementwise/axpy", act.clone(), move |gpu| {
+            let (x, y) = (zeros(gpu, width)?, zeros(gpu, width)?);
+            Ok(vec![axpy(gpu, 0.5, &x, &y)?])
+        }),
+        case("loss/kl+grad", logits.clone(), move |gpu| {
+            let (z, y, g) = (zeros(gpu, 8)?, zeros(gpu, 8)?, zeros(gpu, 8)?);
+            let loss = gpu.zeros(tasks, 1, 1)?;
+            Ok(vec![kl_divergence(gpu, &z, &y, &loss, Some(&g), 1.0)?])
+        }),
+        case("loss/accuracy", logits, move |gpu| {
+            let (z, y, acc) = (zeros(gpu, 8)?, zeros(gpu, 8)?, gpu.zeros(tasks, 1, 1)?);
+            Ok(vec![accuracy(gpu, &z, &y, &acc)?])
+        }),
+        case("rng/normal", act.clone(), move |gpu| {
+            let t = zeros(gpu, width)?;
+            Ok(vec![
+                fill_normal(gpu, &t, RngKey::new(0, 0), 0.0, 1.0)?.into_dispatch()
+            ])
+        }),
+        case("layernorm/fwd", act.clone(), move |gpu| {
+            let (x, y) = (zeros(gpu, width)?, zeros(gpu, width)?);
+            let shared = gpu.zeros(1, 1, width)?.broadcast(tasks)?;
+            let (mean, rstd) = (zeros(gpu, 1)?, zeros(gpu, 1)?);
+            let ln = layernorm_forward(
+                gpu,
+                &x,
+                Some(&shared),
+                Some(&shared),
+                &y,
+                &mean,
+                &rstd,
+                DEFAULT_EPS,
+            )?;
+            Ok(vec![ln])
+        }),
+        case("layernorm/bwd", act, move |gpu| {
+            let (x, dy, dx) = (zeros(gpu, width)?, zeros(gpu, width)?, zeros(gpu, width)?);
+            let g = gpu.zeros(1, 1, width)?.broadcast(tasks)?;
+            let (mean, rstd) = (zeros(gpu, 1)?, zeros(gpu, 1)?);
+            let (dg, db) = (gpu.zeros(tasks, 1, width)?, gpu.zeros(tasks, 1, width)?);
+            layernorm_backward(
+                gpu,
+                &dy,
+                &x,
+                Some(&g),
+                &mean,
+                &rstd,
+                &dx,
+                Some(&dg),
+                Some(&db),
+            )
+        }),
+    ]
 }
 
 /// Runs cases with `warmup` untimed and `iters` timed iterations each; `on_done` sees each record.

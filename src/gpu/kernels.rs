@@ -61,6 +61,10 @@ pub struct Dispatch {
     params: wgpu::Buffer,
     workgroups: [u32; 3],
     cost: Cost,
+    // The bound tensors: holding them keeps their buffers out of the pool's free lists for as
+    // long as the bind group may be replayed (a freed buffer could otherwise be handed to a new
+    // tensor while this dispatch still reads or writes it).
+    _bound: Vec<GpuTensor>,
 }
 
 impl std::fmt::Debug for Dispatch {
@@ -320,6 +324,7 @@ impl Gpu {
             params: params_buf,
             workgroups,
             cost,
+            _bound: tensors.iter().map(|&t| t.clone()).collect(),
         })
     }
 

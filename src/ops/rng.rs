@@ -101,8 +101,6 @@ struct Params {
 pub struct RngDispatch {
     dispatch: Dispatch,
     params: Params,
-    // The Φ⁻¹ table the bind group points at: kept alive so the pool cannot reuse its buffer.
-    _table: GpuTensor,
 }
 
 impl std::fmt::Debug for Params {
@@ -115,6 +113,10 @@ impl RngDispatch {
     /// The launch, to record into a step or pass to `gpu.run`.
     pub fn dispatch(&self) -> &Dispatch {
         &self.dispatch
+    }
+    /// The launch alone, for callers that never change the stream (benchmarks).
+    pub fn into_dispatch(self) -> Dispatch {
+        self.dispatch
     }
     /// Sets the stream (counter words 2–3) of the next launches; the seed is unchanged.
     pub fn set_stream(&self, gpu: &Gpu, stream: u64) {
@@ -210,11 +212,8 @@ fn fill(
         grid_1d(blocks.div_ceil(WG as usize)),
         cost,
     )?;
-    Ok(RngDispatch {
-        dispatch,
-        params,
-        _table: table,
-    })
+    // The dispatch holds the table tensor alive (see `Dispatch`).
+    Ok(RngDispatch { dispatch, params })
 }
 
 /// Prepares `t ← lo + (hi − lo)·u`, `u = (bits >> 8)·2⁻²⁴` (see [`Distribution::Uniform`]).
