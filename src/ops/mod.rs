@@ -10,7 +10,9 @@
 //!   and are generic over [`Real`] so model gradient checks can run them in f64.
 
 pub mod activation;
+pub mod adamw;
 pub mod gemm;
+pub mod reduce;
 
 use crate::error::{shape_err, Result};
 use crate::gpu::GpuTensor;
