@@ -10,10 +10,12 @@
 //!   and are generic over [`Real`] so model gradient checks can run them in f64.
 
 pub mod activation;
+pub mod adamw;
 pub mod elementwise;
 pub mod gemm;
 pub mod layernorm;
 pub mod loss;
+pub mod reduce;
 pub mod rng;
 
 use crate::error::{shape_err, Result};

@@ -1,0 +1,416 @@
+//! AdamW with global-norm gradient clipping, skipped on non-finite gradients
+//! (`shaders/adamw.wgsl`). Semantics of optax:
+//! `apply_if_finite(chain(clip_by_global_norm(max_norm), adamw(lr, b1, b2, eps, eps_root, wd)))`,
+//! per batch item:
+//!
+//! - `‖g‖ = sqrt(Σ g²)` over the whole item (the parameter group); if `max_norm > 0` and
+//!   `‖g‖ > max_norm`, `g ← g · (max_norm / ‖g‖)`;
+//! - `m ← (1−b1)·g + b1·m`, `v ← (1−b2)·g² + b2·v`, `t ← t + 1`,
+//!   `u = (m / (1−b1ᵗ)) / (sqrt(v / (1−b2ᵗ) + eps_root) + eps)`, `p ← p − lr·(u + wd·p)`;
+//! - if `Σ g²` is NaN or ±∞ (including a finite gradient whose sum of squares overflows) the item's
+//!   step is skipped entirely (p, m, v, t untouched), its total and consecutive skip counters are
+//!   incremented; a step that is applied resets the consecutive counter to 0.
+//!
+//! Everything is decided on the GPU from the sum-of-squares tensor: a step never reads back.
+//! A model packs all parameters of one optimiser into one tensor `params [B×R×C]` (any view) with
+//! gradient `grads` of the same shape. `B > 1` gives every item (task) its own state; `B = 1` is one
+//! shared optimiser. The step counter and the skip counters are f32 tensors `[B×1×1]` holding
+//! integers, exact up to 2²⁴ ≈ 16.7 M steps.
+//!
+//! One step is four dispatches: the two sum-of-squares passes of [`crate::ops::reduce`], a tiny
+//! per-item `prepare` (skip decision, counters, clip scale, bias corrections) and the element-wise
+//! `update`. `prepare` increments `t` before `update` runs and hands it the bias corrections, so no
+//! update invocation reads `t` while it changes.
+
+use crate::error::{arg_err, shape_err, Result};
+use crate::gpu::{grid_1d, Access, Cost, Dispatch, Gpu, GpuTensor, KernelSpec, Shader, Step};
+use crate::ops::reduce::{sum_squares, SumSquares};
+use crate::ops::{check_output, place, to_u32, Real};
+
+/// `shaders/adamw.wgsl`.
+pub static SHADER: Shader = Shader {
+    name: "adamw",
+    source: include_str!("../../shaders/adamw.wgsl"),
+};
+
+/// Hyper-parameters of [`AdamW`] (names and defaults of `optax.adamw`).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct AdamWConfig {
+    /// Learning rate (≥ 0; change it per step with [`AdamW::set_lr`]).
+    pub lr: f32,
+    /// Decay of the first moment, in [0, 1).
+    pub b1: f32,
+    /// Decay of the second moment, in [0, 1).
+    pub b2: f32,
+    /// Added to `sqrt(v̂)` (≥ 0).
+    pub eps: f32,
+    /// Added to `v̂` inside the square root (≥ 0).
+    pub eps_root: f32,
+    /// Decoupled weight decay (≥ 0).
+    pub weight_decay: f32,
+    /// Global-norm clipping threshold per item; 0 disables clipping.
+    pub max_grad_norm: f32,
+}
+
+impl Default for AdamWConfig {
+    fn default() -> Self {
+        AdamWConfig {
+            lr: 1e-3,
+            b1: 0.9,
+            b2: 0.999,
+            eps: 1e-8,
+            eps_root: 0.0,
+            weight_decay: 1e-4,
+            max_grad_norm: 0.0,
+        }
+    }
+}
+
+impl AdamWConfig {
+    /// Checks every field is finite and in range; names the first offending one.
+    pub fn validate(&self) -> Result<()> {
+        const OP: &str = "AdamW";
+        let nonneg = [
+            ("lr", self.lr),
+            ("eps", self.eps),
+            ("eps_root", self.eps_root),
+            ("weight_decay", self.weight_decay),
+            ("max_grad_norm", self.max_grad_norm),
+        ];
+        for (name, v) in nonneg {
+            if !v.is_finite() || v < 0.0 {
+                return Err(arg_err(OP, format!("{name} = {v} must be finite and ≥ 0")));
+            }
+        }
+        for (name, v) in [("b1", self.b1), ("b2", self.b2)] {
+            if !(0.0..1.0).contains(&v) {
+                return Err(arg_err(OP, format!("{name} = {v} must be in [0, 1)")));
+            }
+        }
+        Ok(())
+    }
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+struct Params {
+    batch: u32,
+    n: u32,
+    w_off: u32,
+    w_stride: u32,
+    g_off: u32,
+    g_stride: u32,
+    lr: f32,
+    b1: f32,
+    b2: f32,
+    eps: f32,
+    eps_root: f32,
+    weight_decay: f32,
+    max_norm: f32,
+    _pad: [u32; 3],
+}
+
+/// Invocations per workgroup of `update` / `reset` and of `prepare` (the WGSL `WG`, `WG_ITEMS`).
+const WG: usize = 256;
+const WG_ITEMS: usize = 64;
+
+/// Blocks of `B` values in the state tensor (see `shaders/adamw.wgsl`): t, skipped, consecutive,
+/// apply, clip scale, 1 − b1ᵗ, 1 − b2ᵗ.
+const STATE_BLOCKS: usize = 7;
+
+/// An AdamW optimiser bound to one parameter tensor and its gradient, with its state on the GPU
+/// and its dispatches prepared (a step allocates nothing).
+pub struct AdamW {
+    m: GpuTensor,
+    v: GpuTensor,
+    t: GpuTensor,
+    skipped: GpuTensor,
+    consecutive: GpuTensor,
+    sumsq: GpuTensor,
+    norm: SumSquares,
+    prepare: Dispatch,
+    update: Dispatch,
+    reset: Dispatch,
+    params: Params,
+}
+
+impl AdamW {
+    /// Allocates zeroed state for `params` (not a broadcast view) and prepares the dispatches.
+    /// `grads` must have the same batch, rows and columns (any offset and stride).
+    pub fn new(
+        gpu: &Gpu,
+        params: &GpuTensor,
+        grads: &GpuTensor,
+        cfg: AdamWConfig,
+    ) -> Result<AdamW> {
+        const OP: &str = "AdamW";
+        cfg.validate()?;
+        let (b, r, c) = (params.batch(), params.rows(), params.cols());
+        if (grads.batch(), grads.rows(), grads.cols()) != (b, r, c) {
+            return Err(shape_err(
+                OP,
+                format!(
+                    "grads {} must have the shape of params {}",
+                    grads.shape_str(),
+                    params.shape_str()
+                ),
+            ));
+        }
+        check_output(OP, "params", params)?;
+        let n = r * c;
+        let moments = gpu.zeros(2 * b, r, c)?;
+        let m = moments.view(0, b, r, c, n)?;
+        let v = moments.view(b * n, b, r, c, n)?;
+        let state = gpu.zeros(1, STATE_BLOCKS, b)?;
+        let block = |k: usize| state.view(k * b, b, 1, 1, 1);
+        let (t, skipped, consecutive) = (block(0)?, block(1)?, block(2)?);
+        let sumsq = gpu.zeros(b, 1, 1)?;
+        let norm = sum_squares(gpu, grads, &sumsq, false)?;
+        let (w_off, w_stride) = place(OP, "params", params)?;
+        let (g_off, g_stride) = place(OP, "grads", grads)?;
+        let total = b * n;
+        let params_u = Params {
+            batch: to_u32(OP, "batch", b)?,
+            n: to_u32(OP, "item length", n)?,
+            w_off,
+            w_stride,
+            g_off,
+            g_stride,
+            lr: cfg.lr,
+            b1: cfg.b1,
+            b2: cfg.b2,
+            eps: cfg.eps,
+            eps_root: cfg.eps_root,
+            weight_decay: cfg.weight_decay,
+            max_norm: cfg.max_grad_norm,
+            _pad: [0; 3],
+        };
+        // The kernels index m and v (2·B·n values) with u32.
+        to_u32(OP, "moments length", 2 * total)?;
+        let tensors = [params, grads, &moments, &sumsq, &state];
+        let launch = |entry: &'static str, groups: usize, cost: Cost| {
+            let spec = KernelSpec {
+                shader: &SHADER,
+                entry,
+                constants: &[],
+                access: &[
+                    Access::ReadWrite,
+                    Access::Read,
+                    Access::ReadWrite,
+                    Access::Read,
+                    Access::ReadWrite,
+                ],
+            };
+            gpu.dispatch(&spec, &params_u, &tensors, grid_1d(groups), cost)
+        };
+        let prepare = launch(
+            "prepare",
+            b.div_ceil(WG_ITEMS),
+            Cost {
+                flops: 60.0 * b as f64,
+                bytes: 4.0 * 10.0 * b as f64,
+            },
+        )?;
+        let update = launch(
+            "update",
+            total.div_ceil(WG),
+            Cost {
+                flops: 18.0 * total as f64,
+                // Read g, p, m, v; write p, m, v.
+                bytes: 4.0 * 7.0 * total as f64,
+            },
+        )?;
+        let reset = launch(
+            "reset",
+            total.max(b).div_ceil(WG),
+            Cost {
+                flops: 0.0,
+                bytes: 4.0 * (2 * total + 2 * b) as f64,
+            },
+        )?;
+        Ok(AdamW {
+            m,
+            v,
+            t,
+            skipped,
+            consecutive,
+            sumsq,
+            norm,
+            prepare,
+            update,
+            reset,
+            params: params_u,
+        })
+    }
+
+    /// Records one optimiser step (gradient norm, skip decision and counters, update) into `step`,
+    /// after the dispatches that produce the gradient.
+    pub fn record_step(&self, step: &mut Step<'_>) {
+        self.norm.record(step);
+        step.run(&self.prepare);
+        step.run(&self.update);
+    }
+
+    /// Records a reset to a fresh state: m, v, t and the consecutive-skip counter become 0. The
+    /// total [`AdamW::skipped`] count is kept, as a run-long diagnostic.
+    pub fn record_reset(&self, step: &mut Step<'_>) {
+        step.run(&self.reset);
+    }
+
+    /// Sets the learning rate used by the next submitted step (for schedules). The value is
+    /// written to the update's uniform buffer at the next submit, so all steps recorded into one
+    /// submit use the last value set.
+    pub fn set_lr(&self, gpu: &Gpu, lr: f32) -> Result<()> {
+        AdamWConfig {
+            lr,
+            ..AdamWConfig::default()
+        }
+        .validate()?;
+        self.update.set_params(gpu, &Params { lr, ..self.params });
+        Ok(())
+    }
+
+    /// First moments, `[B×R×C]` contiguous.
+    pub fn m(&self) -> &GpuTensor {
+        &self.m
+    }
+    /// Second moments, `[B×R×C]` contiguous.
+    pub fn v(&self) -> &GpuTensor {
+        &self.v
+    }
+    /// Applied steps per item, `[B×1×1]` (f32 integers).
+    pub fn step_count(&self) -> &GpuTensor {
+        &self.t
+    }
+    /// Total skipped steps per item, `[B×1×1]` (f32 integers; never reset).
+    pub fn skipped(&self) -> &GpuTensor {
+        &self.skipped
+    }
+    /// Consecutive skipped steps per item, `[B×1×1]` (0 after an applied step or a reset).
+    pub fn consecutive_skips(&self) -> &GpuTensor {
+        &self.consecutive
+    }
+    /// `Σ g²` per item from the last recorded step, `[B×1×1]` (before clipping): its square root
+    /// is the gradient's global norm, for logging.
+    pub fn grad_sum_squares(&self) -> &GpuTensor {
+        &self.sumsq
+    }
+}
+
+/// Host copy of the per-item AdamW state, for [`adamw_cpu`].
+#[derive(Clone, Debug, PartialEq)]
+pub struct AdamWHostState<T> {
+    /// First moments (`batch · item_len`).
+    pub m: Vec<T>,
+    /// Second moments (`batch · item_len`).
+    pub v: Vec<T>,
+    /// Applied steps per item.
+    pub t: Vec<T>,
+    /// Total skipped steps per item.
+    pub skipped: Vec<T>,
+    /// Consecutive skipped steps per item.
+    pub consecutive: Vec<T>,
+}
+
+impl<T: Real> AdamWHostState<T> {
+    /// A fresh state (all zeros).
+    pub fn new(batch: usize, item_len: usize) -> Self {
+        AdamWHostState {
+            m: vec![T::zero(); batch * item_len],
+            v: vec![T::zero(); batch * item_len],
+            t: vec![T::zero(); batch],
+            skipped: vec![T::zero(); batch],
+            consecutive: vec![T::zero(); batch],
+        }
+    }
+
+    /// Twin of [`AdamW::record_reset`]: zeroes m, v, t and the consecutive counter.
+    pub fn reset(&mut self) {
+        for x in self
+            .m
+            .iter_mut()
+            .chain(&mut self.v)
+            .chain(&mut self.t)
+            .chain(&mut self.consecutive)
+        {
+            *x = T::zero();
+        }
+    }
+}
+
+/// `base^e` by binary powering, the exact multiply sequence of `powi` in `shaders/adamw.wgsl`.
+fn powi<T: Real>(base: T, mut e: u32) -> T {
+    let mut r = T::one();
+    let mut sq = base;
+    loop {
+        if e & 1 == 1 {
+            r = r * sq;
+        }
+        e >>= 1;
+        if e == 0 {
+            return r;
+        }
+        sq = sq * sq;
+    }
+}
+
+/// CPU twin of one [`AdamW`] step on logical contiguous `params` and `grads`
+/// (`batch · item_len`, `batch = state.t.len()`), with the GPU's operation order. The sum of
+/// squares is accumulated in f64 and rounded to `T` (the GPU sums in f32 in a tree).
+pub fn adamw_cpu<T: Real>(
+    params: &mut [T],
+    grads: &[T],
+    state: &mut AdamWHostState<T>,
+    cfg: &AdamWConfig,
+) {
+    let batch = state.t.len();
+    if batch == 0 {
+        return;
+    }
+    let n = params.len() / batch;
+    let c = |x: f32| T::from_f64(x as f64);
+    let (lr, b1, b2, eps, eps_root, wd, max_norm) = (
+        c(cfg.lr),
+        c(cfg.b1),
+        c(cfg.b2),
+        c(cfg.eps),
+        c(cfg.eps_root),
+        c(cfg.weight_decay),
+        c(cfg.max_grad_norm),
+    );
+    for b in 0..batch {
+        let items = b * n..(b + 1) * n;
+        let s = T::from_f64(
+            grads[items.clone()]
+                .iter()
+                .map(|g| g.to_f64().powi(2))
+                .sum(),
+        );
+        if !s.is_finite() {
+            state.skipped[b] += T::one();
+            state.consecutive[b] += T::one();
+            continue;
+        }
+        state.consecutive[b] = T::zero();
+        state.t[b] += T::one();
+        let t = state.t[b].to_f64() as u32;
+        let norm = s.sqrt();
+        let scale = if max_norm > T::zero() && norm > max_norm {
+            max_norm / norm
+        } else {
+            T::one()
+        };
+        let bc1 = T::one() - powi(b1, t);
+        let bc2 = T::one() - powi(b2, t);
+        for e in items {
+            let g = grads[e] * scale;
+            let m = (T::one() - b1) * g + b1 * state.m[e];
+            let v = (T::one() - b2) * (g * g) + b2 * state.v[e];
+            state.m[e] = m;
+            state.v[e] = v;
+            let u = (m / bc1) / ((v / bc2 + eps_root).sqrt() + eps);
+            let w = params[e];
+            params[e] = w - lr * (u + wd * w);
+        }
+    }
+}
