@@ -5,10 +5,12 @@ use serde::Serialize;
 
 use crate::error::Result;
 use crate::gpu::{AdapterReport, Dispatch, Gpu, TimingMethod};
+use crate::ops::adamw::{AdamW, AdamWConfig};
 use crate::ops::elementwise::{activation_backward, axpy};
 use crate::ops::gemm::{gemm, GemmOptions};
 use crate::ops::layernorm::{layernorm_backward, layernorm_forward, DEFAULT_EPS};
 use crate::ops::loss::{accuracy, kl_divergence};
+use crate::ops::reduce::sum_batch;
 use crate::ops::rng::{fill_normal, RngKey};
 use crate::ops::Activation;
 
@@ -24,8 +26,26 @@ pub enum BenchSize {
     Full,
 }
 
+/// What a case builds: something that owns prepared launches (and their tensors).
+trait Launches {
+    /// The launches of one timed iteration, in order.
+    fn launches(&self) -> Vec<&Dispatch>;
+}
+
+impl Launches for Vec<Dispatch> {
+    fn launches(&self) -> Vec<&Dispatch> {
+        self.iter().collect()
+    }
+}
+
+impl Launches for AdamW {
+    fn launches(&self) -> Vec<&Dispatch> {
+        self.step_dispatches().to_vec()
+    }
+}
+
 /// Builds a case's tensors and prepared launches on a device.
-type BuildFn = Box<dyn Fn(&Gpu) -> Result<Vec<Dispatch>>>;
+type BuildFn = Box<dyn Fn(&Gpu) -> Result<Box<dyn Launches>>>;
 
 /// One benchmark: a kernel family at one shape, built on demand.
 pub struct BenchCase {
@@ -70,15 +90,15 @@ pub struct BenchReport {
     pub records: Vec<BenchRecord>,
 }
 
-fn case(
+fn case<L: Launches + 'static>(
     kernel: &str,
     shape: String,
-    build: impl Fn(&Gpu) -> Result<Vec<Dispatch>> + 'static,
+    build: impl Fn(&Gpu) -> Result<L> + 'static,
 ) -> BenchCase {
     BenchCase {
         kernel: kernel.to_string(),
         shape,
-        build: Box::new(build),
+        build: Box::new(move |gpu| Ok(Box::new(build(gpu)?) as Box<dyn Launches>)),
     }
 }
 
@@ -187,6 +207,34 @@ pub fn kernel_cases(size: BenchSize) -> Vec<BenchCase> {
         false,
         plain,
     ));
+    // Meta-gradient of the hypernetwork bank: sum of per-task gradients, then the outer AdamW
+    // step (clip + update) over the bank's parameters.
+    cases.push(case(
+        "reduce/sum-batch",
+        format!("{tasks} × {modules}×{params} → 1"),
+        move |gpu| {
+            let (x, y) = (
+                gpu.zeros(tasks, modules, params)?,
+                gpu.zeros(1, modules, params)?,
+            );
+            Ok(vec![sum_batch(gpu, &x, &y, 1.0, 0.0)?])
+        },
+    ));
+    cases.push(case(
+        "adamw/step+clip",
+        format!("1 × {modules}×{params}"),
+        move |gpu| {
+            let (p, g) = (
+                gpu.zeros(1, modules, params)?,
+                gpu.zeros(1, modules, params)?,
+            );
+            let cfg = AdamWConfig {
+                max_grad_norm: 1.0,
+                ..AdamWConfig::default()
+            };
+            AdamW::new(gpu, &p, &g, cfg)
+        },
+    ));
     let (tasks, samples, width) = mlp;
     cases.extend(pointwise_cases(tasks, samples, width));
     cases
@@ -274,9 +322,9 @@ pub fn run_cases(
 ) -> Result<Vec<BenchRecord>> {
     let mut out = Vec::with_capacity(cases.len());
     for c in cases {
-        let ds = (c.build)(gpu)?;
-        let refs: Vec<&Dispatch> = ds.iter().collect();
-        let timing = gpu.time(&refs, warmup, iters)?;
+        let built = (c.build)(gpu)?;
+        let ds = built.launches();
+        let timing = gpu.time(&ds, warmup, iters)?;
         let (flops, bytes) = ds.iter().fold((0.0, 0.0), |(f, b), d| {
             (f + d.cost().flops, b + d.cost().bytes)
         });

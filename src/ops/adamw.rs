@@ -246,9 +246,14 @@ impl AdamW {
     /// Records one optimiser step (gradient norm, skip decision and counters, update) into `step`,
     /// after the dispatches that produce the gradient.
     pub fn record_step(&self, step: &mut Step<'_>) {
-        self.norm.record(step);
-        step.run(&self.prepare);
-        step.run(&self.update);
+        step.run_all(self.step_dispatches());
+    }
+
+    /// The launches of one step, in order: gradient sum of squares (two passes), skip decision
+    /// and counters, update.
+    pub fn step_dispatches(&self) -> [&Dispatch; 4] {
+        let [norm_partials, norm_total] = self.norm.dispatches();
+        [norm_partials, norm_total, &self.prepare, &self.update]
     }
 
     /// Records a reset to a fresh state: m, v, t and the consecutive-skip counter become 0. The

@@ -15,8 +15,14 @@ pub static SHADER: Shader = Shader {
 /// haiku's default `eps`.
 pub const DEFAULT_EPS: f32 = 1e-5;
 
-/// Invocations per workgroup (one workgroup per row; a power of two for the tree reduction).
+/// Invocations per workgroup of the column-parallel dγ/dβ kernel, and the most a row kernel uses.
 pub const WG: u32 = 256;
+
+/// Invocations of the row kernels (one workgroup per row; a power of two for the tree reduction):
+/// narrow rows get narrow workgroups so most invocations are not idle at every barrier.
+fn row_workgroup(cols: usize) -> u32 {
+    (cols.next_power_of_two() as u32).clamp(32, WG)
+}
 
 #[repr(C)]
 #[derive(Clone, Copy, Default, bytemuck::Pod, bytemuck::Zeroable)]
@@ -131,7 +137,7 @@ pub fn layernorm_forward(
     };
     let flag = |b: bool| if b { 1.0 } else { 0.0 };
     let constants = [
-        ("WG", WG as f64),
+        ("WG", row_workgroup(cols) as f64),
         ("HAS_GAMMA", flag(gamma.is_some())),
         ("HAS_BETA", flag(beta.is_some())),
     ];
@@ -241,7 +247,10 @@ pub fn layernorm_backward(
     ];
     let n = x.len() as f64;
     let (dx_off, dx_stride) = place(OP, "dx", dx)?;
-    let constants = [("WG", WG as f64), ("HAS_GAMMA", flag(gamma.is_some()))];
+    let constants = [
+        ("WG", row_workgroup(cols) as f64),
+        ("HAS_GAMMA", flag(gamma.is_some())),
+    ];
     let dx_launch = gpu.dispatch(
         &KernelSpec {
             shader: &SHADER,
