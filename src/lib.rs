@@ -33,5 +33,6 @@ pub mod bench;
 pub mod error;
 pub mod gpu;
 pub mod ops;
+pub mod tasks;
 
 pub use error::{Error, Result};
