@@ -40,32 +40,13 @@ struct Harness<'g> {
     tol_v: Vec<f64>,
 }
 
-/// Logical (item-major) data as a strided view with a leading offset and NaN gaps, or packed.
-fn place(
-    gpu: &Gpu,
-    host: &[f32],
-    shape: (usize, usize, usize),
-    strided: bool,
-) -> (GpuTensor, GpuTensor) {
-    let (b, r, c) = shape;
-    if !strided {
-        let t = gpu.upload(host, b, r, c).unwrap();
-        return (t.clone(), t);
+/// Logical (item-major) data as a NaN-padded strided view ([`common::padded`]) or packed.
+fn place(gpu: &Gpu, host: &[f32], (b, r, c): (usize, usize, usize), strided: bool) -> GpuTensor {
+    if strided {
+        common::padded(gpu, host, b, r, c)
+    } else {
+        common::put(gpu, host, b, r, c, false)
     }
-    let raw = strided_raw(host, shape);
-    let len = raw.len();
-    let base = gpu.upload(&raw, 1, 1, len).unwrap();
-    let view = base.view(3, b, r, c, r * c + 2).unwrap();
-    (base, view)
-}
-
-fn strided_raw(host: &[f32], (b, r, c): (usize, usize, usize)) -> Vec<f32> {
-    let (n, stride) = (r * c, r * c + 2);
-    let mut raw = vec![f32::NAN; 3 + b * stride];
-    for i in 0..b {
-        raw[3 + i * stride..3 + i * stride + n].copy_from_slice(&host[i * n..(i + 1) * n]);
-    }
-    raw
 }
 
 impl<'g> Harness<'g> {
@@ -78,8 +59,11 @@ impl<'g> Harness<'g> {
         strided_g: bool,
     ) -> Self {
         let (b, r, c) = shape;
-        let (_, params) = place(gpu, p0, shape, strided_p);
-        let (grads_raw, grads) = place(gpu, &vec![0.0; p0.len()], shape, strided_g);
+        let params = place(gpu, p0, shape, strided_p);
+        let grads = place(gpu, &vec![0.0; p0.len()], shape, strided_g);
+        let grads_raw = grads
+            .view(0, 1, 1, grads.capacity(), grads.capacity())
+            .unwrap();
         let opt = AdamW::new(gpu, &params, &grads, cfg).unwrap();
         let len = p0.len();
         Harness {
@@ -106,7 +90,8 @@ impl<'g> Harness<'g> {
     /// One step on both sides, and the propagation of the error bounds through it.
     fn step(&mut self, g: &[f32]) {
         let raw = if self.strided_grads {
-            strided_raw(g, self.shape)
+            let (b, r, c) = self.shape;
+            common::padded_buffer(g, b, r, c, common::PAD_OFFSET, common::PAD_GAP)
         } else {
             g.to_vec()
         };

@@ -12,68 +12,21 @@ use rand::RngExt;
 /// f32 unit roundoff.
 const U: f64 = f32::EPSILON as f64 / 2.0;
 
-/// Uploads a logical host tensor; `shared` uploads its first item only and broadcasts it.
-fn put(gpu: &Gpu, host: &[f32], batch: usize, rows: usize, cols: usize, shared: bool) -> GpuTensor {
-    if shared {
-        gpu.upload(&host[..rows * cols], 1, rows, cols)
-            .unwrap()
-            .broadcast(batch)
-            .unwrap()
-    } else {
-        gpu.upload(host, batch, rows, cols).unwrap()
-    }
-}
-
-/// An output tensor holding `host`; `padded` places it at offset 3 with 5 NaN elements between
-/// items and a NaN item's worth after the last, so a kernel that ignores the output's offset or
-/// stride, or writes past its end, is caught.
+/// An output tensor holding `y0`: NaN-padded at an offset when `padded` (see
+/// [`common::padded`]), so a kernel that ignores the output's offset or stride, or writes past
+/// its end, is caught; packed otherwise.
 fn put_out(
     gpu: &Gpu,
-    host: &[f32],
+    y0: &[f32],
     batch: usize,
     rows: usize,
     cols: usize,
     padded: bool,
 ) -> GpuTensor {
-    if !padded {
-        return gpu.upload(host, batch, rows, cols).unwrap();
-    }
-    let len = rows * cols;
-    let stride = len + 5;
-    let mut raw = vec![f32::NAN; 3 + (batch + 1) * stride];
-    for b in 0..batch {
-        raw[3 + b * stride..3 + b * stride + len].copy_from_slice(&host[b * len..(b + 1) * len]);
-    }
-    let n = raw.len();
-    gpu.upload(&raw, 1, 1, n)
-        .unwrap()
-        .view(3, batch, rows, cols, stride)
-        .unwrap()
-}
-
-/// Asserts that the elements of `t`'s buffer outside its items (before the offset, in the gaps
-/// between items, after the last) still hold the NaN they were created with: a kernel writing
-/// past an edge is caught even where the logical read-back would not show it.
-fn assert_gaps_untouched(gpu: &Gpu, t: &GpuTensor, ctx: &str) {
-    let whole = t.view(0, 1, 1, t.capacity(), t.capacity()).unwrap();
-    for (k, v) in gpu.read(&whole).unwrap().iter().enumerate() {
-        let inside = k >= t.offset() && {
-            let r = k - t.offset();
-            r / t.batch_stride() < t.batch() && r % t.batch_stride() < t.item_len()
-        };
-        assert!(
-            inside || v.is_nan(),
-            "{ctx}: element {k} outside the output was overwritten with {v}"
-        );
-    }
-}
-
-/// Random logical data; a shared operand is one item repeated.
-fn data(rng: &mut rand::rngs::ChaCha8Rng, batch: usize, len: usize, shared: bool) -> Vec<f32> {
-    if shared {
-        common::repeat(&common::uniform(rng, len), batch)
+    if padded {
+        common::padded(gpu, y0, batch, rows, cols)
     } else {
-        common::uniform(rng, batch * len)
+        common::put(gpu, y0, batch, rows, cols, false)
     }
 }
 
@@ -81,7 +34,7 @@ fn data(rng: &mut rand::rngs::ChaCha8Rng, batch: usize, len: usize, shared: bool
 fn run_read(gpu: &Gpu, d: hypermod::Result<hypermod::gpu::Dispatch>, out: &GpuTensor) -> Vec<f32> {
     gpu.run(&[&d.unwrap()]).unwrap();
     if out.offset() > 0 {
-        assert_gaps_untouched(gpu, out, &format!("{out:?}"));
+        common::assert_gaps_untouched(gpu, out, &format!("{out:?}"));
     }
     gpu.read(out).unwrap()
 }
@@ -111,9 +64,9 @@ fn elementwise_matches_cpu_twins_on_random_shapes() {
         let ctx = format!(
             "case {case}: batch {batch} {rows}×{cols} {act:?} shared x {share_x} shared b {share_b} padded {padded}"
         );
-        let x = data(&mut rng, batch, len, share_x);
-        let y0 = data(&mut rng, batch, len, false);
-        let gx = put(gpu, &x, batch, rows, cols, share_x);
+        let x = common::data(&mut rng, batch, len, share_x);
+        let y0 = common::data(&mut rng, batch, len, false);
+        let gx = common::put(gpu, &x, batch, rows, cols, share_x);
         let wide = common::widen;
 
         // Forward. Identity and ReLU are exact; ELU's eˣ − 1 on x ≤ 0 (eˣ ≤ 1) carries the
@@ -129,8 +82,8 @@ fn elementwise_matches_cpu_twins_on_random_shapes() {
         // Backward from the GPU's own activation output (it is what training stores), with a
         // possibly broadcast dy. dy·(y + 1) rounds twice: 2u·|dy|(|y| + 1), doubled for margin.
         let act_y = got;
-        let dy = data(&mut rng, batch, len, share_b);
-        let gdy = put(gpu, &dy, batch, rows, cols, share_b);
+        let dy = common::data(&mut rng, batch, len, share_b);
+        let gdy = common::put(gpu, &dy, batch, rows, cols, share_b);
         let gay = gpu.upload(&act_y, batch, rows, cols).unwrap();
         let gdx = put_out(gpu, &y0, batch, rows, cols, padded);
         let got = run_read(gpu, activation_backward(gpu, &gdy, &gay, &gdx, act), &gdx);
@@ -144,8 +97,8 @@ fn elementwise_matches_cpu_twins_on_random_shapes() {
         );
 
         // Bias add (in place), bias possibly broadcast: one rounding of the sum.
-        let bias = data(&mut rng, batch, cols, share_b);
-        let gb = put(gpu, &bias, batch, 1, cols, share_b);
+        let bias = common::data(&mut rng, batch, cols, share_b);
+        let gb = common::put(gpu, &bias, batch, 1, cols, share_b);
         let gy = put_out(gpu, &y0, batch, rows, cols, padded);
         let got = run_read(gpu, bias_add(gpu, &gy, &gb), &gy);
         let mut want = wide(&y0);

@@ -3,31 +3,12 @@
 
 mod common;
 
-use hypermod::gpu::GpuTensor;
 use hypermod::ops::gemm::{gemm, gemm_cpu, GemmOptions, GemmShape, GemmTile};
 use hypermod::ops::Activation;
 use rand::RngExt;
 
 /// f32 unit roundoff.
 const U: f64 = f32::EPSILON as f64 / 2.0;
-
-fn put(
-    gpu: &hypermod::gpu::Gpu,
-    host: &[f32],
-    batch: usize,
-    rows: usize,
-    cols: usize,
-    shared: bool,
-) -> GpuTensor {
-    if shared {
-        gpu.upload(&host[..rows * cols], 1, rows, cols)
-            .unwrap()
-            .broadcast(batch)
-            .unwrap()
-    } else {
-        gpu.upload(host, batch, rows, cols).unwrap()
-    }
-}
 
 #[test]
 fn gemm_matches_cpu_twin_on_random_shapes() {
@@ -64,22 +45,14 @@ fn gemm_matches_cpu_twin_on_random_shapes() {
         let share_b = case % 3 == 0;
         let with_bias = case % 2 == 1;
         // Host operands: broadcast ones are one item repeated.
-        let mut item = |len: usize, shared: bool| {
-            let v = common::uniform(&mut rng, if shared { len } else { len * batch });
-            if shared {
-                common::repeat(&v, batch)
-            } else {
-                v
-            }
-        };
-        let a = item(m * k, share_a);
-        let b = item(k * n, share_b);
-        let bias = item(n, false);
-        let c0 = item(m * n, false);
+        let a = common::data(&mut rng, batch, m * k, share_a);
+        let b = common::data(&mut rng, batch, k * n, share_b);
+        let bias = common::data(&mut rng, batch, n, false);
+        let c0 = common::data(&mut rng, batch, m * n, false);
         let (ar, ac) = if opts.trans_a { (k, m) } else { (m, k) };
         let (br, bc) = if opts.trans_b { (n, k) } else { (k, n) };
-        let ga = put(gpu, &a, batch, ar, ac, share_a);
-        let gb = put(gpu, &b, batch, br, bc, share_b);
+        let ga = common::put(gpu, &a, batch, ar, ac, share_a);
+        let gb = common::put(gpu, &b, batch, br, bc, share_b);
         let gbias = gpu.upload(&bias, batch, 1, n).unwrap();
         let gc = gpu.upload(&c0, batch, m, n).unwrap();
         let d = gemm(gpu, &ga, &gb, with_bias.then_some(&gbias), &gc, &opts).unwrap();

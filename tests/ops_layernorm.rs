@@ -109,7 +109,8 @@ fn backward_twin_matches_finite_differences() {
     }
 }
 
-/// A view `[batch × rows × cols]` at a random offset/gap inside a bigger buffer, holding `host`.
+/// `host` as a broadcast of its first item when `shared` ([`common::put`]), else as a NaN-padded
+/// view at a random offset (0..=5) with a random gap (0..=3) between items ([`common::padded_at`]).
 fn put(
     gpu: &Gpu,
     rng: &mut rand::rngs::ChaCha8Rng,
@@ -119,26 +120,12 @@ fn put(
     cols: usize,
     shared: bool,
 ) -> GpuTensor {
-    let item = rows * cols;
     if shared {
-        return gpu
-            .upload(&host[..item], 1, rows, cols)
-            .unwrap()
-            .broadcast(batch)
-            .unwrap();
+        return common::put(gpu, host, batch, rows, cols, true);
     }
     let off = common::size(rng, 0, 5);
-    let stride = item + common::size(rng, 0, 3);
-    let mut buf = vec![f32::NAN; off + batch * stride];
-    for b in 0..batch {
-        buf[off + b * stride..off + b * stride + item]
-            .copy_from_slice(&host[b * item..(b + 1) * item]);
-    }
-    let len = buf.len();
-    gpu.upload(&buf, 1, 1, len)
-        .unwrap()
-        .view(off, batch, rows, cols, stride)
-        .unwrap()
+    let gap = common::size(rng, 0, 3);
+    common::padded_at(gpu, host, batch, rows, cols, off, gap)
 }
 
 #[test]
@@ -167,16 +154,8 @@ fn gpu_matches_twin_on_random_shapes() {
             .enumerate()
             .map(|(i, v)| 1.5 * v + ((i / cols) % 3) as f32)
             .collect();
-        let item_of = |rng: &mut rand::rngs::ChaCha8Rng, shared: bool| {
-            let v: Vec<f32> = common::uniform(rng, if shared { cols } else { batch * cols });
-            if shared {
-                common::repeat(&v, batch)
-            } else {
-                v
-            }
-        };
-        let g = item_of(&mut rng, share_g);
-        let b = item_of(&mut rng, share_b);
+        let g = common::data(&mut rng, batch, cols, share_g);
+        let b = common::data(&mut rng, batch, cols, share_b);
         let dy = common::uniform(&mut rng, n);
         let gx = put(gpu, &mut rng, &x, batch, rows, cols, false);
         let gg = put(gpu, &mut rng, &g, batch, 1, cols, share_g);

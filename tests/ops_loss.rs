@@ -14,46 +14,11 @@ use rand::RngExt;
 /// f32 unit roundoff.
 const U: f64 = f32::EPSILON as f64 / 2.0;
 
-/// Uploads logical host data; `shared` uploads the first item only and broadcasts it.
-fn put(gpu: &Gpu, host: &[f32], s: LossShape, shared: bool) -> GpuTensor {
-    let len = s.rows * s.cols;
-    if shared {
-        gpu.upload(&host[..len], 1, s.rows, s.cols)
-            .unwrap()
-            .broadcast(s.batch)
-            .unwrap()
-    } else {
-        gpu.upload(host, s.batch, s.rows, s.cols).unwrap()
-    }
-}
-
-/// A NaN-filled output of `batch × rows × cols` at offset 2 with 3 elements of gap between
-/// items and a stride's worth after the last, so ignoring the output's offset or stride, writing
-/// past its end, or leaving an element unwritten shows.
+/// A NaN-filled, NaN-padded output of `batch × rows × cols` (see [`common::padded`]), so
+/// ignoring the output's offset or stride, writing past its end, or leaving an element unwritten
+/// shows.
 fn out(gpu: &Gpu, batch: usize, rows: usize, cols: usize) -> GpuTensor {
-    let stride = rows * cols + 3;
-    let n = 2 + (batch + 1) * stride;
-    gpu.upload(&vec![f32::NAN; n], 1, 1, n)
-        .unwrap()
-        .view(2, batch, rows, cols, stride)
-        .unwrap()
-}
-
-/// Asserts that the elements of `t`'s buffer outside its items (before the offset, in the gaps
-/// between items, after the last) still hold the NaN they were created with: a kernel writing
-/// past an edge is caught even where the logical read-back would not show it.
-fn assert_gaps_untouched(gpu: &Gpu, t: &GpuTensor, ctx: &str) {
-    let whole = t.view(0, 1, 1, t.capacity(), t.capacity()).unwrap();
-    for (k, v) in gpu.read(&whole).unwrap().iter().enumerate() {
-        let inside = k >= t.offset() && {
-            let r = k - t.offset();
-            r / t.batch_stride() < t.batch() && r % t.batch_stride() < t.item_len()
-        };
-        assert!(
-            inside || v.is_nan(),
-            "{ctx}: element {k} outside the output was overwritten with {v}"
-        );
-    }
+    common::padded(gpu, &vec![f32::NAN; batch * rows * cols], batch, rows, cols)
 }
 
 /// Random targets: one-hot rows or soft rows (softmax of random scores, some entries exactly 0
@@ -169,15 +134,15 @@ fn check(gpu: &Gpu, w: Which, z: &[f32], t: &[f32], case: &Case) {
         ctx,
     } = case;
     let scale = 0.5f32;
-    let gz = put(gpu, z, s, false);
-    let gt = put(gpu, t, s, shared_t);
+    let gz = common::put(gpu, z, s.batch, s.rows, s.cols, false);
+    let gt = common::put(gpu, t, s.batch, s.rows, s.cols, shared_t);
     let gl = out(gpu, s.batch, 1, 1);
     let gg = out(gpu, s.batch, s.rows, s.cols);
     let d = launch(gpu, w, &gz, &gt, &gl, with_grad.then_some(&gg), scale).unwrap();
     gpu.run(&[&d]).unwrap();
     let got_l = gpu.read(&gl).unwrap();
-    assert_gaps_untouched(gpu, &gl, &format!("{ctx} {w:?} loss"));
-    assert_gaps_untouched(gpu, &gg, &format!("{ctx} {w:?} grad"));
+    common::assert_gaps_untouched(gpu, &gl, &format!("{ctx} {w:?} loss"));
+    common::assert_gaps_untouched(gpu, &gg, &format!("{ctx} {w:?} grad"));
 
     let mut want_l = vec![0.0; s.batch];
     let mut want_g = vec![0.0; z.len()];
@@ -293,20 +258,16 @@ fn losses_match_cpu_twins_on_random_shapes() {
         check(gpu, Which::Ce, &z, &t, &c);
         check(gpu, Which::Kl, &z, &t, &c);
         // MSE against dense random targets (regression).
-        let y = if shared_t {
-            common::repeat(&common::uniform(&mut rng, rows * cols), batch)
-        } else {
-            common::uniform(&mut rng, batch * rows * cols)
-        };
+        let y = common::data(&mut rng, batch, rows * cols, shared_t);
         check(gpu, Which::Mse, &z, &y, &c);
 
         // Accuracy: argmax comparisons on identical f32 inputs are exact; acc = count · (1/rows)
         // rounds twice on the GPU: 2u relative, doubled.
-        let gz = put(gpu, &z, s, false);
-        let gt = put(gpu, &t, s, shared_t);
+        let gz = common::put(gpu, &z, s.batch, s.rows, s.cols, false);
+        let gt = common::put(gpu, &t, s.batch, s.rows, s.cols, shared_t);
         let ga = out(gpu, batch, 1, 1);
         gpu.run(&[&accuracy(gpu, &gz, &gt, &ga).unwrap()]).unwrap();
-        assert_gaps_untouched(gpu, &ga, &format!("{ctx} accuracy"));
+        common::assert_gaps_untouched(gpu, &ga, &format!("{ctx} accuracy"));
         let got = gpu.read(&ga).unwrap();
         let mut want = vec![0.0; batch];
         accuracy_cpu(&common::widen(&z), &common::widen(&t), s, &mut want);
@@ -374,8 +335,8 @@ fn accuracy_breaks_ties_towards_the_lowest_index() {
     let z = [1.0, 0.0, 1.0, 0.0, 2.0, 2.0, 5.0, 5.0, 5.0, 0.0, 0.0, 3.0];
     let t = [1.0, 0.0, 0.0, 0.0, 0.0, 1.0, 0.5, 0.5, 0.0, 0.0, 0.0, 1.0];
     let (gz, gt, ga) = (
-        put(gpu, &z, s, false),
-        put(gpu, &t, s, false),
+        common::put(gpu, &z, s.batch, s.rows, s.cols, false),
+        common::put(gpu, &t, s.batch, s.rows, s.cols, false),
         out(gpu, 2, 1, 1),
     );
     gpu.run(&[&accuracy(gpu, &gz, &gt, &ga).unwrap()]).unwrap();
@@ -510,7 +471,10 @@ fn repeated_launches_are_bitwise_identical() {
     };
     let z = common::uniform(&mut rng, 3 * 70 * 9);
     let t = targets(&mut rng, s, false, false);
-    let (gz, gt) = (put(gpu, &z, s, false), put(gpu, &t, s, false));
+    let (gz, gt) = (
+        common::put(gpu, &z, s.batch, s.rows, s.cols, false),
+        common::put(gpu, &t, s.batch, s.rows, s.cols, false),
+    );
     let (gl, gg) = (out(gpu, 3, 1, 1), out(gpu, 3, 70, 9));
     let d = kl_divergence(gpu, &gz, &gt, &gl, Some(&gg), 1.0).unwrap();
     let mut first = None;

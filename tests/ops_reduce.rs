@@ -10,34 +10,17 @@ use hypermod::ops::reduce::{reduce, reduce_cpu, sum_squares, sum_squares_cpu, Re
 const U: f64 = f32::EPSILON as f64 / 2.0;
 
 /// Uploads logical `host` (`batch` items of `rows × cols`) as: a stride-0 broadcast of its first
-/// item (`layout` 1), a strided view with an offset and a gap between items (2), or packed (0).
+/// item (`layout` 1, [`common::put`]), a NaN-padded strided view with an offset and a gap between
+/// items (2, [`common::padded`]), or packed (0).
 fn put(
     gpu: &Gpu,
     host: &[f32],
     (batch, rows, cols): (usize, usize, usize),
     layout: u8,
 ) -> GpuTensor {
-    let item = rows * cols;
     match layout {
-        1 => gpu
-            .upload(&host[..item], 1, rows, cols)
-            .unwrap()
-            .broadcast(batch)
-            .unwrap(),
-        2 => {
-            let (off, stride) = (5, item + 3);
-            let mut raw = vec![f32::NAN; off + batch * stride];
-            for b in 0..batch {
-                raw[off + b * stride..off + b * stride + item]
-                    .copy_from_slice(&host[b * item..(b + 1) * item]);
-            }
-            let len = raw.len();
-            gpu.upload(&raw, 1, 1, len)
-                .unwrap()
-                .view(off, batch, rows, cols, stride)
-                .unwrap()
-        }
-        _ => gpu.upload(host, batch, rows, cols).unwrap(),
+        2 => common::padded(gpu, host, batch, rows, cols),
+        _ => common::put(gpu, host, batch, rows, cols, layout == 1),
     }
 }
 

@@ -3,7 +3,7 @@
 
 use std::sync::OnceLock;
 
-use hypermod::gpu::Gpu;
+use hypermod::gpu::{Gpu, GpuTensor};
 use rand::rngs::ChaCha8Rng;
 use rand::{RngExt, SeedableRng};
 
@@ -91,4 +91,108 @@ pub fn repeat(item: &[f32], batch: usize) -> Vec<f32> {
 /// f32 → f64.
 pub fn widen(v: &[f32]) -> Vec<f64> {
     v.iter().map(|&x| x as f64).collect()
+}
+
+/// Random logical data for `batch` items of `len` values, uniform in [-1, 1); a `shared`
+/// operand is one item repeated `batch` times (drawing only `len` values), the host view of a
+/// stride-0 broadcast that [`put`] uploads.
+pub fn data(rng: &mut ChaCha8Rng, batch: usize, len: usize, shared: bool) -> Vec<f32> {
+    if shared {
+        repeat(&uniform(rng, len), batch)
+    } else {
+        uniform(rng, batch * len)
+    }
+}
+
+/// Uploads logical host data (`batch` items of `rows × cols`, item-major) as a packed tensor;
+/// `shared` uploads only the first item and broadcasts it to `batch` items (stride 0).
+pub fn put(
+    gpu: &Gpu,
+    host: &[f32],
+    batch: usize,
+    rows: usize,
+    cols: usize,
+    shared: bool,
+) -> GpuTensor {
+    if shared {
+        gpu.upload(&host[..rows * cols], 1, rows, cols)
+            .unwrap()
+            .broadcast(batch)
+            .unwrap()
+    } else {
+        gpu.upload(host, batch, rows, cols).unwrap()
+    }
+}
+
+/// Element offset of the first item of a [`padded`] tensor in its buffer.
+pub const PAD_OFFSET: usize = 3;
+/// NaN elements between consecutive items of a [`padded`] tensor (its stride is item + gap).
+pub const PAD_GAP: usize = 5;
+
+/// The host image of a [`padded_at`] buffer: `offset` NaNs, then each item of `host` followed by
+/// `gap` NaNs, then one more stride (item + gap) of NaNs after the last item. Its length is
+/// `offset + (batch + 1) · (rows·cols + gap)`.
+pub fn padded_buffer(
+    host: &[f32],
+    batch: usize,
+    rows: usize,
+    cols: usize,
+    offset: usize,
+    gap: usize,
+) -> Vec<f32> {
+    let len = rows * cols;
+    assert_eq!(host.len(), batch * len, "padded_buffer: host length");
+    let stride = len + gap;
+    let mut raw = vec![f32::NAN; offset + (batch + 1) * stride];
+    for b in 0..batch {
+        let at = offset + b * stride;
+        raw[at..at + len].copy_from_slice(&host[b * len..(b + 1) * len]);
+    }
+    raw
+}
+
+/// `host` (`batch` items of `rows × cols`) as a strided view into a bigger NaN-filled buffer:
+/// first item at `offset`, `gap` NaN elements between items, a stride's worth of NaN after the
+/// last (see [`padded_buffer`]). The whole buffer is `t.view(0, 1, 1, n, n)` with `n` the
+/// buffer length.
+pub fn padded_at(
+    gpu: &Gpu,
+    host: &[f32],
+    batch: usize,
+    rows: usize,
+    cols: usize,
+    offset: usize,
+    gap: usize,
+) -> GpuTensor {
+    let raw = padded_buffer(host, batch, rows, cols, offset, gap);
+    let n = raw.len();
+    gpu.upload(&raw, 1, 1, n)
+        .unwrap()
+        .view(offset, batch, rows, cols, rows * cols + gap)
+        .unwrap()
+}
+
+/// `host` as a NaN-padded strided view: items at [`PAD_OFFSET`], [`PAD_GAP`] NaN elements
+/// between items and a NaN stride after the last, NaN everywhere outside the items. A kernel
+/// that ignores the tensor's offset or stride reads NaN (inputs) or lands its writes in the
+/// padding (outputs, caught by [`assert_gaps_untouched`]), as does one writing past the end.
+pub fn padded(gpu: &Gpu, host: &[f32], batch: usize, rows: usize, cols: usize) -> GpuTensor {
+    padded_at(gpu, host, batch, rows, cols, PAD_OFFSET, PAD_GAP)
+}
+
+/// Asserts that the elements of `t`'s buffer outside its items (before the offset, in the gaps
+/// between items, after the last) still hold the NaN they were created with: a kernel writing
+/// past an edge is caught even where the logical read-back would not show it.
+pub fn assert_gaps_untouched(gpu: &Gpu, t: &GpuTensor, ctx: &str) {
+    let whole = t.view(0, 1, 1, t.capacity(), t.capacity()).unwrap();
+    for (k, v) in gpu.read(&whole).unwrap().iter().enumerate() {
+        let inside = k >= t.offset() && {
+            let r = k - t.offset();
+            r / t.batch_stride() < t.batch() && r % t.batch_stride() < t.item_len()
+        };
+        assert!(
+            inside || v.is_nan(),
+            "{ctx}: element {k} outside the output was overwritten with {v}"
+        );
+    }
 }
