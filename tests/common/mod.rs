@@ -1,6 +1,7 @@
 //! Shared test helpers: the one way tests obtain the GPU, seeded random data, and comparisons.
 #![allow(dead_code)]
 
+use std::io::Write;
 use std::sync::OnceLock;
 
 use hypermod::gpu::{Gpu, GpuTensor};
@@ -16,9 +17,14 @@ pub fn gpu() -> Option<&'static Gpu> {
     GPU.get_or_init(|| match Gpu::new() {
         Ok(g) => {
             let i = g.adapter_info();
-            eprintln!(
+            // Written to the stderr handle, not with eprintln!: libtest captures the print macros,
+            // and CI logs must show which adapter the GPU tests really ran on.
+            let _ = writeln!(
+                std::io::stderr(),
                 "[hypermod tests] adapter: {} ({:?}, {:?})",
-                i.name, i.backend, i.device_type
+                i.name,
+                i.backend,
+                i.device_type
             );
             Some(g)
         }
@@ -26,7 +32,8 @@ pub fn gpu() -> Option<&'static Gpu> {
             if std::env::var("CI").is_ok_and(|v| v == "true" || v == "1") {
                 panic!("CI=true but no GPU adapter is available: {e}");
             }
-            eprintln!(
+            let _ = writeln!(
+                std::io::stderr(),
                 "\n!!!!!!!! [hypermod tests] NO GPU ADAPTER: GPU TESTS SKIPPED !!!!!!!!\n{e}\n"
             );
             None
