@@ -3,7 +3,7 @@
 
 mod common;
 
-use hypermod::gpu::Step;
+use hypermod::gpu::{Gpu, GpuOptions, Step, TimingMethod};
 use hypermod::ops::gemm::{gemm, GemmOptions};
 
 #[test]
@@ -120,4 +120,25 @@ fn timing_reports_positive_medians() {
         t.median_ms > 0.0 && t.min_ms <= t.median_ms && t.iters == 5,
         "{t:?}"
     );
+}
+
+#[test]
+fn engine_works_without_optional_features_and_times_by_wall_clock() {
+    let _ = gpu_or_skip!();
+    // A second device with every optional feature off: the path of adapters that lack them.
+    let bare = Gpu::with_options(GpuOptions {
+        timestamp_query: false,
+        subgroup: false,
+        shader_f16: false,
+    })
+    .unwrap();
+    let f = bare.features();
+    assert!(!f.timestamp_query && !f.subgroup && !f.shader_f16, "{f:?}");
+    let a = bare.upload(&[1.0, 2.0, 3.0, 4.0], 1, 2, 2).unwrap();
+    let c = bare.zeros(1, 2, 2).unwrap();
+    let d = gemm(&bare, &a, &a, None, &c, &GemmOptions::default()).unwrap();
+    let t = bare.time(&[&d], 1, 3).unwrap();
+    assert_eq!(t.method, TimingMethod::WallClock);
+    assert!(t.median_ms > 0.0);
+    assert_eq!(bare.read(&c).unwrap(), vec![7.0, 10.0, 15.0, 22.0]);
 }

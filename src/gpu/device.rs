@@ -30,6 +30,27 @@ pub struct FeatureSet {
     pub shader_f16: bool,
 }
 
+/// Which optional features [`Gpu::with_options`] may enable (each only if the adapter has it).
+#[derive(Clone, Copy, Debug)]
+pub struct GpuOptions {
+    /// Use timestamp queries for kernel timing (wall clock otherwise).
+    pub timestamp_query: bool,
+    /// Enable subgroup built-ins.
+    pub subgroup: bool,
+    /// Enable `f16` in shaders.
+    pub shader_f16: bool,
+}
+
+impl Default for GpuOptions {
+    fn default() -> Self {
+        GpuOptions {
+            timestamp_query: true,
+            subgroup: true,
+            shader_f16: true,
+        }
+    }
+}
+
 /// A summary of the chosen adapter, printed by `hypermod info` and stored with benchmark results.
 #[derive(Clone, Debug, Serialize)]
 pub struct AdapterReport {
@@ -124,6 +145,12 @@ impl Gpu {
     /// Order: adapters whose name contains `$HYPERMOD_ADAPTER` (if set), then discrete before
     /// integrated before CPU, then Vulkan/Metal/DX12 before GL.
     pub fn new() -> Result<Gpu> {
+        Self::with_options(GpuOptions::default())
+    }
+
+    /// [`Gpu::new`] with options (e.g. optional features switched off, to exercise the paths a
+    /// less capable adapter takes).
+    pub fn with_options(options: GpuOptions) -> Result<Gpu> {
         let (instance, backends) = make_instance();
         let mut adapters = pollster::block_on(instance.enumerate_adapters(backends));
         let env_backend = std::env::var("WGPU_BACKEND").unwrap_or_else(|_| "all".into());
@@ -158,13 +185,25 @@ impl Gpu {
                     "WGPU_BACKEND={env_backend}, backends {backends:?}: wgpu enumerated no adapter"
                 ),
             })?;
-        Self::from_adapter(adapter)
+        Self::from_adapter(adapter, options)
     }
 
     /// Creates the device on a given adapter (used by [`Gpu::new`]; public for embedding).
-    pub fn from_adapter(adapter: wgpu::Adapter) -> Result<Gpu> {
+    pub fn from_adapter(adapter: wgpu::Adapter, options: GpuOptions) -> Result<Gpu> {
         let adapter_info = adapter.get_info();
-        let required_features = adapter.features() & WANTED_FEATURES;
+        let mut wanted = WANTED_FEATURES;
+        if !options.timestamp_query {
+            wanted.remove(
+                wgpu::Features::TIMESTAMP_QUERY | wgpu::Features::TIMESTAMP_QUERY_INSIDE_ENCODERS,
+            );
+        }
+        if !options.subgroup {
+            wanted.remove(wgpu::Features::SUBGROUP);
+        }
+        if !options.shader_f16 {
+            wanted.remove(wgpu::Features::SHADER_F16);
+        }
+        let required_features = adapter.features() & wanted;
         let limits = adapter.limits();
         let (device, queue) = pollster::block_on(adapter.request_device(&wgpu::DeviceDescriptor {
             label: Some("hypermod"),

@@ -8,7 +8,9 @@ mod profile;
 mod step;
 mod tensor;
 
-pub use device::{list_adapters, AdapterReport, FeatureSet, Gpu, LimitsReport, ADAPTER_ENV};
+pub use device::{
+    list_adapters, AdapterReport, FeatureSet, Gpu, GpuOptions, LimitsReport, ADAPTER_ENV,
+};
 pub use kernels::{grid_1d, Access, Cost, Dispatch, KernelSpec, Shader};
 pub use profile::{Timing, TimingMethod};
 pub use step::{ReadSlot, Readback, Step};
