@@ -2,3 +2,4 @@
 //! run trains and evaluates on; the GPU side only ever sees the latents they produce.
 
 pub mod hyperteacher;
+pub mod teacher;
