@@ -13,7 +13,7 @@
 //!
 //! # Reproducibility
 //! Philox and every step up to the final floating-point operations are integer arithmetic.
-//! The normal is `Φ⁻¹` evaluated by a degree-6 polynomial per segment (see [`NORMAL_TABLE`])
+//! The normal is `Φ⁻¹` evaluated by a degree-6 polynomial per segment (see `NORMAL_TABLE`)
 //! using only f32 `+`, `−`, `×`, which WebGPU/Vulkan round correctly; the shader hides each
 //! product behind an XOR with a uniform zero so the compiler cannot contract `a·b + c` into an
 //! FMA. Remaining risk: a driver that flushes or rounds non-conformantly, or that fuses across
