@@ -1,0 +1,155 @@
+//! ANIL student `anil512` (spec §4.4): a meta-learned body, frozen in the inner loop, and a
+//! task-specific linear head whose initial value is meta-learned.
+//!
+//! ```text
+//! h      = ReLU(... ReLU(ReLU(x @ W0 + b0) @ W1 + b1) ...)     num_hidden layers, ReLU after all
+//! logits = h @ head.w + head.b
+//! ```
+//!
+//! Layers are haiku `Linear` (no 1/√fan_in forward scaling), init TN(1/√fan_in), zero bias.
+
+use crate::ops::Real;
+
+use super::{
+    linear_backward, linear_forward, mlp_backward, mlp_forward, Grads, Init, ParamLayout,
+    ParamSpec, Student, View,
+};
+
+/// Config of the ANIL student.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Anil {
+    /// Input features (16).
+    pub input_dim: usize,
+    /// Body width (512).
+    pub hidden_dim: usize,
+    /// Logits (8).
+    pub output_dim: usize,
+    /// Body layers (3).
+    pub num_hidden: usize,
+}
+
+impl Anil {
+    /// The paper's `anil512`.
+    pub fn paper() -> Self {
+        Anil {
+            input_dim: 16,
+            hidden_dim: 512,
+            output_dim: 8,
+            num_hidden: 3,
+        }
+    }
+
+    /// Body layer widths, input first.
+    pub fn body_dims(&self) -> Vec<usize> {
+        let mut d = vec![self.input_dim];
+        d.extend(std::iter::repeat_n(self.hidden_dim, self.num_hidden));
+        d
+    }
+}
+
+impl Student for Anil {
+    /// META: `body.l{i}.{w,b}` (`[in, out]` ~ TN(1/√in), 0), then `head_init.{w,b}`
+    /// (`[hidden, out]` ~ TN(1/√hidden), 0). TASK: `head.{w,b}` (from `head_init.*`).
+    fn param_layout(&self) -> ParamLayout {
+        let dims = self.body_dims();
+        let tn = |fan: usize| Init::TruncatedNormal {
+            std: 1.0 / (fan as f64).sqrt(),
+        };
+        let mut meta = Vec::new();
+        for l in 0..dims.len() - 1 {
+            meta.push(ParamSpec::new(
+                format!("body.l{l}.w"),
+                &[dims[l], dims[l + 1]],
+                tn(dims[l]),
+            ));
+            meta.push(ParamSpec::new(
+                format!("body.l{l}.b"),
+                &[dims[l + 1]],
+                Init::Zeros,
+            ));
+        }
+        let (h, o) = (self.hidden_dim, self.output_dim);
+        meta.push(ParamSpec::new("head_init.w", &[h, o], tn(h)));
+        meta.push(ParamSpec::new("head_init.b", &[o], Init::Zeros));
+        let task = vec![
+            ParamSpec::new("head.w", &[h, o], Init::Meta("head_init.w".into())),
+            ParamSpec::new("head.b", &[o], Init::Meta("head_init.b".into())),
+        ];
+        ParamLayout { meta, task }
+    }
+
+    fn input_dim(&self) -> usize {
+        self.input_dim
+    }
+
+    fn output_dim(&self) -> usize {
+        self.output_dim
+    }
+
+    fn forward<T: Real>(&self, meta: &[T], task: &[T], x: &[T]) -> Vec<T> {
+        let layout = self.param_layout();
+        let (mv, tv) = (
+            View::new("meta", &layout.meta, meta),
+            View::new("task", &layout.task, task),
+        );
+        let params = body_params(&mv, self.num_hidden);
+        let body = mlp_forward(&self.body_dims(), &params, x, false, true);
+        let h = body.acts.last().expect("body output");
+        linear_forward(
+            h,
+            tv.get("head.w"),
+            Some(tv.get("head.b")),
+            self.hidden_dim,
+            self.output_dim,
+            T::one(),
+        )
+    }
+
+    fn backward<T: Real>(
+        &self,
+        meta: &[T],
+        task: &[T],
+        x: &[T],
+        dlogits: &[T],
+    ) -> (Vec<T>, Vec<T>) {
+        let layout = self.param_layout();
+        let (mv, tv) = (
+            View::new("meta", &layout.meta, meta),
+            View::new("task", &layout.task, task),
+        );
+        let dims = self.body_dims();
+        let params = body_params(&mv, self.num_hidden);
+        let body = mlp_forward(&dims, &params, x, false, true);
+        let h = body.acts.last().expect("body output");
+        let g = linear_backward(
+            h,
+            tv.get("head.w"),
+            dlogits,
+            self.hidden_dim,
+            self.output_dim,
+            T::one(),
+            true,
+        );
+        let mut dtask = Grads::new(&layout.task);
+        dtask.add("head.w", &g.dw);
+        dtask.add("head.b", &g.db);
+        let (grads, _) = mlp_backward(&dims, &params, &body, &g.dx, false, true, false);
+        let mut dmeta = Grads::new(&layout.meta);
+        for (l, (dw, db)) in grads.iter().enumerate() {
+            dmeta.add(&format!("body.l{l}.w"), dw);
+            dmeta.add(&format!("body.l{l}.b"), db);
+        }
+        (dmeta.buf, dtask.buf)
+    }
+}
+
+fn body_params<'a, T>(mv: &View<'a, T>, layers: usize) -> Vec<(&'a [T], &'a [T])> {
+    (0..layers)
+        .map(|l| {
+            (
+                mv.get(&format!("body.l{l}.w")),
+                mv.get(&format!("body.l{l}.b")),
+            )
+        })
+        .collect()
+}
