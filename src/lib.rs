@@ -30,6 +30,7 @@
 #![warn(missing_docs)]
 
 pub mod bench;
+pub mod config;
 pub mod error;
 pub mod gpu;
 pub mod models;
