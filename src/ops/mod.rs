@@ -17,6 +17,7 @@ pub mod layernorm;
 pub mod loss;
 pub mod reduce;
 pub mod rng;
+pub mod softmax;
 
 use crate::error::{shape_err, Result};
 use crate::gpu::GpuTensor;
