@@ -4,10 +4,12 @@
 mod common;
 
 use hypermod::gpu::Gpu;
+use hypermod::gpu::Step;
 use hypermod::tasks::hyperteacher::{Coefficients, TaskSpace};
 use hypermod::tasks::teacher::{
-    teacher_inputs_cpu, teacher_logits_cpu, TeacherConfig, TeacherError, TeacherForward,
-    TeacherWeights, TeacherWeightsGpu, WEIGHT_STREAM_BASE,
+    teacher_inputs_cpu, teacher_logits_cpu, teacher_targets_cpu, TeacherConfig, TeacherError,
+    TeacherForward, TeacherTargets, TeacherWeights, TeacherWeightsGpu, STATS_INPUTS,
+    TARGET_TEMPERATURE, WEIGHT_STREAM_BASE,
 };
 
 fn assert_bitwise(got: &[f32], want: &[f32], ctx: &str) {
@@ -260,4 +262,57 @@ fn invalid_configs_and_shapes_are_errors() {
         f.set_step(gpu, u64::MAX),
         Err(TeacherError::ReservedStream { .. })
     ));
+}
+
+/// Soft targets (spec §3.2) against the f64 twin. Logits carry ~1e-6 relative f32 error; the
+/// z-scoring divides by σ (O(1) here) and the temperature multiplies by 10, so scaled logits err
+/// by ~1e-4 and the softmax probabilities by at most that (|∂y/∂z| ≤ 1/4 per unit): 2e-3 absolute
+/// is a 10× margin, while a wrong mean, std or temperature moves probabilities by O(0.1).
+#[test]
+fn soft_targets_match_cpu_twin() {
+    let gpu = gpu_or_skip!();
+    for chunking in [false, true] {
+        let c = TeacherConfig::paper(4, chunking, 2021);
+        let (tasks, n) = (4, 20);
+        let w = TeacherWeightsGpu::generate(gpu, c).unwrap();
+        let f = TeacherForward::new(gpu, &w, tasks, n).unwrap();
+        let t = TeacherTargets::new(gpu, &w, &f, STATS_INPUTS, TARGET_TEMPERATURE).unwrap();
+        let z = latents(&c, tasks);
+        f.set_latents(gpu, &z).unwrap();
+        f.set_step(gpu, 3).unwrap();
+        let mut step = Step::new(gpu);
+        f.record(&mut step);
+        t.record(&mut step);
+        let slot = step.read(t.targets()).unwrap();
+        let got = step.finish().unwrap().get(slot).to_vec();
+        let x = gpu.read(f.inputs()).unwrap();
+        let weights = TeacherWeights::generate(c).unwrap();
+        let want = teacher_targets_cpu(
+            &weights,
+            &common::widen(&z),
+            &common::widen(&x),
+            STATS_INPUTS,
+            TARGET_TEMPERATURE as f64,
+        )
+        .unwrap();
+        common::assert_close(
+            &got,
+            &want,
+            |_| 2e-3,
+            &format!("targets chunking {chunking}"),
+        );
+        for row in got.chunks(c.output_dim) {
+            let s: f32 = row.iter().sum();
+            assert!((s - 1.0).abs() < 1e-5, "row sums to {s}");
+        }
+        // T = 0.1 makes the targets confident: most rows put over half their mass on one class.
+        let confident = got
+            .chunks(c.output_dim)
+            .filter(|r| r.iter().any(|&p| p > 0.5))
+            .count();
+        assert!(confident * 2 > tasks * n, "only {confident} confident rows");
+        // The per-task statistics standardise each unit: the means differ across tasks.
+        let mean = gpu.read(t.mean()).unwrap();
+        assert!(mean[..c.output_dim] != mean[c.output_dim..2 * c.output_dim]);
+    }
 }

@@ -21,13 +21,16 @@
 //! - `W_in`:  `RngKey { seed, stream: WEIGHT_STREAM_BASE }`, TruncatedNormal(1);
 //! - `W_out`: `RngKey { seed, stream: WEIGHT_STREAM_BASE + 1 }`, TruncatedNormal(1);
 //! - `Θ`:     `RngKey { seed, stream: WEIGHT_STREAM_BASE + 2 }`, TruncatedNormal(1);
+//! - fixed inputs of the target statistics: `RngKey { seed, stream: WEIGHT_STREAM_BASE + 3 }`;
 //! - inputs x: `RngKey { seed, stream: step }`, Uniform[−1, 1), with `step < WEIGHT_STREAM_BASE`
 //!   chosen by the caller (e.g. a batch counter), so inputs never share a counter with a weight.
 //!
+//! # Targets
+//! [`TeacherTargets`] turns the logits into the soft labels of spec §3.2 (per-task z-scoring of
+//! each output unit over 1,000 fixed inputs, then `softmax(z/0.1)`).
+//!
 //! # Not implemented yet
-//! The targets of spec §3.2 (per-task z-scoring of each output unit over 1,000 fixed inputs, then
-//! `softmax(z/0.1)`) are not part of this module: it produces raw teacher logits only. The
-//! `num_hidden = 1` variant (where the input layer is generated instead) is rejected by
+//! The `num_hidden = 1` variant (where the input layer is generated instead) is rejected by
 //! [`TeacherConfig::validate`].
 
 use thiserror::Error;
@@ -36,6 +39,9 @@ use crate::gpu::{Dispatch, Gpu, GpuTensor, Step};
 use crate::ops::gemm::{gemm, GemmOptions};
 use crate::ops::rng::{
     fill_cpu, fill_truncated_normal, fill_uniform, Distribution, RngDispatch, RngKey,
+};
+use crate::ops::softmax::{
+    column_stats, column_stats_cpu, standardized_softmax, standardized_softmax_cpu,
 };
 use crate::ops::{Activation, Real};
 
@@ -196,6 +202,10 @@ impl TeacherConfig {
     pub fn theta_key(&self) -> RngKey {
         RngKey::new(self.seed, WEIGHT_STREAM_BASE + 2)
     }
+    /// Key of the fixed inputs of the target statistics (see [`TeacherTargets`]).
+    pub fn stats_key(&self) -> RngKey {
+        RngKey::new(self.seed, WEIGHT_STREAM_BASE + 3)
+    }
     /// Key of the inputs drawn at `step`.
     pub fn input_key(&self, step: u64) -> Result<RngKey, TeacherError> {
         if step >= WEIGHT_STREAM_BASE {
@@ -268,6 +278,179 @@ impl TeacherWeightsGpu {
             theta,
         })
     }
+}
+
+/// The teacher MLP as batched GEMMs: `inputs [tasks × n × in]` (per task, or one broadcast set)
+/// through W_in (shared), the generated hidden layers (strided views of `generated`) and W_out
+/// (shared) into `logits [tasks × n × out]`.
+fn mlp_gemms(
+    gpu: &Gpu,
+    weights: &TeacherWeightsGpu,
+    generated: &GpuTensor,
+    inputs: &GpuTensor,
+    logits: &GpuTensor,
+) -> Result<Vec<Dispatch>, TeacherError> {
+    let c = weights.config;
+    let (hh, h, l) = (c.layer_len(), c.hidden_dim, c.layers());
+    let (tasks, n) = (inputs.batch(), inputs.rows());
+    let layer = |fan_in: usize, relu: bool| GemmOptions {
+        alpha: (1.0 / (fan_in as f64).sqrt()) as f32,
+        activation: if relu {
+            Activation::Relu
+        } else {
+            Activation::Identity
+        },
+        ..GemmOptions::default()
+    };
+    // Two hidden buffers, ping-ponged: a GEMM may not read and write the same buffer.
+    let hid = [gpu.zeros(tasks, n, h)?, gpu.zeros(tasks, n, h)?];
+    let w_in = weights.w_in.broadcast(tasks)?;
+    let mut gemms = vec![gemm(
+        gpu,
+        inputs,
+        &w_in,
+        None,
+        &hid[0],
+        &layer(c.input_dim, true),
+    )?];
+    for li in 0..l {
+        let wl = generated.view(li * hh, tasks, h, h, l * hh)?;
+        let (src, dst) = (&hid[li % 2], &hid[(li + 1) % 2]);
+        gemms.push(gemm(gpu, src, &wl, None, dst, &layer(h, true))?);
+    }
+    let w_out = weights.w_out.broadcast(tasks)?;
+    gemms.push(gemm(
+        gpu,
+        &hid[l % 2],
+        &w_out,
+        None,
+        logits,
+        &layer(h, false),
+    )?);
+    Ok(gemms)
+}
+
+/// Temperature of the soft targets (spec §3.2).
+pub const TARGET_TEMPERATURE: f32 = 0.1;
+
+/// Fixed inputs per task over which each output unit is standardised (spec §3.2).
+pub const STATS_INPUTS: usize = 1000;
+
+/// Soft targets of a [`TeacherForward`] (spec §3.2): each task's logits are z-scored per output
+/// unit with the mean and (population) std of that task's logits on [`STATS_INPUTS`] fixed inputs
+/// (the same inputs for every task, key `(seed, WEIGHT_STREAM_BASE + 3)`), then
+/// `y = softmax(z / T)` row-wise with `T = `[`TARGET_TEMPERATURE`].
+#[derive(Debug)]
+pub struct TeacherTargets {
+    targets: GpuTensor,
+    mean: GpuTensor,
+    std: GpuTensor,
+    dispatches: Vec<Dispatch>,
+}
+
+impl TeacherTargets {
+    /// Prepares the statistics pass and the soft targets of `forward`'s logits. Record it after
+    /// [`TeacherForward::record`] in the same step (it reuses the generated weights).
+    pub fn new(
+        gpu: &Gpu,
+        weights: &TeacherWeightsGpu,
+        forward: &TeacherForward,
+        stats_inputs: usize,
+        temperature: f32,
+    ) -> Result<TeacherTargets, TeacherError> {
+        let c = weights.config;
+        if stats_inputs == 0 {
+            return Err(TeacherError::Shape(
+                "the statistics need at least one fixed input".into(),
+            ));
+        }
+        let tasks = forward.tasks();
+        // The fixed inputs are drawn once, here: they never change during a run.
+        let fixed = gpu.zeros(1, stats_inputs, c.input_dim)?;
+        gpu.run(&[fill_uniform(gpu, &fixed, c.stats_key(), -1.0, 1.0)?.dispatch()])?;
+        let stats_logits = gpu.zeros(tasks, stats_inputs, c.output_dim)?;
+        let mut dispatches = mlp_gemms(
+            gpu,
+            weights,
+            forward.generated(),
+            &fixed.broadcast(tasks)?,
+            &stats_logits,
+        )?;
+        let mean = gpu.zeros(tasks, 1, c.output_dim)?;
+        let std = gpu.zeros(tasks, 1, c.output_dim)?;
+        let targets = gpu.zeros(tasks, forward.inputs_per_task(), c.output_dim)?;
+        dispatches.push(column_stats(gpu, &stats_logits, &mean, &std)?);
+        dispatches.push(standardized_softmax(
+            gpu,
+            forward.logits(),
+            &mean,
+            &std,
+            &targets,
+            temperature,
+        )?);
+        Ok(TeacherTargets {
+            targets,
+            mean,
+            std,
+            dispatches,
+        })
+    }
+
+    /// Records the statistics pass and the soft targets.
+    pub fn record(&self, step: &mut Step) {
+        step.run_all(&self.dispatches);
+    }
+
+    /// Soft targets, `tasks × n × output_dim` (rows sum to 1).
+    pub fn targets(&self) -> &GpuTensor {
+        &self.targets
+    }
+    /// Per-task mean of each output unit over the fixed inputs, `tasks × 1 × output_dim`.
+    pub fn mean(&self) -> &GpuTensor {
+        &self.mean
+    }
+    /// Per-task population std of each output unit, `tasks × 1 × output_dim`.
+    pub fn std(&self) -> &GpuTensor {
+        &self.std
+    }
+}
+
+/// CPU twin of [`TeacherTargets`]: the soft targets of inputs `x` (`[tasks × n × input_dim]`).
+pub fn teacher_targets_cpu<T: Real>(
+    weights: &TeacherWeights,
+    latents: &[T],
+    x: &[T],
+    stats_inputs: usize,
+    temperature: T,
+) -> Result<Vec<T>, TeacherError> {
+    let c = &weights.config;
+    let lm = c.latent_len();
+    let tasks = latents.len() / lm.max(1);
+    let fixed: Vec<T> = fill_cpu(
+        Distribution::Uniform,
+        c.stats_key(),
+        stats_inputs * c.input_dim,
+        -1.0,
+        1.0,
+    )
+    .iter()
+    .map(|&v| T::from_f64(v as f64))
+    .collect();
+    let fixed_all: Vec<T> = (0..tasks).flat_map(|_| fixed.iter().copied()).collect();
+    let stats_logits = teacher_logits_cpu(weights, latents, &fixed_all)?;
+    let logits = teacher_logits_cpu(weights, latents, x)?;
+    let out = c.output_dim;
+    let (mut mean, mut std) = (vec![T::zero(); tasks * out], vec![T::zero(); tasks * out]);
+    column_stats_cpu(
+        &stats_logits,
+        (tasks, stats_inputs, out),
+        &mut mean,
+        &mut std,
+    );
+    let n = logits.len() / (tasks * out).max(1);
+    let mut y = vec![T::zero(); logits.len()];
+    standardized_softmax_cpu(&logits, (tasks, n, out), &mean, &std, temperature, &mut y);
+    Ok(y)
 }
 
 /// CPU twin of the inputs [`TeacherForward`] draws at `step`: `tasks × n × input_dim` values
@@ -391,7 +574,7 @@ impl TeacherForward {
                 "need at least one task and one input, got {tasks} tasks × {n} inputs"
             )));
         }
-        let (lm, hh, h, l) = (c.latent_len(), c.layer_len(), c.hidden_dim, c.layers());
+        let (lm, hh, l) = (c.latent_len(), c.layer_len(), c.layers());
         let latents = gpu.zeros(tasks, 1, lm)?;
         let inputs = gpu.zeros(tasks, n, c.input_dim)?;
         let generated = gpu.zeros(tasks, 1, l * hh)?;
@@ -418,44 +601,7 @@ impl TeacherForward {
             &GemmOptions::default(),
         )?];
 
-        let layer = |alpha: usize, relu: bool| GemmOptions {
-            alpha: (1.0 / (alpha as f64).sqrt()) as f32,
-            activation: if relu {
-                Activation::Relu
-            } else {
-                Activation::Identity
-            },
-            ..GemmOptions::default()
-        };
-        // Two hidden buffers, ping-ponged: a GEMM may not read and write the same buffer.
-        let hid = [gpu.zeros(tasks, n, h)?, gpu.zeros(tasks, n, h)?];
-        gemms.push(gemm(
-            gpu,
-            &inputs,
-            &weights.w_in.broadcast(tasks)?,
-            None,
-            &hid[0],
-            &layer(c.input_dim, true),
-        )?);
-        for li in 0..l {
-            let wl = generated.view(li * hh, tasks, h, h, l * hh)?;
-            gemms.push(gemm(
-                gpu,
-                &hid[li % 2],
-                &wl,
-                None,
-                &hid[(li + 1) % 2],
-                &layer(h, true),
-            )?);
-        }
-        gemms.push(gemm(
-            gpu,
-            &hid[l % 2],
-            &weights.w_out.broadcast(tasks)?,
-            None,
-            &logits,
-            &layer(h, false),
-        )?);
+        gemms.extend(mlp_gemms(gpu, weights, &generated, &inputs, &logits)?);
         Ok(TeacherForward {
             config: c,
             tasks,
