@@ -18,6 +18,7 @@
 //! have a separate forward and backward so that tangent / second-order versions can mirror them.
 
 pub mod anil;
+pub mod gpu;
 pub mod hnet_deep;
 pub mod hnet_linear;
 pub mod maml;
