@@ -8,7 +8,12 @@
 //!
 //! Layers are haiku `Linear` (no 1/√fan_in forward scaling), init TN(1/√fan_in), zero bias.
 
+use crate::error::Result;
+use crate::gpu::Gpu;
 use crate::ops::Real;
+
+use super::gpu::{GpuStudent, StudentBuffers, StudentProgram};
+use super::mlp_gpu::{check_buffers, mlp_program, Dense, Group};
 
 use super::{
     linear_backward, linear_forward, mlp_backward, mlp_forward, Grads, Init, ParamLayout,
@@ -152,4 +157,39 @@ fn body_params<'a, T>(mv: &View<'a, T>, layers: usize) -> Vec<(&'a [T], &'a [T])
             )
         })
         .collect()
+}
+
+impl GpuStudent for Anil {
+    /// Body layers read the broadcast meta tensors and, with `dmeta`, write their gradient summed
+    /// over the tasks; the head is per task. `head_init.*` entries of `dmeta` are zeroed. Without
+    /// `dmeta` the backward stops at the head.
+    fn program(&self, gpu: &Gpu, buffers: &StudentBuffers<'_>) -> Result<StudentProgram> {
+        let layout = self.param_layout();
+        let (tasks, n) = check_buffers(&layout, self.input_dim, self.output_dim, buffers)?;
+        let dims = self.body_dims();
+        let mut layers: Vec<Dense> = (0..self.num_hidden)
+            .map(|l| Dense {
+                group: Group::Meta,
+                w: format!("body.l{l}.w"),
+                b: format!("body.l{l}.b"),
+                fan_in: dims[l],
+                fan_out: dims[l + 1],
+                relu: true,
+            })
+            .collect();
+        layers.push(Dense {
+            group: Group::Task,
+            w: "head.w".into(),
+            b: "head.b".into(),
+            fan_in: self.hidden_dim,
+            fan_out: self.output_dim,
+            relu: false,
+        });
+        let zero: Vec<_> = ["head_init.w", "head_init.b"]
+            .iter()
+            .filter_map(|name| layout.meta_range(name))
+            .collect();
+        let (forward, backward) = mlp_program(gpu, &layout, &layers, &zero, buffers, tasks, n)?;
+        Ok(StudentProgram { forward, backward })
+    }
 }

@@ -9,7 +9,12 @@
 //! forward pass reads only the task parameters; the meta parameters are their initial values, so
 //! `dmeta` from [`Student::backward`] is all zeros.
 
+use crate::error::Result;
+use crate::gpu::Gpu;
 use crate::ops::Real;
+
+use super::gpu::{GpuStudent, StudentBuffers, StudentProgram};
+use super::mlp_gpu::{check_buffers, mlp_program, Dense, Group};
 
 use super::{mlp_backward, mlp_forward, Grads, Init, ParamLayout, ParamSpec, Student, View};
 
@@ -118,4 +123,37 @@ fn layer_params<'a, T>(tv: &View<'a, T>, layers: usize) -> Vec<(&'a [T], &'a [T]
     (0..layers)
         .map(|l| (tv.get(&format!("l{l}.w")), tv.get(&format!("l{l}.b"))))
         .collect()
+}
+
+impl GpuStudent for Maml {
+    /// Every layer reads the task tensors and writes its gradient per task; `dmeta` (the `init.*`
+    /// copies, never read by the forward) is zeroed.
+    fn program(&self, gpu: &Gpu, buffers: &StudentBuffers<'_>) -> Result<StudentProgram> {
+        let layout = self.param_layout();
+        let (tasks, n) = check_buffers(&layout, self.input_dim, self.output_dim, buffers)?;
+        let dims = self.dims();
+        let nl = dims.len() - 1;
+        let layers: Vec<Dense> = (0..nl)
+            .map(|l| Dense {
+                group: Group::Task,
+                w: format!("l{l}.w"),
+                b: format!("l{l}.b"),
+                fan_in: dims[l],
+                fan_out: dims[l + 1],
+                relu: l + 1 < nl,
+            })
+            .collect();
+        // All of meta is `init.*`: one fill.
+        let zero = 0..layout.meta_len();
+        let (forward, backward) = mlp_program(
+            gpu,
+            &layout,
+            &layers,
+            std::slice::from_ref(&zero),
+            buffers,
+            tasks,
+            n,
+        )?;
+        Ok(StudentProgram { forward, backward })
+    }
 }

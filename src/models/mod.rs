@@ -22,6 +22,7 @@ pub mod gpu;
 pub mod hnet_deep;
 pub mod hnet_linear;
 pub mod maml;
+mod mlp_gpu;
 
 pub use anil::Anil;
 pub use hnet_deep::HnetDeep;
