@@ -10,7 +10,17 @@
 //! logits = target(gen, x) + fast_bias
 //! ```
 
+use crate::error::{shape_err, Result};
+use crate::gpu::{Gpu, GpuTensor};
+use crate::ops::elementwise::{bias_add, fill};
+use crate::ops::embnorm::{embedding_normalize, scale_rows};
+use crate::ops::gemm::{gemm, GemmOptions};
+use crate::ops::reduce;
 use crate::ops::Real;
+
+use super::gpu::{
+    check_buffers, target_program, GenLayout, GpuStudent, StudentBuffers, StudentProgram,
+};
 
 use super::{
     col_sums, embedding_norm_backward, embedding_norm_forward, embedding_scales, linear_backward,
@@ -217,5 +227,119 @@ impl Student for HnetLinear {
         dlogits: &[T],
     ) -> (Vec<T>, Vec<T>) {
         self.backward_with_scales(meta, task, x, &self.embedding_scales(task), dlogits)
+    }
+}
+
+impl GpuStudent for HnetLinear {
+    /// Forward: per slot, the embedding rows of every task are normalised (`ê`, keeping the
+    /// scales) into a slot-major scratch, then ONE GEMM `[tasks·rows × T] @ B_s` generates that
+    /// slot's parameters for all tasks ([`GenLayout`]); the target net runs batched over tasks
+    /// and `fast_bias` is added to the logits.
+    ///
+    /// Backward: the target backward writes the generated-parameter gradients `dgen`; per slot
+    /// ONE GEMM `ê_sᵀ @ dgen_s` with K = tasks·rows sums the bank gradient over tasks straight
+    /// into `dmeta`, `dê = dgen_s @ B_sᵀ`, and `de = dê · s` (stop-gradient scale) lands in
+    /// `dtask`; `fast_bias`'s gradient is the column sums of `dlogits`; the `*_init` entries of
+    /// `dmeta` are zero-filled.
+    fn program(&self, gpu: &Gpu, b: &StudentBuffers<'_>) -> Result<StudentProgram> {
+        let (tasks, _) = check_buffers("hnet_linear", self, b)?;
+        let t = self.num_templates;
+        let layout = self.param_layout();
+        let lay = GenLayout::new(self.target(), tasks);
+        let rows = self.target().embedding_rows();
+        let ehat = gpu.zeros(1, tasks * rows, t)?;
+        let dehat = gpu.zeros(1, tasks * rows, t)?;
+        let scales = gpu.zeros(1, tasks * rows, 1)?;
+        let gen = gpu.zeros(1, 1, lay.len)?;
+        let dgen = gpu.zeros(1, 1, lay.len)?;
+        let range = |r: Option<std::ops::Range<usize>>, name: &str| {
+            r.ok_or_else(|| shape_err("hnet_linear", format!("layout lacks {name}")))
+        };
+        let (ts, ms) = (b.task.batch_stride(), b.meta.offset());
+
+        let mut prog = StudentProgram::default();
+        let mut back_banks = Vec::new();
+        // Slot-major row offset into the ê / scale scratch.
+        let mut row0 = 0;
+        for (s, sl) in lay.slots().iter().enumerate() {
+            let emb = range(layout.task_range(&format!("emb_{}", sl.name)), "emb")?;
+            let bank = range(layout.meta_range(&format!("bank_{}", sl.name)), "bank")?;
+            let e_view = |buf: &GpuTensor| {
+                buf.view(
+                    buf.offset() + emb.start,
+                    tasks,
+                    sl.rows,
+                    t,
+                    buf.batch_stride(),
+                )
+            };
+            let per_task = |buf: &GpuTensor, cols: usize| {
+                buf.view(row0 * cols, tasks, sl.rows, cols, sl.rows * cols)
+            };
+            let flat = |buf: &GpuTensor| buf.view(row0 * t, 1, tasks * sl.rows, t, 0);
+            let bank_t = b.meta.view(ms + bank.start, 1, t, sl.chunk, 0)?;
+            prog.forward.push(embedding_normalize(
+                gpu,
+                &e_view(b.task)?,
+                &per_task(&ehat, t)?,
+                &per_task(&scales, 1)?,
+            )?);
+            let gen_s = lay.slot(&gen, s)?;
+            prog.forward.push(gemm(
+                gpu,
+                &flat(&ehat)?,
+                &bank_t,
+                None,
+                &gen_s,
+                &GemmOptions::default(),
+            )?);
+            let dgen_s = lay.slot(&dgen, s)?;
+            if let Some(dm) = b.dmeta {
+                let dbank = dm.view(dm.offset() + bank.start, 1, t, sl.chunk, 0)?;
+                let opts = GemmOptions {
+                    trans_a: true,
+                    ..GemmOptions::default()
+                };
+                back_banks.push(gemm(gpu, &flat(&ehat)?, &dgen_s, None, &dbank, &opts)?);
+            }
+            let opts = GemmOptions {
+                trans_b: true,
+                ..GemmOptions::default()
+            };
+            back_banks.push(gemm(gpu, &dgen_s, &bank_t, None, &flat(&dehat)?, &opts)?);
+            back_banks.push(scale_rows(
+                gpu,
+                &per_task(&dehat, t)?,
+                &per_task(&scales, 1)?,
+                &e_view(b.dtask)?,
+            )?);
+            row0 += tasks * sl.rows;
+        }
+
+        let target = target_program(gpu, &lay, &gen, &dgen, b.x, b.logits, b.dlogits)?;
+        prog.forward.extend(target.forward);
+        let fb = range(layout.task_range("fast_bias"), "fast_bias")?;
+        let fb_view =
+            |buf: &GpuTensor| buf.view(buf.offset() + fb.start, tasks, 1, self.output_dim, ts);
+        prog.forward
+            .push(bias_add(gpu, b.logits, &fb_view(b.task)?)?);
+
+        prog.backward.push(reduce::col_sums(
+            gpu,
+            b.dlogits,
+            &fb_view(b.dtask)?,
+            1.0,
+            0.0,
+        )?);
+        prog.backward.extend(target.backward);
+        prog.backward.extend(back_banks);
+        if let Some(dm) = b.dmeta {
+            // The `*_init` tensors follow the banks; the forward never reads them.
+            let init = range(layout.meta_range("emb_input_init"), "emb_input_init")?.start;
+            let len = layout.meta_len() - init;
+            let v = dm.view(dm.offset() + init, 1, 1, len, len)?;
+            prog.backward.push(fill(gpu, &v, 0.0)?);
+        }
+        Ok(prog)
     }
 }
