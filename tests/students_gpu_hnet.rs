@@ -7,7 +7,7 @@ mod common;
 
 use hypermod::gpu::{Gpu, GpuTensor};
 use hypermod::models::gpu::{GpuStudent, StudentBuffers};
-use hypermod::models::{HnetLinear, Student};
+use hypermod::models::{HnetDeep, HnetLinear, Student};
 
 /// f32 unit roundoff.
 const U: f64 = f32::EPSILON as f64 / 2.0;
@@ -21,6 +21,9 @@ const U: f64 = f32::EPSILON as f64 / 2.0;
 /// magnitudes flowing through, which cancellation can make larger than |want_i| itself, so the
 /// bound is taken relative to the tensor's largest entry (same order as those magnitudes for
 /// these O(1) random inputs), with a 10× margin for the products of magnitudes along the chain.
+/// hnet_deep's DeepBank adds ≤ 5 LayerNorms and GEMMs of ≤ 16 terms per row; its LNs see O(1)
+/// variances (rstd ≈ 1), so they add O(cols·u) each and the same bound holds. A 0.1% change of
+/// one scale (the mutation checks) already exceeds it.
 const REL: f64 = 3000.0 * U;
 
 fn tol(want: &[f64]) -> impl Fn(usize) -> f64 + '_ {
@@ -186,4 +189,51 @@ fn hnet_linear_program_rejects_bad_shapes() {
     };
     let err = s.program(gpu, &b).unwrap_err().to_string();
     assert!(err.contains("x [2×5×4]"), "{err}");
+}
+
+fn tiny_deep(num_hidden: usize) -> HnetDeep {
+    HnetDeep {
+        input_dim: 3,
+        hidden_dim: 5,
+        output_dim: 4,
+        num_hidden,
+        num_templates: 3,
+        body_dim: 6,
+        body_layers: 2,
+    }
+}
+
+#[test]
+fn hnet_deep_program_matches_cpu_twin_tiny() {
+    let gpu = gpu_or_skip!();
+    for nh in 1..=3 {
+        for (k, case) in cases().iter().enumerate() {
+            let ctx = format!("hnet_deep nh {nh} tasks {} n {}", case.tasks, case.n);
+            check(
+                gpu,
+                &tiny_deep(nh),
+                case,
+                300 + 10 * nh as u64 + k as u64,
+                &ctx,
+            );
+        }
+    }
+}
+
+#[test]
+fn hnet_deep_program_matches_cpu_twin_paperish() {
+    let gpu = gpu_or_skip!();
+    let s = HnetDeep {
+        input_dim: 16,
+        hidden_dim: 32,
+        output_dim: 8,
+        num_hidden: 3,
+        num_templates: 8,
+        body_dim: 16,
+        body_layers: 4,
+    };
+    for (k, case) in cases().iter().enumerate() {
+        let ctx = format!("hnet_deep paperish tasks {} n {}", case.tasks, case.n);
+        check(gpu, &s, case, 400 + k as u64, &ctx);
+    }
 }

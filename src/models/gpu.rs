@@ -8,7 +8,8 @@
 use crate::error::{shape_err, Result};
 use crate::gpu::{Dispatch, Gpu, GpuTensor};
 use crate::models::{HnetSlot, Student, TargetNet};
-use crate::ops::elementwise::activation_backward;
+use crate::ops::elementwise::{activation_backward, fill};
+use crate::ops::embnorm::{embedding_normalize, scale_rows};
 use crate::ops::gemm::{gemm, GemmOptions};
 use crate::ops::reduce::col_sums;
 use crate::ops::Activation;
@@ -253,4 +254,123 @@ pub(crate) fn target_program(
         }
     }
     Ok(p)
+}
+
+/// The normalised embeddings ê of every task (spec §4.2), their gradient and the frozen scales,
+/// slot-major like [`GenLayout`] (`[slot][task][row][T]`), so each slot's rows of all tasks are
+/// one contiguous `[tasks·rows × T]` matrix.
+pub(crate) struct Embeddings {
+    tasks: usize,
+    t: usize,
+    slots: Vec<HnetSlot>,
+    /// First slot-major row of each slot.
+    row0: Vec<usize>,
+    /// ê.
+    pub(crate) ehat: GpuTensor,
+    /// ∂L/∂ê (written by the student's bank backward).
+    pub(crate) dehat: GpuTensor,
+    scales: GpuTensor,
+}
+
+impl Embeddings {
+    pub(crate) fn new(gpu: &Gpu, lay: &GenLayout, t: usize) -> Result<Embeddings> {
+        let tasks = lay.tasks;
+        let mut row0 = Vec::new();
+        let mut rows = 0;
+        for s in lay.slots() {
+            row0.push(rows);
+            rows += tasks * s.rows;
+        }
+        Ok(Embeddings {
+            tasks,
+            t,
+            slots: lay.slots().to_vec(),
+            row0,
+            ehat: gpu.zeros(1, rows, t)?,
+            dehat: gpu.zeros(1, rows, t)?,
+            scales: gpu.zeros(1, rows, 1)?,
+        })
+    }
+
+    /// Slot `s` of `buf` (`ehat` or `dehat`) as `[1 × tasks·rows × T]`.
+    pub(crate) fn flat(&self, buf: &GpuTensor, s: usize) -> Result<GpuTensor> {
+        let m = self.tasks * self.slots[s].rows;
+        buf.view(self.row0[s] * self.t, 1, m, self.t, 0)
+    }
+
+    /// Slot `s` of a scratch `buf` with `cols` values per row as `[tasks × rows × cols]`.
+    fn per_task(&self, buf: &GpuTensor, s: usize, cols: usize) -> Result<GpuTensor> {
+        let r = self.slots[s].rows;
+        buf.view(self.row0[s] * cols, self.tasks, r, cols, r * cols)
+    }
+
+    /// Slot `s`'s embedding rows `[tasks × rows × T]` inside a packed task buffer (`task` or
+    /// `dtask`) whose embedding tensor starts at element `start` of each item.
+    fn in_task(&self, buf: &GpuTensor, s: usize, start: usize) -> Result<GpuTensor> {
+        let r = self.slots[s].rows;
+        buf.view(
+            buf.offset() + start,
+            self.tasks,
+            r,
+            self.t,
+            buf.batch_stride(),
+        )
+    }
+
+    /// ê and the scales of slot `s` from the task parameters.
+    pub(crate) fn normalize(
+        &self,
+        gpu: &Gpu,
+        task: &GpuTensor,
+        s: usize,
+        start: usize,
+    ) -> Result<Dispatch> {
+        embedding_normalize(
+            gpu,
+            &self.in_task(task, s, start)?,
+            &self.per_task(&self.ehat, s, self.t)?,
+            &self.per_task(&self.scales, s, 1)?,
+        )
+    }
+
+    /// `de = dê · s` of slot `s` into the task gradient (stop-gradient on the scale).
+    pub(crate) fn backward(
+        &self,
+        gpu: &Gpu,
+        dtask: &GpuTensor,
+        s: usize,
+        start: usize,
+    ) -> Result<Dispatch> {
+        scale_rows(
+            gpu,
+            &self.per_task(&self.dehat, s, self.t)?,
+            &self.per_task(&self.scales, s, 1)?,
+            &self.in_task(dtask, s, start)?,
+        )
+    }
+}
+
+/// Range of the named tensor in a layout group, or a shape error naming it.
+pub(crate) fn param_range(
+    op: &'static str,
+    r: Option<std::ops::Range<usize>>,
+    name: &str,
+) -> Result<std::ops::Range<usize>> {
+    r.ok_or_else(|| shape_err(op, format!("the parameter layout lacks {name}")))
+}
+
+/// Zero-fills the `*_init` meta tensors of `dmeta`, which follow every other meta tensor
+/// (`first` is the first of them): the forward never reads them.
+pub(crate) fn zero_inits(
+    gpu: &Gpu,
+    dmeta: &GpuTensor,
+    first: usize,
+    meta_len: usize,
+) -> Result<Dispatch> {
+    let len = meta_len - first;
+    fill(
+        gpu,
+        &dmeta.view(dmeta.offset() + first, 1, 1, len, len)?,
+        0.0,
+    )
 }

@@ -10,16 +10,16 @@
 //! logits = target(gen, x) + fast_bias
 //! ```
 
-use crate::error::{shape_err, Result};
+use crate::error::Result;
 use crate::gpu::{Gpu, GpuTensor};
-use crate::ops::elementwise::{bias_add, fill};
-use crate::ops::embnorm::{embedding_normalize, scale_rows};
+use crate::ops::elementwise::bias_add;
 use crate::ops::gemm::{gemm, GemmOptions};
 use crate::ops::reduce;
 use crate::ops::Real;
 
 use super::gpu::{
-    check_buffers, target_program, GenLayout, GpuStudent, StudentBuffers, StudentProgram,
+    check_buffers, param_range, target_program, zero_inits, Embeddings, GenLayout, GpuStudent,
+    StudentBuffers, StudentProgram,
 };
 
 use super::{
@@ -242,88 +242,65 @@ impl GpuStudent for HnetLinear {
     /// `dtask`; `fast_bias`'s gradient is the column sums of `dlogits`; the `*_init` entries of
     /// `dmeta` are zero-filled.
     fn program(&self, gpu: &Gpu, b: &StudentBuffers<'_>) -> Result<StudentProgram> {
-        let (tasks, _) = check_buffers("hnet_linear", self, b)?;
+        const OP: &str = "hnet_linear";
+        let (tasks, _) = check_buffers(OP, self, b)?;
         let t = self.num_templates;
         let layout = self.param_layout();
         let lay = GenLayout::new(self.target(), tasks);
-        let rows = self.target().embedding_rows();
-        let ehat = gpu.zeros(1, tasks * rows, t)?;
-        let dehat = gpu.zeros(1, tasks * rows, t)?;
-        let scales = gpu.zeros(1, tasks * rows, 1)?;
+        let emb = Embeddings::new(gpu, &lay, t)?;
         let gen = gpu.zeros(1, 1, lay.len)?;
         let dgen = gpu.zeros(1, 1, lay.len)?;
-        let range = |r: Option<std::ops::Range<usize>>, name: &str| {
-            r.ok_or_else(|| shape_err("hnet_linear", format!("layout lacks {name}")))
-        };
-        let (ts, ms) = (b.task.batch_stride(), b.meta.offset());
 
         let mut prog = StudentProgram::default();
         let mut back_banks = Vec::new();
-        // Slot-major row offset into the ê / scale scratch.
-        let mut row0 = 0;
         for (s, sl) in lay.slots().iter().enumerate() {
-            let emb = range(layout.task_range(&format!("emb_{}", sl.name)), "emb")?;
-            let bank = range(layout.meta_range(&format!("bank_{}", sl.name)), "bank")?;
-            let e_view = |buf: &GpuTensor| {
-                buf.view(
-                    buf.offset() + emb.start,
-                    tasks,
-                    sl.rows,
-                    t,
-                    buf.batch_stride(),
-                )
-            };
-            let per_task = |buf: &GpuTensor, cols: usize| {
-                buf.view(row0 * cols, tasks, sl.rows, cols, sl.rows * cols)
-            };
-            let flat = |buf: &GpuTensor| buf.view(row0 * t, 1, tasks * sl.rows, t, 0);
-            let bank_t = b.meta.view(ms + bank.start, 1, t, sl.chunk, 0)?;
-            prog.forward.push(embedding_normalize(
-                gpu,
-                &e_view(b.task)?,
-                &per_task(&ehat, t)?,
-                &per_task(&scales, 1)?,
-            )?);
-            let gen_s = lay.slot(&gen, s)?;
+            let e_name = format!("emb_{}", sl.name);
+            let e0 = param_range(OP, layout.task_range(&e_name), &e_name)?.start;
+            let bank_name = format!("bank_{}", sl.name);
+            let bank = param_range(OP, layout.meta_range(&bank_name), &bank_name)?.start;
+            let bank_t = b.meta.view(b.meta.offset() + bank, 1, t, sl.chunk, 0)?;
+            let (gen_s, dgen_s) = (lay.slot(&gen, s)?, lay.slot(&dgen, s)?);
+            prog.forward.push(emb.normalize(gpu, b.task, s, e0)?);
             prog.forward.push(gemm(
                 gpu,
-                &flat(&ehat)?,
+                &emb.flat(&emb.ehat, s)?,
                 &bank_t,
                 None,
                 &gen_s,
                 &GemmOptions::default(),
             )?);
-            let dgen_s = lay.slot(&dgen, s)?;
             if let Some(dm) = b.dmeta {
-                let dbank = dm.view(dm.offset() + bank.start, 1, t, sl.chunk, 0)?;
+                let dbank = dm.view(dm.offset() + bank, 1, t, sl.chunk, 0)?;
                 let opts = GemmOptions {
                     trans_a: true,
                     ..GemmOptions::default()
                 };
-                back_banks.push(gemm(gpu, &flat(&ehat)?, &dgen_s, None, &dbank, &opts)?);
+                let ehat_s = emb.flat(&emb.ehat, s)?;
+                back_banks.push(gemm(gpu, &ehat_s, &dgen_s, None, &dbank, &opts)?);
             }
             let opts = GemmOptions {
                 trans_b: true,
                 ..GemmOptions::default()
             };
-            back_banks.push(gemm(gpu, &dgen_s, &bank_t, None, &flat(&dehat)?, &opts)?);
-            back_banks.push(scale_rows(
-                gpu,
-                &per_task(&dehat, t)?,
-                &per_task(&scales, 1)?,
-                &e_view(b.dtask)?,
-            )?);
-            row0 += tasks * sl.rows;
+            let dehat_s = emb.flat(&emb.dehat, s)?;
+            back_banks.push(gemm(gpu, &dgen_s, &bank_t, None, &dehat_s, &opts)?);
+            back_banks.push(emb.backward(gpu, b.dtask, s, e0)?);
         }
 
         let target = target_program(gpu, &lay, &gen, &dgen, b.x, b.logits, b.dlogits)?;
         prog.forward.extend(target.forward);
-        let fb = range(layout.task_range("fast_bias"), "fast_bias")?;
-        let fb_view =
-            |buf: &GpuTensor| buf.view(buf.offset() + fb.start, tasks, 1, self.output_dim, ts);
+        let fb = param_range(OP, layout.task_range("fast_bias"), "fast_bias")?.start;
+        let fb_view = |buf: &GpuTensor| {
+            buf.view(
+                buf.offset() + fb,
+                tasks,
+                1,
+                self.output_dim,
+                buf.batch_stride(),
+            )
+        };
         prog.forward
             .push(bias_add(gpu, b.logits, &fb_view(b.task)?)?);
-
         prog.backward.push(reduce::col_sums(
             gpu,
             b.dlogits,
@@ -334,11 +311,9 @@ impl GpuStudent for HnetLinear {
         prog.backward.extend(target.backward);
         prog.backward.extend(back_banks);
         if let Some(dm) = b.dmeta {
-            // The `*_init` tensors follow the banks; the forward never reads them.
-            let init = range(layout.meta_range("emb_input_init"), "emb_input_init")?.start;
-            let len = layout.meta_len() - init;
-            let v = dm.view(dm.offset() + init, 1, 1, len, len)?;
-            prog.backward.push(fill(gpu, &v, 0.0)?);
+            let first = param_range(OP, layout.meta_range("emb_input_init"), "emb_input_init")?;
+            prog.backward
+                .push(zero_inits(gpu, dm, first.start, layout.meta_len())?);
         }
         Ok(prog)
     }
