@@ -11,7 +11,19 @@
 //! logits = target(gen, x)
 //! ```
 
+use crate::error::Result;
+use crate::gpu::{Gpu, GpuTensor};
+use crate::ops::elementwise;
+use crate::ops::gemm::{gemm, GemmOptions};
+use crate::ops::layernorm;
+use crate::ops::reduce;
 use crate::ops::{Activation, Real};
+
+use super::gpu::{
+    check_buffers, param_range, target_program, zero_inits, Embeddings, GenLayout, GpuStudent,
+    StudentBuffers, StudentProgram,
+};
+use super::LN_EPS;
 
 use super::{
     activation_backward, activation_forward, embedding_norm_backward, embedding_norm_forward,
@@ -344,5 +356,196 @@ impl Student for HnetDeep {
         dlogits: &[T],
     ) -> (Vec<T>, Vec<T>) {
         self.backward_with_scales(meta, task, x, &self.embedding_scales(task), dlogits)
+    }
+}
+
+/// GPU scratch of one slot's DeepBank body: `m = tasks·rows` rows run through the shared body
+/// as ONE batch-1 matrix (the body's parameters are shared by every row of every task, so its
+/// meta-gradients are the plain sums over these rows, written straight into `dmeta`).
+struct BodyScratch {
+    /// `h[0]` = LN0(ê) `[1 × m × T]`, `h[i + 1]` = ELU output of layer i `[1 × m × body]`.
+    h: Vec<GpuTensor>,
+    /// Pre-LN outputs of the linear layers (the LN backward's input).
+    z: Vec<GpuTensor>,
+    /// `(mean, rstd)` of LN0, LN1, … (`[1 × m × 1]`).
+    stats: Vec<(GpuTensor, GpuTensor)>,
+}
+
+impl GpuStudent for HnetDeep {
+    /// Per slot: ê of every task's rows (slot-major, as for [`super::HnetLinear`]), then the
+    /// DeepBank body over all `tasks·rows` rows at once (LN0, then `body_layers` × GEMM with
+    /// bias epilogue, LN, ELU), and ONE head GEMM generating the slot's parameters of all tasks;
+    /// the target net runs batched over tasks. The backward mirrors it: head and body gradients
+    /// summed over all rows (K = tasks·rows GEMMs and per-column LN sums) into `dmeta`, ELU
+    /// derivatives from the stored outputs, `de = dê · s` into `dtask`; `*_init` entries zero.
+    /// An LN offset's gradient is the column sums of the LN's upstream gradient, computed by
+    /// `col_sums`: the LN backward cannot write dγ and dβ into the same (`dmeta`) buffer.
+    fn program(&self, gpu: &Gpu, b: &StudentBuffers<'_>) -> Result<StudentProgram> {
+        const OP: &str = "hnet_deep";
+        let (tasks, _) = check_buffers(OP, self, b)?;
+        let (t, bd) = (self.num_templates, self.body_dim);
+        let eps = LN_EPS as f32;
+        let layout = self.param_layout();
+        let lay = GenLayout::new(self.target(), tasks);
+        let emb = Embeddings::new(gpu, &lay, t)?;
+        let gen = gpu.zeros(1, 1, lay.len)?;
+        let dgen = gpu.zeros(1, 1, lay.len)?;
+        // `(view of meta, view of dmeta)` of a named meta tensor as `[1 × rows × cols]`.
+        let param =
+            |name: &str, rows: usize, cols: usize| -> Result<(GpuTensor, Option<GpuTensor>)> {
+                let at = param_range(OP, layout.meta_range(name), name)?.start;
+                let v = |buf: &GpuTensor| buf.view(buf.offset() + at, 1, rows, cols, 0);
+                Ok((v(b.meta)?, b.dmeta.map(v).transpose()?))
+            };
+        let plain = GemmOptions::default();
+        let ta = GemmOptions {
+            trans_a: true,
+            ..plain
+        };
+        let tb = GemmOptions {
+            trans_b: true,
+            ..plain
+        };
+
+        let mut prog = StudentProgram::default();
+        let mut back_banks = Vec::new();
+        for (s, sl) in lay.slots().iter().enumerate() {
+            let m = tasks * sl.rows;
+            let e_name = format!("emb_{}", sl.name);
+            let e0 = param_range(OP, layout.task_range(&e_name), &e_name)?.start;
+            let p = |n: &str, rows: usize, cols: usize| {
+                param(&format!("body_{}.{n}", sl.name), rows, cols)
+            };
+            let stats = || -> Result<(GpuTensor, GpuTensor)> {
+                Ok((gpu.zeros(1, m, 1)?, gpu.zeros(1, m, 1)?))
+            };
+            let ehat = emb.flat(&emb.ehat, s)?;
+            let mut c = BodyScratch {
+                h: vec![gpu.zeros(1, m, t)?],
+                z: Vec::new(),
+                stats: vec![stats()?],
+            };
+            prog.forward.push(emb.normalize(gpu, b.task, s, e0)?);
+            let (g0, _) = p("ln0.scale", 1, t)?;
+            let (o0, _) = p("ln0.offset", 1, t)?;
+            let (mean, rstd) = &c.stats[0];
+            prog.forward.push(layernorm::layernorm_forward(
+                gpu,
+                &ehat,
+                Some(&g0),
+                Some(&o0),
+                &c.h[0],
+                mean,
+                rstd,
+                eps,
+            )?);
+            for i in 0..self.body_layers {
+                let (w, _) = p(&format!("lin{i}.w"), self.fan_in(i), bd)?;
+                let (bias, _) = p(&format!("lin{i}.b"), 1, bd)?;
+                let (g, _) = p(&format!("ln{}.scale", i + 1), 1, bd)?;
+                let (o, _) = p(&format!("ln{}.offset", i + 1), 1, bd)?;
+                let z = gpu.zeros(1, m, bd)?;
+                let u = gpu.zeros(1, m, bd)?;
+                let h = gpu.zeros(1, m, bd)?;
+                let st = stats()?;
+                prog.forward
+                    .push(gemm(gpu, &c.h[i], &w, Some(&bias), &z, &plain)?);
+                prog.forward.push(layernorm::layernorm_forward(
+                    gpu,
+                    &z,
+                    Some(&g),
+                    Some(&o),
+                    &u,
+                    &st.0,
+                    &st.1,
+                    eps,
+                )?);
+                prog.forward.push(elementwise::activation_forward(
+                    gpu,
+                    &u,
+                    &h,
+                    Activation::Elu,
+                )?);
+                c.z.push(z);
+                c.h.push(h);
+                c.stats.push(st);
+            }
+            let (head, dhead) = param(&format!("head_{}", sl.name), bd, sl.chunk)?;
+            let feat = &c.h[self.body_layers];
+            let (gen_s, dgen_s) = (lay.slot(&gen, s)?, lay.slot(&dgen, s)?);
+            prog.forward
+                .push(gemm(gpu, feat, &head, None, &gen_s, &plain)?);
+
+            // Backward of this slot's bank.
+            if let Some(dhead) = &dhead {
+                back_banks.push(gemm(gpu, feat, &dgen_s, None, dhead, &ta)?);
+            }
+            let (du, dz) = (gpu.zeros(1, m, bd)?, gpu.zeros(1, m, bd)?);
+            let mut dh = gpu.zeros(1, m, bd)?;
+            back_banks.push(gemm(gpu, &dgen_s, &head, None, &dh, &tb)?);
+            for i in (0..self.body_layers).rev() {
+                back_banks.push(elementwise::activation_backward(
+                    gpu,
+                    &dh,
+                    &c.h[i + 1],
+                    &du,
+                    Activation::Elu,
+                )?);
+                let (g, dg) = p(&format!("ln{}.scale", i + 1), 1, bd)?;
+                let (_, doff) = p(&format!("ln{}.offset", i + 1), 1, bd)?;
+                let (mean, rstd) = &c.stats[i + 1];
+                back_banks.extend(layernorm::layernorm_backward(
+                    gpu,
+                    &du,
+                    &c.z[i],
+                    Some(&g),
+                    mean,
+                    rstd,
+                    &dz,
+                    dg.as_ref(),
+                    None,
+                )?);
+                if let Some(doff) = &doff {
+                    back_banks.push(reduce::col_sums(gpu, &du, doff, 1.0, 0.0)?);
+                }
+                let (w, dw) = p(&format!("lin{i}.w"), self.fan_in(i), bd)?;
+                let (_, db) = p(&format!("lin{i}.b"), 1, bd)?;
+                if let (Some(dw), Some(db)) = (&dw, &db) {
+                    back_banks.push(gemm(gpu, &c.h[i], &dz, None, dw, &ta)?);
+                    back_banks.push(reduce::col_sums(gpu, &dz, db, 1.0, 0.0)?);
+                }
+                // dh of layer i's input: body width, or T for layer 0 (then LN0's output).
+                dh = gpu.zeros(1, m, self.fan_in(i))?;
+                back_banks.push(gemm(gpu, &dz, &w, None, &dh, &tb)?);
+            }
+            let (dg0, doff0) = (p("ln0.scale", 1, t)?.1, p("ln0.offset", 1, t)?.1);
+            let (mean, rstd) = &c.stats[0];
+            back_banks.extend(layernorm::layernorm_backward(
+                gpu,
+                &dh,
+                &ehat,
+                Some(&g0),
+                mean,
+                rstd,
+                &emb.flat(&emb.dehat, s)?,
+                dg0.as_ref(),
+                None,
+            )?);
+            if let Some(doff0) = &doff0 {
+                back_banks.push(reduce::col_sums(gpu, &dh, doff0, 1.0, 0.0)?);
+            }
+            back_banks.push(emb.backward(gpu, b.dtask, s, e0)?);
+        }
+
+        let target = target_program(gpu, &lay, &gen, &dgen, b.x, b.logits, b.dlogits)?;
+        prog.forward.extend(target.forward);
+        prog.backward.extend(target.backward);
+        prog.backward.extend(back_banks);
+        if let Some(dm) = b.dmeta {
+            let first = param_range(OP, layout.meta_range("emb_input_init"), "emb_input_init")?;
+            prog.backward
+                .push(zero_inits(gpu, dm, first.start, layout.meta_len())?);
+        }
+        Ok(prog)
     }
 }

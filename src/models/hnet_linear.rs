@@ -10,7 +10,17 @@
 //! logits = target(gen, x) + fast_bias
 //! ```
 
+use crate::error::Result;
+use crate::gpu::{Gpu, GpuTensor};
+use crate::ops::elementwise::bias_add;
+use crate::ops::gemm::{gemm, GemmOptions};
+use crate::ops::reduce;
 use crate::ops::Real;
+
+use super::gpu::{
+    check_buffers, param_range, target_program, zero_inits, Embeddings, GenLayout, GpuStudent,
+    StudentBuffers, StudentProgram,
+};
 
 use super::{
     col_sums, embedding_norm_backward, embedding_norm_forward, embedding_scales, linear_backward,
@@ -217,5 +227,94 @@ impl Student for HnetLinear {
         dlogits: &[T],
     ) -> (Vec<T>, Vec<T>) {
         self.backward_with_scales(meta, task, x, &self.embedding_scales(task), dlogits)
+    }
+}
+
+impl GpuStudent for HnetLinear {
+    /// Forward: per slot, the embedding rows of every task are normalised (`ê`, keeping the
+    /// scales) into a slot-major scratch, then ONE GEMM `[tasks·rows × T] @ B_s` generates that
+    /// slot's parameters for all tasks ([`GenLayout`]); the target net runs batched over tasks
+    /// and `fast_bias` is added to the logits.
+    ///
+    /// Backward: the target backward writes the generated-parameter gradients `dgen`; per slot
+    /// ONE GEMM `ê_sᵀ @ dgen_s` with K = tasks·rows sums the bank gradient over tasks straight
+    /// into `dmeta`, `dê = dgen_s @ B_sᵀ`, and `de = dê · s` (stop-gradient scale) lands in
+    /// `dtask`; `fast_bias`'s gradient is the column sums of `dlogits`; the `*_init` entries of
+    /// `dmeta` are zero-filled.
+    fn program(&self, gpu: &Gpu, b: &StudentBuffers<'_>) -> Result<StudentProgram> {
+        const OP: &str = "hnet_linear";
+        let (tasks, _) = check_buffers(OP, self, b)?;
+        let t = self.num_templates;
+        let layout = self.param_layout();
+        let lay = GenLayout::new(self.target(), tasks);
+        let emb = Embeddings::new(gpu, &lay, t)?;
+        let gen = gpu.zeros(1, 1, lay.len)?;
+        let dgen = gpu.zeros(1, 1, lay.len)?;
+
+        let mut prog = StudentProgram::default();
+        let mut back_banks = Vec::new();
+        for (s, sl) in lay.slots().iter().enumerate() {
+            let e_name = format!("emb_{}", sl.name);
+            let e0 = param_range(OP, layout.task_range(&e_name), &e_name)?.start;
+            let bank_name = format!("bank_{}", sl.name);
+            let bank = param_range(OP, layout.meta_range(&bank_name), &bank_name)?.start;
+            let bank_t = b.meta.view(b.meta.offset() + bank, 1, t, sl.chunk, 0)?;
+            let (gen_s, dgen_s) = (lay.slot(&gen, s)?, lay.slot(&dgen, s)?);
+            prog.forward.push(emb.normalize(gpu, b.task, s, e0)?);
+            prog.forward.push(gemm(
+                gpu,
+                &emb.flat(&emb.ehat, s)?,
+                &bank_t,
+                None,
+                &gen_s,
+                &GemmOptions::default(),
+            )?);
+            if let Some(dm) = b.dmeta {
+                let dbank = dm.view(dm.offset() + bank, 1, t, sl.chunk, 0)?;
+                let opts = GemmOptions {
+                    trans_a: true,
+                    ..GemmOptions::default()
+                };
+                let ehat_s = emb.flat(&emb.ehat, s)?;
+                back_banks.push(gemm(gpu, &ehat_s, &dgen_s, None, &dbank, &opts)?);
+            }
+            let opts = GemmOptions {
+                trans_b: true,
+                ..GemmOptions::default()
+            };
+            let dehat_s = emb.flat(&emb.dehat, s)?;
+            back_banks.push(gemm(gpu, &dgen_s, &bank_t, None, &dehat_s, &opts)?);
+            back_banks.push(emb.backward(gpu, b.dtask, s, e0)?);
+        }
+
+        let target = target_program(gpu, &lay, &gen, &dgen, b.x, b.logits, b.dlogits)?;
+        prog.forward.extend(target.forward);
+        let fb = param_range(OP, layout.task_range("fast_bias"), "fast_bias")?.start;
+        let fb_view = |buf: &GpuTensor| {
+            buf.view(
+                buf.offset() + fb,
+                tasks,
+                1,
+                self.output_dim,
+                buf.batch_stride(),
+            )
+        };
+        prog.forward
+            .push(bias_add(gpu, b.logits, &fb_view(b.task)?)?);
+        prog.backward.push(reduce::col_sums(
+            gpu,
+            b.dlogits,
+            &fb_view(b.dtask)?,
+            1.0,
+            0.0,
+        )?);
+        prog.backward.extend(target.backward);
+        prog.backward.extend(back_banks);
+        if let Some(dm) = b.dmeta {
+            let first = param_range(OP, layout.meta_range("emb_input_init"), "emb_input_init")?;
+            prog.backward
+                .push(zero_inits(gpu, dm, first.start, layout.meta_len())?);
+        }
+        Ok(prog)
     }
 }
