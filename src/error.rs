@@ -63,6 +63,14 @@ pub enum Error {
         /// wgpu's description.
         message: String,
     },
+    /// Reading or writing a file failed.
+    #[error("{path}: {message}")]
+    Io {
+        /// The file.
+        path: String,
+        /// What went wrong.
+        message: String,
+    },
     /// An argument outside its valid range (non-finite scale, zero size, ...).
     #[error("invalid argument to {op}: {detail}")]
     InvalidArgument {

@@ -33,8 +33,11 @@ pub mod bench;
 pub mod config;
 pub mod error;
 pub mod gpu;
+pub mod metrics;
 pub mod models;
 pub mod ops;
+pub mod run;
 pub mod tasks;
+pub mod train;
 
 pub use error::{Error, Result};

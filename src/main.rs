@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
 use hypermod::bench::{kernel_cases, run_cases, table_row, BenchReport, BenchSize};
+use hypermod::config::HyperteacherConfig;
 use hypermod::gpu::{list_adapters, Gpu};
 
 #[derive(Parser)]
@@ -26,6 +27,17 @@ enum Command {
         /// Print JSON instead of text.
         #[arg(long)]
         json: bool,
+    },
+    /// Train a hyperteacher experiment from a TOML config (see configs/hyperteacher/).
+    Train {
+        /// The config file.
+        config: PathBuf,
+        /// Override a config value, e.g. `--set train.steps_outer=500` (repeatable).
+        #[arg(long = "set", value_name = "KEY=VALUE")]
+        set: Vec<String>,
+        /// Run directory (default: runs/<config name>-<unix time>).
+        #[arg(long)]
+        out: Option<PathBuf>,
     },
     /// Benchmarks.
     Bench {
@@ -67,6 +79,7 @@ fn main() {
 fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Info { json } => info(json),
+        Command::Train { config, set, out } => train(config, set, out),
         Command::Bench {
             what:
                 BenchCommand::Kernels {
@@ -78,6 +91,32 @@ fn run(cli: Cli) -> Result<()> {
                 },
         } => bench_kernels(json, size, iters, warmup, filter),
     }
+}
+
+fn train(config: PathBuf, set: Vec<String>, out: Option<PathBuf>) -> Result<()> {
+    // Config errors are reported before any GPU work starts.
+    let (cfg, table) = HyperteacherConfig::load(&config, &set)?;
+    let out = out.unwrap_or_else(|| {
+        let stem = config.file_stem().and_then(|s| s.to_str()).unwrap_or("run");
+        let secs = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0);
+        PathBuf::from("runs").join(format!("{stem}-{secs}"))
+    });
+    let resolved = toml::to_string(&table).context("serialising the resolved config")?;
+    let gpu = Gpu::new()?;
+    let (meta, task) = hypermod::train::hyperteacher::param_counts(&cfg);
+    println!(
+        "hypermod train {} on {}: {:?}, {meta} meta / {task} task parameters → {}",
+        config.display(),
+        gpu.adapter_info().name,
+        cfg.model.kind,
+        out.display()
+    );
+    let s = hypermod::train::hyperteacher::run(&gpu, &cfg, &resolved, &out)?;
+    println!("{}", serde_json::to_string_pretty(&s)?);
+    Ok(())
 }
 
 fn info(json: bool) -> Result<()> {
@@ -187,16 +226,8 @@ fn bench_kernels(
             size,
             records,
         };
-        write_atomic(&path, serde_json::to_string_pretty(&report)?.as_bytes())?;
+        hypermod::run::write_json(&path, &report)?;
         println!("wrote {}", path.display());
     }
-    Ok(())
-}
-
-/// Writes through a temporary file and a rename, so readers never see a truncated file.
-fn write_atomic(path: &std::path::Path, bytes: &[u8]) -> Result<()> {
-    let tmp = path.with_extension("json.tmp");
-    std::fs::write(&tmp, bytes).with_context(|| format!("writing {}", tmp.display()))?;
-    std::fs::rename(&tmp, path).with_context(|| format!("renaming to {}", path.display()))?;
     Ok(())
 }

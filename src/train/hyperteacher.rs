@@ -1,0 +1,401 @@
+//! The hyperteacher experiment (Schug et al. 2024): builds the teacher, the task split, the
+//! student and the meta-learner from a [`HyperteacherConfig`], trains, evaluates every
+//! `eval_every` steps on valid / test / ood / ood_k, keeps the best-by-valid state, decodes the
+//! teacher's modules from the adapted task parameters, and writes the run directory:
+//! `config.toml` (resolved), `metrics.jsonl` (one record per evaluation) and `summary.json`.
+
+use std::collections::BTreeMap;
+use std::io::IsTerminal;
+use std::path::Path;
+use std::time::Instant;
+
+use serde::Serialize;
+
+use crate::config::{HyperteacherConfig, ModelKind};
+use crate::error::{arg_err, Result};
+use crate::gpu::Gpu;
+use crate::metrics::r2::decoder_r2;
+use crate::models::gpu::GpuStudent;
+use crate::models::{Anil, HnetDeep, HnetLinear, Maml, Student};
+use crate::run::{write_atomic, write_json};
+use crate::tasks::hyperteacher::{Coefficients, Task, TaskSpace};
+use crate::tasks::teacher::{TeacherConfig, TeacherWeightsGpu};
+use crate::train::meta::{data_stream, sample_latents, EpisodeMetrics, MetaConfig, MetaLearner};
+
+/// Module decoding is skipped above this many task parameters (MAML adapts 305k: a 1,024-task
+/// design matrix would not fit the host's memory, and the reference's CG fit is meaningless there).
+pub const MAX_DECODER_DIM: usize = 16_384;
+
+/// One evaluation set: its name and task latents (fixed for the run).
+struct EvalSet {
+    name: String,
+    latents: Vec<f32>,
+}
+
+/// Metrics of every evaluation set, by name.
+type SetMetrics = BTreeMap<String, EpisodeMetrics>;
+
+/// One `metrics.jsonl` record.
+#[derive(Serialize)]
+struct Record<'a> {
+    step: usize,
+    seconds: f64,
+    train: EpisodeMetrics,
+    sets: &'a BTreeMap<String, EpisodeMetrics>,
+    skipped_steps: f64,
+}
+
+/// What `hypermod train` writes to `summary.json`.
+#[derive(Debug, Serialize)]
+pub struct Summary {
+    /// Metrics of every evaluation set at the last step.
+    pub r#final: BTreeMap<String, EpisodeMetrics>,
+    /// Metrics at the best-by-valid step.
+    pub best: BTreeMap<String, EpisodeMetrics>,
+    /// Step of the best mean valid loss.
+    pub best_step: usize,
+    /// Outer steps run.
+    pub steps: usize,
+    /// Wall-clock seconds of training and evaluation.
+    pub seconds: f64,
+    /// Outer steps skipped because the meta-gradient was non-finite.
+    pub skipped_steps: f64,
+    /// Decoder R² (test → ood), `None` when skipped.
+    pub decoder_r2: Option<DecoderR2>,
+    /// Adapter the run used.
+    pub adapter: String,
+}
+
+/// Module-decoding R² per (layer, module) and its mean.
+#[derive(Debug, Serialize)]
+pub struct DecoderR2 {
+    /// Mean over the coordinates with a defined R².
+    pub mean: f64,
+    /// `per_module[l][m]`.
+    pub per_module: Vec<Vec<Option<f64>>>,
+}
+
+/// Runs the experiment described by `cfg` and writes `out`. `resolved` is the config as loaded
+/// (with `--set` overrides), stored verbatim.
+pub fn run(gpu: &Gpu, cfg: &HyperteacherConfig, resolved: &str, out: &Path) -> Result<Summary> {
+    cfg.validate()
+        .map_err(|e| arg_err("config", e.to_string()))?;
+    std::fs::create_dir_all(out).map_err(|e| crate::Error::Io {
+        path: out.display().to_string(),
+        message: e.to_string(),
+    })?;
+    write_atomic(&out.join("config.toml"), resolved.as_bytes())?;
+    let t = cfg.task.modules * cfg.model.ratio_templates;
+    let width = cfg.width();
+    let kind = cfg.model.kind;
+    match kind {
+        ModelKind::HnetLinear => {
+            let s = HnetLinear {
+                hidden_dim: width,
+                ..HnetLinear::paper(t)
+            };
+            run_with(gpu, cfg, &s, out)
+        }
+        ModelKind::HnetDeepmlp => {
+            let s = HnetDeep {
+                hidden_dim: width,
+                ..HnetDeep::paper(t)
+            };
+            run_with(gpu, cfg, &s, out)
+        }
+        ModelKind::Anil => run_with(
+            gpu,
+            cfg,
+            &Anil {
+                hidden_dim: width,
+                ..Anil::paper()
+            },
+            out,
+        ),
+        ModelKind::Maml => run_with(
+            gpu,
+            cfg,
+            &Maml {
+                hidden_dim: width,
+                ..Maml::paper()
+            },
+            out,
+        ),
+    }
+}
+
+fn pool(space: &TaskSpace, tasks: &[Task], coefficients: Coefficients) -> Result<Vec<Vec<f32>>> {
+    let flat = space
+        .latents(tasks, coefficients)
+        .map_err(|e| arg_err("tasks", e.to_string()))?;
+    Ok(flat
+        .chunks(space.latent_len())
+        .map(<[f32]>::to_vec)
+        .collect())
+}
+
+fn run_with<S: GpuStudent>(
+    gpu: &Gpu,
+    cfg: &HyperteacherConfig,
+    student: &S,
+    out: &Path,
+) -> Result<Summary> {
+    let started = Instant::now();
+    let tp = cfg.train_params();
+    let tr = &cfg.train;
+    let space = cfg
+        .task_space()
+        .map_err(|e| arg_err("config", e.to_string()))?;
+    let split = space
+        .split(cfg.task_support())
+        .map_err(|e| arg_err("config", e.to_string()))?;
+    let coeff = |salt: u64| {
+        if cfg.task.continuous {
+            Coefficients::Continuous {
+                seed: tr.seed ^ salt,
+            }
+        } else {
+            Coefficients::Binary
+        }
+    };
+    let train_pool = pool(&space, &split.train, coeff(1))?;
+    let ood_pool = pool(&space, &split.ood, coeff(2))?;
+    let teacher_cfg = TeacherConfig {
+        hidden_dim: cfg.task.hidden_dim,
+        num_hidden: cfg.task.layers + 1,
+        ..TeacherConfig::paper(cfg.task.modules, cfg.task.chunking, tr.seed)
+    };
+    let weights = TeacherWeightsGpu::generate(gpu, teacher_cfg)
+        .map_err(|e| arg_err("teacher", e.to_string()))?;
+    if tp.inner_batch < cfg.task.shots_support {
+        log::warn!(
+            "inner_batch = {} < shots_support = {}: minibatched inner loops are not implemented yet; \
+             adapting on the full support set",
+            tp.inner_batch,
+            cfg.task.shots_support
+        );
+    }
+    let meta_cfg = MetaConfig {
+        seed: tr.seed,
+        shots_support: cfg.task.shots_support,
+        shots_query: cfg.task.shots_query,
+        steps_inner: tp.steps_inner,
+        inner: MetaConfig::inner_adamw(tp.lr_inner as f32),
+        outer: MetaConfig::outer_adamw(
+            tp.lr_outer as f32,
+            tp.wd_outer as f32,
+            tp.max_grad_norm as f32,
+        ),
+    };
+    let eval_batch = tr.eval_tasks.min(tr.meta_batch.max(64));
+    let learner = MetaLearner::new(gpu, student, &weights, tr.meta_batch, eval_batch, meta_cfg)?;
+
+    // Evaluation sets, fixed for the whole run (same tasks and data at every evaluation).
+    let ll = space.latent_len();
+    let sample =
+        |p: &[Vec<f32>], salt: u64| sample_latents(p, tr.eval_tasks, tr.seed ^ 0xE7A1, salt);
+    let mut sets = vec![
+        EvalSet {
+            name: "valid".into(),
+            latents: sample(&train_pool, 1),
+        },
+        EvalSet {
+            name: "test".into(),
+            latents: sample(&train_pool, 2),
+        },
+        EvalSet {
+            name: "ood".into(),
+            latents: sample(&ood_pool, 3),
+        },
+    ];
+    for k in space.hotness_levels() {
+        let tasks = if k <= space.max_hot() {
+            space.ood_with_hotness(&split, k)
+        } else {
+            space.random_k_hot(k, tr.eval_tasks, tr.seed ^ k as u64)
+        }
+        .map_err(|e| arg_err("tasks", e.to_string()))?;
+        if tasks.is_empty() {
+            continue;
+        }
+        let p = pool(&space, &tasks, coeff(10 + k as u64))?;
+        sets.push(EvalSet {
+            name: format!("ood_k{k}"),
+            latents: sample(&p, 10 + k as u64),
+        });
+    }
+
+    let evaluate = |keep: &[&str]| -> Result<(SetMetrics, BTreeMap<String, Vec<f32>>)> {
+        let mut metrics = BTreeMap::new();
+        let mut params = BTreeMap::new();
+        for (i, s) in sets.iter().enumerate() {
+            let want = keep.contains(&s.name.as_str());
+            let (m, p) =
+                learner.evaluate(gpu, &s.latents, ll, data_stream(1 + i as u8, 0), want)?;
+            metrics.insert(s.name.clone(), m);
+            if want {
+                params.insert(s.name.clone(), p);
+            }
+        }
+        Ok((metrics, params))
+    };
+
+    let bar = progress_bar(tr.steps_outer as u64);
+    let mut log = String::new();
+    let mut best: Option<(f64, usize, BTreeMap<String, EpisodeMetrics>)> = None;
+    let mut last = BTreeMap::new();
+    let mut last_report = Instant::now();
+    // Step 0 is an evaluation of the initial state; steps 1..=steps_outer train first.
+    let mut train_m = EpisodeMetrics::default();
+    for done in 0..=tr.steps_outer {
+        if done > 0 {
+            let step = done - 1;
+            let latents = sample_latents(&train_pool, tr.meta_batch, tr.seed, step as u64);
+            train_m = learner.train_step(gpu, &latents, data_stream(0, step as u64))?;
+            if !train_m.loss.is_finite() {
+                log::warn!("step {step}: non-finite query loss {}", train_m.loss);
+            }
+            bar.set_message(format!("loss {:.4} acc {:.3}", train_m.loss, train_m.acc));
+            bar.inc(1);
+            if bar.is_hidden() && last_report.elapsed().as_secs() >= 10 {
+                // Not a terminal (CI, nohup): a plain line every 10 s instead of a bar.
+                println!(
+                    "step {}/{}: loss {:.4} acc {:.3}",
+                    step + 1,
+                    tr.steps_outer,
+                    train_m.loss,
+                    train_m.acc
+                );
+                last_report = Instant::now();
+            }
+        }
+        if done % tr.eval_every == 0 || done == tr.steps_outer {
+            let (m, _) = evaluate(&[])?;
+            let skipped = skipped_steps(gpu, &learner)?;
+            let rec = Record {
+                step: done,
+                seconds: started.elapsed().as_secs_f64(),
+                train: train_m,
+                sets: &m,
+                skipped_steps: skipped,
+            };
+            log.push_str(
+                &serde_json::to_string(&rec).map_err(|e| arg_err("metrics", e.to_string()))?,
+            );
+            log.push('\n');
+            write_atomic(&out.join("metrics.jsonl"), log.as_bytes())?;
+            let valid = m["valid"].loss;
+            if best.as_ref().is_none_or(|(b, _, _)| valid < *b) {
+                learner.save_best(gpu)?;
+                best = Some((valid, done, m.clone()));
+            }
+            bar.suspend(|| {
+                println!(
+                    "step {done:>7}  train {:.4}/{:.3} (support {:.4})  valid {:.4}/{:.3}  ood {:.4}/{:.3}",
+                    train_m.loss,
+                    train_m.acc,
+                    train_m.support_loss,
+                    m["valid"].loss,
+                    m["valid"].acc,
+                    m["ood"].loss,
+                    m["ood"].acc
+                )
+            });
+            last = m;
+        }
+    }
+    bar.finish_and_clear();
+
+    // Module decoding at the final state: fit on in-distribution (test) tasks, score on OOD.
+    let dim = learner.layout().task_len();
+    let decoder = if dim <= MAX_DECODER_DIM {
+        let (_, params) = evaluate(&["test", "ood"])?;
+        let find = |n: &str| {
+            sets.iter()
+                .find(|s| s.name == n)
+                .map(|s| s.latents.as_slice())
+                .unwrap_or(&[])
+        };
+        let r2 = decoder_r2(
+            &params["test"],
+            find("test"),
+            &params["ood"],
+            find("ood"),
+            dim,
+            ll,
+        );
+        let defined: Vec<f64> = r2.iter().flatten().copied().collect();
+        Some(DecoderR2 {
+            mean: defined.iter().sum::<f64>() / defined.len().max(1) as f64,
+            per_module: r2
+                .chunks(space.modules())
+                .map(<[Option<f64>]>::to_vec)
+                .collect(),
+        })
+    } else {
+        None
+    };
+    let (_, best_step, best_m) = best.unwrap_or((f64::NAN, 0, BTreeMap::new()));
+    let summary = Summary {
+        r#final: last,
+        best: best_m,
+        best_step,
+        steps: tr.steps_outer,
+        seconds: started.elapsed().as_secs_f64(),
+        skipped_steps: skipped_steps(gpu, &learner)?,
+        decoder_r2: decoder,
+        adapter: gpu.adapter_info().name.clone(),
+    };
+    write_json(&out.join("summary.json"), &summary)?;
+    Ok(summary)
+}
+
+fn skipped_steps(gpu: &Gpu, learner: &MetaLearner) -> Result<f64> {
+    Ok(gpu
+        .read(learner.outer_optimizer().skipped())?
+        .first()
+        .copied()
+        .unwrap_or(0.0) as f64)
+}
+
+fn progress_bar(len: u64) -> indicatif::ProgressBar {
+    if !std::io::stderr().is_terminal() {
+        return indicatif::ProgressBar::hidden();
+    }
+    let bar = indicatif::ProgressBar::new(len);
+    if let Ok(style) = indicatif::ProgressStyle::with_template(
+        "{bar:30} {pos}/{len} [{elapsed_precise} < {eta_precise}, {per_sec}] {msg}",
+    ) {
+        bar.set_style(style);
+    }
+    bar
+}
+
+/// The student's parameter counts for a config (meta, task), without touching the GPU.
+pub fn param_counts(cfg: &HyperteacherConfig) -> (usize, usize) {
+    let t = cfg.task.modules * cfg.model.ratio_templates;
+    let width = cfg.width();
+    let layout = match cfg.model.kind {
+        ModelKind::HnetLinear => HnetLinear {
+            hidden_dim: width,
+            ..HnetLinear::paper(t)
+        }
+        .param_layout(),
+        ModelKind::HnetDeepmlp => HnetDeep {
+            hidden_dim: width,
+            ..HnetDeep::paper(t)
+        }
+        .param_layout(),
+        ModelKind::Anil => Anil {
+            hidden_dim: width,
+            ..Anil::paper()
+        }
+        .param_layout(),
+        ModelKind::Maml => Maml {
+            hidden_dim: width,
+            ..Maml::paper()
+        }
+        .param_layout(),
+    };
+    (layout.meta_len(), layout.task_len())
+}

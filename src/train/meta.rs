@@ -1,0 +1,491 @@
+//! First-order meta-learning on the GPU (Schug et al. spec §5, with `first_order = True`
+//! semantics): every task of a meta-batch is adapted in parallel by an inner AdamW loop on its
+//! support set (fresh optimiser state per task), then the query loss at the adapted parameters
+//! gives the meta-gradient, with d(adapted)/d(initial) = I for the meta-learned initial values.
+//! One command encoder per outer step; the host reads back only the losses and accuracies.
+
+use rand::rngs::ChaCha8Rng;
+use rand::{RngExt, SeedableRng};
+
+use crate::error::{arg_err, shape_err, Result};
+use crate::gpu::{Dispatch, Gpu, GpuTensor, Step};
+use crate::models::gpu::{GpuStudent, StudentBuffers, StudentProgram};
+use crate::models::{Init, ParamLayout, ParamSpec};
+use crate::ops::adamw::{AdamW, AdamWConfig};
+use crate::ops::elementwise::{copy, fill};
+use crate::ops::loss::{accuracy, kl_divergence};
+use crate::ops::reduce::sum_batch;
+use crate::ops::rng::{fill_truncated_normal, fill_uniform, RngKey};
+use crate::tasks::teacher::{
+    TeacherForward, TeacherTargets, TeacherWeightsGpu, STATS_INPUTS, TARGET_TEMPERATURE,
+};
+
+/// Inner-loop and outer-loop settings of a [`MetaLearner`].
+#[derive(Clone, Copy, Debug)]
+pub struct MetaConfig {
+    /// Run seed (parameter initialisation; the teacher has its own).
+    pub seed: u64,
+    /// Support samples per task.
+    pub shots_support: usize,
+    /// Query samples per task.
+    pub shots_query: usize,
+    /// Inner AdamW steps.
+    pub steps_inner: usize,
+    /// Inner AdamW (spec §5.1: b1 0.9, b2 0.999, eps 1e-8, eps_root = f32 eps, wd 1e-4).
+    pub inner: AdamWConfig,
+    /// Outer AdamW with global-norm clipping (spec §5.2).
+    pub outer: AdamWConfig,
+}
+
+impl MetaConfig {
+    /// The inner optimiser of spec §5.1 with learning rate `lr`.
+    pub fn inner_adamw(lr: f32) -> AdamWConfig {
+        AdamWConfig {
+            lr,
+            b1: 0.9,
+            b2: 0.999,
+            eps: 1e-8,
+            eps_root: f32::EPSILON,
+            weight_decay: 1e-4,
+            max_grad_norm: 0.0,
+        }
+    }
+
+    /// The outer optimiser of spec §5.2.
+    pub fn outer_adamw(lr: f32, weight_decay: f32, max_grad_norm: f32) -> AdamWConfig {
+        AdamWConfig {
+            lr,
+            b1: 0.9,
+            b2: 0.999,
+            eps: 1e-8,
+            eps_root: 0.0,
+            weight_decay,
+            max_grad_norm,
+        }
+    }
+}
+
+/// Losses and accuracies of one episode (mean over its tasks).
+#[derive(Clone, Copy, Debug, Default, PartialEq, serde::Serialize)]
+pub struct EpisodeMetrics {
+    /// Query KL after adaptation.
+    pub loss: f64,
+    /// Query accuracy after adaptation.
+    pub acc: f64,
+    /// Support KL at the last inner step (before its update): how well the inner loop fits.
+    pub support_loss: f64,
+}
+
+/// Where the meta-gradient goes: the shared meta tensors and the outer optimiser.
+struct MetaGrad<'a> {
+    dmeta: &'a GpuTensor,
+}
+
+/// Everything one meta-batch size needs: teacher data, task parameters, programs, inner loop.
+/// The train episode also produces the meta-gradient; evaluation episodes only adapt and score.
+struct Episode {
+    tasks: usize,
+    teacher: TeacherForward,
+    targets: TeacherTargets,
+    task: GpuTensor,
+    loss: GpuTensor,
+    acc: GpuTensor,
+    support_loss: GpuTensor,
+    init: Vec<Dispatch>,
+    inner_opt: AdamW,
+    inner: Vec<Dispatch>,
+    query: Vec<Dispatch>,
+    steps_inner: usize,
+}
+
+impl Episode {
+    #[allow(clippy::too_many_arguments)]
+    fn new<S: GpuStudent>(
+        gpu: &Gpu,
+        student: &S,
+        layout: &ParamLayout,
+        weights: &TeacherWeightsGpu,
+        meta: &GpuTensor,
+        meta_grad: Option<MetaGrad<'_>>,
+        tasks: usize,
+        cfg: &MetaConfig,
+    ) -> Result<Episode> {
+        let (ns, nq) = (cfg.shots_support, cfg.shots_query);
+        let n = ns + nq;
+        let teacher = TeacherForward::new(gpu, weights, tasks, n).map_err(teacher_err)?;
+        let targets = TeacherTargets::new(gpu, weights, &teacher, STATS_INPUTS, TARGET_TEMPERATURE)
+            .map_err(teacher_err)?;
+        let (din, dout) = (student.input_dim(), student.output_dim());
+        // Support rows are the first `ns` samples of every task, query rows the last `nq`.
+        let split = |t: &GpuTensor, cols: usize, first: bool| {
+            let (off, rows) = if first { (0, ns) } else { (ns * cols, nq) };
+            t.view(t.offset() + off, tasks, rows, cols, n * cols)
+        };
+        let (xs, xq) = (
+            split(teacher.inputs(), din, true)?,
+            split(teacher.inputs(), din, false)?,
+        );
+        let (ys, yq) = (
+            split(targets.targets(), dout, true)?,
+            split(targets.targets(), dout, false)?,
+        );
+        let p = layout.task_len();
+        let task = gpu.zeros(tasks, 1, p)?;
+        let dtask = gpu.zeros(tasks, 1, p)?;
+        let (logits_s, dlogits_s) = (gpu.zeros(tasks, ns, dout)?, gpu.zeros(tasks, ns, dout)?);
+        let (logits_q, dlogits_q) = (gpu.zeros(tasks, nq, dout)?, gpu.zeros(tasks, nq, dout)?);
+        let loss = gpu.zeros(tasks, 1, 1)?;
+        let acc = gpu.zeros(tasks, 1, 1)?;
+        let support: StudentProgram = student.program(
+            gpu,
+            &StudentBuffers {
+                meta,
+                task: &task,
+                x: &xs,
+                logits: &logits_s,
+                dlogits: &dlogits_s,
+                dtask: &dtask,
+                dmeta: None,
+            },
+        )?;
+        let query: StudentProgram = student.program(
+            gpu,
+            &StudentBuffers {
+                meta,
+                task: &task,
+                x: &xq,
+                logits: &logits_q,
+                dlogits: &dlogits_q,
+                dtask: &dtask,
+                dmeta: meta_grad.as_ref().map(|g| g.dmeta),
+            },
+        )?;
+        let inner_opt = AdamW::new(gpu, &task, &dtask, cfg.inner)?;
+
+        // Fresh task parameters: copies of their meta-learned initial values, or constants.
+        let mut init = Vec::new();
+        for spec in &layout.task {
+            let range = layout
+                .task_range(&spec.name)
+                .ok_or_else(|| shape_err("meta", format!("no task tensor {}", spec.name)))?;
+            let dst = task.view(range.start, tasks, 1, range.len(), p)?;
+            init.push(match &spec.init {
+                Init::Meta(name) => {
+                    let src = meta_view(layout, meta, name)?;
+                    copy(gpu, &src.broadcast(tasks)?, &dst)?
+                }
+                Init::Zeros => fill(gpu, &dst, 0.0)?,
+                Init::Ones => fill(gpu, &dst, 1.0)?,
+                other => {
+                    return Err(arg_err(
+                        "meta",
+                        format!("task tensor {} has a random init {other:?}", spec.name),
+                    ))
+                }
+            });
+        }
+
+        // Inner loop body: support forward, per-task KL gradient, backward, AdamW on task params.
+        let mut inner = support.forward;
+        let loss_s = gpu.zeros(tasks, 1, 1)?;
+        inner.push(kl_divergence(
+            gpu,
+            &logits_s,
+            &ys,
+            &loss_s,
+            Some(&dlogits_s),
+            1.0,
+        )?);
+        inner.extend(support.backward);
+
+        // Query: loss and accuracy; with a meta-gradient, the backward of the mean query loss
+        // plus, for every meta-learned initial value, Σ_t ∂L/∂task_t (first order: the adapted
+        // parameters move one-for-one with their initial value).
+        let mut query_ds = query.forward;
+        let scale = 1.0 / tasks as f32;
+        let grad = meta_grad.as_ref().map(|_| &dlogits_q);
+        query_ds.push(kl_divergence(gpu, &logits_q, &yq, &loss, grad, scale)?);
+        query_ds.push(accuracy(gpu, &logits_q, &yq, &acc)?);
+        if let Some(g) = &meta_grad {
+            query_ds.extend(query.backward);
+            for spec in &layout.task {
+                if let Init::Meta(name) = &spec.init {
+                    let range = layout.task_range(&spec.name).expect("listed above");
+                    let src = dtask.view(range.start, tasks, 1, range.len(), p)?;
+                    let dst = meta_view(layout, g.dmeta, name)?;
+                    query_ds.push(sum_batch(gpu, &src, &dst, 1.0, 1.0)?);
+                }
+            }
+        }
+        Ok(Episode {
+            tasks,
+            teacher,
+            targets,
+            task,
+            loss,
+            acc,
+            support_loss: loss_s,
+            init,
+            inner_opt,
+            inner,
+            query: query_ds,
+            steps_inner: cfg.steps_inner,
+        })
+    }
+
+    /// Records data generation, adaptation and the query pass.
+    fn record(&self, step: &mut Step<'_>) {
+        self.teacher.record(step);
+        self.targets.record(step);
+        step.run_all(&self.init);
+        self.inner_opt.record_reset(step);
+        for _ in 0..self.steps_inner {
+            step.run_all(&self.inner);
+            self.inner_opt.record_step(step);
+        }
+        step.run_all(&self.query);
+    }
+
+    /// Sets the episode's task latents and data stream.
+    fn set_tasks(&self, gpu: &Gpu, latents: &[f32], stream: u64) -> Result<()> {
+        self.teacher
+            .set_latents(gpu, latents)
+            .map_err(teacher_err)?;
+        self.teacher.set_step(gpu, stream).map_err(teacher_err)
+    }
+}
+
+fn teacher_err(e: crate::tasks::teacher::TeacherError) -> crate::Error {
+    match e {
+        crate::tasks::teacher::TeacherError::Gpu(e) => e,
+        other => arg_err("teacher", other.to_string()),
+    }
+}
+
+/// `[1 × 1 × numel]` view of a named meta tensor.
+fn meta_view(layout: &ParamLayout, meta: &GpuTensor, name: &str) -> Result<GpuTensor> {
+    let r = layout
+        .meta_range(name)
+        .ok_or_else(|| shape_err("meta", format!("no meta tensor {name}")))?;
+    meta.view(meta.offset() + r.start, 1, 1, r.len(), r.len())
+}
+
+/// Data streams of the teacher's inputs: the purpose in the top byte keeps the training steps,
+/// each evaluation set and repeated evaluations apart (all below the teacher's reserved 2⁶³).
+pub fn data_stream(purpose: u8, counter: u64) -> u64 {
+    debug_assert!(purpose < 0x80);
+    ((purpose as u64) << 56) | (counter & ((1 << 56) - 1))
+}
+
+/// A student, its meta parameters and outer optimiser, a training episode and an evaluation
+/// episode, sharing one teacher.
+pub struct MetaLearner {
+    layout: ParamLayout,
+    meta: GpuTensor,
+    best_meta: GpuTensor,
+    save_best: Dispatch,
+    restore_best: Dispatch,
+    outer_opt: AdamW,
+    train: Episode,
+    eval: Episode,
+    zero_dmeta: Dispatch,
+}
+
+impl MetaLearner {
+    /// Builds everything and initialises the meta parameters from the layout's initialisers,
+    /// drawn with the engine's RNG keyed by `(cfg.seed, tensor index)`.
+    pub fn new<S: GpuStudent>(
+        gpu: &Gpu,
+        student: &S,
+        weights: &TeacherWeightsGpu,
+        meta_batch: usize,
+        eval_batch: usize,
+        cfg: MetaConfig,
+    ) -> Result<MetaLearner> {
+        if meta_batch == 0 || eval_batch == 0 || cfg.shots_support == 0 || cfg.shots_query == 0 {
+            return Err(arg_err(
+                "meta",
+                "meta batch, eval batch and shots must be positive",
+            ));
+        }
+        let layout = student.param_layout();
+        let m = layout.meta_len();
+        let meta = gpu.zeros(1, 1, m)?;
+        init_meta(gpu, &layout.meta, &meta, cfg.seed)?;
+        let dmeta = gpu.zeros(1, 1, m)?;
+        let best_meta = gpu.zeros(1, 1, m)?;
+        let save_best = copy(gpu, &meta, &best_meta)?;
+        let restore_best = copy(gpu, &best_meta, &meta)?;
+        let zero_dmeta = fill(gpu, &dmeta, 0.0)?;
+        let outer_opt = AdamW::new(gpu, &meta, &dmeta, cfg.outer)?;
+        let train = Episode::new(
+            gpu,
+            student,
+            &layout,
+            weights,
+            &meta,
+            Some(MetaGrad { dmeta: &dmeta }),
+            meta_batch,
+            &cfg,
+        )?;
+        let eval = Episode::new(
+            gpu, student, &layout, weights, &meta, None, eval_batch, &cfg,
+        )?;
+        Ok(MetaLearner {
+            layout,
+            meta,
+            best_meta,
+            save_best,
+            restore_best,
+            outer_opt,
+            train,
+            eval,
+            zero_dmeta,
+        })
+    }
+
+    /// One outer step on the given task latents (`meta_batch × L·M`) with data stream `stream`:
+    /// adapt, meta-gradient, clipped AdamW (skipped on the GPU if non-finite). Returns the mean
+    /// query loss and accuracy before the update.
+    pub fn train_step(&self, gpu: &Gpu, latents: &[f32], stream: u64) -> Result<EpisodeMetrics> {
+        self.train.set_tasks(gpu, latents, stream)?;
+        let mut step = Step::new(gpu);
+        step.run(&self.zero_dmeta);
+        self.train.record(&mut step);
+        self.outer_opt.record_step(&mut step);
+        let (l, a) = (step.read(&self.train.loss)?, step.read(&self.train.acc)?);
+        let s = step.read(&self.train.support_loss)?;
+        let out = step.finish()?;
+        Ok(mean_metrics(out.get(l), out.get(a), out.get(s)))
+    }
+
+    /// Adapts `latents.len() / (L·M)` tasks (a multiple of nothing: the last chunk is padded by
+    /// repeating tasks, whose results are dropped) and returns the mean query metrics and, when
+    /// asked, every task's adapted parameters (`tasks × task_len`, for module decoding).
+    pub fn evaluate(
+        &self,
+        gpu: &Gpu,
+        latents: &[f32],
+        latent_len: usize,
+        stream: u64,
+        keep_params: bool,
+    ) -> Result<(EpisodeMetrics, Vec<f32>)> {
+        let n_tasks = latents.len() / latent_len.max(1);
+        if n_tasks == 0 {
+            return Err(arg_err("evaluate", "no tasks to evaluate"));
+        }
+        let b = self.eval.tasks;
+        let (mut loss_sum, mut acc_sum, mut support_sum) = (0.0, 0.0, 0.0);
+        let mut params = Vec::new();
+        for (chunk_i, start) in (0..n_tasks).step_by(b).enumerate() {
+            let used = b.min(n_tasks - start);
+            let mut chunk: Vec<f32> =
+                latents[start * latent_len..(start + used) * latent_len].to_vec();
+            while chunk.len() < b * latent_len {
+                let fill_from = chunk[..latent_len].to_vec();
+                chunk.extend(fill_from);
+            }
+            self.eval
+                .set_tasks(gpu, &chunk, stream.wrapping_add(chunk_i as u64))?;
+            let mut step = Step::new(gpu);
+            self.eval.record(&mut step);
+            let (l, a) = (step.read(&self.eval.loss)?, step.read(&self.eval.acc)?);
+            let s = step.read(&self.eval.support_loss)?;
+            let p = if keep_params {
+                Some(step.read(&self.eval.task)?)
+            } else {
+                None
+            };
+            let out = step.finish()?;
+            loss_sum += out.get(l)[..used].iter().map(|&v| v as f64).sum::<f64>();
+            acc_sum += out.get(a)[..used].iter().map(|&v| v as f64).sum::<f64>();
+            support_sum += out.get(s)[..used].iter().map(|&v| v as f64).sum::<f64>();
+            if let Some(p) = p {
+                params.extend_from_slice(&out.get(p)[..used * self.layout.task_len()]);
+            }
+        }
+        Ok((
+            EpisodeMetrics {
+                loss: loss_sum / n_tasks as f64,
+                acc: acc_sum / n_tasks as f64,
+                support_loss: support_sum / n_tasks as f64,
+            },
+            params,
+        ))
+    }
+
+    /// Copies the current meta parameters into the best-so-far slot.
+    pub fn save_best(&self, gpu: &Gpu) -> Result<()> {
+        gpu.run(&[&self.save_best])
+    }
+
+    /// Replaces the current meta parameters by the best-so-far slot.
+    pub fn restore_best(&self, gpu: &Gpu) -> Result<()> {
+        gpu.run(&[&self.restore_best])
+    }
+
+    /// The packed meta parameters.
+    pub fn meta(&self) -> &GpuTensor {
+        &self.meta
+    }
+    /// The best-by-valid meta parameters (as last saved).
+    pub fn best_meta(&self) -> &GpuTensor {
+        &self.best_meta
+    }
+    /// The student's parameter layout.
+    pub fn layout(&self) -> &ParamLayout {
+        &self.layout
+    }
+    /// Outer optimiser (its skip counters, step count).
+    pub fn outer_optimizer(&self) -> &AdamW {
+        &self.outer_opt
+    }
+}
+
+fn mean_metrics(loss: &[f32], acc: &[f32], support: &[f32]) -> EpisodeMetrics {
+    let mean = |v: &[f32]| v.iter().map(|&x| x as f64).sum::<f64>() / v.len().max(1) as f64;
+    EpisodeMetrics {
+        loss: mean(loss),
+        acc: mean(acc),
+        support_loss: mean(support),
+    }
+}
+
+/// Draws every meta tensor from its initialiser, keyed by `(seed, index in the layout)`.
+fn init_meta(gpu: &Gpu, specs: &[ParamSpec], meta: &GpuTensor, seed: u64) -> Result<()> {
+    let mut off = 0;
+    let mut ds = Vec::new();
+    for (i, s) in specs.iter().enumerate() {
+        let t = meta.view(meta.offset() + off, 1, 1, s.numel(), s.numel())?;
+        off += s.numel();
+        let key = RngKey::new(seed, (1 << 62) + i as u64);
+        ds.push(match s.init {
+            Init::Zeros => fill(gpu, &t, 0.0)?,
+            Init::Ones => fill(gpu, &t, 1.0)?,
+            Init::TruncatedNormal { std } => {
+                fill_truncated_normal(gpu, &t, key, 0.0, std as f32)?.into_dispatch()
+            }
+            Init::Uniform { limit } => {
+                fill_uniform(gpu, &t, key, -limit as f32, limit as f32)?.into_dispatch()
+            }
+            Init::Meta(ref name) => {
+                return Err(arg_err(
+                    "init",
+                    format!("meta tensor {} cannot copy meta tensor {name}", s.name),
+                ))
+            }
+        });
+    }
+    let refs: Vec<&Dispatch> = ds.iter().collect();
+    gpu.run(&refs)
+}
+
+/// Samples `count` task latents with replacement from `pool` (each `latent_len` long), seeded.
+pub fn sample_latents(pool: &[Vec<f32>], count: usize, seed: u64, counter: u64) -> Vec<f32> {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed ^ counter.wrapping_mul(0x9E37_79B9_7F4A_7C15));
+    let mut out = Vec::with_capacity(count * pool.first().map_or(0, Vec::len));
+    for _ in 0..count {
+        out.extend_from_slice(&pool[rng.random_range(0..pool.len())]);
+    }
+    out
+}

@@ -1,0 +1,161 @@
+//! End-to-end hyperteacher training through the CLI: the query loss falls, the run directory is
+//! complete, every student runs, identical seeds give identical numbers, config errors come
+//! before any GPU work.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+const TINY: &str = "tests/data/tiny_hyperteacher.toml";
+
+fn out_dir(name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("hypermod-train-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    d
+}
+
+fn train(out: &Path, set: &[&str]) -> std::process::Output {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_hypermod"));
+    cmd.arg("train").arg(TINY).arg("--out").arg(out);
+    for s in set {
+        cmd.args(["--set", s]);
+    }
+    cmd.output().unwrap()
+}
+
+fn json(path: &Path) -> serde_json::Value {
+    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+}
+
+#[test]
+fn tiny_run_lowers_the_query_loss_and_writes_the_run_directory() {
+    let _gpu = gpu_or_skip!();
+    let out = out_dir("learn");
+    let o = train(&out, &[]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let records: Vec<serde_json::Value> = std::fs::read_to_string(out.join("metrics.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let steps: Vec<u64> = records
+        .iter()
+        .map(|r| r["step"].as_u64().unwrap())
+        .collect();
+    assert_eq!(steps, vec![0, 60, 120]);
+    let valid = |r: &serde_json::Value| r["sets"]["valid"]["loss"].as_f64().unwrap();
+    let (first, last) = (valid(&records[0]), valid(&records[2]));
+    // Stated factor: 120 outer steps lower the mean valid query loss by at least 4 % (seen here:
+    // 7–10 % across seeds; an untrained or wrongly-signed meta-gradient does not move it).
+    assert!(last <= 0.96 * first, "valid loss {first} → {last}");
+
+    let summary = json(&out.join("summary.json"));
+    for set in ["valid", "test", "ood", "ood_k1", "ood_k2"] {
+        for which in ["final", "best"] {
+            let m = &summary[which][set];
+            assert!(
+                m["loss"].as_f64().unwrap().is_finite(),
+                "{which}.{set}: {m}"
+            );
+            assert!(
+                (0.0..=1.0).contains(&m["acc"].as_f64().unwrap()),
+                "{which}.{set}: {m}"
+            );
+        }
+    }
+    assert!([0, 60, 120].contains(&summary["best_step"].as_u64().unwrap()));
+    assert_eq!(summary["skipped_steps"].as_f64(), Some(0.0));
+    let r2 = &summary["decoder_r2"];
+    assert_eq!(
+        r2["per_module"].as_array().unwrap().len(),
+        2,
+        "one row per teacher layer: {r2}"
+    );
+    assert!(r2["mean"].as_f64().unwrap().is_finite());
+    // The resolved config is stored and loads again.
+    let cfg = std::fs::read_to_string(out.join("config.toml")).unwrap();
+    assert!(cfg.contains("modules = 3"), "{cfg}");
+    std::fs::remove_dir_all(&out).ok();
+}
+
+#[test]
+fn every_student_runs_end_to_end() {
+    let _gpu = gpu_or_skip!();
+    for kind in ["hnet_linear", "hnet_deepmlp", "anil", "maml"] {
+        let out = out_dir(kind);
+        let k = format!("model.kind=\"{kind}\"");
+        let o = train(
+            &out,
+            &[
+                &k,
+                "train.steps_outer=2",
+                "train.eval_every=2",
+                "train.eval_tasks=8",
+            ],
+        );
+        assert!(
+            o.status.success(),
+            "{kind}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        let s = json(&out.join("summary.json"));
+        assert!(
+            s["final"]["ood"]["loss"].as_f64().unwrap().is_finite(),
+            "{kind}: {s}"
+        );
+        std::fs::remove_dir_all(&out).ok();
+    }
+}
+
+#[test]
+fn same_seed_gives_identical_numbers_and_another_seed_does_not() {
+    let _gpu = gpu_or_skip!();
+    let run = |name: &str, seed: &str| {
+        let out = out_dir(name);
+        let o = train(
+            &out,
+            &[
+                "train.steps_outer=3",
+                "train.eval_every=3",
+                "train.eval_tasks=8",
+                seed,
+            ],
+        );
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        let s = json(&out.join("summary.json"));
+        std::fs::remove_dir_all(&out).ok();
+        s["final"].clone()
+    };
+    let a = run("seed-a", "train.seed=11");
+    let b = run("seed-b", "train.seed=11");
+    let c = run("seed-c", "train.seed=12");
+    assert_eq!(a, b, "same seed, same device, different numbers");
+    assert_ne!(a, c);
+}
+
+#[test]
+fn config_errors_are_reported_before_gpu_work() {
+    // No GPU needed: validation runs first, so this also holds on a machine without an adapter.
+    let out = out_dir("bad");
+    let o = train(&out, &["train.lr_outter=0.1"]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("lr_outter") && err.contains("did you mean `lr_outer`"),
+        "{err}"
+    );
+    let o = train(&out, &["task.max_hot=4"]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert!(!err.contains("panicked"), "{err}");
+    let o = Command::new(env!("CARGO_BIN_EXE_hypermod"))
+        .args(["train", "no/such/config.toml"])
+        .output()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&o.stderr).contains("no/such/config.toml"));
+    assert!(
+        !out.exists(),
+        "a failed config must not create the run directory"
+    );
+}
