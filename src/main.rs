@@ -39,6 +39,14 @@ enum Command {
         #[arg(long)]
         out: Option<PathBuf>,
     },
+    /// Run a sweep (grid × seeds over a base config); one row per run in `runs.csv`.
+    Sweep {
+        /// The sweep file (see configs/hyperteacher/sweeps/).
+        sweep: PathBuf,
+        /// Sweep directory (default: runs/<sweep name>-<unix time>).
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
     /// Benchmarks.
     Bench {
         #[command(subcommand)]
@@ -80,6 +88,7 @@ fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Info { json } => info(json),
         Command::Train { config, set, out } => train(config, set, out),
+        Command::Sweep { sweep, out } => run_sweep(sweep, out),
         Command::Bench {
             what:
                 BenchCommand::Kernels {
@@ -93,17 +102,37 @@ fn run(cli: Cli) -> Result<()> {
     }
 }
 
+/// `runs/<file stem>-<unix time>`, the default run or sweep directory.
+fn default_out(config: &std::path::Path) -> PathBuf {
+    let stem = config.file_stem().and_then(|s| s.to_str()).unwrap_or("run");
+    let secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    PathBuf::from("runs").join(format!("{stem}-{secs}"))
+}
+
+fn run_sweep(sweep: PathBuf, out: Option<PathBuf>) -> Result<()> {
+    // Expanding validates every run's config before any GPU work starts.
+    let (_, runs) = hypermod::sweep::expand(&sweep)?;
+    let out = out.unwrap_or_else(|| default_out(&sweep));
+    let gpu = Gpu::new()?;
+    println!(
+        "hypermod sweep {}: {} runs on {} → {}",
+        sweep.display(),
+        runs.len(),
+        gpu.adapter_info().name,
+        out.display()
+    );
+    let csv = hypermod::sweep::run_sweep(&gpu, &sweep, &out)?;
+    println!("wrote {}", csv.display());
+    Ok(())
+}
+
 fn train(config: PathBuf, set: Vec<String>, out: Option<PathBuf>) -> Result<()> {
     // Config errors are reported before any GPU work starts.
     let (cfg, table) = HyperteacherConfig::load(&config, &set)?;
-    let out = out.unwrap_or_else(|| {
-        let stem = config.file_stem().and_then(|s| s.to_str()).unwrap_or("run");
-        let secs = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_secs())
-            .unwrap_or(0);
-        PathBuf::from("runs").join(format!("{stem}-{secs}"))
-    });
+    let out = out.unwrap_or_else(|| default_out(&config));
     let resolved = toml::to_string(&table).context("serialising the resolved config")?;
     let gpu = Gpu::new()?;
     let (meta, task) = hypermod::train::hyperteacher::param_counts(&cfg);

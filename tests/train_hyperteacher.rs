@@ -159,3 +159,63 @@ fn config_errors_are_reported_before_gpu_work() {
         "a failed config must not create the run directory"
     );
 }
+
+#[test]
+fn sweep_writes_one_csv_row_per_run_and_resumes() {
+    let _gpu = gpu_or_skip!();
+    let out = out_dir("sweep");
+    std::fs::create_dir_all(&out).unwrap();
+    let base = std::fs::canonicalize(TINY).unwrap();
+    let sweep = out.join("sweep.toml");
+    std::fs::write(
+        &sweep,
+        format!(
+            "base = {base:?}\nseeds = [1, 2]\nset = [\"train.steps_outer=2\", \"train.eval_every=2\", \"train.eval_tasks=8\"]\n[grid]\n\"task.support\" = [\"random\"]\n"
+        ),
+    )
+    .unwrap();
+    let runs = out.join("runs");
+    let sweep_cmd = || {
+        Command::new(env!("CARGO_BIN_EXE_hypermod"))
+            .arg("sweep")
+            .arg(&sweep)
+            .arg("--out")
+            .arg(&runs)
+            .output()
+            .unwrap()
+    };
+    let o = sweep_cmd();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let csv = std::fs::read_to_string(runs.join("runs.csv")).unwrap();
+    let lines: Vec<&str> = csv.lines().collect();
+    assert_eq!(lines.len(), 3, "{csv}");
+    assert!(
+        lines[0].starts_with("task.support,seed,run,") && lines[0].contains("final_ood_acc"),
+        "{}",
+        lines[0]
+    );
+    assert!(
+        lines[1].starts_with("random,1,") && lines[2].starts_with("random,2,"),
+        "{csv}"
+    );
+    // Resuming: finished runs are read back, not run again.
+    let summary = std::fs::read_dir(&runs).unwrap().find_map(|e| {
+        let p = e.unwrap().path().join("summary.json");
+        p.exists().then_some(p)
+    });
+    let before = std::fs::metadata(summary.as_ref().unwrap())
+        .unwrap()
+        .modified()
+        .unwrap();
+    let o = sweep_cmd();
+    assert!(o.status.success());
+    assert_eq!(
+        std::fs::metadata(summary.unwrap())
+            .unwrap()
+            .modified()
+            .unwrap(),
+        before
+    );
+    assert_eq!(std::fs::read_to_string(runs.join("runs.csv")).unwrap(), csv);
+    std::fs::remove_dir_all(&out).ok();
+}

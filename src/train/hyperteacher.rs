@@ -9,7 +9,7 @@ use std::io::IsTerminal;
 use std::path::Path;
 use std::time::Instant;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::config::{HyperteacherConfig, ModelKind};
 use crate::error::{arg_err, Result};
@@ -46,7 +46,7 @@ struct Record<'a> {
 }
 
 /// What `hypermod train` writes to `summary.json`.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, Deserialize)]
 pub struct Summary {
     /// Metrics of every evaluation set at the last step.
     pub r#final: BTreeMap<String, EpisodeMetrics>,
@@ -67,7 +67,7 @@ pub struct Summary {
 }
 
 /// Module-decoding R² per (layer, module) and its mean.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, Deserialize)]
 pub struct DecoderR2 {
     /// Mean over the coordinates with a defined R².
     pub mean: f64,

@@ -66,7 +66,7 @@ impl MetaConfig {
 }
 
 /// Losses and accuracies of one episode (mean over its tasks).
-#[derive(Clone, Copy, Debug, Default, PartialEq, serde::Serialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct EpisodeMetrics {
     /// Query KL after adaptation.
     pub loss: f64,

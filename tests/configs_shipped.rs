@@ -1,0 +1,118 @@
+//! Every shipped experiment config loads and validates, and every shipped sweep expands into
+//! valid runs (no GPU needed): a broken config in `configs/` fails here, not after hours of work.
+
+use std::path::Path;
+
+use hypermod::config::HyperteacherConfig;
+
+fn toml_files(dir: &str) -> Vec<std::path::PathBuf> {
+    let mut v: Vec<_> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "toml"))
+        .collect();
+    v.sort();
+    v
+}
+
+#[test]
+fn every_experiment_config_loads() {
+    let mut n = 0;
+    for dir in [
+        "configs/hyperteacher",
+        "configs/hyperteacher/quick",
+        "tests/data",
+    ] {
+        for f in toml_files(dir) {
+            HyperteacherConfig::load(&f, &[]).unwrap_or_else(|e| panic!("{}: {e}", f.display()));
+            n += 1;
+        }
+    }
+    assert!(n >= 10, "only {n} configs found");
+    for (model, file) in [
+        ("hnet_linear", "hnet_linear"),
+        ("hnet_deepmlp", "hnet_deepmlp"),
+        ("anil", "anil"),
+        ("maml", "maml"),
+    ] {
+        for dir in ["configs/hyperteacher", "configs/hyperteacher/quick"] {
+            let (cfg, _) =
+                HyperteacherConfig::load(Path::new(dir).join(format!("{file}.toml")), &[]).unwrap();
+            assert_eq!(
+                format!("{:?}", cfg.model.kind)
+                    .to_lowercase()
+                    .replace('_', ""),
+                model.replace('_', "")
+            );
+        }
+    }
+    let (nc, _) = HyperteacherConfig::load(
+        "configs/hyperteacher/quick/hnet_linear_non_compositional.toml",
+        &[],
+    )
+    .unwrap();
+    assert_eq!(format!("{:?}", nc.task.support), "NonCompositional");
+}
+
+#[test]
+fn every_sweep_expands_into_valid_runs() {
+    let expected = [
+        ("compositional", 4 * 2 * 3),
+        ("connected", 2 * 2 * 3),
+        ("overparam", 2 * 5 * 6 * 3 * 3),
+        ("experts_vs_ood", 4 * 3 * 5 * 3),
+        // K ∈ {1, 2, 4, 6, 8} valid for M = 4: 3, M = 6: 4, M = 8: 5.
+        ("experts_vs_hot", 4 * (3 + 4 + 5) * 3),
+        // M = 16, K = 4 would enumerate 2516² = 6.3M tasks, past the engine's task-space cap
+        // (`MAX_TASK_ENTRIES`): skipped with a message rather than exhausting host memory.
+        ("experts_vs_steps", 4 * (7 * 3 - 1) * 3),
+        ("experts_vs_shots", 2 * 2 * 2 * 5 * 3),
+    ];
+    for (name, runs) in expected {
+        let path = format!("configs/hyperteacher/sweeps/{name}.toml");
+        let (_, r) =
+            hypermod::sweep::expand(Path::new(&path)).unwrap_or_else(|e| panic!("{path}: {e}"));
+        assert_eq!(r.len(), runs, "{path}");
+        let labels: std::collections::HashSet<_> = r.iter().map(|x| x.label.clone()).collect();
+        assert_eq!(labels.len(), runs, "{path}: duplicate run labels");
+    }
+    for f in toml_files("configs/hyperteacher/quick/sweeps") {
+        let (_, r) = hypermod::sweep::expand(&f).unwrap_or_else(|e| panic!("{}: {e}", f.display()));
+        assert_eq!(r.len(), 6, "{}", f.display());
+    }
+}
+
+#[test]
+fn a_bad_sweep_is_refused_before_any_run() {
+    let dir = std::env::temp_dir().join(format!("hypermod-sweep-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let base = std::fs::canonicalize("tests/data/tiny_hyperteacher.toml").unwrap();
+    let write = |text: &str| {
+        let p = dir.join("s.toml");
+        std::fs::write(&p, text).unwrap();
+        p
+    };
+    let p = write(&format!(
+        "base = {:?}\nseeds = [1]\n[grid]\n\"task.max_hot\" = [1, 9]\n",
+        base
+    ));
+    let e = hypermod::sweep::expand(&p)
+        .err()
+        .expect("K = 9 > M = 3 must be refused")
+        .to_string();
+    assert!(e.contains("max_hot"), "{e}");
+    let p = write(&format!(
+        "base = {:?}\nseeds = [1]\nskip_invalid = true\n[grid]\n\"task.max_hot\" = [1, 9]\n",
+        base
+    ));
+    assert_eq!(hypermod::sweep::expand(&p).unwrap().1.len(), 1);
+    let p = write(&format!("base = {:?}\nseeds = []\n", base));
+    assert!(hypermod::sweep::expand(&p).is_err());
+    let p = write(&format!("base = {:?}\nseeds = [1]\nsedes = [2]\n", base));
+    assert!(hypermod::sweep::expand(&p)
+        .err()
+        .unwrap()
+        .to_string()
+        .contains("sedes"));
+    std::fs::remove_dir_all(&dir).ok();
+}
