@@ -56,6 +56,23 @@ enum Command {
 
 #[derive(Subcommand)]
 enum BenchCommand {
+    /// Time outer meta-learning steps of a hyperteacher config: steps/s and tasks/s.
+    Step {
+        /// The experiment config (e.g. configs/hyperteacher/hnet_linear.toml).
+        config: PathBuf,
+        /// Override a config value (repeatable).
+        #[arg(long = "set", value_name = "KEY=VALUE")]
+        set: Vec<String>,
+        /// Timed outer steps (median reported).
+        #[arg(long, default_value_t = 20)]
+        steps: usize,
+        /// Untimed warm-up steps.
+        #[arg(long, default_value_t = 3)]
+        warmup: usize,
+        /// Also write the result as JSON to this file.
+        #[arg(long)]
+        json: Option<PathBuf>,
+    },
     /// Time every kernel on a table of shapes; prints ms, GFLOP/s and GB/s.
     Kernels {
         /// Also write the records as JSON to this file.
@@ -89,6 +106,16 @@ fn run(cli: Cli) -> Result<()> {
         Command::Info { json } => info(json),
         Command::Train { config, set, out } => train(config, set, out),
         Command::Sweep { sweep, out } => run_sweep(sweep, out),
+        Command::Bench {
+            what:
+                BenchCommand::Step {
+                    config,
+                    set,
+                    steps,
+                    warmup,
+                    json,
+                },
+        } => bench_step(config, set, steps, warmup, json),
         Command::Bench {
             what:
                 BenchCommand::Kernels {
@@ -145,6 +172,35 @@ fn train(config: PathBuf, set: Vec<String>, out: Option<PathBuf>) -> Result<()> 
     );
     let s = hypermod::train::hyperteacher::run(&gpu, &cfg, &resolved, &out)?;
     println!("{}", serde_json::to_string_pretty(&s)?);
+    Ok(())
+}
+
+fn bench_step(
+    config: PathBuf,
+    set: Vec<String>,
+    steps: usize,
+    warmup: usize,
+    json: Option<PathBuf>,
+) -> Result<()> {
+    let (cfg, _) = HyperteacherConfig::load(&config, &set)?;
+    let gpu = Gpu::new()?;
+    let (meta, task) = hypermod::train::hyperteacher::param_counts(&cfg);
+    println!(
+        "hypermod bench step {} on {}: {:?}, {} tasks × {} inner steps, {meta} meta / {task} task parameters",
+        config.display(),
+        gpu.adapter_info().name,
+        cfg.model.kind,
+        cfg.train.meta_batch,
+        cfg.train_params().steps_inner
+    );
+    let r = hypermod::train::hyperteacher::bench_step(&gpu, &cfg, warmup, steps)?;
+    println!(
+        "median {:.4} s/step  →  {:.3} outer steps/s, {:.1} tasks/s (wall clock, median of {steps})",
+        r.median_s, r.steps_per_s, r.tasks_per_s
+    );
+    if let Some(path) = json {
+        hypermod::run::write_json(&path, &r)?;
+    }
     Ok(())
 }
 

@@ -219,3 +219,27 @@ fn sweep_writes_one_csv_row_per_run_and_resumes() {
     assert_eq!(std::fs::read_to_string(runs.join("runs.csv")).unwrap(), csv);
     std::fs::remove_dir_all(&out).ok();
 }
+
+#[test]
+fn bench_step_reports_steps_and_tasks_per_second() {
+    let _gpu = gpu_or_skip!();
+    let out = out_dir("bench-step");
+    std::fs::create_dir_all(&out).unwrap();
+    let json_path = out.join("step.json");
+    let o = Command::new(env!("CARGO_BIN_EXE_hypermod"))
+        .args([
+            "bench", "step", TINY, "--steps", "2", "--warmup", "1", "--json",
+        ])
+        .arg(&json_path)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let r = json(&json_path);
+    let (sps, tps) = (
+        r["steps_per_s"].as_f64().unwrap(),
+        r["tasks_per_s"].as_f64().unwrap(),
+    );
+    assert!(sps > 0.0 && (tps / sps - 8.0).abs() < 1e-9, "{r}");
+    assert_eq!(r["meta_batch"].as_u64(), Some(8));
+    std::fs::remove_dir_all(&out).ok();
+}

@@ -16,9 +16,9 @@ use crate::error::{arg_err, Result};
 use crate::gpu::Gpu;
 use crate::metrics::r2::decoder_r2;
 use crate::models::gpu::GpuStudent;
-use crate::models::{Anil, HnetDeep, HnetLinear, Maml, Student};
+use crate::models::{Anil, HnetDeep, HnetLinear, Maml};
 use crate::run::{write_atomic, write_json};
-use crate::tasks::hyperteacher::{Coefficients, Task, TaskSpace};
+use crate::tasks::hyperteacher::{Coefficients, Task, TaskSpace, TaskSplit};
 use crate::tasks::teacher::{TeacherConfig, TeacherWeightsGpu};
 use crate::train::meta::{data_stream, sample_latents, EpisodeMetrics, MetaConfig, MetaLearner};
 
@@ -85,42 +85,50 @@ pub fn run(gpu: &Gpu, cfg: &HyperteacherConfig, resolved: &str, out: &Path) -> R
         message: e.to_string(),
     })?;
     write_atomic(&out.join("config.toml"), resolved.as_bytes())?;
+    with_student(cfg, RunStudent { gpu, cfg, out })
+}
+
+/// Something to do with the config's student, whatever its type (the students' CPU twins are
+/// generic, so they cannot be trait objects).
+trait StudentTask {
+    type Out;
+    fn call<S: GpuStudent>(self, student: &S) -> Self::Out;
+}
+
+/// Builds the config's student (width and T = ratio·M from the config) and hands it to `task`.
+fn with_student<W: StudentTask>(cfg: &HyperteacherConfig, task: W) -> W::Out {
     let t = cfg.task.modules * cfg.model.ratio_templates;
     let width = cfg.width();
-    let kind = cfg.model.kind;
-    match kind {
-        ModelKind::HnetLinear => {
-            let s = HnetLinear {
-                hidden_dim: width,
-                ..HnetLinear::paper(t)
-            };
-            run_with(gpu, cfg, &s, out)
-        }
-        ModelKind::HnetDeepmlp => {
-            let s = HnetDeep {
-                hidden_dim: width,
-                ..HnetDeep::paper(t)
-            };
-            run_with(gpu, cfg, &s, out)
-        }
-        ModelKind::Anil => run_with(
-            gpu,
-            cfg,
-            &Anil {
-                hidden_dim: width,
-                ..Anil::paper()
-            },
-            out,
-        ),
-        ModelKind::Maml => run_with(
-            gpu,
-            cfg,
-            &Maml {
-                hidden_dim: width,
-                ..Maml::paper()
-            },
-            out,
-        ),
+    match cfg.model.kind {
+        ModelKind::HnetLinear => task.call(&HnetLinear {
+            hidden_dim: width,
+            ..HnetLinear::paper(t)
+        }),
+        ModelKind::HnetDeepmlp => task.call(&HnetDeep {
+            hidden_dim: width,
+            ..HnetDeep::paper(t)
+        }),
+        ModelKind::Anil => task.call(&Anil {
+            hidden_dim: width,
+            ..Anil::paper()
+        }),
+        ModelKind::Maml => task.call(&Maml {
+            hidden_dim: width,
+            ..Maml::paper()
+        }),
+    }
+}
+
+struct RunStudent<'a> {
+    gpu: &'a Gpu,
+    cfg: &'a HyperteacherConfig,
+    out: &'a Path,
+}
+
+impl StudentTask for RunStudent<'_> {
+    type Out = Result<Summary>;
+    fn call<S: GpuStudent>(self, student: &S) -> Result<Summary> {
+        run_with(self.gpu, self.cfg, student, self.out)
     }
 }
 
@@ -134,13 +142,28 @@ fn pool(space: &TaskSpace, tasks: &[Task], coefficients: Coefficients) -> Result
         .collect())
 }
 
-fn run_with<S: GpuStudent>(
-    gpu: &Gpu,
-    cfg: &HyperteacherConfig,
-    student: &S,
-    out: &Path,
-) -> Result<Summary> {
-    let started = Instant::now();
+/// The coefficients of the latents of one task pool (`salt` separates the pools' draws).
+fn coefficients(cfg: &HyperteacherConfig, salt: u64) -> Coefficients {
+    if cfg.task.continuous {
+        Coefficients::Continuous {
+            seed: cfg.train.seed ^ salt,
+        }
+    } else {
+        Coefficients::Binary
+    }
+}
+
+/// What training and benchmarking share: the task split, the pools of task latents, and the
+/// meta-learner (teacher, student, episodes, optimisers) on the GPU.
+struct Prepared {
+    space: TaskSpace,
+    split: TaskSplit,
+    train_pool: Vec<Vec<f32>>,
+    ood_pool: Vec<Vec<f32>>,
+    learner: MetaLearner,
+}
+
+fn prepare<S: GpuStudent>(gpu: &Gpu, cfg: &HyperteacherConfig, student: &S) -> Result<Prepared> {
     let tp = cfg.train_params();
     let tr = &cfg.train;
     let space = cfg
@@ -149,17 +172,8 @@ fn run_with<S: GpuStudent>(
     let split = space
         .split(cfg.task_support())
         .map_err(|e| arg_err("config", e.to_string()))?;
-    let coeff = |salt: u64| {
-        if cfg.task.continuous {
-            Coefficients::Continuous {
-                seed: tr.seed ^ salt,
-            }
-        } else {
-            Coefficients::Binary
-        }
-    };
-    let train_pool = pool(&space, &split.train, coeff(1))?;
-    let ood_pool = pool(&space, &split.ood, coeff(2))?;
+    let train_pool = pool(&space, &split.train, coefficients(cfg, 1))?;
+    let ood_pool = pool(&space, &split.ood, coefficients(cfg, 2))?;
     let teacher_cfg = TeacherConfig {
         hidden_dim: cfg.task.hidden_dim,
         num_hidden: cfg.task.layers + 1,
@@ -189,6 +203,31 @@ fn run_with<S: GpuStudent>(
     };
     let eval_batch = tr.eval_tasks.min(tr.meta_batch.max(64));
     let learner = MetaLearner::new(gpu, student, &weights, tr.meta_batch, eval_batch, meta_cfg)?;
+    Ok(Prepared {
+        space,
+        split,
+        train_pool,
+        ood_pool,
+        learner,
+    })
+}
+
+fn run_with<S: GpuStudent>(
+    gpu: &Gpu,
+    cfg: &HyperteacherConfig,
+    student: &S,
+    out: &Path,
+) -> Result<Summary> {
+    let started = Instant::now();
+    let tr = &cfg.train;
+    let Prepared {
+        space,
+        split,
+        train_pool,
+        ood_pool,
+        learner,
+    } = prepare(gpu, cfg, student)?;
+    let coeff = |salt: u64| coefficients(cfg, salt);
 
     // Evaluation sets, fixed for the whole run (same tasks and data at every evaluation).
     let ll = space.latent_len();
@@ -373,29 +412,94 @@ fn progress_bar(len: u64) -> indicatif::ProgressBar {
 
 /// The student's parameter counts for a config (meta, task), without touching the GPU.
 pub fn param_counts(cfg: &HyperteacherConfig) -> (usize, usize) {
-    let t = cfg.task.modules * cfg.model.ratio_templates;
-    let width = cfg.width();
-    let layout = match cfg.model.kind {
-        ModelKind::HnetLinear => HnetLinear {
-            hidden_dim: width,
-            ..HnetLinear::paper(t)
+    struct Counts;
+    impl StudentTask for Counts {
+        type Out = (usize, usize);
+        fn call<S: GpuStudent>(self, student: &S) -> (usize, usize) {
+            let l = student.param_layout();
+            (l.meta_len(), l.task_len())
         }
-        .param_layout(),
-        ModelKind::HnetDeepmlp => HnetDeep {
-            hidden_dim: width,
-            ..HnetDeep::paper(t)
+    }
+    with_student(cfg, Counts)
+}
+
+/// Throughput of the outer step at a config's size (`hypermod bench step`).
+#[derive(Clone, Debug, Serialize)]
+pub struct StepBench {
+    /// Outer steps timed (after warm-up).
+    pub steps: usize,
+    /// Median seconds per outer step (wall clock: submit, GPU work and the loss readback).
+    pub median_s: f64,
+    /// Outer steps per second (from the median).
+    pub steps_per_s: f64,
+    /// Tasks adapted and meta-differentiated per second.
+    pub tasks_per_s: f64,
+    /// Tasks per outer step.
+    pub meta_batch: usize,
+    /// Inner steps per task.
+    pub steps_inner: usize,
+    /// Meta and task parameter counts.
+    pub params: (usize, usize),
+    /// Adapter.
+    pub adapter: String,
+}
+
+/// Times `steps` outer steps after `warmup` untimed ones. Wall clock per step is the honest
+/// figure here: a step is one submit ending in the loss readback, so nothing overlaps it.
+pub fn bench_step(
+    gpu: &Gpu,
+    cfg: &HyperteacherConfig,
+    warmup: usize,
+    steps: usize,
+) -> Result<StepBench> {
+    struct Bench<'a> {
+        gpu: &'a Gpu,
+        cfg: &'a HyperteacherConfig,
+        warmup: usize,
+        steps: usize,
+    }
+    impl StudentTask for Bench<'_> {
+        type Out = Result<Vec<f64>>;
+        fn call<S: GpuStudent>(self, student: &S) -> Result<Vec<f64>> {
+            let p = prepare(self.gpu, self.cfg, student)?;
+            let tr = &self.cfg.train;
+            let mut times = Vec::with_capacity(self.steps);
+            for i in 0..self.warmup + self.steps {
+                let latents = sample_latents(&p.train_pool, tr.meta_batch, tr.seed, i as u64);
+                let t0 = Instant::now();
+                p.learner
+                    .train_step(self.gpu, &latents, data_stream(0, i as u64))?;
+                if i >= self.warmup {
+                    times.push(t0.elapsed().as_secs_f64());
+                }
+            }
+            Ok(times)
         }
-        .param_layout(),
-        ModelKind::Anil => Anil {
-            hidden_dim: width,
-            ..Anil::paper()
-        }
-        .param_layout(),
-        ModelKind::Maml => Maml {
-            hidden_dim: width,
-            ..Maml::paper()
-        }
-        .param_layout(),
-    };
-    (layout.meta_len(), layout.task_len())
+    }
+    if steps == 0 {
+        return Err(arg_err("bench step", "need at least one timed step"));
+    }
+    cfg.validate()
+        .map_err(|e| arg_err("config", e.to_string()))?;
+    let mut times = with_student(
+        cfg,
+        Bench {
+            gpu,
+            cfg,
+            warmup,
+            steps,
+        },
+    )?;
+    times.sort_by(f64::total_cmp);
+    let median_s = times[times.len() / 2];
+    Ok(StepBench {
+        steps,
+        median_s,
+        steps_per_s: 1.0 / median_s,
+        tasks_per_s: cfg.train.meta_batch as f64 / median_s,
+        meta_batch: cfg.train.meta_batch,
+        steps_inner: cfg.train_params().steps_inner,
+        params: param_counts(cfg),
+        adapter: gpu.adapter_info().name.clone(),
+    })
 }
