@@ -561,6 +561,13 @@ pub struct TrainConfig {
     pub eval_every: usize,
     /// Tasks per evaluation set (valid, test, ood, ood_k). Default 1,024 (§3.4).
     pub eval_tasks: usize,
+    /// Consecutive outer steps with a non-finite meta-gradient (each skipped on the GPU) after
+    /// which the run stops with a checkpoint. Default 10 (an engine choice; the reference applies
+    /// a second consecutive non-finite step instead, spec §5.2).
+    pub max_consecutive_skips: usize,
+    /// Fault injection for tests: outer steps (1-based) whose meta-gradient is made NaN.
+    /// Default empty.
+    pub inject_nan_steps: Vec<usize>,
 }
 
 impl Default for TrainConfig {
@@ -577,6 +584,8 @@ impl Default for TrainConfig {
             max_grad_norm: None,
             eval_every: 1_000,
             eval_tasks: 1_024,
+            max_consecutive_skips: 10,
+            inject_nan_steps: Vec::new(),
         }
     }
 }
@@ -625,6 +634,8 @@ const TRAIN_FIELDS: &[Field] = &[
     Field::leaf("max_grad_norm"),
     Field::leaf("eval_every"),
     Field::leaf("eval_tasks"),
+    Field::leaf("max_consecutive_skips"),
+    Field::leaf("inject_nan_steps"),
 ];
 
 impl Schema for HyperteacherConfig {
@@ -789,6 +800,12 @@ impl HyperteacherConfig {
         }
         check_range("train.eval_every", tr.eval_every, 1, usize::MAX)?;
         check_range("train.eval_tasks", tr.eval_tasks, 1, MAX_BATCH)?;
+        check_range(
+            "train.max_consecutive_skips",
+            tr.max_consecutive_skips,
+            1,
+            usize::MAX,
+        )?;
 
         // Last, as it enumerates the task space: K ≤ M, size, and a split with both sides.
         let space = self.task_space()?;

@@ -30,8 +30,12 @@ enum Command {
     },
     /// Train a hyperteacher experiment from a TOML config (see configs/hyperteacher/).
     Train {
-        /// The config file.
-        config: PathBuf,
+        /// The config file (not with --resume).
+        #[arg(required_unless_present = "resume", conflicts_with = "resume")]
+        config: Option<PathBuf>,
+        /// Continue the run in this directory from its last checkpoint (exact resume).
+        #[arg(long, value_name = "RUN_DIR", conflicts_with = "set")]
+        resume: Option<PathBuf>,
         /// Override a config value, e.g. `--set train.steps_outer=500` (repeatable).
         #[arg(long = "set", value_name = "KEY=VALUE")]
         set: Vec<String>,
@@ -104,7 +108,26 @@ fn main() {
 fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Info { json } => info(json),
-        Command::Train { config, set, out } => train(config, set, out),
+        Command::Train {
+            config,
+            resume,
+            set,
+            out,
+        } => match (config, resume) {
+            (_, Some(dir)) => {
+                let gpu = Gpu::new()?;
+                println!(
+                    "hypermod train --resume {} on {}",
+                    dir.display(),
+                    gpu.adapter_info().name
+                );
+                let s = hypermod::train::hyperteacher::resume(&gpu, &dir)?;
+                println!("{}", serde_json::to_string_pretty(&s)?);
+                Ok(())
+            }
+            (Some(config), None) => train(config, set, out),
+            (None, None) => anyhow::bail!("give a config file or --resume RUN_DIR"),
+        },
         Command::Sweep { sweep, out } => run_sweep(sweep, out),
         Command::Bench {
             what:

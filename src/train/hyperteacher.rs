@@ -11,6 +11,7 @@ use std::time::Instant;
 
 use serde::{Deserialize, Serialize};
 
+use crate::checkpoint::Checkpoint;
 use crate::config::{HyperteacherConfig, ModelKind};
 use crate::error::{arg_err, Result};
 use crate::gpu::Gpu;
@@ -85,8 +86,49 @@ pub fn run(gpu: &Gpu, cfg: &HyperteacherConfig, resolved: &str, out: &Path) -> R
         message: e.to_string(),
     })?;
     write_atomic(&out.join("config.toml"), resolved.as_bytes())?;
-    with_student(cfg, RunStudent { gpu, cfg, out })
+    with_student(
+        cfg,
+        RunStudent {
+            gpu,
+            cfg,
+            out,
+            resume: false,
+        },
+    )
 }
+
+/// Continues the run in `dir` from its last checkpoint, with the config stored there. Exact: the
+/// data of every step is a function of (seed, step), so the resumed run ends with the same
+/// numbers (bitwise, on the same device) as an uninterrupted one.
+pub fn resume(gpu: &Gpu, dir: &Path) -> Result<Summary> {
+    let path = dir.join("config.toml");
+    let text = std::fs::read_to_string(&path).map_err(|e| crate::Error::Io {
+        path: path.display().to_string(),
+        message: format!("not a run directory: {e}"),
+    })?;
+    let (cfg, _) = crate::config::parse_toml::<HyperteacherConfig>(&text, &path, &[])
+        .map_err(|e| arg_err("config", e.to_string()))?;
+    cfg.validate()
+        .map_err(|e| arg_err("config", e.to_string()))?;
+    if !dir.join(CHECKPOINT).exists() {
+        return Err(arg_err(
+            "resume",
+            format!("{} has no {CHECKPOINT}", dir.display()),
+        ));
+    }
+    with_student(
+        &cfg,
+        RunStudent {
+            gpu,
+            cfg: &cfg,
+            out: dir,
+            resume: true,
+        },
+    )
+}
+
+/// File name of a run's latest checkpoint.
+pub const CHECKPOINT: &str = "checkpoint.safetensors";
 
 /// Something to do with the config's student, whatever its type (the students' CPU twins are
 /// generic, so they cannot be trait objects).
@@ -123,12 +165,13 @@ struct RunStudent<'a> {
     gpu: &'a Gpu,
     cfg: &'a HyperteacherConfig,
     out: &'a Path,
+    resume: bool,
 }
 
 impl StudentTask for RunStudent<'_> {
     type Out = Result<Summary>;
     fn call<S: GpuStudent>(self, student: &S) -> Result<Summary> {
-        run_with(self.gpu, self.cfg, student, self.out)
+        run_with(self.gpu, self.cfg, student, self.out, self.resume)
     }
 }
 
@@ -217,6 +260,7 @@ fn run_with<S: GpuStudent>(
     cfg: &HyperteacherConfig,
     student: &S,
     out: &Path,
+    resume: bool,
 ) -> Result<Summary> {
     let started = Instant::now();
     let tr = &cfg.train;
@@ -279,68 +323,83 @@ fn run_with<S: GpuStudent>(
         Ok((metrics, params))
     };
 
+    let mut st = if resume {
+        let st = LoopState::load(gpu, &learner, &out.join(CHECKPOINT))?;
+        write_atomic(&out.join("metrics.jsonl"), st.log.as_bytes())?;
+        println!("resuming {} at step {}", out.display(), st.step);
+        st
+    } else {
+        LoopState::default()
+    };
+    let first = if resume { st.step + 1 } else { 0 };
     let bar = progress_bar(tr.steps_outer as u64);
-    let mut log = String::new();
-    let mut best: Option<(f64, usize, BTreeMap<String, EpisodeMetrics>)> = None;
-    let mut last = BTreeMap::new();
+    bar.set_position(st.step as u64);
     let mut last_report = Instant::now();
     // Step 0 is an evaluation of the initial state; steps 1..=steps_outer train first.
-    let mut train_m = EpisodeMetrics::default();
-    for done in 0..=tr.steps_outer {
+    for done in first..=tr.steps_outer {
         if done > 0 {
             let step = done - 1;
             let latents = sample_latents(&train_pool, tr.meta_batch, tr.seed, step as u64);
-            train_m = learner.train_step(gpu, &latents, data_stream(0, step as u64))?;
-            if !train_m.loss.is_finite() {
-                log::warn!("step {step}: non-finite query loss {}", train_m.loss);
+            let inject = tr.inject_nan_steps.contains(&done);
+            let (m, consecutive) =
+                learner.train_step_with(gpu, &latents, data_stream(0, step as u64), inject)?;
+            st.train = m;
+            if consecutive as usize >= tr.max_consecutive_skips {
+                st.step = done;
+                st.save(gpu, &learner, &out.join(CHECKPOINT), started)?;
+                bar.finish_and_clear();
+                return Err(arg_err(
+                    "train",
+                    format!(
+                        "stopped at step {done}: {consecutive} consecutive outer steps had a non-finite \
+                         meta-gradient (each skipped on the GPU, parameters untouched). The checkpoint \
+                         {} holds the state at step {done}; lower the learning rates or clip, then \
+                         `hypermod train --resume {}`",
+                        out.join(CHECKPOINT).display(),
+                        out.display()
+                    ),
+                ));
             }
-            bar.set_message(format!("loss {:.4} acc {:.3}", train_m.loss, train_m.acc));
+            bar.set_message(format!("loss {:.4} acc {:.3}", m.loss, m.acc));
             bar.inc(1);
             if bar.is_hidden() && last_report.elapsed().as_secs() >= 10 {
                 // Not a terminal (CI, nohup): a plain line every 10 s instead of a bar.
                 println!(
-                    "step {}/{}: loss {:.4} acc {:.3}",
-                    step + 1,
-                    tr.steps_outer,
-                    train_m.loss,
-                    train_m.acc
+                    "step {done}/{}: loss {:.4} acc {:.3}",
+                    tr.steps_outer, m.loss, m.acc
                 );
                 last_report = Instant::now();
             }
         }
         if done % tr.eval_every == 0 || done == tr.steps_outer {
             let (m, _) = evaluate(&[])?;
-            let skipped = skipped_steps(gpu, &learner)?;
             let rec = Record {
                 step: done,
-                seconds: started.elapsed().as_secs_f64(),
-                train: train_m,
+                seconds: st.seconds + started.elapsed().as_secs_f64(),
+                train: st.train,
                 sets: &m,
-                skipped_steps: skipped,
+                skipped_steps: skipped_steps(gpu, &learner)?,
             };
-            log.push_str(
+            st.log.push_str(
                 &serde_json::to_string(&rec).map_err(|e| arg_err("metrics", e.to_string()))?,
             );
-            log.push('\n');
-            write_atomic(&out.join("metrics.jsonl"), log.as_bytes())?;
+            st.log.push('\n');
+            write_atomic(&out.join("metrics.jsonl"), st.log.as_bytes())?;
             let valid = m["valid"].loss;
-            if best.as_ref().is_none_or(|(b, _, _)| valid < *b) {
+            if st.best_step.is_none() || valid < st.best_valid {
                 learner.save_best(gpu)?;
-                best = Some((valid, done, m.clone()));
+                (st.best_valid, st.best_step, st.best) = (valid, Some(done), m.clone());
             }
+            let t = st.train;
             bar.suspend(|| {
                 println!(
                     "step {done:>7}  train {:.4}/{:.3} (support {:.4})  valid {:.4}/{:.3}  ood {:.4}/{:.3}",
-                    train_m.loss,
-                    train_m.acc,
-                    train_m.support_loss,
-                    m["valid"].loss,
-                    m["valid"].acc,
-                    m["ood"].loss,
-                    m["ood"].acc
+                    t.loss, t.acc, t.support_loss, m["valid"].loss, m["valid"].acc, m["ood"].loss, m["ood"].acc
                 )
             });
-            last = m;
+            st.last = m;
+            st.step = done;
+            st.save(gpu, &learner, &out.join(CHECKPOINT), started)?;
         }
     }
     bar.finish_and_clear();
@@ -374,19 +433,119 @@ fn run_with<S: GpuStudent>(
     } else {
         None
     };
-    let (_, best_step, best_m) = best.unwrap_or((f64::NAN, 0, BTreeMap::new()));
+    let (best_step, best_m, last) = (st.best_step.unwrap_or(0), st.best, st.last);
     let summary = Summary {
         r#final: last,
         best: best_m,
         best_step,
         steps: tr.steps_outer,
-        seconds: started.elapsed().as_secs_f64(),
+        seconds: st.seconds + started.elapsed().as_secs_f64(),
         skipped_steps: skipped_steps(gpu, &learner)?,
         decoder_r2: decoder,
         adapter: gpu.adapter_info().name.clone(),
     };
     write_json(&out.join("summary.json"), &summary)?;
     Ok(summary)
+}
+
+/// Host-side progress of a run, saved with every checkpoint next to the GPU state.
+#[derive(Default)]
+struct LoopState {
+    /// Last completed (and evaluated) outer step.
+    step: usize,
+    /// Metrics of the last training step.
+    train: EpisodeMetrics,
+    /// Metrics of the last evaluation.
+    last: SetMetrics,
+    /// Best mean valid loss so far, its step and metrics.
+    best_valid: f64,
+    best_step: Option<usize>,
+    best: SetMetrics,
+    /// `metrics.jsonl` so far.
+    log: String,
+    /// Seconds spent before this process (earlier, interrupted runs).
+    seconds: f64,
+}
+
+impl LoopState {
+    fn save(&self, gpu: &Gpu, learner: &MetaLearner, path: &Path, started: Instant) -> Result<()> {
+        let mut ck = Checkpoint::default();
+        for (name, t) in learner.state() {
+            ck.tensors
+                .insert(name.to_string(), (vec![t.len()], gpu.read(t)?));
+        }
+        let m = &mut ck.metadata;
+        m.insert("step".into(), self.step.to_string());
+        m.insert("train".into(), to_json(&self.train));
+        m.insert("last".into(), to_json(&self.last));
+        m.insert("best_valid".into(), self.best_valid.to_string());
+        m.insert(
+            "best_step".into(),
+            self.best_step.map_or(String::new(), |s| s.to_string()),
+        );
+        m.insert("best".into(), to_json(&self.best));
+        m.insert("metrics_jsonl".into(), self.log.clone());
+        m.insert(
+            "seconds".into(),
+            (self.seconds + started.elapsed().as_secs_f64()).to_string(),
+        );
+        m.insert("hypermod_version".into(), env!("CARGO_PKG_VERSION").into());
+        ck.save(path)
+    }
+
+    fn load(gpu: &Gpu, learner: &MetaLearner, path: &Path) -> Result<LoopState> {
+        let ck = Checkpoint::load(path)?;
+        let bad = |what: &str| crate::Error::Io {
+            path: path.display().to_string(),
+            message: format!("corrupt checkpoint field `{what}`"),
+        };
+        for (name, t) in learner.state() {
+            let (_, values) = ck.tensors.get(name).ok_or_else(|| bad(name))?;
+            if values.len() != t.len() {
+                return Err(crate::Error::Io {
+                    path: path.display().to_string(),
+                    message: format!(
+                        "tensor {name} has {} values, the run's model needs {} (different config?)",
+                        values.len(),
+                        t.len()
+                    ),
+                });
+            }
+            gpu.write(t, values)?;
+        }
+        let parse = |k: &str| -> Result<serde_json::Value> {
+            serde_json::from_str(ck.meta(k, path)?).map_err(|_| bad(k))
+        };
+        let sets = |k: &str| -> Result<SetMetrics> {
+            serde_json::from_value(parse(k)?).map_err(|_| bad(k))
+        };
+        let best_step = ck.meta("best_step", path)?;
+        Ok(LoopState {
+            step: ck.meta("step", path)?.parse().map_err(|_| bad("step"))?,
+            train: serde_json::from_value(parse("train")?).map_err(|_| bad("train"))?,
+            last: sets("last")?,
+            best_valid: ck
+                .meta("best_valid", path)?
+                .parse()
+                .map_err(|_| bad("best_valid"))?,
+            best_step: if best_step.is_empty() {
+                None
+            } else {
+                Some(best_step.parse().map_err(|_| bad("best_step"))?)
+            },
+            best: sets("best")?,
+            log: ck.meta("metrics_jsonl", path)?.to_string(),
+            seconds: ck
+                .meta("seconds", path)?
+                .parse()
+                .map_err(|_| bad("seconds"))?,
+        })
+    }
+}
+
+/// JSON text of a metric value stored as checkpoint metadata (these types always serialise).
+fn to_json<T: Serialize>(v: &T) -> String {
+    serde_json::to_string(v).unwrap_or_default()
 }
 
 fn skipped_steps(gpu: &Gpu, learner: &MetaLearner) -> Result<f64> {

@@ -289,6 +289,7 @@ pub struct MetaLearner {
     train: Episode,
     eval: Episode,
     zero_dmeta: Dispatch,
+    inject_nan: Dispatch,
 }
 
 impl MetaLearner {
@@ -317,6 +318,9 @@ impl MetaLearner {
         let save_best = copy(gpu, &meta, &best_meta)?;
         let restore_best = copy(gpu, &best_meta, &meta)?;
         let zero_dmeta = fill(gpu, &dmeta, 0.0)?;
+        // Fault injection (tests of the non-finite guard): copies a NaN into the meta-gradient.
+        let nan = gpu.upload(&[f32::NAN], 1, 1, 1)?;
+        let inject_nan = copy(gpu, &nan, &dmeta.view(dmeta.offset(), 1, 1, 1, 1)?)?;
         let outer_opt = AdamW::new(gpu, &meta, &dmeta, cfg.outer)?;
         let train = Episode::new(
             gpu,
@@ -341,6 +345,7 @@ impl MetaLearner {
             train,
             eval,
             zero_dmeta,
+            inject_nan,
         })
     }
 
@@ -348,15 +353,50 @@ impl MetaLearner {
     /// adapt, meta-gradient, clipped AdamW (skipped on the GPU if non-finite). Returns the mean
     /// query loss and accuracy before the update.
     pub fn train_step(&self, gpu: &Gpu, latents: &[f32], stream: u64) -> Result<EpisodeMetrics> {
+        self.train_step_with(gpu, latents, stream, false)
+            .map(|(m, _)| m)
+    }
+
+    /// [`MetaLearner::train_step`], optionally with a NaN injected into the meta-gradient (to
+    /// test the non-finite guard); also returns the outer optimiser's consecutive-skip count.
+    pub fn train_step_with(
+        &self,
+        gpu: &Gpu,
+        latents: &[f32],
+        stream: u64,
+        inject_nan: bool,
+    ) -> Result<(EpisodeMetrics, u32)> {
         self.train.set_tasks(gpu, latents, stream)?;
         let mut step = Step::new(gpu);
         step.run(&self.zero_dmeta);
         self.train.record(&mut step);
+        if inject_nan {
+            step.run(&self.inject_nan);
+        }
         self.outer_opt.record_step(&mut step);
         let (l, a) = (step.read(&self.train.loss)?, step.read(&self.train.acc)?);
         let s = step.read(&self.train.support_loss)?;
+        let c = step.read(self.outer_opt.consecutive_skips())?;
         let out = step.finish()?;
-        Ok(mean_metrics(out.get(l), out.get(a), out.get(s)))
+        Ok((
+            mean_metrics(out.get(l), out.get(a), out.get(s)),
+            out.scalar(c) as u32,
+        ))
+    }
+
+    /// Every tensor that a checkpoint must hold to continue exactly: meta parameters, the
+    /// best-by-valid copy, and the outer optimiser's state and counters.
+    pub fn state(&self) -> [(&'static str, &GpuTensor); 7] {
+        let o = &self.outer_opt;
+        [
+            ("meta", &self.meta),
+            ("best_meta", &self.best_meta),
+            ("outer.m", o.m()),
+            ("outer.v", o.v()),
+            ("outer.t", o.step_count()),
+            ("outer.skipped", o.skipped()),
+            ("outer.consecutive_skips", o.consecutive_skips()),
+        ]
     }
 
     /// Adapts `latents.len() / (L·M)` tasks (a multiple of nothing: the last chunk is padded by
