@@ -36,6 +36,7 @@ pub mod gpu;
 pub mod metrics;
 pub mod models;
 pub mod ops;
+pub mod report;
 pub mod run;
 pub mod sweep;
 pub mod tasks;

@@ -47,6 +47,11 @@ enum Command {
         #[arg(long)]
         out: Option<PathBuf>,
     },
+    /// Plot a run directory (learning curves) or a sweep directory (every run plus sweep.svg/png).
+    Plot {
+        /// A run directory (has metrics.jsonl) or a sweep directory (has runs.csv).
+        dir: PathBuf,
+    },
     /// Benchmarks.
     Bench {
         #[command(subcommand)]
@@ -106,6 +111,12 @@ fn run(cli: Cli) -> Result<()> {
         Command::Info { json } => info(json),
         Command::Train { config, set, out } => train(config, set, out),
         Command::Sweep { sweep, out } => run_sweep(sweep, out),
+        Command::Plot { dir } => {
+            for f in hypermod::report::plot_dir(&dir)? {
+                println!("wrote {}", f.display());
+            }
+            Ok(())
+        }
         Command::Bench {
             what:
                 BenchCommand::Step {
