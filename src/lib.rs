@@ -37,6 +37,7 @@ pub mod gpu;
 pub mod metrics;
 pub mod models;
 pub mod ops;
+pub mod report;
 pub mod run;
 pub mod sweep;
 pub mod tasks;

@@ -51,6 +51,11 @@ enum Command {
         #[arg(long)]
         out: Option<PathBuf>,
     },
+    /// Plot a run directory (learning curves) or a sweep directory (every run plus sweep.svg/png).
+    Plot {
+        /// A run directory (has metrics.jsonl) or a sweep directory (has runs.csv).
+        dir: PathBuf,
+    },
     /// Benchmarks.
     Bench {
         #[command(subcommand)]
@@ -129,6 +134,12 @@ fn run(cli: Cli) -> Result<()> {
             (None, None) => anyhow::bail!("give a config file or --resume RUN_DIR"),
         },
         Command::Sweep { sweep, out } => run_sweep(sweep, out),
+        Command::Plot { dir } => {
+            for f in hypermod::report::plot_dir(&dir)? {
+                println!("wrote {}", f.display());
+            }
+            Ok(())
+        }
         Command::Bench {
             what:
                 BenchCommand::Step {
