@@ -73,6 +73,11 @@ fn tiny_run_lowers_the_query_loss_and_writes_the_run_directory() {
         "one row per teacher layer: {r2}"
     );
     assert!(r2["mean"].as_f64().unwrap().is_finite());
+    let info = json(&out.join("run.json"));
+    assert!(
+        info["adapter"]["name"].is_string() && info["hypermod_version"].is_string(),
+        "{info}"
+    );
     // The resolved config is stored and loads again.
     let cfg = std::fs::read_to_string(out.join("config.toml")).unwrap();
     assert!(cfg.contains("modules = 3"), "{cfg}");

@@ -127,6 +127,22 @@ pub fn resume(gpu: &Gpu, dir: &Path) -> Result<Summary> {
     )
 }
 
+/// `run.json`: hypermod version, the adapter, when the run started and its command line, so a
+/// run can be compared with others weeks later.
+fn write_run_info(gpu: &Gpu, out: &Path) -> Result<()> {
+    let started = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    let info = serde_json::json!({
+        "hypermod_version": env!("CARGO_PKG_VERSION"),
+        "adapter": gpu.report(),
+        "started_unix": started,
+        "command": std::env::args().collect::<Vec<_>>(),
+    });
+    write_json(&out.join("run.json"), &info)
+}
+
 /// File name of a run's latest checkpoint.
 pub const CHECKPOINT: &str = "checkpoint.safetensors";
 
