@@ -86,6 +86,7 @@ pub fn run(gpu: &Gpu, cfg: &HyperteacherConfig, resolved: &str, out: &Path) -> R
         message: e.to_string(),
     })?;
     write_atomic(&out.join("config.toml"), resolved.as_bytes())?;
+    write_run_info(gpu, out)?;
     with_student(
         cfg,
         RunStudent {
