@@ -3,7 +3,9 @@
 //! hypernetworks the embedding gradient follows the stop-gradient on the normalisation scale:
 //! it matches finite differences with the scale frozen, and not with the scale live.
 
-use hypermod::models::{Anil, HnetDeep, HnetLinear, Init, Maml, ParamLayout, Student};
+use hypermod::models::{
+    Anil, HnetDeep, HnetLinear, Hypernetwork, Init, Maml, ParamLayout, Student,
+};
 use hypermod::ops::loss::{kl_divergence_cpu, LossShape};
 use rand::rngs::ChaCha8Rng;
 use rand::{RngExt, SeedableRng};

@@ -27,8 +27,8 @@ use super::LN_EPS;
 
 use super::{
     activation_backward, activation_forward, embedding_norm_backward, embedding_norm_forward,
-    embedding_scales, layernorm_backward, layernorm_forward, linear_backward, linear_forward,
-    Grads, HnetSlot, Init, LnCache, ParamLayout, ParamSpec, Student, TargetNet, View,
+    layernorm_backward, layernorm_forward, linear_backward, linear_forward, Grads, HnetSlot,
+    Hypernetwork, Init, LnCache, ParamLayout, ParamSpec, Student, TargetNet, View,
 };
 
 /// Config of the nonlinear hypernetwork student.
@@ -90,42 +90,6 @@ impl HnetDeep {
         } else {
             self.body_dim
         }
-    }
-
-    /// The normalisation scales √T/‖e_r‖ of every embedding row, in task-layout order.
-    pub fn embedding_scales<T: Real>(&self, task: &[T]) -> Vec<T> {
-        let layout = self.param_layout();
-        let tv = View::new("task", &layout.task, task);
-        self.target()
-            .slots()
-            .iter()
-            .flat_map(|s| embedding_scales(tv.get(&format!("emb_{}", s.name)), self.num_templates))
-            .collect()
-    }
-
-    /// Forward with given (frozen) normalisation scales, one per embedding row.
-    pub fn forward_with_scales<T: Real>(
-        &self,
-        meta: &[T],
-        task: &[T],
-        x: &[T],
-        scales: &[T],
-    ) -> Vec<T> {
-        self.pass(meta, task, x, scales, None).0
-    }
-
-    /// Backward with given normalisation scales.
-    pub fn backward_with_scales<T: Real>(
-        &self,
-        meta: &[T],
-        task: &[T],
-        x: &[T],
-        scales: &[T],
-        dlogits: &[T],
-    ) -> (Vec<T>, Vec<T>) {
-        self.pass(meta, task, x, scales, Some(dlogits))
-            .1
-            .expect("gradients requested")
     }
 
     /// DeepBank body forward on `e` (`rows × T`).
@@ -276,6 +240,25 @@ impl HnetDeep {
             );
         }
         (logits, Some((dmeta.buf, dtask.buf)))
+    }
+}
+
+impl Hypernetwork for HnetDeep {
+    fn target_net(&self) -> TargetNet {
+        self.target()
+    }
+    fn templates(&self) -> usize {
+        self.num_templates
+    }
+    fn scaled_pass<T: Real>(
+        &self,
+        meta: &[T],
+        task: &[T],
+        x: &[T],
+        scales: &[T],
+        dlogits: Option<&[T]>,
+    ) -> (Vec<T>, Option<(Vec<T>, Vec<T>)>) {
+        self.pass(meta, task, x, scales, dlogits)
     }
 }
 

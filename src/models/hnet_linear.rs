@@ -23,8 +23,8 @@ use super::gpu::{
 };
 
 use super::{
-    col_sums, embedding_norm_backward, embedding_norm_forward, embedding_scales, linear_backward,
-    linear_forward, Grads, Init, ParamLayout, ParamSpec, Student, TargetNet, View,
+    col_sums, embedding_norm_backward, embedding_norm_forward, linear_backward, linear_forward,
+    Grads, Hypernetwork, Init, ParamLayout, ParamSpec, Student, TargetNet, View,
 };
 
 /// Config of the linear hypernetwork student.
@@ -62,44 +62,6 @@ impl HnetLinear {
             output_dim: self.output_dim,
             num_hidden: self.num_hidden,
         }
-    }
-
-    /// The normalisation scales √T/‖e_r‖ of every embedding row, in task-layout order (input
-    /// row, hidden rows, output row).
-    pub fn embedding_scales<T: Real>(&self, task: &[T]) -> Vec<T> {
-        let layout = self.param_layout();
-        let tv = View::new("task", &layout.task, task);
-        self.target()
-            .slots()
-            .iter()
-            .flat_map(|s| embedding_scales(tv.get(&format!("emb_{}", s.name)), self.num_templates))
-            .collect()
-    }
-
-    /// Forward with given normalisation scales (one per embedding row, as from
-    /// [`Self::embedding_scales`]); [`Student::forward`] uses the scales of `task` itself.
-    /// Freezing them gives the function whose gradient [`Student::backward`] returns.
-    pub fn forward_with_scales<T: Real>(
-        &self,
-        meta: &[T],
-        task: &[T],
-        x: &[T],
-        scales: &[T],
-    ) -> Vec<T> {
-        self.pass(meta, task, x, scales, None).0
-    }
-
-    /// Backward with given normalisation scales (see [`Self::forward_with_scales`]).
-    pub fn backward_with_scales<T: Real>(
-        &self,
-        meta: &[T],
-        task: &[T],
-        x: &[T],
-        scales: &[T],
-        dlogits: &[T],
-    ) -> (Vec<T>, Vec<T>) {
-        let (_, g) = self.pass(meta, task, x, scales, Some(dlogits));
-        g.expect("gradients requested")
     }
 
     /// Forward, and backward when `dlogits` is given.
@@ -165,6 +127,25 @@ impl HnetLinear {
             );
         }
         (logits, Some((dmeta.buf, dtask.buf)))
+    }
+}
+
+impl Hypernetwork for HnetLinear {
+    fn target_net(&self) -> TargetNet {
+        self.target()
+    }
+    fn templates(&self) -> usize {
+        self.num_templates
+    }
+    fn scaled_pass<T: Real>(
+        &self,
+        meta: &[T],
+        task: &[T],
+        x: &[T],
+        scales: &[T],
+        dlogits: Option<&[T]>,
+    ) -> (Vec<T>, Option<(Vec<T>, Vec<T>)>) {
+        self.pass(meta, task, x, scales, dlogits)
     }
 }
 

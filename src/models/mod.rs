@@ -144,6 +144,66 @@ pub trait Student {
         -> (Vec<T>, Vec<T>);
 }
 
+/// What the two hypernetwork students share: embedding rows normalised to norm √T with the
+/// scale outside the gradient (spec §4.2). Implementors provide the scaled pass; the scales and
+/// the frozen-scale forward/backward come from here.
+pub trait Hypernetwork: Student {
+    /// The generated target network.
+    fn target_net(&self) -> TargetNet;
+    /// Modules T.
+    fn templates(&self) -> usize;
+    /// Forward with frozen normalisation scales (one per embedding row), and the backward
+    /// `(dmeta, dtask)` when `dlogits` is given.
+    #[allow(clippy::type_complexity)]
+    fn scaled_pass<T: Real>(
+        &self,
+        meta: &[T],
+        task: &[T],
+        x: &[T],
+        scales: &[T],
+        dlogits: Option<&[T]>,
+    ) -> (Vec<T>, Option<(Vec<T>, Vec<T>)>);
+
+    /// The normalisation scales √T/‖e_r‖ of every embedding row, in task-layout order (input
+    /// row, hidden rows, output row).
+    fn embedding_scales<T: Real>(&self, task: &[T]) -> Vec<T> {
+        let layout = self.param_layout();
+        let tv = View::new("task", &layout.task, task);
+        self.target_net()
+            .slots()
+            .iter()
+            .flat_map(|s| embedding_scales(tv.get(&format!("emb_{}", s.name)), self.templates()))
+            .collect()
+    }
+
+    /// Forward with given normalisation scales (as from [`Hypernetwork::embedding_scales`]);
+    /// [`Student::forward`] uses the scales of `task` itself. Freezing them gives the function
+    /// whose gradient [`Student::backward`] returns.
+    fn forward_with_scales<T: Real>(
+        &self,
+        meta: &[T],
+        task: &[T],
+        x: &[T],
+        scales: &[T],
+    ) -> Vec<T> {
+        self.scaled_pass(meta, task, x, scales, None).0
+    }
+
+    /// Backward with given normalisation scales (see [`Hypernetwork::forward_with_scales`]).
+    fn backward_with_scales<T: Real>(
+        &self,
+        meta: &[T],
+        task: &[T],
+        x: &[T],
+        scales: &[T],
+        dlogits: &[T],
+    ) -> (Vec<T>, Vec<T>) {
+        self.scaled_pass(meta, task, x, scales, Some(dlogits))
+            .1
+            .expect("gradients requested")
+    }
+}
+
 /// Read access to a packed parameter buffer by name.
 pub(crate) struct View<'a, T> {
     specs: &'a [ParamSpec],
