@@ -13,6 +13,7 @@ pub mod activation;
 pub mod adamw;
 pub mod elementwise;
 pub mod embnorm;
+pub mod gather;
 pub mod gemm;
 pub mod layernorm;
 pub mod loss;

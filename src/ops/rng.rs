@@ -23,10 +23,13 @@ use crate::error::{arg_err, shape_err, Result};
 use crate::gpu::{grid_1d, Access, Cost, Dispatch, Gpu, GpuTensor, KernelSpec, Shader};
 use crate::ops::to_u32;
 
-/// `shaders/rng.wgsl`.
+/// `shaders/rng.wgsl` after the shared Philox of `shaders/philox.wgsl`.
 pub static SHADER: Shader = Shader {
     name: "rng",
-    source: include_str!("../../shaders/rng.wgsl"),
+    source: concat!(
+        include_str!("../../shaders/philox.wgsl"),
+        include_str!("../../shaders/rng.wgsl")
+    ),
 };
 
 /// Invocations per workgroup; each handles one Philox block of 4 elements.

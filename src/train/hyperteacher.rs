@@ -241,17 +241,10 @@ fn prepare<S: GpuStudent>(gpu: &Gpu, cfg: &HyperteacherConfig, student: &S) -> R
     };
     let weights = TeacherWeightsGpu::generate(gpu, teacher_cfg)
         .map_err(|e| arg_err("teacher", e.to_string()))?;
-    if tp.inner_batch < cfg.task.shots_support {
-        log::warn!(
-            "inner_batch = {} < shots_support = {}: minibatched inner loops are not implemented yet; \
-             adapting on the full support set",
-            tp.inner_batch,
-            cfg.task.shots_support
-        );
-    }
     let meta_cfg = MetaConfig {
         seed: tr.seed,
         shots_support: cfg.task.shots_support,
+        inner_batch: tp.inner_batch,
         shots_query: cfg.task.shots_query,
         steps_inner: tp.steps_inner,
         inner: MetaConfig::inner_adamw(tp.lr_inner as f32),

@@ -13,6 +13,7 @@ use crate::models::gpu::{GpuStudent, StudentBuffers, StudentProgram};
 use crate::models::{Init, ParamLayout, ParamSpec};
 use crate::ops::adamw::{AdamW, AdamWConfig};
 use crate::ops::elementwise::{copy, fill};
+use crate::ops::gather::{gather_rows, RngGather};
 use crate::ops::loss::{accuracy, kl_divergence};
 use crate::ops::reduce::sum_batch;
 use crate::ops::rng::{fill_truncated_normal, fill_uniform, RngKey};
@@ -27,6 +28,10 @@ pub struct MetaConfig {
     pub seed: u64,
     /// Support samples per task.
     pub shots_support: usize,
+    /// Support points per inner step: `shots_support` adapts on the whole support set; any
+    /// other count draws a fresh minibatch of that many points per step, with replacement
+    /// (spec §5.1).
+    pub inner_batch: usize,
     /// Query samples per task.
     pub shots_query: usize,
     /// Inner AdamW steps.
@@ -94,6 +99,9 @@ struct Episode {
     init: Vec<Dispatch>,
     inner_opt: AdamW,
     inner: Vec<Dispatch>,
+    /// Per inner step, the gathers of its support minibatch (inputs, targets; one key each
+    /// step); empty on the full-batch path.
+    minibatch: Vec<[RngGather; 2]>,
     query: Vec<Dispatch>,
     steps_inner: usize,
 }
@@ -129,10 +137,28 @@ impl Episode {
             split(targets.targets(), dout, true)?,
             split(targets.targets(), dout, false)?,
         );
+        // Minibatched inner loop: each step first gathers `inner_batch` support points (with
+        // replacement) into buffers of their own, which the support program and loss read.
+        let ib = cfg.inner_batch;
+        let mut minibatch = Vec::new();
+        let (xs, ys) = if ib == ns {
+            (xs, ys)
+        } else {
+            let (xb, yb) = (gpu.zeros(tasks, ib, din)?, gpu.zeros(tasks, ib, dout)?);
+            for _ in 0..cfg.steps_inner {
+                // The stream is set per episode by `set_minibatch_streams`.
+                let key = RngKey::new(minibatch_seed(cfg.seed), 0);
+                minibatch.push([
+                    gather_rows(gpu, &xs, &xb, key)?,
+                    gather_rows(gpu, &ys, &yb, key)?,
+                ]);
+            }
+            (xb, yb)
+        };
         let p = layout.task_len();
         let task = gpu.zeros(tasks, 1, p)?;
         let dtask = gpu.zeros(tasks, 1, p)?;
-        let (logits_s, dlogits_s) = (gpu.zeros(tasks, ns, dout)?, gpu.zeros(tasks, ns, dout)?);
+        let (logits_s, dlogits_s) = (gpu.zeros(tasks, ib, dout)?, gpu.zeros(tasks, ib, dout)?);
         let (logits_q, dlogits_q) = (gpu.zeros(tasks, nq, dout)?, gpu.zeros(tasks, nq, dout)?);
         let loss = gpu.zeros(tasks, 1, 1)?;
         let acc = gpu.zeros(tasks, 1, 1)?;
@@ -228,6 +254,7 @@ impl Episode {
             init,
             inner_opt,
             inner,
+            minibatch,
             query: query_ds,
             steps_inner: cfg.steps_inner,
         })
@@ -239,7 +266,11 @@ impl Episode {
         self.targets.record(step);
         step.run_all(&self.init);
         self.inner_opt.record_reset(step);
-        for _ in 0..self.steps_inner {
+        for i in 0..self.steps_inner {
+            if let Some([x, y]) = self.minibatch.get(i) {
+                step.run(x);
+                step.run(y);
+            }
             step.run_all(&self.inner);
             self.inner_opt.record_step(step);
         }
@@ -251,8 +282,37 @@ impl Episode {
         self.teacher
             .set_latents(gpu, latents)
             .map_err(teacher_err)?;
-        self.teacher.set_step(gpu, stream).map_err(teacher_err)
+        self.teacher.set_step(gpu, stream).map_err(teacher_err)?;
+        self.set_minibatch_streams(gpu, stream);
+        Ok(())
     }
+
+    /// Gives every inner step's minibatch gathers the stream [`minibatch_stream`]`(stream, i)`
+    /// (written before the episode's single submit; no-op on the full-batch path).
+    fn set_minibatch_streams(&self, gpu: &Gpu, stream: u64) {
+        for (i, pair) in self.minibatch.iter().enumerate() {
+            for g in pair {
+                g.set_stream(gpu, minibatch_stream(stream, i));
+            }
+        }
+    }
+}
+
+/// Philox seed of the inner minibatch draws: the run seed with a tag, so the draws are
+/// independent of the meta initialisation (same seed, streams 2⁶² + i).
+fn minibatch_seed(seed: u64) -> u64 {
+    seed ^ 0x6d69_6e69_6261_7463 // "minibatc"
+}
+
+/// Stream of inner step `i`'s minibatch in the episode with data stream `stream`: a bijective
+/// mix (splitmix64's finaliser) of the episode stream xor the step, so distinct (episode, step)
+/// pairs collide only if two mixed streams differ in their low ~20 bits alone (probability
+/// ~2⁻⁴⁴ per pair).
+fn minibatch_stream(stream: u64, i: usize) -> u64 {
+    let mut z = stream;
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    (z ^ (z >> 31)) ^ i as u64
 }
 
 fn teacher_err(e: crate::tasks::teacher::TeacherError) -> crate::Error {
@@ -303,10 +363,15 @@ impl MetaLearner {
         eval_batch: usize,
         cfg: MetaConfig,
     ) -> Result<MetaLearner> {
-        if meta_batch == 0 || eval_batch == 0 || cfg.shots_support == 0 || cfg.shots_query == 0 {
+        if meta_batch == 0
+            || eval_batch == 0
+            || cfg.shots_support == 0
+            || cfg.shots_query == 0
+            || cfg.inner_batch == 0
+        {
             return Err(arg_err(
                 "meta",
-                "meta batch, eval batch and shots must be positive",
+                "meta batch, eval batch, shots and inner batch must be positive",
             ));
         }
         let layout = student.param_layout();

@@ -1,0 +1,146 @@
+//! Random row gathers: GPU bit-identical to the CPU twin on many shapes (odd rows, more and fewer
+//! destination rows than source rows, batch 1, padded/strided and broadcast views), paired
+//! gathers with one key pick the same rows, `set_stream` changes the draw, bad shapes are named.
+//!
+//! Tolerance: none. A gather copies f32 values, so the GPU must match the twin bit for bit.
+
+mod common;
+
+use common::{assert_gaps_untouched, data, padded, put, rng, size};
+use hypermod::gpu::Gpu;
+use hypermod::ops::gather::{gather_rows, gather_rows_cpu};
+use hypermod::ops::rng::RngKey;
+use rand::RngExt;
+
+fn assert_bitwise(got: &[f32], want: &[f32], ctx: &str) {
+    assert_eq!(got.len(), want.len(), "{ctx}: length");
+    for (i, (g, w)) in got.iter().zip(want).enumerate() {
+        assert!(
+            g.to_bits() == w.to_bits(),
+            "{ctx}: element {i}: GPU {g} != CPU {w}"
+        );
+    }
+}
+
+/// Gathers on the GPU (source layout per `mode`: 0 packed, 1 padded and strided, 2 broadcast;
+/// the destination is padded so writes past its rows are caught) and returns the logical result.
+#[allow(clippy::too_many_arguments)]
+fn gpu_gather(
+    gpu: &Gpu,
+    host: &[f32],
+    b: usize,
+    r: usize,
+    c: usize,
+    rd: usize,
+    mode: u32,
+    key: RngKey,
+) -> Vec<f32> {
+    let src = match mode {
+        0 => put(gpu, host, b, r, c, false),
+        1 => padded(gpu, host, b, r, c),
+        _ => put(gpu, host, b, r, c, true),
+    };
+    let dst = padded(gpu, &vec![0.0; b * rd * c], b, rd, c);
+    let g = gather_rows(gpu, &src, &dst, key).unwrap();
+    gpu.run(&[g.dispatch()]).unwrap();
+    assert_gaps_untouched(gpu, &dst, "gather dst");
+    gpu.read(&dst).unwrap()
+}
+
+#[test]
+fn gather_matches_cpu_twin_bitwise() {
+    let gpu = gpu_or_skip!();
+    let mut g = rng(1);
+    for case in 0..24 {
+        let b = if case % 6 == 0 { 1 } else { size(&mut g, 1, 9) };
+        let r = if case % 4 == 1 {
+            1
+        } else {
+            size(&mut g, 1, 37)
+        };
+        let c = size(&mut g, 1, 7);
+        // Fewer, equal and more destination rows than source rows (with replacement).
+        let rd = match case % 3 {
+            0 => size(&mut g, 1, r + 1),
+            1 => r,
+            _ => r + size(&mut g, 1, 40),
+        };
+        let mode = case % 3;
+        let key = RngKey::new(g.random(), g.random());
+        let host = data(&mut g, b, r * c, mode == 2);
+        let got = gpu_gather(gpu, &host, b, r, c, rd, mode, key);
+        let want = gather_rows_cpu(&host, b, r, c, rd, key);
+        assert_bitwise(
+            &got,
+            &want,
+            &format!("case {case}: [{b}×{r}×{c}] → {rd} rows, mode {mode}"),
+        );
+    }
+}
+
+#[test]
+fn inputs_and_targets_with_one_key_pick_the_same_rows() {
+    let gpu = gpu_or_skip!();
+    let (b, r, rd) = (3, 16, 4);
+    // Row j of item b holds its own index in both tensors (different widths), so the picked
+    // indices can be read back and compared.
+    let tag = |c: usize| -> Vec<f32> {
+        (0..b * r)
+            .flat_map(|n| std::iter::repeat_n(n as f32, c))
+            .collect()
+    };
+    let key = RngKey::new(5, 9);
+    let x = gpu_gather(gpu, &tag(3), b, r, 3, rd, 1, key);
+    let y = gpu_gather(gpu, &tag(2), b, r, 2, rd, 0, key);
+    let rows = |v: &[f32], c: usize| v.chunks(c).map(|ch| ch[0]).collect::<Vec<_>>();
+    assert_eq!(rows(&x, 3), rows(&y, 2));
+    // Each item draws from its own rows.
+    for (n, &v) in rows(&x, 3).iter().enumerate() {
+        assert_eq!(v as usize / r, n / rd, "row {n} came from another item");
+    }
+}
+
+#[test]
+fn set_stream_changes_the_draw_and_matches_the_twin() {
+    let gpu = gpu_or_skip!();
+    let (b, r, c, rd) = (4, 64, 2, 16);
+    let mut g = rng(2);
+    let host = data(&mut g, b, r * c, false);
+    let src = put(gpu, &host, b, r, c, false);
+    let dst = gpu.zeros(b, rd, c).unwrap();
+    let gather = gather_rows(gpu, &src, &dst, RngKey::new(3, 0)).unwrap();
+    let mut draws = Vec::new();
+    for stream in [0u64, 1, 1 << 40] {
+        gather.set_stream(gpu, stream);
+        gpu.run(&[gather.dispatch()]).unwrap();
+        let got = gpu.read(&dst).unwrap();
+        let want = gather_rows_cpu(&host, b, r, c, rd, RngKey::new(3, stream));
+        assert_bitwise(&got, &want, &format!("stream {stream}"));
+        draws.push(got);
+    }
+    assert_ne!(draws[0], draws[1]);
+    assert_ne!(draws[1], draws[2]);
+}
+
+#[test]
+fn bad_shapes_are_rejected_with_their_shapes() {
+    let gpu = gpu_or_skip!();
+    let src = gpu.zeros(2, 5, 3).unwrap();
+    let key = RngKey::default();
+    let err = gather_rows(gpu, &src, &gpu.zeros(2, 4, 2).unwrap(), key)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("[2×5×3]") && err.contains("[2×4×2]"), "{err}");
+    let err = gather_rows(gpu, &src, &gpu.zeros(3, 4, 3).unwrap(), key)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("[3×4×3]"), "{err}");
+    let shared = gpu.zeros(1, 4, 3).unwrap().broadcast(2).unwrap();
+    let err = gather_rows(gpu, &src, &shared, key)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("[2×4×3] stride 0") && err.contains("overlap"),
+        "{err}"
+    );
+}
