@@ -88,8 +88,12 @@ impl Dispatch {
     }
     /// Replaces the uniform parameters (e.g. a step counter) before the next submit.
     pub fn set_params<P: bytemuck::Pod>(&self, gpu: &Gpu, params: &P) {
+        self.set_param_bytes(gpu, bytemuck::bytes_of(params));
+    }
+    /// [`Dispatch::set_params`] from the raw bytes of the parameter struct.
+    pub fn set_param_bytes(&self, gpu: &Gpu, bytes: &[u8]) {
         gpu.queue
-            .write_buffer(&self.params, 0, &padded_bytes(bytemuck::bytes_of(params)));
+            .write_buffer(&self.params, 0, &padded_bytes(bytes));
     }
     /// Records the launch into an open compute pass.
     pub fn record(&self, pass: &mut wgpu::ComputePass<'_>) {

@@ -11,8 +11,8 @@
 //! `≤ R / 2³²` (≤ 6·10⁻⁸ for R ≤ 256): negligible here, and zero when R is a power of two.
 
 use crate::error::{shape_err, Result};
-use crate::gpu::{grid_1d, Access, Cost, Dispatch, Gpu, GpuTensor, KernelSpec, Shader};
-use crate::ops::rng::{random_bits, RngKey};
+use crate::gpu::{grid_1d, Access, Cost, Gpu, GpuTensor, KernelSpec, Shader};
+use crate::ops::rng::{random_bits, RngDispatch, RngKey};
 use crate::ops::to_u32;
 
 /// `shaders/gather.wgsl` after the shared Philox of `shaders/philox.wgsl`.
@@ -44,36 +44,8 @@ struct Params {
     stream_hi: u32,
 }
 
-/// A prepared random gather. Replay it with a new stream (e.g. each inner step) without
-/// preparing again.
-#[derive(Debug)]
-pub struct RngGather {
-    dispatch: Dispatch,
-    params: Params,
-}
-
-impl RngGather {
-    /// The launch, to record into a step or pass to `gpu.run`.
-    pub fn dispatch(&self) -> &Dispatch {
-        &self.dispatch
-    }
-    /// Sets the stream (counter words 2–3) of the next launches; the seed is unchanged.
-    pub fn set_stream(&self, gpu: &Gpu, stream: u64) {
-        let p = Params {
-            stream_lo: stream as u32,
-            stream_hi: (stream >> 32) as u32,
-            ..self.params
-        };
-        self.dispatch.set_params(gpu, &p);
-    }
-}
-
-impl std::ops::Deref for RngGather {
-    type Target = Dispatch;
-    fn deref(&self) -> &Dispatch {
-        &self.dispatch
-    }
-}
+/// A prepared random gather: an [`RngDispatch`] (`set_stream` replays it with a new stream).
+pub type RngGather = RngDispatch;
 
 /// Prepares `dst[b, i, :] ← src[b, j, :]`, `j = random_bits(key, b·Rd + i) mod R` for `src`
 /// `[B×R×C]` (any view, broadcast included) and `dst` `[B×Rd×C]` (Rd may exceed R: rows are
@@ -131,7 +103,11 @@ pub fn gather_rows(gpu: &Gpu, src: &GpuTensor, dst: &GpuTensor, key: RngKey) -> 
         grid_1d((out_rows as usize).div_ceil(WG as usize)),
         cost,
     )?;
-    Ok(RngGather { dispatch, params })
+    Ok(RngDispatch::new(
+        dispatch,
+        &params,
+        std::mem::offset_of!(Params, stream_lo),
+    ))
 }
 
 /// CPU twin: gathers `rows_dst` rows per item from logical contiguous `src`

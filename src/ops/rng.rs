@@ -98,21 +98,25 @@ struct Params {
     _pad: u32,
 }
 
-/// A prepared random fill. Replay it with a new stream (e.g. each training step) without
-/// preparing again.
+/// A prepared launch keyed by the Philox generator (a random fill, a random gather). Replay it
+/// with a new stream (e.g. each training step) without preparing again.
 #[derive(Debug)]
 pub struct RngDispatch {
     dispatch: Dispatch,
-    params: Params,
-}
-
-impl std::fmt::Debug for Params {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "stream {}:{}", self.stream_hi, self.stream_lo)
-    }
+    params: Vec<u8>,
+    stream_at: usize,
 }
 
 impl RngDispatch {
+    /// Wraps a launch whose parameter struct `params` holds the stream as two u32 words (low,
+    /// high) at byte offset `stream_at`.
+    pub(crate) fn new<P: bytemuck::Pod>(dispatch: Dispatch, params: &P, stream_at: usize) -> Self {
+        RngDispatch {
+            dispatch,
+            params: bytemuck::bytes_of(params).to_vec(),
+            stream_at,
+        }
+    }
     /// The launch, to record into a step or pass to `gpu.run`.
     pub fn dispatch(&self) -> &Dispatch {
         &self.dispatch
@@ -123,12 +127,11 @@ impl RngDispatch {
     }
     /// Sets the stream (counter words 2–3) of the next launches; the seed is unchanged.
     pub fn set_stream(&self, gpu: &Gpu, stream: u64) {
-        let p = Params {
-            stream_lo: stream as u32,
-            stream_hi: (stream >> 32) as u32,
-            ..self.params
-        };
-        self.dispatch.set_params(gpu, &p);
+        let mut p = self.params.clone();
+        p[self.stream_at..self.stream_at + 4].copy_from_slice(&(stream as u32).to_le_bytes());
+        p[self.stream_at + 4..self.stream_at + 8]
+            .copy_from_slice(&((stream >> 32) as u32).to_le_bytes());
+        self.dispatch.set_param_bytes(gpu, &p);
     }
 }
 
@@ -216,7 +219,11 @@ fn fill(
         cost,
     )?;
     // The dispatch holds the table tensor alive (see `Dispatch`).
-    Ok(RngDispatch { dispatch, params })
+    Ok(RngDispatch::new(
+        dispatch,
+        &params,
+        std::mem::offset_of!(Params, stream_lo),
+    ))
 }
 
 /// Prepares `t ← lo + (hi − lo)·u`, `u = (bits >> 8)·2⁻²⁴` (see [`Distribution::Uniform`]).
