@@ -19,6 +19,7 @@ use serde::Deserialize;
 use crate::config::{ConfigError, HyperteacherConfig};
 use crate::error::{arg_err, Error, Result};
 use crate::gpu::Gpu;
+use crate::report::{summary_markdown, RunsTable};
 use crate::run::write_atomic;
 use crate::train::hyperteacher::{run, Summary};
 
@@ -170,8 +171,7 @@ pub fn run_sweep(gpu: &Gpu, sweep_path: &Path, out: &Path) -> Result<PathBuf> {
     };
     std::fs::create_dir_all(out).map_err(io)?;
     let keys: Vec<&String> = sweep.grid.keys().collect();
-    let mut header: Option<Vec<String>> = None;
-    let mut rows = Vec::new();
+    let mut table = RunsTable::default();
     for (i, r) in runs.iter().enumerate() {
         let dir = out.join(dir_name(i, &r.label));
         let summary_path = dir.join("summary.json");
@@ -184,28 +184,28 @@ pub fn run_sweep(gpu: &Gpu, sweep_path: &Path, out: &Path) -> Result<PathBuf> {
             run(gpu, &r.config, &r.resolved, &dir)?
         };
         let cols = metric_columns(&summary);
-        let names: Vec<String> = keys
-            .iter()
-            .map(|k| k.to_string())
-            .chain(["seed".to_string(), "run".to_string()])
-            .chain(cols.iter().map(|(n, _)| n.clone()))
-            .collect();
-        header.get_or_insert(names);
-        let row: Vec<String> = r
-            .values
-            .iter()
-            .cloned()
-            .chain([r.seed.to_string(), dir_name(i, &r.label)])
-            .chain(cols.into_iter().map(|(_, v)| v))
-            .collect();
-        rows.push(row.join(","));
-        let mut csv = header.as_ref().map(|h| h.join(",")).unwrap_or_default();
-        csv.push('\n');
-        for row in &rows {
-            csv.push_str(row);
-            csv.push('\n');
+        if table.header.is_empty() {
+            table.header = keys
+                .iter()
+                .map(|k| k.to_string())
+                .chain(["seed".to_string(), "run".to_string()])
+                .chain(cols.iter().map(|(n, _)| n.clone()))
+                .collect();
         }
-        write_atomic(&out.join("runs.csv"), csv.as_bytes())?;
+        table.rows.push(
+            r.values
+                .iter()
+                .cloned()
+                .chain([r.seed.to_string(), dir_name(i, &r.label)])
+                .chain(cols.into_iter().map(|(_, v)| v))
+                .collect(),
+        );
+        let report = |e: String| arg_err("sweep", e);
+        table
+            .write(&out.join("runs.csv"))
+            .map_err(|e| report(e.to_string()))?;
+        let markdown = summary_markdown(&table).map_err(report)?;
+        write_atomic(&out.join("summary.md"), markdown.as_bytes())?;
     }
     Ok(out.join("runs.csv"))
 }

@@ -2,7 +2,7 @@
 
 use std::path::{Path, PathBuf};
 
-use hypermod::report::{plot_dir, plot_run, PlotError};
+use hypermod::report::{plot_dir, plot_run, PlotError, RunsTableError};
 
 fn tmp_dir(name: &str) -> PathBuf {
     let d = std::env::temp_dir().join(format!("hypermod-plot-{name}-{}", std::process::id()));
@@ -182,7 +182,10 @@ fn bad_input_is_a_typed_error() {
 
     std::fs::write(dir.join("runs.csv"), "a,b\n1,2\n").unwrap();
     let err = plot_dir(&dir).unwrap_err();
-    assert!(matches!(err, PlotError::BadCsv { .. }), "{err}");
+    assert!(
+        matches!(err, PlotError::Runs(RunsTableError::Malformed { .. })),
+        "{err}"
+    );
     assert!(err.to_string().contains("seed"), "{err}");
     std::fs::remove_dir_all(&dir).unwrap();
 }

@@ -236,6 +236,11 @@ fn sweep_writes_one_csv_row_per_run_and_resumes() {
         lines[1].starts_with("random,1,") && lines[2].starts_with("random,2,"),
         "{csv}"
     );
+    let summary_md = std::fs::read_to_string(runs.join("summary.md")).unwrap();
+    assert!(
+        summary_md.contains("| random | 2 |") && summary_md.contains("gap acc (test − ood)"),
+        "{summary_md}"
+    );
     // Resuming: finished runs are read back, not run again.
     let summary = std::fs::read_dir(&runs).unwrap().find_map(|e| {
         let p = e.unwrap().path().join("summary.json");

@@ -164,10 +164,17 @@ impl HnetDeep {
         dmeta.add(&name("ln0.offset"), &doffset);
         de
     }
+}
 
-    /// Forward, and backward when `dlogits` is given.
+impl Hypernetwork for HnetDeep {
+    fn target_net(&self) -> TargetNet {
+        self.target()
+    }
+    fn templates(&self) -> usize {
+        self.num_templates
+    }
     #[allow(clippy::type_complexity)]
-    fn pass<T: Real>(
+    fn scaled_pass<T: Real>(
         &self,
         meta: &[T],
         task: &[T],
@@ -240,25 +247,6 @@ impl HnetDeep {
             );
         }
         (logits, Some((dmeta.buf, dtask.buf)))
-    }
-}
-
-impl Hypernetwork for HnetDeep {
-    fn target_net(&self) -> TargetNet {
-        self.target()
-    }
-    fn templates(&self) -> usize {
-        self.num_templates
-    }
-    fn scaled_pass<T: Real>(
-        &self,
-        meta: &[T],
-        task: &[T],
-        x: &[T],
-        scales: &[T],
-        dlogits: Option<&[T]>,
-    ) -> (Vec<T>, Option<(Vec<T>, Vec<T>)>) {
-        self.pass(meta, task, x, scales, dlogits)
     }
 }
 

@@ -63,10 +63,17 @@ impl HnetLinear {
             num_hidden: self.num_hidden,
         }
     }
+}
 
-    /// Forward, and backward when `dlogits` is given.
+impl Hypernetwork for HnetLinear {
+    fn target_net(&self) -> TargetNet {
+        self.target()
+    }
+    fn templates(&self) -> usize {
+        self.num_templates
+    }
     #[allow(clippy::type_complexity)]
-    fn pass<T: Real>(
+    fn scaled_pass<T: Real>(
         &self,
         meta: &[T],
         task: &[T],
@@ -127,25 +134,6 @@ impl HnetLinear {
             );
         }
         (logits, Some((dmeta.buf, dtask.buf)))
-    }
-}
-
-impl Hypernetwork for HnetLinear {
-    fn target_net(&self) -> TargetNet {
-        self.target()
-    }
-    fn templates(&self) -> usize {
-        self.num_templates
-    }
-    fn scaled_pass<T: Real>(
-        &self,
-        meta: &[T],
-        task: &[T],
-        x: &[T],
-        scales: &[T],
-        dlogits: Option<&[T]>,
-    ) -> (Vec<T>, Option<(Vec<T>, Vec<T>)>) {
-        self.pass(meta, task, x, scales, dlogits)
     }
 }
 

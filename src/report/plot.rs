@@ -10,6 +10,7 @@ use plotters::prelude::*;
 use serde::Deserialize;
 use thiserror::Error;
 
+use crate::report::runs_table::{mean_std, RunsTable, RunsTableError};
 use crate::run::write_atomic;
 
 /// What can go wrong while plotting.
@@ -59,6 +60,9 @@ pub enum PlotError {
         /// What is wrong.
         message: String,
     },
+    /// `runs.csv` could not be read.
+    #[error(transparent)]
+    Runs(#[from] RunsTableError),
     /// plotters failed to draw or encode.
     #[error("drawing {path}: {message}")]
     Render {
@@ -535,20 +539,8 @@ pub fn plot_run(dir: &Path) -> Result<Vec<PathBuf>> {
     )
 }
 
-/// Mean and sample standard deviation.
-fn mean_std(v: &[f64]) -> (f64, f64) {
-    let n = v.len() as f64;
-    let mean = v.iter().sum::<f64>() / n;
-    let var = if v.len() > 1 {
-        v.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / (n - 1.0)
-    } else {
-        0.0
-    };
-    (mean, var.sqrt())
-}
-
 /// One grid point of a sweep: its label and per-seed final test / OOD accuracies.
-struct GridPoint {
+struct SweepPoint {
     label: String,
     test: Vec<f64>,
     ood: Vec<f64>,
@@ -556,87 +548,41 @@ struct GridPoint {
 
 struct Sweep {
     grid_keys: Vec<String>,
-    points: Vec<GridPoint>,
+    points: Vec<SweepPoint>,
     runs: Vec<String>,
 }
 
-fn read_runs_csv(path: &Path) -> Result<Sweep> {
-    let text = std::fs::read_to_string(path).map_err(io_err(path))?;
+fn read_sweep(path: &Path) -> Result<Sweep> {
+    let table = RunsTable::read(path)?;
     let bad = |message: String| PlotError::BadCsv {
         path: path.display().to_string(),
         message,
     };
-    let mut lines = text
-        .lines()
-        .enumerate()
-        .filter(|(_, l)| !l.trim().is_empty());
-    let Some((_, header)) = lines.next() else {
-        return Err(PlotError::Empty {
-            path: path.display().to_string(),
-        });
+    let (test, ood, run) = (
+        table.column("final_test_acc").map_err(bad)?,
+        table.column("final_ood_acc").map_err(bad)?,
+        table.column("run").map_err(bad)?,
+    );
+    let values = |rows: &[usize], col: usize| -> Result<Vec<f64>> {
+        rows.iter()
+            .map(|&i| table.number(i, col).map_err(bad))
+            .collect()
     };
-    let header: Vec<&str> = header.split(',').map(str::trim).collect();
-    let col = |name: &str| {
-        header
-            .iter()
-            .position(|h| *h == name)
-            .ok_or_else(|| bad(format!("no `{name}` column in the header")))
-    };
-    let seed = col("seed")?;
-    let run = col("run")?;
-    let test = col("final_test_acc")?;
-    let ood = col("final_ood_acc")?;
-    let grid_keys: Vec<String> = header[..seed].iter().map(|s| s.to_string()).collect();
-    let mut points: Vec<GridPoint> = Vec::new();
-    let mut runs = Vec::new();
-    for (i, line) in lines {
-        let cells: Vec<&str> = line.split(',').map(str::trim).collect();
-        if cells.len() != header.len() {
-            return Err(bad(format!(
-                "line {}: {} cells but the header has {}",
-                i + 1,
-                cells.len(),
-                header.len()
-            )));
-        }
-        let num = |c: usize| {
-            cells[c].parse::<f64>().map_err(|_| {
-                bad(format!(
-                    "line {}: `{}` = `{}` is not a number",
-                    i + 1,
-                    header[c],
-                    cells[c]
-                ))
+    let points = table
+        .grid_points()
+        .into_iter()
+        .map(|p| {
+            Ok(SweepPoint {
+                test: values(&p.rows, test)?,
+                ood: values(&p.rows, ood)?,
+                label: p.label,
             })
-        };
-        let label = if grid_keys.is_empty() {
-            "base".to_string()
-        } else {
-            cells[..seed].join(", ")
-        };
-        let (t, o) = (num(test)?, num(ood)?);
-        match points.iter_mut().find(|p| p.label == label) {
-            Some(p) => {
-                p.test.push(t);
-                p.ood.push(o);
-            }
-            None => points.push(GridPoint {
-                label,
-                test: vec![t],
-                ood: vec![o],
-            }),
-        }
-        runs.push(cells[run].to_string());
-    }
-    if points.is_empty() {
-        return Err(PlotError::Empty {
-            path: path.display().to_string(),
-        });
-    }
+        })
+        .collect::<Result<Vec<_>>>()?;
     Ok(Sweep {
-        grid_keys,
+        grid_keys: table.grid_keys().to_vec(),
         points,
-        runs,
+        runs: table.rows.iter().map(|r| r[run].clone()).collect(),
     })
 }
 
@@ -786,7 +732,7 @@ pub fn plot_sweep(dir: &Path) -> Result<Vec<PathBuf>> {
             path: dir.display().to_string(),
         });
     }
-    let sweep = read_runs_csv(&csv)?;
+    let sweep = read_sweep(&csv)?;
     let mut written = Vec::new();
     for run in &sweep.runs {
         written.extend(plot_run(&dir.join(run))?);

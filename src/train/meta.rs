@@ -81,11 +81,6 @@ pub struct EpisodeMetrics {
     pub support_loss: f64,
 }
 
-/// Where the meta-gradient goes: the shared meta tensors and the outer optimiser.
-struct MetaGrad<'a> {
-    dmeta: &'a GpuTensor,
-}
-
 /// Everything one meta-batch size needs: teacher data, task parameters, programs, inner loop.
 /// The train episode also produces the meta-gradient; evaluation episodes only adapt and score.
 struct Episode {
@@ -107,6 +102,8 @@ struct Episode {
 }
 
 impl Episode {
+    /// Records an episode of `tasks` tasks. With `dmeta`, the query pass also accumulates the
+    /// (first-order) meta-gradient into it; without, the episode only adapts and scores.
     #[allow(clippy::too_many_arguments)]
     fn new<S: GpuStudent>(
         gpu: &Gpu,
@@ -114,7 +111,7 @@ impl Episode {
         layout: &ParamLayout,
         weights: &TeacherWeightsGpu,
         meta: &GpuTensor,
-        meta_grad: Option<MetaGrad<'_>>,
+        dmeta: Option<&GpuTensor>,
         tasks: usize,
         cfg: &MetaConfig,
     ) -> Result<Episode> {
@@ -183,7 +180,7 @@ impl Episode {
                 logits: &logits_q,
                 dlogits: &dlogits_q,
                 dtask: &dtask,
-                dmeta: meta_grad.as_ref().map(|g| g.dmeta),
+                dmeta,
             },
         )?;
         let inner_opt = AdamW::new(gpu, &task, &dtask, cfg.inner)?;
@@ -229,16 +226,16 @@ impl Episode {
         // parameters move one-for-one with their initial value).
         let mut query_ds = query.forward;
         let scale = 1.0 / tasks as f32;
-        let grad = meta_grad.as_ref().map(|_| &dlogits_q);
+        let grad = dmeta.map(|_| &dlogits_q);
         query_ds.push(kl_divergence(gpu, &logits_q, &yq, &loss, grad, scale)?);
         query_ds.push(accuracy(gpu, &logits_q, &yq, &acc)?);
-        if let Some(g) = &meta_grad {
+        if let Some(dmeta) = dmeta {
             query_ds.extend(query.backward);
             for spec in &layout.task {
                 if let Init::Meta(name) = &spec.init {
                     let range = layout.task_range(&spec.name).expect("listed above");
                     let src = dtask.view(range.start, tasks, 1, range.len(), p)?;
-                    let dst = meta_view(layout, g.dmeta, name)?;
+                    let dst = meta_view(layout, dmeta, name)?;
                     query_ds.push(sum_batch(gpu, &src, &dst, 1.0, 1.0)?);
                 }
             }
@@ -393,7 +390,7 @@ impl MetaLearner {
             &layout,
             weights,
             &meta,
-            Some(MetaGrad { dmeta: &dmeta }),
+            Some(&dmeta),
             meta_batch,
             &cfg,
         )?;
