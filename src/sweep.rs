@@ -8,6 +8,8 @@
 //! [grid]
 //! "task.support" = ["random", "non_compositional"]
 //! ```
+//! The grid key `base` (instead of a top-level `base`) compares whole configs, e.g.
+//! `base = ["../quick/anil.toml", "../quick/maml.toml"]`; a run's label then names the file stem.
 //! Every run's config is loaded and validated before the first run starts. A run whose
 //! directory already holds a `summary.json` is not run again, so an interrupted sweep resumes.
 
@@ -27,8 +29,11 @@ use crate::train::hyperteacher::{run, Summary};
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SweepConfig {
-    /// The experiment config every run starts from (relative to the sweep file).
-    pub base: PathBuf,
+    /// The experiment config every run starts from (relative to the sweep file). Alternatively
+    /// the grid key `base` lists several (to compare students whose quick configs differ in more
+    /// than `model.kind`); exactly one of the two must be given.
+    #[serde(default)]
+    pub base: Option<PathBuf>,
     /// Seeds (`train.seed`); every grid point runs once per seed.
     pub seeds: Vec<u64>,
     /// Overrides applied to every run, `key=value`.
@@ -59,6 +64,9 @@ pub struct SweepRun {
     pub resolved: String,
 }
 
+/// The grid key that selects the base config instead of overriding a key.
+const BASE_KEY: &str = "base";
+
 fn cfg_err(e: ConfigError) -> Error {
     arg_err("sweep", e.to_string())
 }
@@ -77,7 +85,30 @@ pub fn expand(path: &Path) -> Result<(SweepConfig, Vec<SweepRun>)> {
             format!("{}: `seeds` is empty", path.display()),
         ));
     }
-    let base = path.parent().unwrap_or(Path::new(".")).join(&sweep.base);
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let grid_base = sweep.grid.contains_key(BASE_KEY);
+    let base = match (&sweep.base, grid_base) {
+        (Some(b), false) => dir.join(b),
+        (None, true) => PathBuf::new(),
+        (Some(_), true) => {
+            return Err(arg_err(
+                "sweep",
+                format!(
+                    "{}: `base` is given both at the top and as a grid key",
+                    path.display()
+                ),
+            ))
+        }
+        (None, false) => {
+            return Err(arg_err(
+                "sweep",
+                format!(
+                    "{}: no `base` (the experiment config to start from)",
+                    path.display()
+                ),
+            ))
+        }
+    };
     let keys: Vec<&String> = sweep.grid.keys().collect();
     let mut points: Vec<Vec<&toml::Value>> = vec![Vec::new()];
     for k in &keys {
@@ -95,9 +126,23 @@ pub fn expand(path: &Path) -> Result<(SweepConfig, Vec<SweepRun>)> {
         for &seed in &sweep.seeds {
             let mut overrides = sweep.set.clone();
             let mut values = Vec::new();
+            let mut base = base.clone();
             for (k, v) in keys.iter().zip(p) {
-                overrides.push(format!("{k}={v}"));
-                values.push(v.to_string().trim_matches('"').to_string());
+                if k.as_str() == BASE_KEY {
+                    let Some(file) = v.as_str() else {
+                        return Err(arg_err(
+                            "sweep",
+                            format!("grid key `base`: {v} is not a path string"),
+                        ));
+                    };
+                    base = dir.join(file);
+                    // The file stem names the grid point (`anil` for `../anil.toml`).
+                    let stem = base.file_stem().map(|s| s.to_string_lossy().into_owned());
+                    values.push(stem.unwrap_or_else(|| file.to_string()));
+                } else {
+                    overrides.push(format!("{k}={v}"));
+                    values.push(v.to_string().trim_matches('"').to_string());
+                }
             }
             overrides.push(format!("train.seed={seed}"));
             let (config, table) = match HyperteacherConfig::load(&base, &overrides) {

@@ -79,8 +79,8 @@ fn cells_with_commas_and_quotes_round_trip() {
 #[test]
 fn summary_gives_mean_and_sd_over_seeds() {
     let md = summary_markdown(&table()).unwrap();
-    // Grid point [1, 2]: test acc 0.5/0.7 → 0.600 ± 0.141; gap acc 0.1/0.3 → 0.200 ± 0.141;
-    // gap loss 0.5/1.5 → 1.000 ± 0.707; R² 0.5/0.7 → 0.600 ± 0.141.
+    // Grid point [1, 2]: test acc 0.5/0.7 → 0.600 ± 0.141; gap acc 0.1/0.3 → +0.200 ± 0.141;
+    // gap loss 0.5/1.5 → +1.000 ± 0.707 (gaps signed); R² 0.5/0.7 → 0.600 ± 0.141.
     let row = md
         .lines()
         .find(|l| l.starts_with("| [1, 2] | 2 |"))
@@ -88,8 +88,8 @@ fn summary_gives_mean_and_sd_over_seeds() {
     let cells: Vec<&str> = row.split(" | ").collect();
     assert_eq!(cells[2], "0.600 ± 0.141", "{row}");
     assert_eq!(cells[3], "0.400 ± 0.000", "{row}");
-    assert_eq!(cells[4], "0.200 ± 0.141", "{row}");
-    assert_eq!(cells[7], "1.000 ± 0.707", "{row}");
+    assert_eq!(cells[4], "+0.200 ± 0.141", "{row}");
+    assert_eq!(cells[7], "+1.000 ± 0.707", "{row}");
     assert!(row.ends_with("0.600 ± 0.141 |"), "{row}");
     // A grid point without decoder R² shows a dash, not NaN.
     let odd = md

@@ -193,6 +193,8 @@ pub fn mean_std(v: &[f64]) -> (f64, f64) {
 struct Measure {
     title: &'static str,
     value: fn(&Cells) -> f64,
+    /// Shown with an explicit sign (a gap).
+    signed: bool,
 }
 
 /// The metric cells of one run that the summary uses.
@@ -208,30 +210,37 @@ const MEASURES: &[Measure] = &[
     Measure {
         title: "test acc",
         value: |c| c.test_acc,
+        signed: false,
     },
     Measure {
         title: "ood acc",
         value: |c| c.ood_acc,
+        signed: false,
     },
     Measure {
         title: "gap acc (test − ood)",
         value: |c| c.test_acc - c.ood_acc,
+        signed: true,
     },
     Measure {
         title: "test loss",
         value: |c| c.test_loss,
+        signed: false,
     },
     Measure {
         title: "ood loss",
         value: |c| c.ood_loss,
+        signed: false,
     },
     Measure {
         title: "gap loss (ood − test)",
         value: |c| c.ood_loss - c.test_loss,
+        signed: true,
     },
     Measure {
         title: "decoder R²",
         value: |c| c.decoder_r2,
+        signed: false,
     },
 ];
 
@@ -265,11 +274,11 @@ fn markdown_row(cells: impl IntoIterator<Item = String>) -> String {
     format!("| {} |", cells.join(" | "))
 }
 
-fn fmt_value(x: f64) -> String {
-    if x.is_finite() {
-        format!("{x:.3}")
-    } else {
-        "–".to_string()
+fn fmt_value(x: f64, signed: bool) -> String {
+    match (x.is_finite(), signed) {
+        (false, _) => "–".to_string(),
+        (true, true) => format!("{x:+.3}"),
+        (true, false) => format!("{x:.3}"),
     }
 }
 
@@ -305,7 +314,7 @@ pub fn summary_markdown(table: &RunsTable) -> Result<String, String> {
                 let v: Vec<f64> = p.rows.iter().map(|&i| (m.value)(&all[i])).collect();
                 let (mean, sd) = mean_std(&v);
                 if mean.is_finite() {
-                    format!("{mean:.3} ± {sd:.3}")
+                    format!("{} ± {sd:.3}", fmt_value(mean, m.signed))
                 } else {
                     "–".to_string()
                 }
@@ -334,7 +343,11 @@ pub fn summary_markdown(table: &RunsTable) -> Result<String, String> {
             out += &markdown_row(
                 [p.label.clone(), table.rows[i][seed].clone()]
                     .into_iter()
-                    .chain(MEASURES.iter().map(|m| fmt_value((m.value)(&all[i]))))
+                    .chain(
+                        MEASURES
+                            .iter()
+                            .map(|m| fmt_value((m.value)(&all[i]), m.signed)),
+                    )
                     .chain([table.rows[i][run].clone()]),
             );
             out += "\n";
