@@ -9,7 +9,7 @@ fn tmp(name: &str) -> std::path::PathBuf {
     dir
 }
 
-const METRICS: [&str; 9] = [
+const METRICS: [&str; 10] = [
     "final_test_loss",
     "final_test_acc",
     "final_ood_loss",
@@ -19,6 +19,7 @@ const METRICS: [&str; 9] = [
     "best_ood_loss",
     "best_ood_acc",
     "decoder_r2",
+    "seconds",
 ];
 
 /// A sweep over a list-valued key (its values hold commas) with two seeds per grid point.
@@ -52,6 +53,7 @@ fn table() -> RunsTable {
                 n(*ol),
                 n(*oa),
                 r2.to_string(),
+                "120.0".to_string(),
             ]
         })
         .collect();
@@ -90,13 +92,16 @@ fn summary_gives_mean_and_sd_over_seeds() {
     assert_eq!(cells[3], "0.400 ± 0.000", "{row}");
     assert_eq!(cells[4], "+0.200 ± 0.141", "{row}");
     assert_eq!(cells[7], "+1.000 ± 0.707", "{row}");
-    assert!(row.ends_with("0.600 ± 0.141 |"), "{row}");
+    assert!(row.ends_with("0.600 ± 0.141 | 2.000 ± 0.000 |"), "{row}");
     // A grid point without decoder R² shows a dash, not NaN.
     let odd = md
         .lines()
         .find(|l| l.starts_with("| \"odd\" value | 1 |"))
         .unwrap();
-    assert!(odd.ends_with("| – |") && !md.contains("NaN"), "{odd}");
+    assert!(
+        odd.ends_with("| – | 2.000 ± 0.000 |") && !md.contains("NaN"),
+        "{odd}"
+    );
     // Both the final and best sections, and one row per run.
     assert!(md.contains("at the last step") && md.contains("at the best-by-valid step"));
     assert_eq!(md.lines().filter(|l| l.ends_with("-run |")).count(), 3);

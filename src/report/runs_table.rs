@@ -204,6 +204,7 @@ struct Cells {
     test_loss: f64,
     ood_loss: f64,
     decoder_r2: f64,
+    minutes: f64,
 }
 
 const MEASURES: &[Measure] = &[
@@ -242,6 +243,11 @@ const MEASURES: &[Measure] = &[
         value: |c| c.decoder_r2,
         signed: false,
     },
+    Measure {
+        title: "minutes",
+        value: |c| c.minutes,
+        signed: false,
+    },
 ];
 
 fn cells(table: &RunsTable, which: &str) -> Result<Vec<Cells>, String> {
@@ -252,7 +258,10 @@ fn cells(table: &RunsTable, which: &str) -> Result<Vec<Cells>, String> {
         col("test_loss")?,
         col("ood_loss")?,
     );
-    let r2 = table.column("decoder_r2").ok();
+    let optional = |name: &str, row: usize| match table.column(name) {
+        Ok(c) => table.number(row, c),
+        Err(_) => Ok(f64::NAN),
+    };
     (0..table.rows.len())
         .map(|i| {
             Ok(Cells {
@@ -260,10 +269,8 @@ fn cells(table: &RunsTable, which: &str) -> Result<Vec<Cells>, String> {
                 ood_acc: table.number(i, oa)?,
                 test_loss: table.number(i, tl)?,
                 ood_loss: table.number(i, ol)?,
-                decoder_r2: match r2 {
-                    Some(c) => table.number(i, c)?,
-                    None => f64::NAN,
-                },
+                decoder_r2: optional("decoder_r2", i)?,
+                minutes: optional("seconds", i)? / 60.0,
             })
         })
         .collect()
