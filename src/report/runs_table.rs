@@ -197,6 +197,16 @@ struct Measure {
     signed: bool,
 }
 
+impl Measure {
+    const fn new(title: &'static str, value: fn(&Cells) -> f64, signed: bool) -> Measure {
+        Measure {
+            title,
+            value,
+            signed,
+        }
+    }
+}
+
 /// The metric cells of one run that the summary uses.
 struct Cells {
     test_acc: f64,
@@ -208,46 +218,14 @@ struct Cells {
 }
 
 const MEASURES: &[Measure] = &[
-    Measure {
-        title: "test acc",
-        value: |c| c.test_acc,
-        signed: false,
-    },
-    Measure {
-        title: "ood acc",
-        value: |c| c.ood_acc,
-        signed: false,
-    },
-    Measure {
-        title: "gap acc (test − ood)",
-        value: |c| c.test_acc - c.ood_acc,
-        signed: true,
-    },
-    Measure {
-        title: "test loss",
-        value: |c| c.test_loss,
-        signed: false,
-    },
-    Measure {
-        title: "ood loss",
-        value: |c| c.ood_loss,
-        signed: false,
-    },
-    Measure {
-        title: "gap loss (ood − test)",
-        value: |c| c.ood_loss - c.test_loss,
-        signed: true,
-    },
-    Measure {
-        title: "decoder R²",
-        value: |c| c.decoder_r2,
-        signed: false,
-    },
-    Measure {
-        title: "minutes",
-        value: |c| c.minutes,
-        signed: false,
-    },
+    Measure::new("test acc", |c| c.test_acc, false),
+    Measure::new("ood acc", |c| c.ood_acc, false),
+    Measure::new("gap acc (test − ood)", |c| c.test_acc - c.ood_acc, true),
+    Measure::new("test loss", |c| c.test_loss, false),
+    Measure::new("ood loss", |c| c.ood_loss, false),
+    Measure::new("gap loss (ood − test)", |c| c.ood_loss - c.test_loss, true),
+    Measure::new("decoder R²", |c| c.decoder_r2, false),
+    Measure::new("minutes", |c| c.minutes, false),
 ];
 
 fn cells(table: &RunsTable, which: &str) -> Result<Vec<Cells>, String> {
