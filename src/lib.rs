@@ -36,6 +36,7 @@ pub mod error;
 pub mod gpu;
 pub mod metrics;
 pub mod models;
+pub mod nn;
 pub mod ops;
 pub mod report;
 pub mod run;

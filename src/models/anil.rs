@@ -12,8 +12,11 @@ use crate::error::Result;
 use crate::gpu::Gpu;
 use crate::ops::Real;
 
-use super::gpu::{GpuStudent, StudentBuffers, StudentProgram};
-use super::mlp_gpu::{check_buffers, mlp_program, Dense, Group};
+use crate::nn::Mlp;
+use crate::ops::Activation;
+
+use super::gpu::{check_buffers, GpuStudent, StudentBuffers, StudentProgram};
+use super::mlp_gpu::{mlp_program, Group, NamedLayer};
 
 use super::{
     linear_backward, linear_forward, mlp_backward, mlp_forward, Grads, Init, ParamLayout,
@@ -165,31 +168,27 @@ impl GpuStudent for Anil {
     /// `dmeta` the backward stops at the head.
     fn program(&self, gpu: &Gpu, buffers: &StudentBuffers<'_>) -> Result<StudentProgram> {
         let layout = self.param_layout();
-        let (tasks, n) = check_buffers(&layout, self.input_dim, self.output_dim, buffers)?;
-        let dims = self.body_dims();
-        let mut layers: Vec<Dense> = (0..self.num_hidden)
-            .map(|l| Dense {
+        check_buffers("anil", self, buffers)?;
+        let mut dims = self.body_dims();
+        dims.push(self.output_dim);
+        // ReLU after every body layer; the head is linear.
+        let mlp = Mlp::new(&dims, Activation::Relu, Activation::Identity);
+        let mut names: Vec<NamedLayer> = (0..self.num_hidden)
+            .map(|l| NamedLayer {
                 group: Group::Meta,
                 w: format!("body.l{l}.w"),
                 b: format!("body.l{l}.b"),
-                fan_in: dims[l],
-                fan_out: dims[l + 1],
-                relu: true,
             })
             .collect();
-        layers.push(Dense {
+        names.push(NamedLayer {
             group: Group::Task,
             w: "head.w".into(),
             b: "head.b".into(),
-            fan_in: self.hidden_dim,
-            fan_out: self.output_dim,
-            relu: false,
         });
         let zero: Vec<_> = ["head_init.w", "head_init.b"]
             .iter()
             .filter_map(|name| layout.meta_range(name))
             .collect();
-        let (forward, backward) = mlp_program(gpu, &layout, &layers, &zero, buffers, tasks, n)?;
-        Ok(StudentProgram { forward, backward })
+        mlp_program(gpu, &layout, &mlp, &names, &zero, buffers)
     }
 }

@@ -7,11 +7,9 @@
 
 use crate::error::{shape_err, Result};
 use crate::gpu::{Dispatch, Gpu, GpuTensor};
-use crate::models::{HnetSlot, Student, TargetNet};
-use crate::ops::elementwise::{activation_backward, fill};
-use crate::ops::embnorm::{embedding_normalize, scale_rows};
-use crate::ops::gemm::{gemm, GemmOptions};
-use crate::ops::reduce::col_sums;
+use crate::models::{HnetSlot, ParamLayout, Student, TargetNet};
+use crate::nn::{EmbeddingNorm, LayerParams, Mlp, MlpProgram, Param};
+use crate::ops::elementwise::fill;
 use crate::ops::Activation;
 
 /// The tensors one program is bound to. Shapes (`tasks` = batch of the task tensors):
@@ -61,7 +59,8 @@ pub trait GpuStudent: Student {
 // Shared pieces of the hypernetwork students' programs
 // ---------------------------------------------------------------------------------------------
 
-/// Checks the shapes of `b` against `student` and returns `(tasks, n)`.
+/// Checks the shapes of `b` against `student` and returns `(tasks, n)`; the error names the
+/// first tensor that does not fit, what it must be and what it is.
 pub(crate) fn check_buffers<S: Student>(
     op: &'static str,
     student: &S,
@@ -70,43 +69,39 @@ pub(crate) fn check_buffers<S: Student>(
     let layout = student.param_layout();
     let (tasks, n) = (b.task.batch(), b.x.rows());
     let (i, o) = (student.input_dim(), student.output_dim());
-    let dims = |t: &GpuTensor, bt: usize, r: usize, c: usize| {
-        t.batch() == bt && t.rows() == r && t.cols() == c
-    };
-    let contiguous = |t: &GpuTensor| t.is_contiguous();
-    let mut ok = tasks >= 1
-        && n >= 1
-        && dims(b.meta, 1, 1, layout.meta_len())
-        && dims(b.task, tasks, 1, layout.task_len())
-        && dims(b.x, tasks, n, i)
-        && dims(b.logits, tasks, n, o)
-        && dims(b.dlogits, tasks, n, o)
-        && dims(b.dtask, tasks, 1, layout.task_len())
-        && contiguous(b.logits)
-        && contiguous(b.dlogits);
-    if let Some(dm) = b.dmeta {
-        ok &= dims(dm, 1, 1, layout.meta_len());
+    let shape = |t: &GpuTensor| (t.batch(), t.rows(), t.cols());
+    let mut want = vec![
+        ("meta", b.meta, (1, 1, layout.meta_len())),
+        ("task", b.task, (tasks, 1, layout.task_len())),
+        ("x", b.x, (tasks, n, i)),
+        ("logits", b.logits, (tasks, n, o)),
+        ("dlogits", b.dlogits, (tasks, n, o)),
+        ("dtask", b.dtask, (tasks, 1, layout.task_len())),
+    ];
+    want.extend(b.dmeta.map(|d| ("dmeta", d, (1, 1, layout.meta_len()))));
+    for (name, t, (wb, wr, wc)) in want {
+        if shape(t) != (wb, wr, wc) || tasks == 0 || n == 0 {
+            return Err(shape_err(
+                op,
+                format!(
+                    "{name} must be [{wb}×{wr}×{wc}] (tasks from task {}, n from x {}; both ≥ 1), \
+                     got {}",
+                    b.task.shape_str(),
+                    b.x.shape_str(),
+                    t.shape_str()
+                ),
+            ));
+        }
     }
-    if ok {
-        return Ok((tasks, n));
+    for (name, t) in [("logits", b.logits), ("dlogits", b.dlogits)] {
+        if !t.is_contiguous() {
+            return Err(shape_err(
+                op,
+                format!("{name} {} must be contiguous", t.shape_str()),
+            ));
+        }
     }
-    Err(shape_err(
-        op,
-        format!(
-            "want meta [1×1×{ml}], task/dtask [B×1×{tl}], x [B×n×{i}], logits/dlogits [B×n×{o}] \
-             contiguous, dmeta [1×1×{ml}] (B, n ≥ 1); got meta {}, task {}, x {}, logits {}, \
-             dlogits {}, dtask {}, dmeta {}",
-            b.meta.shape_str(),
-            b.task.shape_str(),
-            b.x.shape_str(),
-            b.logits.shape_str(),
-            b.dlogits.shape_str(),
-            b.dtask.shape_str(),
-            b.dmeta.map_or("none".to_string(), |t| t.shape_str()),
-            ml = layout.meta_len(),
-            tl = layout.task_len(),
-        ),
-    ))
+    Ok((tasks, n))
 }
 
 /// Where the generated target-net parameters of all tasks live in one buffer: slot-major, then
@@ -146,6 +141,12 @@ impl GenLayout {
         &self.slots
     }
 
+    /// The embedding normalisation scratch for these slots' rows of every task.
+    pub(crate) fn embeddings(&self, gpu: &Gpu, t: usize) -> Result<EmbeddingNorm> {
+        let rows: Vec<usize> = self.slots.iter().map(|s| s.rows).collect();
+        EmbeddingNorm::new(gpu, self.tasks, &rows, t)
+    }
+
     /// Slot `s` of `buf` (a `GenLayout::len` buffer) as `[1 × tasks·rows × chunk]`.
     pub(crate) fn slot(&self, buf: &GpuTensor, s: usize) -> Result<GpuTensor> {
         let sl = self.slots[s];
@@ -174,18 +175,9 @@ impl GenLayout {
     }
 }
 
-/// Batched launches of the generated target network (spec §4.1) over all tasks: layer `l` is
-/// one GEMM over tasks with the per-task generated weights, `1/√fan_in` as alpha, the generated
-/// bias and ReLU in the epilogue. The hidden activations are kept for the backward, whose ReLU
-/// derivative is taken from them.
-pub(crate) struct TargetProgram {
-    pub(crate) forward: Vec<Dispatch>,
-    pub(crate) backward: Vec<Dispatch>,
-}
-
-/// Builds the target network's forward (`x` → `out`, reading `gen`) and backward (`dout` →
-/// `dgen`, same layout as `gen`, every entry overwritten) for `tasks` tasks of `n` samples.
-#[allow(clippy::too_many_arguments)]
+/// The generated target network (spec §4.1) over all tasks: an [`Mlp`] of reparametrised layers
+/// (ReLU but after the last) whose weights and biases are PER TASK, views into `gen`, with their
+/// gradients in the same places of `dgen` (every entry overwritten by the backward).
 pub(crate) fn target_program(
     gpu: &Gpu,
     lay: &GenLayout,
@@ -194,160 +186,34 @@ pub(crate) fn target_program(
     x: &GpuTensor,
     out: &GpuTensor,
     dout: &GpuTensor,
-) -> Result<TargetProgram> {
+) -> Result<MlpProgram> {
     let dims = lay.target.dims();
-    let nl = dims.len() - 1;
-    let (tasks, n, h) = (lay.tasks, x.rows(), lay.target.hidden_dim);
-    let acts: Vec<GpuTensor> = (0..nl - 1)
-        .map(|_| gpu.zeros(tasks, n, h))
-        .collect::<Result<_>>()?;
-    let (dz, dh) = (gpu.zeros(tasks, n, h)?, gpu.zeros(tasks, n, h)?);
-    let input = |l: usize| if l == 0 { x } else { &acts[l - 1] };
-    let alpha = |l: usize| 1.0 / (dims[l] as f32).sqrt();
-    let mut p = TargetProgram {
-        forward: Vec::new(),
-        backward: Vec::new(),
-    };
-    for l in 0..nl {
-        let (w, b) = lay.layer(gen, l)?;
-        // The hidden layers write their kept activations, the last one the output.
-        let (c, activation) = match acts.get(l) {
-            Some(a) => (a, Activation::Relu),
-            None => (out, Activation::Identity),
-        };
-        let opts = GemmOptions {
-            alpha: alpha(l),
-            activation,
-            ..GemmOptions::default()
-        };
-        p.forward.push(gemm(gpu, input(l), &w, Some(&b), c, &opts)?);
-    }
-    for l in (0..nl).rev() {
-        let dzl = if l + 1 == nl {
-            dout
-        } else {
-            p.backward.push(activation_backward(
-                gpu,
-                &dh,
-                &acts[l],
-                &dz,
-                Activation::Relu,
-            )?);
-            &dz
-        };
-        let (dw, db) = lay.layer(dgen, l)?;
-        let opts = GemmOptions {
-            trans_a: true,
-            alpha: alpha(l),
-            ..GemmOptions::default()
-        };
-        p.backward.push(gemm(gpu, input(l), dzl, None, &dw, &opts)?);
-        p.backward.push(col_sums(gpu, dzl, &db, 1.0, 0.0)?);
-        if l > 0 {
-            let (w, _) = lay.layer(gen, l)?;
-            let opts = GemmOptions {
-                trans_b: true,
-                alpha: alpha(l),
-                ..GemmOptions::default()
-            };
-            p.backward.push(gemm(gpu, dzl, &w, None, &dh, &opts)?);
-        }
-    }
-    Ok(p)
-}
-
-/// The normalised embeddings ê of every task (spec §4.2), their gradient and the frozen scales,
-/// slot-major like [`GenLayout`] (`[slot][task][row][T]`), so each slot's rows of all tasks are
-/// one contiguous `[tasks·rows × T]` matrix.
-pub(crate) struct Embeddings {
-    tasks: usize,
-    t: usize,
-    slots: Vec<HnetSlot>,
-    /// First slot-major row of each slot.
-    row0: Vec<usize>,
-    /// ê.
-    pub(crate) ehat: GpuTensor,
-    /// ∂L/∂ê (written by the student's bank backward).
-    pub(crate) dehat: GpuTensor,
-    scales: GpuTensor,
-}
-
-impl Embeddings {
-    pub(crate) fn new(gpu: &Gpu, lay: &GenLayout, t: usize) -> Result<Embeddings> {
-        let tasks = lay.tasks;
-        let mut row0 = Vec::new();
-        let mut rows = 0;
-        for s in lay.slots() {
-            row0.push(rows);
-            rows += tasks * s.rows;
-        }
-        Ok(Embeddings {
-            tasks,
-            t,
-            slots: lay.slots().to_vec(),
-            row0,
-            ehat: gpu.zeros(1, rows, t)?,
-            dehat: gpu.zeros(1, rows, t)?,
-            scales: gpu.zeros(1, rows, 1)?,
+    let mlp = Mlp::new(&dims, Activation::Relu, Activation::Identity).reparametrized();
+    let params = (0..dims.len() - 1)
+        .map(|l| {
+            let ((w, b), (dw, db)) = (lay.layer(gen, l)?, lay.layer(dgen, l)?);
+            Ok(LayerParams {
+                w: Param::per_item(&w, Some(&dw))?,
+                b: Some(Param::per_item(&b, Some(&db))?),
+            })
         })
-    }
+        .collect::<Result<Vec<_>>>()?;
+    mlp.program(gpu, &params, x, out, Some(dout))
+}
 
-    /// Slot `s` of `buf` (`ehat` or `dehat`) as `[1 × tasks·rows × T]`.
-    pub(crate) fn flat(&self, buf: &GpuTensor, s: usize) -> Result<GpuTensor> {
-        let m = self.tasks * self.slots[s].rows;
-        buf.view(self.row0[s] * self.t, 1, m, self.t, 0)
-    }
-
-    /// Slot `s` of a scratch `buf` with `cols` values per row as `[tasks × rows × cols]`.
-    fn per_task(&self, buf: &GpuTensor, s: usize, cols: usize) -> Result<GpuTensor> {
-        let r = self.slots[s].rows;
-        buf.view(self.row0[s] * cols, self.tasks, r, cols, r * cols)
-    }
-
-    /// Slot `s`'s embedding rows `[tasks × rows × T]` inside a packed task buffer (`task` or
-    /// `dtask`) whose embedding tensor starts at element `start` of each item.
-    fn in_task(&self, buf: &GpuTensor, s: usize, start: usize) -> Result<GpuTensor> {
-        let r = self.slots[s].rows;
-        buf.view(
-            buf.offset() + start,
-            self.tasks,
-            r,
-            self.t,
-            buf.batch_stride(),
-        )
-    }
-
-    /// ê and the scales of slot `s` from the task parameters.
-    pub(crate) fn normalize(
-        &self,
-        gpu: &Gpu,
-        task: &GpuTensor,
-        s: usize,
-        start: usize,
-    ) -> Result<Dispatch> {
-        embedding_normalize(
-            gpu,
-            &self.in_task(task, s, start)?,
-            &self.per_task(&self.ehat, s, self.t)?,
-            &self.per_task(&self.scales, s, 1)?,
-        )
-    }
-
-    /// `de = dê · s` of slot `s` into the task gradient (stop-gradient on the scale).
-    pub(crate) fn backward(
-        &self,
-        gpu: &Gpu,
-        dtask: &GpuTensor,
-        s: usize,
-        start: usize,
-    ) -> Result<Dispatch> {
-        scale_rows(
-            gpu,
-            &self.per_task(&self.dehat, s, self.t)?,
-            &self.per_task(&self.scales, s, 1)?,
-            &self.in_task(dtask, s, start)?,
-        )
-    }
+/// A named meta tensor as a parameter shared by the rows it is applied to (`[1 × rows × cols]`
+/// views of `meta` and, when the program computes meta-gradients, of `dmeta`).
+pub(crate) fn meta_param(
+    op: &'static str,
+    layout: &ParamLayout,
+    b: &StudentBuffers<'_>,
+    name: &str,
+    rows: usize,
+    cols: usize,
+) -> Result<Param> {
+    let at = param_range(op, layout.meta_range(name), name)?.start;
+    let v = |buf: &GpuTensor| buf.view(buf.offset() + at, 1, rows, cols, 0);
+    Param::shared(&v(b.meta)?, b.dmeta.map(v).transpose()?.as_ref(), 1)
 }
 
 /// Range of the named tensor in a layout group, or a shape error naming it.

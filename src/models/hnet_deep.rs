@@ -12,23 +12,18 @@
 //! ```
 
 use crate::error::Result;
-use crate::gpu::{Gpu, GpuTensor};
-use crate::ops::elementwise;
-use crate::ops::gemm::{gemm, GemmOptions};
-use crate::ops::layernorm;
-use crate::ops::reduce;
-use crate::ops::{Activation, Real};
+use crate::gpu::Gpu;
+use crate::nn::{DeepBank, DeepBankCache, Param};
+use crate::ops::Real;
 
 use super::gpu::{
-    check_buffers, param_range, target_program, zero_inits, Embeddings, GenLayout, GpuStudent,
+    check_buffers, meta_param, param_range, target_program, zero_inits, GenLayout, GpuStudent,
     StudentBuffers, StudentProgram,
 };
-use super::LN_EPS;
 
 use super::{
-    activation_backward, activation_forward, embedding_norm_backward, embedding_norm_forward,
-    layernorm_backward, layernorm_forward, linear_backward, linear_forward, Grads, HnetSlot,
-    Hypernetwork, Init, LnCache, ParamLayout, ParamSpec, Student, TargetNet, View,
+    embedding_norm_backward, embedding_norm_forward, Grads, HnetSlot, Hypernetwork, Init,
+    ParamLayout, ParamSpec, Student, TargetNet, View,
 };
 
 /// Config of the nonlinear hypernetwork student.
@@ -48,16 +43,6 @@ pub struct HnetDeep {
     pub body_dim: usize,
     /// Linear layers in the DeepBank body before the head (4).
     pub body_layers: usize,
-}
-
-/// Activations of one DeepBank body forward.
-struct BodyCache<T> {
-    ln0: LnCache<T>,
-    /// `h[0]` = LN0(ê), `h[i + 1]` = ELU output of layer i.
-    h: Vec<Vec<T>>,
-    /// Pre-LN outputs of the linear layers.
-    z: Vec<Vec<T>>,
-    ln: Vec<LnCache<T>>,
 }
 
 impl HnetDeep {
@@ -92,77 +77,24 @@ impl HnetDeep {
         }
     }
 
-    /// DeepBank body forward on `e` (`rows × T`).
-    fn body_forward<T: Real>(&self, mv: &View<'_, T>, s: &HnetSlot, e: &[T]) -> BodyCache<T> {
-        let p = |n: &str| mv.get(&format!("body_{}.{n}", s.name));
-        let (h0, ln0) = layernorm_forward(e, p("ln0.scale"), p("ln0.offset"), self.num_templates);
-        let mut c = BodyCache {
-            ln0,
-            h: vec![h0],
-            z: Vec::new(),
-            ln: Vec::new(),
-        };
-        for i in 0..self.body_layers {
-            let z = linear_forward(
-                &c.h[i],
-                p(&format!("lin{i}.w")),
-                Some(p(&format!("lin{i}.b"))),
-                self.fan_in(i),
-                self.body_dim,
-                T::one(),
-            );
-            let (u, ln) = layernorm_forward(
-                &z,
-                p(&format!("ln{}.scale", i + 1)),
-                p(&format!("ln{}.offset", i + 1)),
-                self.body_dim,
-            );
-            c.h.push(activation_forward(&u, Activation::Elu));
-            c.z.push(z);
-            c.ln.push(ln);
+    /// The DeepBank of slot `s`.
+    fn bank(&self, s: &HnetSlot) -> DeepBank {
+        DeepBank {
+            templates: self.num_templates,
+            body_dim: self.body_dim,
+            body_layers: self.body_layers,
+            chunk: s.chunk,
         }
-        c
     }
+}
 
-    /// DeepBank body backward from dL/d(body output); accumulates into `dmeta`, returns dL/dê.
-    fn body_backward<T: Real>(
-        &self,
-        mv: &View<'_, T>,
-        s: &HnetSlot,
-        e: &[T],
-        c: &BodyCache<T>,
-        dout: &[T],
-        dmeta: &mut Grads<'_, T>,
-    ) -> Vec<T> {
-        let name = |n: &str| format!("body_{}.{n}", s.name);
-        let p = |n: &str| mv.get(&name(n));
-        let mut dh = dout.to_vec();
-        for i in (0..self.body_layers).rev() {
-            let du = activation_backward(&dh, &c.h[i + 1], Activation::Elu);
-            let sc = format!("ln{}.scale", i + 1);
-            let (dz, dscale, doffset) =
-                layernorm_backward(&du, &c.z[i], p(&sc), &c.ln[i], self.body_dim);
-            dmeta.add(&name(&sc), &dscale);
-            dmeta.add(&name(&format!("ln{}.offset", i + 1)), &doffset);
-            let w = format!("lin{i}.w");
-            let g = linear_backward(
-                &c.h[i],
-                p(&w),
-                &dz,
-                self.fan_in(i),
-                self.body_dim,
-                T::one(),
-                true,
-            );
-            dmeta.add(&name(&w), &g.dw);
-            dmeta.add(&name(&format!("lin{i}.b")), &g.db);
-            dh = g.dx;
-        }
-        let (de, dscale, doffset) =
-            layernorm_backward(&dh, e, p("ln0.scale"), &c.ln0, self.num_templates);
-        dmeta.add(&name("ln0.scale"), &dscale);
-        dmeta.add(&name("ln0.offset"), &doffset);
-        de
+/// The layout name of a bank-relative parameter of slot `slot` (`head` → `head_{slot}`, the
+/// body's `x` → `body_{slot}.x`).
+fn bank_param_name(slot: &str, rel: &str) -> String {
+    if rel == "head" {
+        format!("head_{slot}")
+    } else {
+        format!("body_{slot}.{rel}")
     }
 }
 
@@ -193,27 +125,17 @@ impl Hypernetwork for HnetDeep {
         assert_eq!(scales.len(), target.embedding_rows(), "one scale per row");
 
         let mut ehat = Vec::new();
-        let mut bodies = Vec::new();
-        let mut gen = Vec::new();
+        let mut caches: Vec<DeepBankCache<T>> = Vec::new();
         let mut row = 0;
         for s in &slots {
             let sc = &scales[row..row + s.rows];
             row += s.rows;
             let e = embedding_norm_forward(tv.get(&format!("emb_{}", s.name)), sc, t);
-            let body = self.body_forward(&mv, s, &e);
-            let head = mv.get(&format!("head_{}", s.name));
-            let feat = body.h.last().expect("body output");
-            gen.push(linear_forward(
-                feat,
-                head,
-                None,
-                self.body_dim,
-                s.chunk,
-                T::one(),
-            ));
+            let p = |rel: &str| mv.get(&bank_param_name(s.name, rel));
+            caches.push(self.bank(s).forward_cpu(&p, &e));
             ehat.push(e);
-            bodies.push(body);
         }
+        let gen: Vec<Vec<T>> = caches.iter().map(|c| c.gen.clone()).collect();
         let cache = target.forward(&gen, x);
         let logits = cache.acts.last().expect("output layer").clone();
         let Some(dlogits) = dlogits else {
@@ -228,19 +150,11 @@ impl Hypernetwork for HnetDeep {
         for (i, s) in slots.iter().enumerate() {
             let sc = &scales[row..row + s.rows];
             row += s.rows;
-            let head = format!("head_{}", s.name);
-            let feat = bodies[i].h.last().expect("body output");
-            let g = linear_backward(
-                feat,
-                mv.get(&head),
-                &dgen[i],
-                self.body_dim,
-                s.chunk,
-                T::one(),
-                true,
-            );
-            dmeta.add(&head, &g.dw);
-            let dehat = self.body_backward(&mv, s, &ehat[i], &bodies[i], &g.dx, &mut dmeta);
+            let p = |rel: &str| mv.get(&bank_param_name(s.name, rel));
+            let mut add = |rel: &str, g: &[T]| dmeta.add(&bank_param_name(s.name, rel), g);
+            let dehat = self
+                .bank(s)
+                .backward_cpu(&p, &mut add, &ehat[i], &caches[i], &dgen[i]);
             dtask.add(
                 &format!("emb_{}", s.name),
                 &embedding_norm_backward(&dehat, sc, t),
@@ -330,18 +244,6 @@ impl Student for HnetDeep {
     }
 }
 
-/// GPU scratch of one slot's DeepBank body: `m = tasks·rows` rows run through the shared body
-/// as ONE batch-1 matrix (the body's parameters are shared by every row of every task, so its
-/// meta-gradients are the plain sums over these rows, written straight into `dmeta`).
-struct BodyScratch {
-    /// `h[0]` = LN0(ê) `[1 × m × T]`, `h[i + 1]` = ELU output of layer i `[1 × m × body]`.
-    h: Vec<GpuTensor>,
-    /// Pre-LN outputs of the linear layers (the LN backward's input).
-    z: Vec<GpuTensor>,
-    /// `(mean, rstd)` of LN0, LN1, … (`[1 × m × 1]`).
-    stats: Vec<(GpuTensor, GpuTensor)>,
-}
-
 impl GpuStudent for HnetDeep {
     /// Per slot: ê of every task's rows (slot-major, as for [`super::HnetLinear`]), then the
     /// DeepBank body over all `tasks·rows` rows at once (LN0, then `body_layers` × GEMM with
@@ -354,157 +256,32 @@ impl GpuStudent for HnetDeep {
     fn program(&self, gpu: &Gpu, b: &StudentBuffers<'_>) -> Result<StudentProgram> {
         const OP: &str = "hnet_deep";
         let (tasks, _) = check_buffers(OP, self, b)?;
-        let (t, bd) = (self.num_templates, self.body_dim);
-        let eps = LN_EPS as f32;
+        let t = self.num_templates;
         let layout = self.param_layout();
         let lay = GenLayout::new(self.target(), tasks);
-        let emb = Embeddings::new(gpu, &lay, t)?;
+        let emb = lay.embeddings(gpu, t)?;
         let gen = gpu.zeros(1, 1, lay.len)?;
         let dgen = gpu.zeros(1, 1, lay.len)?;
-        // `(view of meta, view of dmeta)` of a named meta tensor as `[1 × rows × cols]`.
-        let param =
-            |name: &str, rows: usize, cols: usize| -> Result<(GpuTensor, Option<GpuTensor>)> {
-                let at = param_range(OP, layout.meta_range(name), name)?.start;
-                let v = |buf: &GpuTensor| buf.view(buf.offset() + at, 1, rows, cols, 0);
-                Ok((v(b.meta)?, b.dmeta.map(v).transpose()?))
-            };
-        let plain = GemmOptions::default();
-        let ta = GemmOptions {
-            trans_a: true,
-            ..plain
-        };
-        let tb = GemmOptions {
-            trans_b: true,
-            ..plain
-        };
 
         let mut prog = StudentProgram::default();
         let mut back_banks = Vec::new();
         for (s, sl) in lay.slots().iter().enumerate() {
-            let m = tasks * sl.rows;
             let e_name = format!("emb_{}", sl.name);
             let e0 = param_range(OP, layout.task_range(&e_name), &e_name)?.start;
-            let p = |n: &str, rows: usize, cols: usize| {
-                param(&format!("body_{}.{n}", sl.name), rows, cols)
+            let param = |rel: &str, rows: usize, cols: usize| -> Result<Param> {
+                meta_param(OP, &layout, b, &bank_param_name(sl.name, rel), rows, cols)
             };
-            let stats = || -> Result<(GpuTensor, GpuTensor)> {
-                Ok((gpu.zeros(1, m, 1)?, gpu.zeros(1, m, 1)?))
-            };
-            let ehat = emb.flat(&emb.ehat, s)?;
-            let mut c = BodyScratch {
-                h: vec![gpu.zeros(1, m, t)?],
-                z: Vec::new(),
-                stats: vec![stats()?],
-            };
-            prog.forward.push(emb.normalize(gpu, b.task, s, e0)?);
-            let (g0, _) = p("ln0.scale", 1, t)?;
-            let (o0, _) = p("ln0.offset", 1, t)?;
-            let (mean, rstd) = &c.stats[0];
-            prog.forward.push(layernorm::layernorm_forward(
+            let bank = self.bank(sl).program(
                 gpu,
-                &ehat,
-                Some(&g0),
-                Some(&o0),
-                &c.h[0],
-                mean,
-                rstd,
-                eps,
-            )?);
-            for i in 0..self.body_layers {
-                let (w, _) = p(&format!("lin{i}.w"), self.fan_in(i), bd)?;
-                let (bias, _) = p(&format!("lin{i}.b"), 1, bd)?;
-                let (g, _) = p(&format!("ln{}.scale", i + 1), 1, bd)?;
-                let (o, _) = p(&format!("ln{}.offset", i + 1), 1, bd)?;
-                let z = gpu.zeros(1, m, bd)?;
-                let u = gpu.zeros(1, m, bd)?;
-                let h = gpu.zeros(1, m, bd)?;
-                let st = stats()?;
-                prog.forward
-                    .push(gemm(gpu, &c.h[i], &w, Some(&bias), &z, &plain)?);
-                prog.forward.push(layernorm::layernorm_forward(
-                    gpu,
-                    &z,
-                    Some(&g),
-                    Some(&o),
-                    &u,
-                    &st.0,
-                    &st.1,
-                    eps,
-                )?);
-                prog.forward.push(elementwise::activation_forward(
-                    gpu,
-                    &u,
-                    &h,
-                    Activation::Elu,
-                )?);
-                c.z.push(z);
-                c.h.push(h);
-                c.stats.push(st);
-            }
-            let (head, dhead) = param(&format!("head_{}", sl.name), bd, sl.chunk)?;
-            let feat = &c.h[self.body_layers];
-            let (gen_s, dgen_s) = (lay.slot(&gen, s)?, lay.slot(&dgen, s)?);
-            prog.forward
-                .push(gemm(gpu, feat, &head, None, &gen_s, &plain)?);
-
-            // Backward of this slot's bank.
-            if let Some(dhead) = &dhead {
-                back_banks.push(gemm(gpu, feat, &dgen_s, None, dhead, &ta)?);
-            }
-            let (du, dz) = (gpu.zeros(1, m, bd)?, gpu.zeros(1, m, bd)?);
-            let mut dh = gpu.zeros(1, m, bd)?;
-            back_banks.push(gemm(gpu, &dgen_s, &head, None, &dh, &tb)?);
-            for i in (0..self.body_layers).rev() {
-                back_banks.push(elementwise::activation_backward(
-                    gpu,
-                    &dh,
-                    &c.h[i + 1],
-                    &du,
-                    Activation::Elu,
-                )?);
-                let (g, dg) = p(&format!("ln{}.scale", i + 1), 1, bd)?;
-                let (_, doff) = p(&format!("ln{}.offset", i + 1), 1, bd)?;
-                let (mean, rstd) = &c.stats[i + 1];
-                back_banks.extend(layernorm::layernorm_backward(
-                    gpu,
-                    &du,
-                    &c.z[i],
-                    Some(&g),
-                    mean,
-                    rstd,
-                    &dz,
-                    dg.as_ref(),
-                    None,
-                )?);
-                if let Some(doff) = &doff {
-                    back_banks.push(reduce::col_sums(gpu, &du, doff, 1.0, 0.0)?);
-                }
-                let (w, dw) = p(&format!("lin{i}.w"), self.fan_in(i), bd)?;
-                let (_, db) = p(&format!("lin{i}.b"), 1, bd)?;
-                if let (Some(dw), Some(db)) = (&dw, &db) {
-                    back_banks.push(gemm(gpu, &c.h[i], &dz, None, dw, &ta)?);
-                    back_banks.push(reduce::col_sums(gpu, &dz, db, 1.0, 0.0)?);
-                }
-                // dh of layer i's input: body width, or T for layer 0 (then LN0's output).
-                dh = gpu.zeros(1, m, self.fan_in(i))?;
-                back_banks.push(gemm(gpu, &dz, &w, None, &dh, &tb)?);
-            }
-            let (dg0, doff0) = (p("ln0.scale", 1, t)?.1, p("ln0.offset", 1, t)?.1);
-            let (mean, rstd) = &c.stats[0];
-            back_banks.extend(layernorm::layernorm_backward(
-                gpu,
-                &dh,
-                &ehat,
-                Some(&g0),
-                mean,
-                rstd,
+                &param,
+                &emb.flat(&emb.ehat, s)?,
                 &emb.flat(&emb.dehat, s)?,
-                dg0.as_ref(),
-                None,
-            )?);
-            if let Some(doff0) = &doff0 {
-                back_banks.push(reduce::col_sums(gpu, &dh, doff0, 1.0, 0.0)?);
-            }
+                &lay.slot(&gen, s)?,
+                &lay.slot(&dgen, s)?,
+            )?;
+            prog.forward.push(emb.forward(gpu, b.task, s, e0)?);
+            prog.forward.extend(bank.forward);
+            back_banks.extend(bank.backward);
             back_banks.push(emb.backward(gpu, b.dtask, s, e0)?);
         }
 

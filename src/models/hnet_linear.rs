@@ -12,19 +12,19 @@
 
 use crate::error::Result;
 use crate::gpu::{Gpu, GpuTensor};
+use crate::nn::{col_sums_cpu as col_sums, Dense, DenseBackward};
 use crate::ops::elementwise::bias_add;
-use crate::ops::gemm::{gemm, GemmOptions};
 use crate::ops::reduce;
 use crate::ops::Real;
 
 use super::gpu::{
-    check_buffers, param_range, target_program, zero_inits, Embeddings, GenLayout, GpuStudent,
+    check_buffers, meta_param, param_range, target_program, zero_inits, GenLayout, GpuStudent,
     StudentBuffers, StudentProgram,
 };
 
 use super::{
-    col_sums, embedding_norm_backward, embedding_norm_forward, linear_backward, linear_forward,
-    Grads, Hypernetwork, Init, ParamLayout, ParamSpec, Student, TargetNet, View,
+    embedding_norm_backward, embedding_norm_forward, linear_backward, linear_forward, Grads,
+    Hypernetwork, Init, ParamLayout, ParamSpec, Student, TargetNet, View,
 };
 
 /// Config of the linear hypernetwork student.
@@ -216,7 +216,7 @@ impl GpuStudent for HnetLinear {
         let t = self.num_templates;
         let layout = self.param_layout();
         let lay = GenLayout::new(self.target(), tasks);
-        let emb = Embeddings::new(gpu, &lay, t)?;
+        let emb = lay.embeddings(gpu, t)?;
         let gen = gpu.zeros(1, 1, lay.len)?;
         let dgen = gpu.zeros(1, 1, lay.len)?;
 
@@ -225,34 +225,22 @@ impl GpuStudent for HnetLinear {
         for (s, sl) in lay.slots().iter().enumerate() {
             let e_name = format!("emb_{}", sl.name);
             let e0 = param_range(OP, layout.task_range(&e_name), &e_name)?.start;
-            let bank_name = format!("bank_{}", sl.name);
-            let bank = param_range(OP, layout.meta_range(&bank_name), &bank_name)?.start;
-            let bank_t = b.meta.view(b.meta.offset() + bank, 1, t, sl.chunk, 0)?;
+            // The bank: one bias-free dense layer over this slot's rows of every task.
+            let bank_layer = Dense::new(t, sl.chunk);
+            let bank = meta_param(OP, &layout, b, &format!("bank_{}", sl.name), t, sl.chunk)?;
             let (gen_s, dgen_s) = (lay.slot(&gen, s)?, lay.slot(&dgen, s)?);
-            prog.forward.push(emb.normalize(gpu, b.task, s, e0)?);
-            prog.forward.push(gemm(
-                gpu,
-                &emb.flat(&emb.ehat, s)?,
-                &bank_t,
-                None,
-                &gen_s,
-                &GemmOptions::default(),
-            )?);
-            if let Some(dm) = b.dmeta {
-                let dbank = dm.view(dm.offset() + bank, 1, t, sl.chunk, 0)?;
-                let opts = GemmOptions {
-                    trans_a: true,
-                    ..GemmOptions::default()
-                };
-                let ehat_s = emb.flat(&emb.ehat, s)?;
-                back_banks.push(gemm(gpu, &ehat_s, &dgen_s, None, &dbank, &opts)?);
-            }
-            let opts = GemmOptions {
-                trans_b: true,
-                ..GemmOptions::default()
+            let (ehat_s, dehat_s) = (emb.flat(&emb.ehat, s)?, emb.flat(&emb.dehat, s)?);
+            prog.forward.push(emb.forward(gpu, b.task, s, e0)?);
+            prog.forward
+                .push(bank_layer.forward(gpu, &ehat_s, &bank, None, &gen_s)?);
+            let io = DenseBackward {
+                x: &ehat_s,
+                y: &gen_s,
+                dy: &dgen_s,
+                dz: &dgen_s,
+                dx: Some(&dehat_s),
             };
-            let dehat_s = emb.flat(&emb.dehat, s)?;
-            back_banks.push(gemm(gpu, &dgen_s, &bank_t, None, &dehat_s, &opts)?);
+            back_banks.extend(bank_layer.backward(gpu, &bank, None, &io)?);
             back_banks.push(emb.backward(gpu, b.dtask, s, e0)?);
         }
 

@@ -13,8 +13,11 @@ use crate::error::Result;
 use crate::gpu::Gpu;
 use crate::ops::Real;
 
-use super::gpu::{GpuStudent, StudentBuffers, StudentProgram};
-use super::mlp_gpu::{check_buffers, mlp_program, Dense, Group};
+use crate::nn::Mlp;
+use crate::ops::Activation;
+
+use super::gpu::{check_buffers, GpuStudent, StudentBuffers, StudentProgram};
+use super::mlp_gpu::{mlp_program, Group, NamedLayer};
 
 use super::{mlp_backward, mlp_forward, Grads, Init, ParamLayout, ParamSpec, Student, View};
 
@@ -130,30 +133,25 @@ impl GpuStudent for Maml {
     /// copies, never read by the forward) is zeroed.
     fn program(&self, gpu: &Gpu, buffers: &StudentBuffers<'_>) -> Result<StudentProgram> {
         let layout = self.param_layout();
-        let (tasks, n) = check_buffers(&layout, self.input_dim, self.output_dim, buffers)?;
+        check_buffers("maml", self, buffers)?;
         let dims = self.dims();
-        let nl = dims.len() - 1;
-        let layers: Vec<Dense> = (0..nl)
-            .map(|l| Dense {
+        let mlp = Mlp::new(&dims, Activation::Relu, Activation::Identity);
+        let names: Vec<NamedLayer> = (0..dims.len() - 1)
+            .map(|l| NamedLayer {
                 group: Group::Task,
                 w: format!("l{l}.w"),
                 b: format!("l{l}.b"),
-                fan_in: dims[l],
-                fan_out: dims[l + 1],
-                relu: l + 1 < nl,
             })
             .collect();
         // All of meta is `init.*`: one fill.
-        let zero = 0..layout.meta_len();
-        let (forward, backward) = mlp_program(
+        let all_meta = 0..layout.meta_len();
+        mlp_program(
             gpu,
             &layout,
-            &layers,
-            std::slice::from_ref(&zero),
+            &mlp,
+            &names,
+            std::slice::from_ref(&all_meta),
             buffers,
-            tasks,
-            n,
-        )?;
-        Ok(StudentProgram { forward, backward })
+        )
     }
 }

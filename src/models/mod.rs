@@ -14,8 +14,8 @@
 //! `dmeta` are zero: their meta-gradient flows through the inner loop, which is not part of a
 //! single forward/backward.
 //!
-//! The layer functions below (linear, activation, LayerNorm, embedding normalisation, MLP) each
-//! have a separate forward and backward so that tangent / second-order versions can mirror them.
+//! The layers themselves (dense, MLP, LayerNorm, embedding normalisation, banks) are in
+//! [`crate::nn`]; a student is a composition of them.
 
 pub mod anil;
 pub mod gpu;
@@ -31,13 +31,14 @@ pub use maml::Maml;
 
 use std::ops::Range;
 
-use crate::ops::elementwise::{activation_backward_cpu, activation_forward_cpu};
-use crate::ops::gemm::{gemm_cpu, GemmOptions, GemmShape};
-use crate::ops::layernorm::{layernorm_backward_cpu, layernorm_forward_cpu};
-use crate::ops::{Activation, Real};
+use crate::ops::Real;
 
-/// LayerNorm epsilon of the reference (haiku, spec §0.5).
-pub const LN_EPS: f64 = 1e-5;
+// The layers' CPU twins live with their GPU launches in `nn`; re-exported for the students.
+pub use crate::nn::{
+    activation_backward, activation_forward, embedding_norm_backward, embedding_norm_forward,
+    embedding_scales, layernorm_backward, layernorm_forward, linear_backward, linear_forward,
+    matmul, mlp_backward, mlp_forward, LayerGrads, LinearGrads, LnCache, MlpCache, LN_EPS,
+};
 
 /// How a tensor is initialised (haiku conventions, spec §0.5).
 #[derive(Clone, Debug, PartialEq)]
@@ -248,283 +249,6 @@ impl<'a, T: Real> Grads<'a, T> {
     }
 }
 
-/// Number of samples in `x` with `cols` features each.
-pub(crate) fn rows_of<T>(x: &[T], cols: usize) -> usize {
-    assert!(
-        cols > 0 && x.len().is_multiple_of(cols),
-        "input length {} is not a multiple of {cols}",
-        x.len()
-    );
-    x.len() / cols
-}
-
-// ---------------------------------------------------------------------------------------------
-// Layers
-// ---------------------------------------------------------------------------------------------
-
-/// `op(A) @ op(B)` through [`gemm_cpu`]: `op(A)` is `m × k`, `op(B)` is `k × n`.
-#[allow(clippy::too_many_arguments)]
-pub fn matmul<T: Real>(
-    a: &[T],
-    b: &[T],
-    m: usize,
-    n: usize,
-    k: usize,
-    trans_a: bool,
-    trans_b: bool,
-) -> Vec<T> {
-    let mut c = vec![T::zero(); m * n];
-    gemm_cpu(
-        a,
-        b,
-        None,
-        &mut c,
-        GemmShape { batch: 1, m, n, k },
-        &GemmOptions {
-            trans_a,
-            trans_b,
-            ..GemmOptions::default()
-        },
-    );
-    c
-}
-
-/// Linear layer `y = scale · (x @ w) + b`: `x` is `n × fan_in`, `w` `fan_in × fan_out`, `b`
-/// `fan_out`. `scale` is 1 for haiku `Linear`, 1/√fan_in for `ReparametrizedLinear`.
-pub fn linear_forward<T: Real>(
-    x: &[T],
-    w: &[T],
-    b: Option<&[T]>,
-    fan_in: usize,
-    fan_out: usize,
-    scale: T,
-) -> Vec<T> {
-    let n = rows_of(x, fan_in);
-    let mut y = matmul(x, w, n, fan_out, fan_in, false, false);
-    for row in y.chunks_mut(fan_out) {
-        for (j, v) in row.iter_mut().enumerate() {
-            *v = scale * *v + b.map_or(T::zero(), |b| b[j]);
-        }
-    }
-    y
-}
-
-/// Gradients of a linear layer.
-#[derive(Clone, Debug)]
-pub struct LinearGrads<T> {
-    /// dL/dx (`n × fan_in`); empty unless requested.
-    pub dx: Vec<T>,
-    /// dL/dw (`fan_in × fan_out`).
-    pub dw: Vec<T>,
-    /// dL/db (`fan_out`).
-    pub db: Vec<T>,
-}
-
-/// Backward of [`linear_forward`] from `dy` (`n × fan_out`).
-pub fn linear_backward<T: Real>(
-    x: &[T],
-    w: &[T],
-    dy: &[T],
-    fan_in: usize,
-    fan_out: usize,
-    scale: T,
-    need_dx: bool,
-) -> LinearGrads<T> {
-    let n = rows_of(x, fan_in);
-    let mut dw = matmul(x, dy, fan_in, fan_out, n, true, false);
-    dw.iter_mut().for_each(|v| *v = scale * *v);
-    let dx = if need_dx {
-        let mut dx = matmul(dy, w, n, fan_in, fan_out, false, true);
-        dx.iter_mut().for_each(|v| *v = scale * *v);
-        dx
-    } else {
-        Vec::new()
-    };
-    let db = col_sums(dy, fan_out);
-    LinearGrads { dx, dw, db }
-}
-
-/// Point-wise activation.
-pub fn activation_forward<T: Real>(x: &[T], act: Activation) -> Vec<T> {
-    let mut y = vec![T::zero(); x.len()];
-    activation_forward_cpu(x, &mut y, act);
-    y
-}
-
-/// Backward of [`activation_forward`] from `dy` and the forward output `y`.
-pub fn activation_backward<T: Real>(dy: &[T], y: &[T], act: Activation) -> Vec<T> {
-    let mut dx = vec![T::zero(); dy.len()];
-    activation_backward_cpu(dy, y, &mut dx, act);
-    dx
-}
-
-/// Row statistics a LayerNorm forward keeps for its backward.
-#[derive(Clone, Debug)]
-pub struct LnCache<T> {
-    /// Row means.
-    pub mean: Vec<T>,
-    /// Row 1/√(var + eps).
-    pub rstd: Vec<T>,
-}
-
-/// LayerNorm over the `cols` features of each row with learnable scale and offset (eps 1e-5).
-pub fn layernorm_forward<T: Real>(
-    x: &[T],
-    scale: &[T],
-    offset: &[T],
-    cols: usize,
-) -> (Vec<T>, LnCache<T>) {
-    let rows = rows_of(x, cols);
-    let mut y = vec![T::zero(); x.len()];
-    let mut mean = vec![T::zero(); rows];
-    let mut rstd = vec![T::zero(); rows];
-    layernorm_forward_cpu(
-        x,
-        Some(scale),
-        Some(offset),
-        rows,
-        cols,
-        T::from_f64(LN_EPS),
-        &mut y,
-        &mut mean,
-        &mut rstd,
-    );
-    (y, LnCache { mean, rstd })
-}
-
-/// Backward of [`layernorm_forward`]: `(dx, dscale, doffset)`.
-pub fn layernorm_backward<T: Real>(
-    dy: &[T],
-    x: &[T],
-    scale: &[T],
-    cache: &LnCache<T>,
-    cols: usize,
-) -> (Vec<T>, Vec<T>, Vec<T>) {
-    let rows = rows_of(x, cols);
-    let mut dx = vec![T::zero(); x.len()];
-    let mut dscale = vec![T::zero(); cols];
-    let mut doffset = vec![T::zero(); cols];
-    layernorm_backward_cpu(
-        dy,
-        x,
-        Some(scale),
-        &cache.mean,
-        &cache.rstd,
-        rows,
-        cols,
-        &mut dx,
-        Some(&mut dscale),
-        Some(&mut doffset),
-    );
-    (dx, dscale, doffset)
-}
-
-/// Row scales √T / ‖e_r‖₂ of the embedding normalisation (spec §4.2); `e` is `rows × t`.
-pub fn embedding_scales<T: Real>(e: &[T], t: usize) -> Vec<T> {
-    let sqrt_t = T::from_f64(t as f64).sqrt();
-    e.chunks(t)
-        .map(|r| sqrt_t / r.iter().map(|&v| v * v).sum::<T>().sqrt())
-        .collect()
-}
-
-/// ê = e · s row-wise, with the scales `s` from [`embedding_scales`] (or frozen ones).
-pub fn embedding_norm_forward<T: Real>(e: &[T], scales: &[T], t: usize) -> Vec<T> {
-    e.chunks(t)
-        .zip(scales)
-        .flat_map(|(r, &s)| r.iter().map(move |&v| v * s))
-        .collect()
-}
-
-/// Backward of [`embedding_norm_forward`] with `stop_gradient` on the scale: de = dê · s.
-pub fn embedding_norm_backward<T: Real>(dehat: &[T], scales: &[T], t: usize) -> Vec<T> {
-    embedding_norm_forward(dehat, scales, t)
-}
-
-// ---------------------------------------------------------------------------------------------
-// MLPs
-// ---------------------------------------------------------------------------------------------
-
-/// Activations of an MLP forward: `acts[0]` is the input, `acts[l + 1]` the output of layer l.
-#[derive(Clone, Debug)]
-pub struct MlpCache<T> {
-    /// Layer inputs and outputs.
-    pub acts: Vec<Vec<T>>,
-}
-
-/// An MLP with biases: `dims` are the layer widths (input first), ReLU after every layer except
-/// the last unless `relu_last`; `reparam` scales each layer by 1/√fan_in (`ReparametrizedLinear`).
-/// `params[l]` = (w `[in, out]`, b).
-pub fn mlp_forward<T: Real>(
-    dims: &[usize],
-    params: &[(&[T], &[T])],
-    x: &[T],
-    reparam: bool,
-    relu_last: bool,
-) -> MlpCache<T> {
-    let nl = dims.len() - 1;
-    assert_eq!(params.len(), nl, "MLP needs one (w, b) per layer");
-    let mut acts = vec![x.to_vec()];
-    for (l, &(w, b)) in params.iter().enumerate() {
-        let (fi, fo) = (dims[l], dims[l + 1]);
-        let z = linear_forward(&acts[l], w, Some(b), fi, fo, layer_scale(fi, reparam));
-        let act = if l + 1 < nl || relu_last {
-            Activation::Relu
-        } else {
-            Activation::Identity
-        };
-        acts.push(activation_forward(&z, act));
-    }
-    MlpCache { acts }
-}
-
-fn layer_scale<T: Real>(fan_in: usize, reparam: bool) -> T {
-    if reparam {
-        T::one() / T::from_f64(fan_in as f64).sqrt()
-    } else {
-        T::one()
-    }
-}
-
-/// Per-layer `(dw, db)` of an MLP.
-pub type LayerGrads<T> = Vec<(Vec<T>, Vec<T>)>;
-
-/// Backward of [`mlp_forward`] from the gradient of its output: per-layer `(dw, db)` and dL/dx
-/// (empty unless `need_dx`).
-pub fn mlp_backward<T: Real>(
-    dims: &[usize],
-    params: &[(&[T], &[T])],
-    cache: &MlpCache<T>,
-    dout: &[T],
-    reparam: bool,
-    relu_last: bool,
-    need_dx: bool,
-) -> (LayerGrads<T>, Vec<T>) {
-    let nl = dims.len() - 1;
-    let mut grads = vec![(Vec::new(), Vec::new()); nl];
-    let mut dy = dout.to_vec();
-    for l in (0..nl).rev() {
-        let (fi, fo) = (dims[l], dims[l + 1]);
-        let act = if l + 1 < nl || relu_last {
-            Activation::Relu
-        } else {
-            Activation::Identity
-        };
-        let dz = activation_backward(&dy, &cache.acts[l + 1], act);
-        let g = linear_backward(
-            &cache.acts[l],
-            params[l].0,
-            &dz,
-            fi,
-            fo,
-            layer_scale(fi, reparam),
-            l > 0 || need_dx,
-        );
-        grads[l] = (g.dw, g.db);
-        dy = g.dx;
-    }
-    (grads, if need_dx { dy } else { Vec::new() })
-}
-
 // ---------------------------------------------------------------------------------------------
 // The target network of the hypernetwork students (spec §4.1)
 // ---------------------------------------------------------------------------------------------
@@ -651,15 +375,4 @@ impl TargetNet {
         }
         dgen
     }
-}
-
-/// Column sums of `dy` (`n × cols`): the gradient of a bias added to every row.
-pub(crate) fn col_sums<T: Real>(dy: &[T], cols: usize) -> Vec<T> {
-    let mut s = vec![T::zero(); cols];
-    for row in dy.chunks(cols) {
-        for (d, &v) in s.iter_mut().zip(row) {
-            *d += v;
-        }
-    }
-    s
 }

@@ -36,7 +36,7 @@
 use thiserror::Error;
 
 use crate::gpu::{Dispatch, Gpu, GpuTensor, Step};
-use crate::ops::gemm::{gemm, GemmOptions};
+use crate::nn::{Dense, LayerParams, Mlp, Param};
 use crate::ops::rng::{
     fill_cpu, fill_truncated_normal, fill_uniform, Distribution, RngDispatch, RngKey,
 };
@@ -280,10 +280,11 @@ impl TeacherWeightsGpu {
     }
 }
 
-/// The teacher MLP as batched GEMMs: `inputs [tasks × n × in]` (per task, or one broadcast set)
-/// through W_in (shared), the generated hidden layers (strided views of `generated`) and W_out
-/// (shared) into `logits [tasks × n × out]`.
-fn mlp_gemms(
+/// The teacher MLP as an [`Mlp`] (forward only) over tasks: `inputs [tasks × n × in]` (per
+/// task, or one broadcast set) through W_in (shared), the generated hidden layers (per task:
+/// strided views of `generated`) and W_out (shared) into `logits [tasks × n × out]`. No biases;
+/// every layer scaled by 1/√fan_in, rounded from f64 as the CPU twin [`dense`] does.
+fn mlp_program(
     gpu: &Gpu,
     weights: &TeacherWeightsGpu,
     generated: &GpuTensor,
@@ -292,42 +293,22 @@ fn mlp_gemms(
 ) -> Result<Vec<Dispatch>, TeacherError> {
     let c = weights.config;
     let (hh, h, l) = (c.layer_len(), c.hidden_dim, c.layers());
-    let (tasks, n) = (inputs.batch(), inputs.rows());
-    let layer = |fan_in: usize, relu: bool| GemmOptions {
-        alpha: (1.0 / (fan_in as f64).sqrt()) as f32,
-        activation: if relu {
-            Activation::Relu
-        } else {
-            Activation::Identity
-        },
-        ..GemmOptions::default()
-    };
-    // Two hidden buffers, ping-ponged: a GEMM may not read and write the same buffer.
-    let hid = [gpu.zeros(tasks, n, h)?, gpu.zeros(tasks, n, h)?];
-    let w_in = weights.w_in.broadcast(tasks)?;
-    let mut gemms = vec![gemm(
-        gpu,
-        inputs,
-        &w_in,
-        None,
-        &hid[0],
-        &layer(c.input_dim, true),
-    )?];
+    let tasks = inputs.batch();
+    let mut dims = vec![c.input_dim];
+    dims.extend(std::iter::repeat_n(h, l + 1));
+    dims.push(c.output_dim);
+    let mut mlp = Mlp::new(&dims, Activation::Relu, Activation::Identity);
+    for layer in &mut mlp.layers {
+        layer.scale = (1.0 / (layer.fan_in as f64).sqrt()) as f32;
+    }
+    let weight = |w: Param| LayerParams { w, b: None };
+    let mut params = vec![weight(Param::shared(&weights.w_in, None, tasks)?)];
     for li in 0..l {
         let wl = generated.view(li * hh, tasks, h, h, l * hh)?;
-        let (src, dst) = (&hid[li % 2], &hid[(li + 1) % 2]);
-        gemms.push(gemm(gpu, src, &wl, None, dst, &layer(h, true))?);
+        params.push(weight(Param::per_item(&wl, None)?));
     }
-    let w_out = weights.w_out.broadcast(tasks)?;
-    gemms.push(gemm(
-        gpu,
-        &hid[l % 2],
-        &w_out,
-        None,
-        logits,
-        &layer(h, false),
-    )?);
-    Ok(gemms)
+    params.push(weight(Param::shared(&weights.w_out, None, tasks)?));
+    Ok(mlp.program(gpu, &params, inputs, logits, None)?.forward)
 }
 
 /// Temperature of the soft targets (spec §3.2).
@@ -369,7 +350,7 @@ impl TeacherTargets {
         let fixed = gpu.zeros(1, stats_inputs, c.input_dim)?;
         gpu.run(&[fill_uniform(gpu, &fixed, c.stats_key(), -1.0, 1.0)?.dispatch()])?;
         let stats_logits = gpu.zeros(tasks, stats_inputs, c.output_dim)?;
-        let mut dispatches = mlp_gemms(
+        let mut dispatches = mlp_program(
             gpu,
             weights,
             forward.generated(),
@@ -592,16 +573,12 @@ impl TeacherForward {
         let (_, theta_cols) = c.theta_shape();
         let z = latents.view(0, 1, z_rows, z_cols, z_rows * z_cols)?;
         let w = generated.view(0, 1, z_rows, theta_cols, z_rows * theta_cols)?;
-        let mut gemms = vec![gemm(
-            gpu,
-            &z,
-            &weights.theta,
-            None,
-            &w,
-            &GemmOptions::default(),
-        )?];
+        // The hypernetwork is a bias-free linear layer with Θ shared by those rows.
+        let hypernet = Dense::new(z_cols, theta_cols);
+        let theta = Param::shared(&weights.theta, None, 1)?;
+        let mut gemms = vec![hypernet.forward(gpu, &z, &theta, None, &w)?];
 
-        gemms.extend(mlp_gemms(gpu, weights, &generated, &inputs, &logits)?);
+        gemms.extend(mlp_program(gpu, weights, &generated, &inputs, &logits)?);
         Ok(TeacherForward {
             config: c,
             tasks,
