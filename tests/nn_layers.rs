@@ -81,13 +81,13 @@ fn dense_case(rng: &mut ChaCha8Rng, i: usize) -> DenseCase {
     let act = Activation::ALL[i % 3];
     let layer = Dense::new(fi, fo).with_activation(act);
     DenseCase {
-        items: if i % 5 == 0 {
+        items: if i.is_multiple_of(5) {
             1
         } else {
             common::size(rng, 2, 4)
         },
         n: common::size(rng, 1, 9),
-        layer: if i % 2 == 0 {
+        layer: if i.is_multiple_of(2) {
             layer.reparametrized()
         } else {
             layer
