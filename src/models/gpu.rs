@@ -178,7 +178,7 @@ impl GenLayout {
 /// The generated target network (spec §4.1) over all tasks: an [`Mlp`] of reparametrised layers
 /// (ReLU but after the last) whose weights and biases are PER TASK, views into `gen`, with their
 /// gradients in the same places of `dgen` (every entry overwritten by the backward).
-pub(crate) fn target_program(
+fn target_program(
     gpu: &Gpu,
     lay: &GenLayout,
     gen: &GpuTensor,
@@ -216,6 +216,66 @@ pub(crate) fn meta_param(
     Param::shared(&v(b.meta)?, b.dmeta.map(v).transpose()?.as_ref(), 1)
 }
 
+/// The tensors one slot's bank reads and writes: `ehat`/`dehat` `[1 × tasks·rows × T]`,
+/// `gen`/`dgen` `[1 × tasks·rows × chunk]` (slot-major, every task's rows as one matrix).
+pub(crate) struct BankIo {
+    pub(crate) ehat: GpuTensor,
+    pub(crate) dehat: GpuTensor,
+    pub(crate) gen: GpuTensor,
+    pub(crate) dgen: GpuTensor,
+}
+
+/// The program both hypernetwork students share (spec §4.1–4.3): per slot, the embedding rows of
+/// every task are normalised into a slot-major scratch, `bank` generates that slot's target
+/// parameters for all tasks at once (and backpropagates into ∂L/∂ê), `de = dê · s` lands in
+/// `dtask`; the target net runs batched over tasks; the `*_init` entries of `dmeta` (from
+/// `emb_input_init` on) are zero-filled.
+pub(crate) fn hypernetwork_program<S, F>(
+    op: &'static str,
+    gpu: &Gpu,
+    student: &S,
+    b: &StudentBuffers<'_>,
+    mut bank: F,
+) -> Result<StudentProgram>
+where
+    S: crate::models::Hypernetwork,
+    F: FnMut(&HnetSlot, &BankIo) -> Result<(Vec<Dispatch>, Vec<Dispatch>)>,
+{
+    let (tasks, _) = check_buffers(op, student, b)?;
+    let layout = student.param_layout();
+    let lay = GenLayout::new(student.target_net(), tasks);
+    let emb = lay.embeddings(gpu, student.templates())?;
+    let gen = gpu.zeros(1, 1, lay.len)?;
+    let dgen = gpu.zeros(1, 1, lay.len)?;
+    let mut prog = StudentProgram::default();
+    let mut back_banks = Vec::new();
+    for (s, sl) in lay.slots().iter().enumerate() {
+        let e_name = format!("emb_{}", sl.name);
+        let e0 = param_range(op, layout.task_range(&e_name), &e_name)?.start;
+        let io = BankIo {
+            ehat: emb.flat(&emb.ehat, s)?,
+            dehat: emb.flat(&emb.dehat, s)?,
+            gen: lay.slot(&gen, s)?,
+            dgen: lay.slot(&dgen, s)?,
+        };
+        let (forward, backward) = bank(sl, &io)?;
+        prog.forward.push(emb.forward(gpu, b.task, s, e0)?);
+        prog.forward.extend(forward);
+        back_banks.extend(backward);
+        back_banks.push(emb.backward(gpu, b.dtask, s, e0)?);
+    }
+    let target = target_program(gpu, &lay, &gen, &dgen, b.x, b.logits, b.dlogits)?;
+    prog.forward.extend(target.forward);
+    prog.backward.extend(target.backward);
+    prog.backward.extend(back_banks);
+    if let Some(dm) = b.dmeta {
+        let first = param_range(op, layout.meta_range("emb_input_init"), "emb_input_init")?;
+        prog.backward
+            .push(zero_inits(gpu, dm, first.start, layout.meta_len())?);
+    }
+    Ok(prog)
+}
+
 /// Range of the named tensor in a layout group, or a shape error naming it.
 pub(crate) fn param_range(
     op: &'static str,
@@ -227,12 +287,7 @@ pub(crate) fn param_range(
 
 /// Zero-fills the `*_init` meta tensors of `dmeta`, which follow every other meta tensor
 /// (`first` is the first of them): the forward never reads them.
-pub(crate) fn zero_inits(
-    gpu: &Gpu,
-    dmeta: &GpuTensor,
-    first: usize,
-    meta_len: usize,
-) -> Result<Dispatch> {
+fn zero_inits(gpu: &Gpu, dmeta: &GpuTensor, first: usize, meta_len: usize) -> Result<Dispatch> {
     let len = meta_len - first;
     fill(
         gpu,

@@ -17,8 +17,7 @@ use crate::nn::{DeepBank, DeepBankCache, Param};
 use crate::ops::Real;
 
 use super::gpu::{
-    check_buffers, meta_param, param_range, target_program, zero_inits, GenLayout, GpuStudent,
-    StudentBuffers, StudentProgram,
+    hypernetwork_program, meta_param, BankIo, GpuStudent, StudentBuffers, StudentProgram,
 };
 
 use super::{
@@ -255,45 +254,16 @@ impl GpuStudent for HnetDeep {
     /// `col_sums`: the LN backward cannot write dγ and dβ into the same (`dmeta`) buffer.
     fn program(&self, gpu: &Gpu, b: &StudentBuffers<'_>) -> Result<StudentProgram> {
         const OP: &str = "hnet_deep";
-        let (tasks, _) = check_buffers(OP, self, b)?;
-        let t = self.num_templates;
         let layout = self.param_layout();
-        let lay = GenLayout::new(self.target(), tasks);
-        let emb = lay.embeddings(gpu, t)?;
-        let gen = gpu.zeros(1, 1, lay.len)?;
-        let dgen = gpu.zeros(1, 1, lay.len)?;
-
-        let mut prog = StudentProgram::default();
-        let mut back_banks = Vec::new();
-        for (s, sl) in lay.slots().iter().enumerate() {
-            let e_name = format!("emb_{}", sl.name);
-            let e0 = param_range(OP, layout.task_range(&e_name), &e_name)?.start;
+        let bank = |sl: &HnetSlot, io: &BankIo| {
             let param = |rel: &str, rows: usize, cols: usize| -> Result<Param> {
                 meta_param(OP, &layout, b, &bank_param_name(sl.name, rel), rows, cols)
             };
-            let bank = self.bank(sl).program(
-                gpu,
-                &param,
-                &emb.flat(&emb.ehat, s)?,
-                &emb.flat(&emb.dehat, s)?,
-                &lay.slot(&gen, s)?,
-                &lay.slot(&dgen, s)?,
-            )?;
-            prog.forward.push(emb.forward(gpu, b.task, s, e0)?);
-            prog.forward.extend(bank.forward);
-            back_banks.extend(bank.backward);
-            back_banks.push(emb.backward(gpu, b.dtask, s, e0)?);
-        }
-
-        let target = target_program(gpu, &lay, &gen, &dgen, b.x, b.logits, b.dlogits)?;
-        prog.forward.extend(target.forward);
-        prog.backward.extend(target.backward);
-        prog.backward.extend(back_banks);
-        if let Some(dm) = b.dmeta {
-            let first = param_range(OP, layout.meta_range("emb_input_init"), "emb_input_init")?;
-            prog.backward
-                .push(zero_inits(gpu, dm, first.start, layout.meta_len())?);
-        }
-        Ok(prog)
+            let p = self
+                .bank(sl)
+                .program(gpu, &param, &io.ehat, &io.dehat, &io.gen, &io.dgen)?;
+            Ok((p.forward, p.backward))
+        };
+        hypernetwork_program(OP, gpu, self, b, bank)
     }
 }

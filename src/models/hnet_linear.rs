@@ -18,13 +18,13 @@ use crate::ops::reduce;
 use crate::ops::Real;
 
 use super::gpu::{
-    check_buffers, meta_param, param_range, target_program, zero_inits, GenLayout, GpuStudent,
-    StudentBuffers, StudentProgram,
+    hypernetwork_program, meta_param, param_range, BankIo, GpuStudent, StudentBuffers,
+    StudentProgram,
 };
 
 use super::{
     embedding_norm_backward, embedding_norm_forward, linear_backward, linear_forward, Grads,
-    Hypernetwork, Init, ParamLayout, ParamSpec, Student, TargetNet, View,
+    HnetSlot, Hypernetwork, Init, ParamLayout, ParamSpec, Student, TargetNet, View,
 };
 
 /// Config of the linear hypernetwork student.
@@ -212,45 +212,28 @@ impl GpuStudent for HnetLinear {
     /// `dmeta` are zero-filled.
     fn program(&self, gpu: &Gpu, b: &StudentBuffers<'_>) -> Result<StudentProgram> {
         const OP: &str = "hnet_linear";
-        let (tasks, _) = check_buffers(OP, self, b)?;
         let t = self.num_templates;
         let layout = self.param_layout();
-        let lay = GenLayout::new(self.target(), tasks);
-        let emb = lay.embeddings(gpu, t)?;
-        let gen = gpu.zeros(1, 1, lay.len)?;
-        let dgen = gpu.zeros(1, 1, lay.len)?;
-
-        let mut prog = StudentProgram::default();
-        let mut back_banks = Vec::new();
-        for (s, sl) in lay.slots().iter().enumerate() {
-            let e_name = format!("emb_{}", sl.name);
-            let e0 = param_range(OP, layout.task_range(&e_name), &e_name)?.start;
-            // The bank: one bias-free dense layer over this slot's rows of every task.
-            let bank_layer = Dense::new(t, sl.chunk);
-            let bank = meta_param(OP, &layout, b, &format!("bank_{}", sl.name), t, sl.chunk)?;
-            let (gen_s, dgen_s) = (lay.slot(&gen, s)?, lay.slot(&dgen, s)?);
-            let (ehat_s, dehat_s) = (emb.flat(&emb.ehat, s)?, emb.flat(&emb.dehat, s)?);
-            prog.forward.push(emb.forward(gpu, b.task, s, e0)?);
-            prog.forward
-                .push(bank_layer.forward(gpu, &ehat_s, &bank, None, &gen_s)?);
-            let io = DenseBackward {
-                x: &ehat_s,
-                y: &gen_s,
-                dy: &dgen_s,
-                dz: &dgen_s,
-                dx: Some(&dehat_s),
+        // The bank of a slot: one bias-free dense layer over its rows of every task.
+        let bank = |sl: &HnetSlot, io: &BankIo| {
+            let layer = Dense::new(t, sl.chunk);
+            let w = meta_param(OP, &layout, b, &format!("bank_{}", sl.name), t, sl.chunk)?;
+            let forward = vec![layer.forward(gpu, &io.ehat, &w, None, &io.gen)?];
+            let back = DenseBackward {
+                x: &io.ehat,
+                y: &io.gen,
+                dy: &io.dgen,
+                dz: &io.dgen,
+                dx: Some(&io.dehat),
             };
-            back_banks.extend(bank_layer.backward(gpu, &bank, None, &io)?);
-            back_banks.push(emb.backward(gpu, b.dtask, s, e0)?);
-        }
-
-        let target = target_program(gpu, &lay, &gen, &dgen, b.x, b.logits, b.dlogits)?;
-        prog.forward.extend(target.forward);
+            Ok((forward, layer.backward(gpu, &w, None, &back)?))
+        };
+        let mut prog = hypernetwork_program(OP, gpu, self, b, bank)?;
         let fb = param_range(OP, layout.task_range("fast_bias"), "fast_bias")?.start;
         let fb_view = |buf: &GpuTensor| {
             buf.view(
                 buf.offset() + fb,
-                tasks,
+                b.task.batch(),
                 1,
                 self.output_dim,
                 buf.batch_stride(),
@@ -258,20 +241,10 @@ impl GpuStudent for HnetLinear {
         };
         prog.forward
             .push(bias_add(gpu, b.logits, &fb_view(b.task)?)?);
-        prog.backward.push(reduce::col_sums(
-            gpu,
-            b.dlogits,
-            &fb_view(b.dtask)?,
-            1.0,
-            0.0,
-        )?);
-        prog.backward.extend(target.backward);
-        prog.backward.extend(back_banks);
-        if let Some(dm) = b.dmeta {
-            let first = param_range(OP, layout.meta_range("emb_input_init"), "emb_input_init")?;
-            prog.backward
-                .push(zero_inits(gpu, dm, first.start, layout.meta_len())?);
-        }
+        prog.backward.insert(
+            0,
+            reduce::col_sums(gpu, b.dlogits, &fb_view(b.dtask)?, 1.0, 0.0)?,
+        );
         Ok(prog)
     }
 }
