@@ -202,21 +202,7 @@ impl Student for HnetDeep {
             ));
         }
         let mut task = Vec::new();
-        for s in &slots {
-            let init = format!("emb_{}_init", s.name);
-            meta.push(ParamSpec::new(
-                &init,
-                &[s.rows, t],
-                Init::Uniform {
-                    limit: (3.0 / s.rows as f64).sqrt(),
-                },
-            ));
-            task.push(ParamSpec::new(
-                format!("emb_{}", s.name),
-                &[s.rows, t],
-                Init::Meta(init),
-            ));
-        }
+        super::embedding_specs(&slots, t, &mut meta, &mut task);
         ParamLayout { meta, task }
     }
 

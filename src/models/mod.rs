@@ -205,6 +205,27 @@ pub trait Hypernetwork: Student {
     }
 }
 
+/// The embedding tensors of a hypernetwork student (spec §4.2), one per slot: the meta-learned
+/// initial value `emb_{slot}_init` `[rows, T]` ~ U(±√(3/rows)) (appended to `meta`) and the
+/// task tensor `emb_{slot}` that starts from it (appended to `task`).
+pub(crate) fn embedding_specs(
+    slots: &[HnetSlot],
+    t: usize,
+    meta: &mut Vec<ParamSpec>,
+    task: &mut Vec<ParamSpec>,
+) {
+    for s in slots {
+        let init = format!("emb_{}_init", s.name);
+        let limit = (3.0 / s.rows as f64).sqrt();
+        meta.push(ParamSpec::new(&init, &[s.rows, t], Init::Uniform { limit }));
+        task.push(ParamSpec::new(
+            format!("emb_{}", s.name),
+            &[s.rows, t],
+            Init::Meta(init),
+        ));
+    }
+}
+
 /// Read access to a packed parameter buffer by name.
 pub(crate) struct View<'a, T> {
     specs: &'a [ParamSpec],
