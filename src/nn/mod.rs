@@ -12,6 +12,32 @@
 //! | linear bank `gen = ê @ B` | `Dense::new(T, chunk)` over the slot's rows of all items, `B` shared | `linear_forward` |
 //! | [`DeepBank`] LN, (Dense, LN, ELU)×L, head | over the rows of all items as one matrix | [`DeepBank::forward_cpu`] |
 //!
+//! ```no_run
+//! use hypermod::gpu::{Gpu, Step};
+//! use hypermod::nn::{Dense, DenseBackward, Param};
+//! use hypermod::ops::Activation;
+//!
+//! # fn main() -> hypermod::Result<()> {
+//! let gpu = Gpu::new()?;
+//! // 8 items of 5 samples through ONE shared 3→2 ReLU layer; its gradient is summed over items.
+//! let x = gpu.upload(&[0.5; 8 * 5 * 3], 8, 5, 3)?;
+//! let (w, dw) = (gpu.upload(&[0.1; 3 * 2], 1, 3, 2)?, gpu.zeros(1, 3, 2)?);
+//! let w = Param::shared(&w, Some(&dw), 8)?;
+//! let layer = Dense::new(3, 2).with_activation(Activation::Relu);
+//! let (y, dy, dz) = (gpu.zeros(8, 5, 2)?, gpu.upload(&[1.0; 8 * 5 * 2], 8, 5, 2)?, gpu.zeros(8, 5, 2)?);
+//! let forward = layer.forward(&gpu, &x, &w, None, &y)?;
+//! let io = DenseBackward { x: &x, y: &y, dy: &dy, dz: &dz, dx: None };
+//! let backward = layer.backward(&gpu, &w, None, &io)?;
+//! let mut step = Step::new(&gpu);
+//! step.run(&forward);
+//! step.run_all(&backward);
+//! let slot = step.read(&dw)?;
+//! let out = step.finish()?;
+//! assert_eq!(out.get(slot)[0], 8.0 * 5.0 * 0.5); // Σ over 40 rows of x·dz
+//! # Ok(())
+//! # }
+//! ```
+//!
 //! # Adding a layer
 //! 1. A plain struct with the layer's shape, a `forward(gpu, x, params…, y) -> Dispatch(es)` and a
 //!    `backward(gpu, params…, kept tensors, dy, dx) -> Vec<Dispatch>` that writes the gradients
