@@ -103,6 +103,8 @@ enum BenchCommand {
 }
 
 fn main() {
+    // First, while the process has one thread: keeps display-server probes off stderr.
+    hypermod::gpu::quiet_display_probes();
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn")).init();
     if let Err(e) = run(Cli::parse()) {
         eprintln!("error: {e:#}");

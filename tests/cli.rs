@@ -1,5 +1,5 @@
-//! End-to-end tests of the `hypermod` binary: `info`, `bench kernels` (tiny table, JSON output)
-//! and the no-adapter error.
+//! End-to-end tests of the `hypermod` binary: `info`, `bench kernels` (tiny table, JSON output),
+//! the no-adapter error, a quiet start without a display.
 
 mod common;
 
@@ -86,4 +86,23 @@ fn unmatched_adapter_pin_is_a_clear_error_not_a_panic() {
         "{err}"
     );
     assert!(!err.contains("panicked"), "{err}");
+}
+
+#[test]
+fn info_without_a_display_prints_nothing_but_its_output() {
+    let _gpu = gpu_or_skip!();
+    // A server or CI job: no Wayland session. Display probes must not reach stderr.
+    let out = hypermod()
+        .arg("info")
+        .env_remove("XDG_RUNTIME_DIR")
+        .env_remove("WAYLAND_DISPLAY")
+        .env_remove("DISPLAY")
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert!(
+        !err.lines().any(|l| l.trim_start().starts_with("error")),
+        "stderr holds errors that are not about the command:\n{err}"
+    );
 }
