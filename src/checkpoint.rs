@@ -5,8 +5,10 @@ use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 
 use safetensors::tensor::{Dtype, SafeTensors, TensorView};
+use safetensors::SafeTensorError;
 
-use crate::error::{Error, Result};
+use crate::error::{file_err, Error, Result};
+use crate::gpu::{Gpu, GpuTensor};
 use crate::run::write_atomic;
 
 /// Named f32 tensors (flat, with their shape) and string metadata.
@@ -25,6 +27,14 @@ fn err(path: &Path, message: impl ToString) -> Error {
     }
 }
 
+fn st_err<'a>(path: &'a Path, what: &'static str) -> impl FnOnce(SafeTensorError) -> Error + 'a {
+    move |source| Error::Safetensors {
+        path: path.to_path_buf(),
+        what,
+        source: Box::new(source),
+    }
+}
+
 impl Checkpoint {
     /// Writes the checkpoint atomically (temporary file, then rename).
     pub fn save(&self, path: &Path) -> Result<()> {
@@ -38,20 +48,22 @@ impl Checkpoint {
             .map(|(n, shape, b)| {
                 Ok((
                     n.clone(),
-                    TensorView::new(Dtype::F32, shape.clone(), b).map_err(|e| err(path, e))?,
+                    TensorView::new(Dtype::F32, shape.clone(), b)
+                        .map_err(st_err(path, "cannot encode a tensor"))?,
                 ))
             })
             .collect::<Result<Vec<_>>>()?;
         let meta: HashMap<String, String> = self.metadata.clone().into_iter().collect();
-        let data = safetensors::serialize(views, Some(meta)).map_err(|e| err(path, e))?;
+        let data = safetensors::serialize(views, Some(meta))
+            .map_err(st_err(path, "cannot encode the checkpoint"))?;
         write_atomic(path, &data)
     }
 
     /// Reads a checkpoint; a missing, truncated or foreign file is an error naming the path.
     pub fn load(path: &Path) -> Result<Checkpoint> {
-        let data = std::fs::read(path).map_err(|e| err(path, e))?;
+        let data = std::fs::read(path).map_err(file_err("read", path))?;
         let st = SafeTensors::deserialize(&data)
-            .map_err(|e| err(path, format!("not a safetensors checkpoint: {e}")))?;
+            .map_err(st_err(path, "not a safetensors checkpoint"))?;
         let mut tensors = BTreeMap::new();
         for (name, view) in st.tensors() {
             if view.dtype() != Dtype::F32 {
@@ -67,7 +79,8 @@ impl Checkpoint {
                 .collect();
             tensors.insert(name, (view.shape().to_vec(), values));
         }
-        let (_, meta) = SafeTensors::read_metadata(&data).map_err(|e| err(path, e))?;
+        let (_, meta) = SafeTensors::read_metadata(&data)
+            .map_err(st_err(path, "not a safetensors checkpoint"))?;
         let metadata = meta
             .metadata()
             .clone()
@@ -83,5 +96,71 @@ impl Checkpoint {
             .get(key)
             .map(String::as_str)
             .ok_or_else(|| err(path, format!("checkpoint lacks `{key}`")))
+    }
+}
+
+/// The GPU tensors of one stateful part (an optimiser, a learner, an experiment) under their
+/// checkpoint names. Each part lists its own; an owner nests its parts' lists under a prefix, so
+/// the checkpoint's entries are assembled where the state lives, not in the training loop.
+#[derive(Default)]
+pub struct TensorState<'a> {
+    entries: Vec<(String, &'a GpuTensor)>,
+}
+
+impl<'a> TensorState<'a> {
+    /// An empty list.
+    pub fn new() -> Self {
+        TensorState::default()
+    }
+
+    /// Adds `tensor` as `name`.
+    pub fn with(mut self, name: impl Into<String>, tensor: &'a GpuTensor) -> Self {
+        self.entries.push((name.into(), tensor));
+        self
+    }
+
+    /// Adds every entry of `part` as `prefix.name`.
+    pub fn nest(mut self, prefix: &str, part: TensorState<'a>) -> Self {
+        for (name, t) in part.entries {
+            self.entries.push((format!("{prefix}.{name}"), t));
+        }
+        self
+    }
+
+    /// The entries, in order.
+    pub fn entries(&self) -> &[(String, &'a GpuTensor)] {
+        &self.entries
+    }
+
+    /// Reads every tensor from the GPU into `ck` (flat, shape `[len]`).
+    pub fn save_into(&self, gpu: &Gpu, ck: &mut Checkpoint) -> Result<()> {
+        for (name, t) in &self.entries {
+            ck.tensors
+                .insert(name.clone(), (vec![t.len()], gpu.read(t)?));
+        }
+        Ok(())
+    }
+
+    /// Writes every tensor back from `ck` (read from `path`), refusing a missing entry or one of
+    /// another length (a checkpoint of a different config).
+    pub fn load_from(&self, gpu: &Gpu, ck: &Checkpoint, path: &Path) -> Result<()> {
+        for (name, t) in &self.entries {
+            let (_, values) = ck
+                .tensors
+                .get(name)
+                .ok_or_else(|| err(path, format!("corrupt checkpoint field `{name}`")))?;
+            if values.len() != t.len() {
+                return Err(err(
+                    path,
+                    format!(
+                        "tensor {name} has {} values, the run's model needs {} (different config?)",
+                        values.len(),
+                        t.len()
+                    ),
+                ));
+            }
+            gpu.write(t, values)?;
+        }
+        Ok(())
     }
 }

@@ -1,14 +1,15 @@
-//! Experiment configuration: strict TOML files, `--set a.b.c=value` overrides, validation.
+//! The generic strict config loader: TOML files, `--set a.b.c=value` overrides, unknown keys
+//! with suggestions, typed errors. It knows no experiment.
 //!
-//! Every experiment is described by one TOML file whose sections map onto serde structs with
-//! `deny_unknown_fields`. [`load_toml`] reads the file, applies command-line overrides to the
-//! TOML table *before* deserialising, rejects unknown keys with a suggestion of the closest valid
-//! one, and reports type errors naming the key, the expected type and the value given. The
-//! experiment types then range-check themselves ([`HyperteacherConfig::validate`]) before any GPU
-//! work starts.
+//! Every config names its experiment with a top-level `experiment = "..."` key (see
+//! [`EXPERIMENT_KEY`]); the experiment's own sections map onto serde structs with
+//! `deny_unknown_fields` and a [`Schema`]. [`load_toml`] reads the file, applies command-line
+//! overrides to the TOML table *before* deserialising, rejects unknown keys with a suggestion of
+//! the closest valid one, and reports type errors naming the key, the expected type and the value
+//! given. Each experiment then range-checks its config before any GPU work starts.
 //!
 //! ```no_run
-//! use hypermod::config::HyperteacherConfig;
+//! use hypermod::experiments::hyperteacher::HyperteacherConfig;
 //!
 //! # fn main() -> Result<(), hypermod::config::ConfigError> {
 //! let overrides = vec!["train.lr_outer=3e-3".to_string(), "task.support=connected".to_string()];
@@ -20,20 +21,22 @@
 //! ```
 
 use std::collections::BTreeMap;
-use std::fmt;
 use std::path::Path;
 
 use serde::de::DeserializeOwned;
-use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
-use crate::tasks::hyperteacher::{TaskError, TaskSpace, TaskSupport};
+/// The top-level key that names a config's experiment (`experiment = "hyperteacher"`). It is
+/// the loader's, not the experiment's: it never reaches the experiment's structs, cannot be set
+/// with `--set`, and is kept in the resolved table (so a run directory's `config.toml` names its
+/// experiment too).
+pub const EXPERIMENT_KEY: &str = "experiment";
 
 /// Why a configuration could not be loaded or is invalid.
 #[derive(Debug, Error)]
 pub enum ConfigError {
     /// The file could not be read (missing, unreadable, not UTF-8).
-    #[error("cannot read config file {}: {source}", file.display())]
+    #[error("cannot read config file {}", file.display())]
     Io {
         /// The file asked for.
         file: Box<Path>,
@@ -96,13 +99,26 @@ pub enum ConfigError {
         /// The range it must lie in.
         reason: String,
     },
-    /// The task space or split of `[task]` is impossible (K > M, an empty side, ...).
-    #[error("{}invalid [task] section: {source}", file_prefix(file))]
-    Task {
+    /// A section whose values fit one by one but not together (a task space with K > M, an
+    /// empty side of a split, ...); the experiment's own error is the source.
+    #[error("{}invalid [{section}] section", file_prefix(file))]
+    Section {
         /// The file, when known.
         file: Option<Box<Path>>,
-        /// Why the task space or split was rejected.
-        source: Box<TaskError>,
+        /// The section, e.g. `task`.
+        section: &'static str,
+        /// Why the experiment rejected it.
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+    /// The file names another experiment than the one loading it.
+    #[error("{}: `experiment = \"{found}\"`, but this is the {expected} loader", file.display())]
+    WrongExperiment {
+        /// The file.
+        file: Box<Path>,
+        /// The experiment whose loader was called.
+        expected: &'static str,
+        /// The experiment the file names.
+        found: String,
     },
 }
 
@@ -110,7 +126,7 @@ impl ConfigError {
     /// Attaches the file to validation errors that do not carry one yet.
     pub fn in_file(mut self, path: &Path) -> Self {
         match &mut self {
-            ConfigError::Invalid { file, .. } | ConfigError::Task { file, .. }
+            ConfigError::Invalid { file, .. } | ConfigError::Section { file, .. }
                 if file.is_none() =>
             {
                 *file = Some(path.into());
@@ -324,25 +340,65 @@ fn render_at(table: &toml::Table, key: &str) -> String {
     }
 }
 
-/// Parses TOML text (as read from `file`), applies `overrides`, checks keys against `T`'s
-/// [`Schema`] and deserialises. Returns the value and the resolved table (file plus overrides).
-pub fn parse_toml<T: DeserializeOwned + Schema>(
-    text: &str,
-    file: &Path,
-    overrides: &[String],
-) -> Result<(T, toml::Table), ConfigError> {
-    let mut table: toml::Table = text
-        .parse()
+/// Parses TOML text as read from `file` into a table (no schema yet).
+pub fn parse_table(text: &str, file: &Path) -> Result<toml::Table, ConfigError> {
+    text.parse()
         .map_err(|e: toml::de::Error| ConfigError::Parse {
             file: file.into(),
             message: e.to_string().trim_end().to_string(),
-        })?;
+        })
+}
+
+/// Reads the TOML file at `path` into a table (no schema yet).
+pub fn read_table(path: &Path) -> Result<toml::Table, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Io {
+        file: path.into(),
+        source,
+    })?;
+    parse_table(&text, path)
+}
+
+/// The table's [`EXPERIMENT_KEY`]: `Ok(None)` when absent, a type error when not a string.
+pub fn experiment_of<'t>(
+    table: &'t toml::Table,
+    file: &Path,
+) -> Result<Option<&'t str>, ConfigError> {
+    match table.get(EXPERIMENT_KEY) {
+        None => Ok(None),
+        Some(toml::Value::String(s)) => Ok(Some(s)),
+        Some(other) => Err(ConfigError::Type {
+            file: file.into(),
+            key: EXPERIMENT_KEY.to_string(),
+            value: render_at(table, EXPERIMENT_KEY),
+            message: format!("invalid type: {}, expected a string", other.type_str()),
+            origin: None,
+        }),
+    }
+}
+
+/// Applies `overrides` to `table`, checks its keys against `T`'s [`Schema`] and deserialises.
+/// The [`EXPERIMENT_KEY`] is set aside first (type-checked, never overridable) and put back into
+/// the returned resolved table.
+pub fn from_table<T: DeserializeOwned + Schema>(
+    mut table: toml::Table,
+    file: &Path,
+    overrides: &[String],
+) -> Result<(T, toml::Table), ConfigError> {
+    experiment_of(&table, file)?;
+    let experiment = table.remove(EXPERIMENT_KEY);
     let mut origins = BTreeMap::new();
     for arg in overrides {
-        apply_override(&mut table, T::FIELDS, arg, file)?;
-        if let Ok((path, _)) = split_override(arg) {
-            origins.insert(path.join("."), arg.clone());
+        let (path, _) = split_override(arg)?;
+        if path[0] == EXPERIMENT_KEY {
+            return Err(ConfigError::Override {
+                arg: arg.clone(),
+                reason:
+                    "the experiment is the file's own `experiment` key, it cannot be overridden"
+                        .into(),
+            });
         }
+        apply_override(&mut table, T::FIELDS, arg, file)?;
+        origins.insert(path.join("."), arg.clone());
     }
     check_keys(&table, T::FIELDS, &mut Vec::new(), file, &origins)?;
     let value: T = serde_path_to_error::deserialize(toml::Value::Table(table.clone())).map_err(
@@ -357,7 +413,20 @@ pub fn parse_toml<T: DeserializeOwned + Schema>(
             }
         },
     )?;
+    if let Some(e) = experiment {
+        table.insert(EXPERIMENT_KEY.to_string(), e);
+    }
     Ok((value, table))
+}
+
+/// Parses TOML text (as read from `file`), applies `overrides`, checks keys against `T`'s
+/// [`Schema`] and deserialises. Returns the value and the resolved table (file plus overrides).
+pub fn parse_toml<T: DeserializeOwned + Schema>(
+    text: &str,
+    file: &Path,
+    overrides: &[String],
+) -> Result<(T, toml::Table), ConfigError> {
+    from_table(parse_table(text, file)?, file, overrides)
 }
 
 /// Reads the TOML file at `path`, applies `--set a.b.c=value` overrides onto its table, and
@@ -371,450 +440,38 @@ pub fn load_toml<T: DeserializeOwned + Schema>(
     overrides: &[String],
 ) -> Result<(T, toml::Table), ConfigError> {
     let path = path.as_ref();
-    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Io {
-        file: path.into(),
-        source,
-    })?;
-    parse_toml(&text, path, overrides)
+    from_table(read_table(path)?, path, overrides)
 }
 
-// ---------------------------------------------------------------------------------------------
-// The hyperteacher experiment (spec: /work/shared/spec/schug-hyperteacher.md)
-// ---------------------------------------------------------------------------------------------
+/// Range-check helpers for the experiments' `validate()`.
+pub mod check {
+    use super::ConfigError;
+    use std::fmt;
 
-/// Largest network width or teacher hidden size accepted (a guard against typos, far above the
-/// paper's 512).
-pub const MAX_WIDTH: usize = 1 << 16;
-/// Largest per-task shot count, meta-batch or evaluation-set size accepted (typo guard).
-pub const MAX_BATCH: usize = 1 << 20;
-
-/// Which tasks are in-distribution and which are held out (spec §2.5, `task_support`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Support {
-    /// Random permutation; the last ⌊frac_ood·N⌋ tasks are OOD.
-    Random,
-    /// OOD: every task with the last module active in the last layer.
-    NonCompositional,
-    /// Connected support (needs K = 2, M even, M > 4).
-    Connected,
-    /// Disconnected support (needs K = 2, M even, M > 4).
-    Disconnected,
-}
-
-/// The student model (spec §4).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum ModelKind {
-    /// Linear hypernetwork (§4.2).
-    HnetLinear,
-    /// Nonlinear ("DeepBank") hypernetwork (§4.3).
-    HnetDeepmlp,
-    /// ANIL, `anil512` (§4.4).
-    Anil,
-    /// MAML with a learned initialisation, `learned_init384` (§4.5).
-    Maml,
-}
-
-impl ModelKind {
-    /// The model's default hidden width: 128 for the hypernetworks' target network (§4.1),
-    /// 512 for ANIL (§4.4), 384 for MAML (§4.5).
-    pub fn default_width(self) -> usize {
-        match self {
-            ModelKind::HnetLinear | ModelKind::HnetDeepmlp => 128,
-            ModelKind::Anil => 512,
-            ModelKind::Maml => 384,
+    /// A [`ConfigError::Invalid`] for `key` (the file is attached later, see
+    /// [`ConfigError::in_file`]).
+    pub fn invalid(key: &str, value: impl fmt::Display, reason: &str) -> ConfigError {
+        ConfigError::Invalid {
+            file: None,
+            key: key.to_string(),
+            value: value.to_string(),
+            reason: reason.to_string(),
         }
     }
 
-    /// The per-model training hyperparameters of spec §5.3, with a full-batch inner loop of
-    /// `shots_support` points where the table says "full".
-    pub fn default_train(self, shots_support: usize) -> TrainParams {
-        let (lr_inner, steps_inner, inner_batch, lr_outer, wd_outer, max_grad_norm) = match self {
-            ModelKind::HnetLinear => (0.3, 10, shots_support, 1e-3, 1e-2, 1.0),
-            ModelKind::HnetDeepmlp => (0.3, 10, shots_support, 3e-3, 1e-2, 1.0),
-            ModelKind::Anil => (0.03, 100, 64, 1e-3, 1e-4, 2.0),
-            ModelKind::Maml => (0.01, 10, shots_support, 1e-3, 1e-4, 2.0),
-        };
-        TrainParams {
-            steps_inner,
-            inner_batch,
-            lr_inner,
-            lr_outer,
-            wd_outer,
-            max_grad_norm,
+    /// `min ≤ value ≤ max`.
+    pub fn range(key: &str, value: usize, min: usize, max: usize) -> Result<(), ConfigError> {
+        if value < min || value > max {
+            return Err(invalid(key, value, &format!("must lie in {min}..={max}")));
         }
+        Ok(())
     }
-}
 
-/// The per-model training hyperparameters after defaults are filled in (spec §5.3).
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub struct TrainParams {
-    /// Inner-loop AdamW steps per task.
-    pub steps_inner: usize,
-    /// Support points per inner step (equal to `shots_support` for full batch).
-    pub inner_batch: usize,
-    /// Inner-loop AdamW learning rate.
-    pub lr_inner: f64,
-    /// Outer-loop AdamW learning rate.
-    pub lr_outer: f64,
-    /// Outer-loop decoupled weight decay.
-    pub wd_outer: f64,
-    /// Global-norm clip of the meta-gradient.
-    pub max_grad_norm: f64,
-}
-
-/// `[task]`: the teacher and its task distribution (spec §1.1, §2, §3.4).
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct TaskConfig {
-    /// Teacher modules per layer, M (`num_experts`). Default 4 (`configs/hyperteacher.py`,
-    /// spec §1.1); the main sweeps use 8.
-    pub modules: usize,
-    /// Most active modules per generated layer, K (`num_hot`). Default 2 (§1.1). Must be ≤ M.
-    pub max_hot: usize,
-    /// Generated teacher layers, L. Default 2 (§1.1: `hidden_0`, `hidden_1`).
-    pub layers: usize,
-    /// Teacher hidden width in units (`dataset_hidden_dim`). Default 32 (§1.1).
-    pub hidden_dim: usize,
-    /// Whether the teacher shares one module bank across layers. Default false (§1.1, §1.2).
-    pub chunking: bool,
-    /// Continuous task coefficients in [0.5, 1) instead of binary. Default false (§2.2).
-    pub continuous: bool,
-    /// Which tasks are held out (`task_support`). Default `random` (§2.5).
-    pub support: Support,
-    /// Fraction of tasks held out by the `random` support, in (0, 1). Default 0.25 (§2.3).
-    pub frac_ood: f64,
-    /// Support (inner-loop) samples per task (`shots_train`). Default 256 (§3.4).
-    pub shots_support: usize,
-    /// Query (outer-loss) samples per task (`shots_test`). Default 256 (§3.4).
-    pub shots_query: usize,
-}
-
-impl Default for TaskConfig {
-    fn default() -> Self {
-        TaskConfig {
-            modules: 4,
-            max_hot: 2,
-            layers: 2,
-            hidden_dim: 32,
-            chunking: false,
-            continuous: false,
-            support: Support::Random,
-            frac_ood: 0.25,
-            shots_support: 256,
-            shots_query: 256,
+    /// A finite number > 0.
+    pub fn positive_finite(key: &str, value: f64) -> Result<(), ConfigError> {
+        if !value.is_finite() || value <= 0.0 {
+            return Err(invalid(key, value, "must be a finite number > 0"));
         }
-    }
-}
-
-/// `[model]`: the student (spec §4).
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct ModelConfig {
-    /// Which student. Default `hnet_linear` (§4.2).
-    pub kind: ModelKind,
-    /// Hidden width in units. Default per model ([`ModelKind::default_width`]): 128 (§4.1),
-    /// 512 for ANIL (§4.4), 384 for MAML (§4.5).
-    pub width: Option<usize>,
-    /// Student modules per teacher module, T / M (`ratio_templates_experts`). Default 4 (§4.2);
-    /// used by the hypernetworks only.
-    pub ratio_templates: usize,
-}
-
-impl Default for ModelConfig {
-    fn default() -> Self {
-        ModelConfig {
-            kind: ModelKind::HnetLinear,
-            width: None,
-            ratio_templates: 4,
-        }
-    }
-}
-
-/// `[train]`: the meta-learning loop (spec §5). Keys left out take the per-model defaults of
-/// §5.3 ([`ModelKind::default_train`]).
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct TrainConfig {
-    /// Run seed: teacher, split permutation, initialisation and data. Default 2023 (§1.1).
-    pub seed: u64,
-    /// Outer (meta) steps. Default 200,000 (§5.2).
-    pub steps_outer: usize,
-    /// Tasks per outer step. Default 128 (§5.2).
-    pub meta_batch: usize,
-    /// Inner AdamW steps per task. Default per model: 10, or 100 for ANIL (§5.3).
-    pub steps_inner: Option<usize>,
-    /// Support points per inner step, drawn with replacement. Default per model: the full
-    /// support set, or 64 for ANIL (§5.1, §5.3).
-    pub inner_batch: Option<usize>,
-    /// Inner AdamW learning rate. Default per model: 0.3, 0.3, 0.03 (ANIL), 0.01 (MAML) (§5.3).
-    pub lr_inner: Option<f64>,
-    /// Outer AdamW learning rate. Default per model: 1e-3, or 3e-3 for `hnet_deepmlp` (§5.3).
-    pub lr_outer: Option<f64>,
-    /// Outer decoupled weight decay. Default per model: 1e-2 (hypernetworks), 1e-4 (§5.3).
-    pub wd_outer: Option<f64>,
-    /// Global-norm clip of the meta-gradient. Default per model: 1.0 (hypernetworks), 2.0
-    /// (§5.3).
-    pub max_grad_norm: Option<f64>,
-    /// Outer steps between evaluations. Default 1,000 (not in the spec; an engine choice).
-    pub eval_every: usize,
-    /// Tasks per evaluation set (valid, test, ood, ood_k). Default 1,024 (§3.4).
-    pub eval_tasks: usize,
-    /// Consecutive outer steps with a non-finite meta-gradient (each skipped on the GPU) after
-    /// which the run stops with a checkpoint. Default 10 (an engine choice; the reference applies
-    /// a second consecutive non-finite step instead, spec §5.2).
-    pub max_consecutive_skips: usize,
-    /// Fault injection for tests: outer steps (1-based) whose meta-gradient is made NaN.
-    /// Default empty.
-    pub inject_nan_steps: Vec<usize>,
-}
-
-impl Default for TrainConfig {
-    fn default() -> Self {
-        TrainConfig {
-            seed: 2023,
-            steps_outer: 200_000,
-            meta_batch: 128,
-            steps_inner: None,
-            inner_batch: None,
-            lr_inner: None,
-            lr_outer: None,
-            wd_outer: None,
-            max_grad_norm: None,
-            eval_every: 1_000,
-            eval_tasks: 1_024,
-            max_consecutive_skips: 10,
-            inject_nan_steps: Vec::new(),
-        }
-    }
-}
-
-/// A hyperteacher few-shot meta-learning experiment (spec §1–§5). Every key has a default, so an
-/// empty file is the reference configuration (`configs/hyperteacher.py`, M = 4, `hnet_linear`).
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct HyperteacherConfig {
-    /// Teacher and task distribution.
-    pub task: TaskConfig,
-    /// Student model.
-    pub model: ModelConfig,
-    /// Meta-learning loop.
-    pub train: TrainConfig,
-}
-
-const TASK_FIELDS: &[Field] = &[
-    Field::leaf("modules"),
-    Field::leaf("max_hot"),
-    Field::leaf("layers"),
-    Field::leaf("hidden_dim"),
-    Field::leaf("chunking"),
-    Field::leaf("continuous"),
-    Field::leaf("support"),
-    Field::leaf("frac_ood"),
-    Field::leaf("shots_support"),
-    Field::leaf("shots_query"),
-];
-
-const MODEL_FIELDS: &[Field] = &[
-    Field::leaf("kind"),
-    Field::leaf("width"),
-    Field::leaf("ratio_templates"),
-];
-
-const TRAIN_FIELDS: &[Field] = &[
-    Field::leaf("seed"),
-    Field::leaf("steps_outer"),
-    Field::leaf("meta_batch"),
-    Field::leaf("steps_inner"),
-    Field::leaf("inner_batch"),
-    Field::leaf("lr_inner"),
-    Field::leaf("lr_outer"),
-    Field::leaf("wd_outer"),
-    Field::leaf("max_grad_norm"),
-    Field::leaf("eval_every"),
-    Field::leaf("eval_tasks"),
-    Field::leaf("max_consecutive_skips"),
-    Field::leaf("inject_nan_steps"),
-];
-
-impl Schema for HyperteacherConfig {
-    const FIELDS: &'static [Field] = &[
-        Field::table("task", TASK_FIELDS),
-        Field::table("model", MODEL_FIELDS),
-        Field::table("train", TRAIN_FIELDS),
-    ];
-}
-
-fn invalid(key: &str, value: impl fmt::Display, reason: &str) -> ConfigError {
-    ConfigError::Invalid {
-        file: None,
-        key: key.to_string(),
-        value: value.to_string(),
-        reason: reason.to_string(),
-    }
-}
-
-fn check_range(key: &str, value: usize, min: usize, max: usize) -> Result<(), ConfigError> {
-    if value < min || value > max {
-        return Err(invalid(key, value, &format!("must lie in {min}..={max}")));
-    }
-    Ok(())
-}
-
-fn check_positive_finite(key: &str, value: f64) -> Result<(), ConfigError> {
-    if !value.is_finite() || value <= 0.0 {
-        return Err(invalid(key, value, "must be a finite number > 0"));
-    }
-    Ok(())
-}
-
-impl HyperteacherConfig {
-    /// [`load_toml`], then [`HyperteacherConfig::validate`]; validation errors name the file.
-    pub fn load(
-        path: impl AsRef<Path>,
-        overrides: &[String],
-    ) -> Result<(Self, toml::Table), ConfigError> {
-        let path = path.as_ref();
-        let (cfg, table) = load_toml::<Self>(path, overrides)?;
-        cfg.validate().map_err(|e| e.in_file(path))?;
-        Ok((cfg, table))
-    }
-
-    /// The student's hidden width, the model default when `[model] width` is absent.
-    pub fn width(&self) -> usize {
-        self.model
-            .width
-            .unwrap_or_else(|| self.model.kind.default_width())
-    }
-
-    /// The training hyperparameters with the per-model defaults of spec §5.3 filled in.
-    pub fn train_params(&self) -> TrainParams {
-        let d = self.model.kind.default_train(self.task.shots_support);
-        let t = &self.train;
-        TrainParams {
-            steps_inner: t.steps_inner.unwrap_or(d.steps_inner),
-            inner_batch: t.inner_batch.unwrap_or(d.inner_batch),
-            lr_inner: t.lr_inner.unwrap_or(d.lr_inner),
-            lr_outer: t.lr_outer.unwrap_or(d.lr_outer),
-            wd_outer: t.wd_outer.unwrap_or(d.wd_outer),
-            max_grad_norm: t.max_grad_norm.unwrap_or(d.max_grad_norm),
-        }
-    }
-
-    /// This config with every per-model default written out, for the run directory's record.
-    pub fn with_defaults_filled(&self) -> Self {
-        let p = self.train_params();
-        let mut cfg = self.clone();
-        cfg.model.width = Some(self.width());
-        cfg.train.steps_inner = Some(p.steps_inner);
-        cfg.train.inner_batch = Some(p.inner_batch);
-        cfg.train.lr_inner = Some(p.lr_inner);
-        cfg.train.lr_outer = Some(p.lr_outer);
-        cfg.train.wd_outer = Some(p.wd_outer);
-        cfg.train.max_grad_norm = Some(p.max_grad_norm);
-        cfg
-    }
-
-    /// The task space of `[task]` (validates 1 ≤ K ≤ M, L ≥ 1 and the enumeration size).
-    pub fn task_space(&self) -> Result<TaskSpace, ConfigError> {
-        TaskSpace::new(self.task.modules, self.task.max_hot, self.task.layers).map_err(|source| {
-            ConfigError::Task {
-                file: None,
-                source: Box::new(source),
-            }
-        })
-    }
-
-    /// The [`TaskSupport`] of `[task]`; the random permutation is seeded with `train.seed`.
-    pub fn task_support(&self) -> TaskSupport {
-        match self.task.support {
-            Support::Random => TaskSupport::Random {
-                frac_ood: self.task.frac_ood,
-                seed: self.train.seed,
-            },
-            Support::NonCompositional => TaskSupport::NonCompositional,
-            Support::Connected => TaskSupport::Connected,
-            Support::Disconnected => TaskSupport::Disconnected,
-        }
-    }
-
-    /// Range-checks every value and builds the task split once, so an impossible experiment
-    /// fails before any GPU work: positive sizes (with typo guards [`MAX_WIDTH`] and
-    /// [`MAX_BATCH`]), finite positive learning rates and clip norm, finite non-negative weight
-    /// decay, 0 < frac_ood < 1, K ≤ M, and a split that leaves both training and OOD tasks.
-    pub fn validate(&self) -> Result<(), ConfigError> {
-        let t = &self.task;
-        check_range("task.hidden_dim", t.hidden_dim, 1, MAX_WIDTH)?;
-        check_range("task.shots_support", t.shots_support, 1, MAX_BATCH)?;
-        check_range("task.shots_query", t.shots_query, 1, MAX_BATCH)?;
-        if !(t.frac_ood.is_finite() && t.frac_ood > 0.0 && t.frac_ood < 1.0) {
-            return Err(invalid(
-                "task.frac_ood",
-                t.frac_ood,
-                "must be a finite number strictly between 0 and 1",
-            ));
-        }
-        if t.max_hot > t.modules {
-            return Err(invalid(
-                "task.max_hot",
-                t.max_hot,
-                &format!(
-                    "K must not exceed the number of modules M = {} (task.modules)",
-                    t.modules
-                ),
-            ));
-        }
-
-        let m = &self.model;
-        check_range("model.width", self.width(), 1, MAX_WIDTH)?;
-        check_range("model.ratio_templates", m.ratio_templates, 1, 1024)?;
-        if matches!(m.kind, ModelKind::HnetLinear | ModelKind::HnetDeepmlp) {
-            let templates = m.ratio_templates.saturating_mul(t.modules);
-            if templates > MAX_WIDTH {
-                return Err(invalid(
-                    "model.ratio_templates",
-                    m.ratio_templates,
-                    &format!(
-                        "ratio_templates × M = {templates} student modules exceeds {MAX_WIDTH}"
-                    ),
-                ));
-            }
-        }
-
-        let tr = &self.train;
-        let p = self.train_params();
-        check_range("train.steps_outer", tr.steps_outer, 1, usize::MAX)?;
-        check_range("train.meta_batch", tr.meta_batch, 1, MAX_BATCH)?;
-        check_range("train.steps_inner", p.steps_inner, 1, 1 << 20)?;
-        check_range("train.inner_batch", p.inner_batch, 1, MAX_BATCH)?;
-        check_positive_finite("train.lr_inner", p.lr_inner)?;
-        check_positive_finite("train.lr_outer", p.lr_outer)?;
-        check_positive_finite("train.max_grad_norm", p.max_grad_norm)?;
-        if !(p.wd_outer.is_finite() && p.wd_outer >= 0.0) {
-            return Err(invalid(
-                "train.wd_outer",
-                p.wd_outer,
-                "must be a finite number ≥ 0",
-            ));
-        }
-        check_range("train.eval_every", tr.eval_every, 1, usize::MAX)?;
-        check_range("train.eval_tasks", tr.eval_tasks, 1, MAX_BATCH)?;
-        check_range(
-            "train.max_consecutive_skips",
-            tr.max_consecutive_skips,
-            1,
-            usize::MAX,
-        )?;
-
-        // Last, as it enumerates the task space: K ≤ M, size, and a split with both sides.
-        let space = self.task_space()?;
-        space
-            .split(self.task_support())
-            .map_err(|source| ConfigError::Task {
-                file: None,
-                source: Box::new(source),
-            })?;
         Ok(())
     }
 }

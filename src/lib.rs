@@ -33,6 +33,7 @@ pub mod bench;
 pub mod checkpoint;
 pub mod config;
 pub mod error;
+pub mod experiments;
 pub mod gpu;
 pub mod metrics;
 pub mod models;

@@ -1,4 +1,5 @@
-//! The `hypermod` command line: `info` and `bench` (training commands arrive with the experiments).
+//! The `hypermod` command line: `info`, `train`, `sweep`, `plot` and `bench`. Configs name their
+//! experiment (`experiment = "..."`); the commands read it first and dispatch on it.
 
 use std::io::IsTerminal;
 use std::path::PathBuf;
@@ -6,7 +7,7 @@ use std::path::PathBuf;
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
 use hypermod::bench::{kernel_cases, run_cases, table_row, BenchReport, BenchSize};
-use hypermod::config::HyperteacherConfig;
+use hypermod::experiments::ExperimentConfig;
 use hypermod::gpu::{list_adapters, Gpu};
 
 #[derive(Parser)]
@@ -28,7 +29,7 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// Train a hyperteacher experiment from a TOML config (see configs/hyperteacher/).
+    /// Train an experiment from a TOML config (see configs/; its `experiment` key picks it).
     Train {
         /// The config file (not with --resume).
         #[arg(required_unless_present = "resume", conflicts_with = "resume")]
@@ -40,16 +41,23 @@ enum Command {
         #[arg(long = "set", value_name = "KEY=VALUE")]
         set: Vec<String>,
         /// Run directory (default: runs/<config name>-<unix time>).
-        #[arg(long)]
+        #[arg(long, conflicts_with = "resume")]
         out: Option<PathBuf>,
+        /// Replace the run in --out if it holds one (refused otherwise).
+        #[arg(long, conflicts_with = "resume")]
+        overwrite: bool,
     },
     /// Run a sweep (grid × seeds over a base config); one row per run in `runs.csv`.
     Sweep {
         /// The sweep file (see configs/hyperteacher/sweeps/).
         sweep: PathBuf,
-        /// Sweep directory (default: runs/<sweep name>-<unix time>).
+        /// Sweep directory (default: runs/<sweep name>-<unix time>). A sweep run again into its
+        /// own directory continues there.
         #[arg(long)]
         out: Option<PathBuf>,
+        /// Run into --out even if it holds a run or another sweep, running every run again.
+        #[arg(long)]
+        overwrite: bool,
     },
     /// Plot a run directory (learning curves) or a sweep directory (every run plus sweep.svg/png).
     Plot {
@@ -65,7 +73,7 @@ enum Command {
 
 #[derive(Subcommand)]
 enum BenchCommand {
-    /// Time outer meta-learning steps of a hyperteacher config: steps/s and tasks/s.
+    /// Time training steps of an experiment config (hyperteacher: outer steps/s and tasks/s).
     Step {
         /// The experiment config (e.g. configs/hyperteacher/hnet_linear.toml).
         config: PathBuf,
@@ -103,6 +111,8 @@ enum BenchCommand {
 }
 
 fn main() {
+    // First, while the process has one thread: keeps display-server probes off stderr.
+    hypermod::gpu::quiet_display_probes();
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn")).init();
     if let Err(e) = run(Cli::parse()) {
         eprintln!("error: {e:#}");
@@ -118,22 +128,17 @@ fn run(cli: Cli) -> Result<()> {
             resume,
             set,
             out,
+            overwrite,
         } => match (config, resume) {
-            (_, Some(dir)) => {
-                let gpu = Gpu::new()?;
-                println!(
-                    "hypermod train --resume {} on {}",
-                    dir.display(),
-                    gpu.adapter_info().name
-                );
-                let s = hypermod::train::hyperteacher::resume(&gpu, &dir)?;
-                println!("{}", serde_json::to_string_pretty(&s)?);
-                Ok(())
-            }
-            (Some(config), None) => train(config, set, out),
+            (_, Some(dir)) => resume_run(dir),
+            (Some(config), None) => train(config, set, out, overwrite),
             (None, None) => anyhow::bail!("give a config file or --resume RUN_DIR"),
         },
-        Command::Sweep { sweep, out } => run_sweep(sweep, out),
+        Command::Sweep {
+            sweep,
+            out,
+            overwrite,
+        } => run_sweep(sweep, out, overwrite),
         Command::Plot { dir } => {
             for f in hypermod::report::plot_dir(&dir)? {
                 println!("wrote {}", f.display());
@@ -173,10 +178,11 @@ fn default_out(config: &std::path::Path) -> PathBuf {
     PathBuf::from("runs").join(format!("{stem}-{secs}"))
 }
 
-fn run_sweep(sweep: PathBuf, out: Option<PathBuf>) -> Result<()> {
+fn run_sweep(sweep: PathBuf, out: Option<PathBuf>, overwrite: bool) -> Result<()> {
     // Expanding validates every run's config before any GPU work starts.
     let (_, runs) = hypermod::sweep::expand(&sweep)?;
     let out = out.unwrap_or_else(|| default_out(&sweep));
+    hypermod::sweep::check_sweep_dir(&sweep, &out, overwrite)?;
     let gpu = Gpu::new()?;
     println!(
         "hypermod sweep {}: {} runs on {} → {}",
@@ -185,26 +191,38 @@ fn run_sweep(sweep: PathBuf, out: Option<PathBuf>) -> Result<()> {
         gpu.adapter_info().name,
         out.display()
     );
-    let csv = hypermod::sweep::run_sweep(&gpu, &sweep, &out)?;
+    let csv = hypermod::sweep::run_sweep(&gpu, &sweep, &out, overwrite)?;
     println!("wrote {}", csv.display());
     Ok(())
 }
 
-fn train(config: PathBuf, set: Vec<String>, out: Option<PathBuf>) -> Result<()> {
-    // Config errors are reported before any GPU work starts.
-    let (cfg, table) = HyperteacherConfig::load(&config, &set)?;
+fn train(config: PathBuf, set: Vec<String>, out: Option<PathBuf>, overwrite: bool) -> Result<()> {
+    // Config errors are reported before any GPU work starts, and so is a run in the way.
+    let (cfg, table) = ExperimentConfig::load(&config, &set)?;
     let out = out.unwrap_or_else(|| default_out(&config));
+    hypermod::run::check_fresh_run_dir(&out, overwrite)?;
     let resolved = toml::to_string(&table).context("serialising the resolved config")?;
     let gpu = Gpu::new()?;
-    let (meta, task) = hypermod::train::hyperteacher::param_counts(&cfg);
     println!(
-        "hypermod train {} on {}: {:?}, {meta} meta / {task} task parameters → {}",
+        "hypermod train {} on {}: {} → {}",
         config.display(),
         gpu.adapter_info().name,
-        cfg.model.kind,
+        cfg.describe(),
         out.display()
     );
-    let s = hypermod::train::hyperteacher::run(&gpu, &cfg, &resolved, &out)?;
+    let s = cfg.train(&gpu, &resolved, &out, overwrite)?;
+    println!("{}", serde_json::to_string_pretty(&s)?);
+    Ok(())
+}
+
+fn resume_run(dir: PathBuf) -> Result<()> {
+    let gpu = Gpu::new()?;
+    println!(
+        "hypermod train --resume {} on {}",
+        dir.display(),
+        gpu.adapter_info().name
+    );
+    let s = hypermod::experiments::resume(&gpu, &dir)?;
     println!("{}", serde_json::to_string_pretty(&s)?);
     Ok(())
 }
@@ -216,24 +234,27 @@ fn bench_step(
     warmup: usize,
     json: Option<PathBuf>,
 ) -> Result<()> {
-    let (cfg, _) = HyperteacherConfig::load(&config, &set)?;
+    let (cfg, _) = ExperimentConfig::load(&config, &set)?;
     let gpu = Gpu::new()?;
-    let (meta, task) = hypermod::train::hyperteacher::param_counts(&cfg);
-    println!(
-        "hypermod bench step {} on {}: {:?}, {} tasks × {} inner steps, {meta} meta / {task} task parameters",
-        config.display(),
-        gpu.adapter_info().name,
-        cfg.model.kind,
-        cfg.train.meta_batch,
-        cfg.train_params().steps_inner
-    );
-    let r = hypermod::train::hyperteacher::bench_step(&gpu, &cfg, warmup, steps)?;
-    println!(
-        "median {:.4} s/step  →  {:.3} outer steps/s, {:.1} tasks/s (wall clock, median of {steps})",
-        r.median_s, r.steps_per_s, r.tasks_per_s
-    );
-    if let Some(path) = json {
-        hypermod::run::write_json(&path, &r)?;
+    match &cfg {
+        ExperimentConfig::Hyperteacher(c) => {
+            println!(
+                "hypermod bench step {} on {}: {}, {} tasks × {} inner steps",
+                config.display(),
+                gpu.adapter_info().name,
+                cfg.describe(),
+                c.train.meta_batch,
+                c.train_params().steps_inner
+            );
+            let r = hypermod::experiments::hyperteacher::bench::bench_step(&gpu, c, warmup, steps)?;
+            println!(
+                "median {:.4} s/step  →  {:.3} outer steps/s, {:.1} tasks/s (wall clock, median of {steps})",
+                r.median_s, r.steps_per_s, r.tasks_per_s
+            );
+            if let Some(path) = json {
+                hypermod::run::write_json(&path, &r)?;
+            }
+        }
     }
     Ok(())
 }

@@ -1,26 +1,93 @@
-//! Run directories: atomic file writes, so an interrupted run never leaves a truncated file.
+//! Run directories: atomic file writes, so an interrupted run never leaves a truncated file, and
+//! the guard that refuses to write a run over another one.
 
 use std::path::Path;
 
-use crate::error::{Error, Result};
+use crate::error::{file_err, Error, Result};
+use crate::gpu::Gpu;
 
 /// Writes `bytes` to `path` through a temporary file in the same directory and a rename.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    let io = |e: std::io::Error| Error::Io {
-        path: path.display().to_string(),
-        message: e.to_string(),
-    };
     let mut tmp = path.as_os_str().to_owned();
     tmp.push(".tmp");
-    std::fs::write(&tmp, bytes).map_err(io)?;
-    std::fs::rename(&tmp, path).map_err(io)
+    std::fs::write(&tmp, bytes).map_err(file_err("write", path))?;
+    std::fs::rename(&tmp, path).map_err(file_err("write", path))
 }
 
 /// Serialises `value` as pretty JSON and writes it atomically.
 pub fn write_json(path: &Path, value: &impl serde::Serialize) -> Result<()> {
-    let text = serde_json::to_string_pretty(value).map_err(|e| Error::Io {
-        path: path.display().to_string(),
-        message: e.to_string(),
+    let text = serde_json::to_string_pretty(value).map_err(|source| Error::Json {
+        path: path.to_path_buf(),
+        source,
     })?;
     write_atomic(path, text.as_bytes())
+}
+
+/// Reads the JSON file at `path` into `T`.
+pub fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T> {
+    let text = std::fs::read_to_string(path).map_err(file_err("read", path))?;
+    serde_json::from_str(&text).map_err(|source| Error::Json {
+        path: path.to_path_buf(),
+        source,
+    })
+}
+
+/// Creates `dir` (and its parents) if needed.
+pub fn create_dir(dir: &Path) -> Result<()> {
+    std::fs::create_dir_all(dir).map_err(file_err("create directory", dir))
+}
+
+/// The files whose presence marks a directory as holding a run.
+pub const RUN_FILES: [&str; 4] = [
+    "config.toml",
+    "summary.json",
+    "checkpoint.safetensors",
+    "metrics.jsonl",
+];
+
+/// Whether `dir` holds (part of) a run: any of [`RUN_FILES`].
+pub fn holds_run(dir: &Path) -> bool {
+    RUN_FILES.iter().any(|f| dir.join(f).exists())
+}
+
+/// Refuses to start a new run in `dir` when it already holds one, unless `overwrite`: a second
+/// `hypermod train … --out DIR` must not replace the first run's files silently.
+pub fn check_fresh_run_dir(dir: &Path, overwrite: bool) -> Result<()> {
+    if overwrite || !holds_run(dir) {
+        return Ok(());
+    }
+    Err(Error::RunExists {
+        dir: dir.to_path_buf(),
+        what: "a run".into(),
+        hint: format!(
+            "continue it with `hypermod train --resume {}`, choose another --out, or pass \
+             --overwrite to replace it",
+            dir.display()
+        ),
+    })
+}
+
+/// Sets up a new run directory: refuses one that holds a run (unless `overwrite`), creates it,
+/// stores the resolved config (`config.toml`) and `run.json`.
+pub fn start_run_dir(gpu: &Gpu, dir: &Path, resolved: &str, overwrite: bool) -> Result<()> {
+    check_fresh_run_dir(dir, overwrite)?;
+    create_dir(dir)?;
+    write_atomic(&dir.join("config.toml"), resolved.as_bytes())?;
+    write_run_info(gpu, dir)
+}
+
+/// `run.json`: hypermod version, the adapter, when the run started and its command line, so a
+/// run can be compared with others weeks later.
+fn write_run_info(gpu: &Gpu, out: &Path) -> Result<()> {
+    let started = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    let info = serde_json::json!({
+        "hypermod_version": env!("CARGO_PKG_VERSION"),
+        "adapter": gpu.report(),
+        "started_unix": started,
+        "command": std::env::args().collect::<Vec<_>>(),
+    });
+    write_json(&out.join("run.json"), &info)
 }

@@ -10,20 +10,25 @@
 //! ```
 //! The grid key `base` (instead of a top-level `base`) compares whole configs, e.g.
 //! `base = ["../quick/anil.toml", "../quick/maml.toml"]`; a run's label then names the file stem.
-//! Every run's config is loaded and validated before the first run starts. A run whose
-//! directory already holds a `summary.json` is not run again, so an interrupted sweep resumes.
+//! Every run's config is loaded and validated before the first run starts; all runs must be of
+//! one experiment, whose summary columns make `runs.csv` and `summary.md`.
+//!
+//! The sweep file is copied into the sweep directory (`sweep.toml`). Run again into the same
+//! directory with the same file, the sweep continues itself: a run whose directory already holds
+//! a `summary.json` is not run again. A directory holding a single run or a different sweep is
+//! refused, unless `overwrite` (which also runs every run again).
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
-use crate::config::{ConfigError, HyperteacherConfig};
-use crate::error::{arg_err, Error, Result};
+use crate::config::{read_table, ConfigError};
+use crate::error::{arg_err, file_err, Error, Result};
+use crate::experiments::{ExperimentConfig, Kind};
 use crate::gpu::Gpu;
 use crate::report::{summary_markdown, RunsTable};
-use crate::run::write_atomic;
-use crate::train::hyperteacher::{run, Summary};
+use crate::run::{create_dir, holds_run, write_atomic};
 
 /// A sweep file.
 #[derive(Debug, Deserialize)]
@@ -59,7 +64,7 @@ pub struct SweepRun {
     /// Every override applied to the base config.
     pub overrides: Vec<String>,
     /// The loaded, validated config.
-    pub config: HyperteacherConfig,
+    pub config: ExperimentConfig,
     /// The resolved config text.
     pub resolved: String,
 }
@@ -67,16 +72,12 @@ pub struct SweepRun {
 /// The grid key that selects the base config instead of overriding a key.
 const BASE_KEY: &str = "base";
 
-fn cfg_err(e: ConfigError) -> Error {
-    arg_err("sweep", e.to_string())
-}
+/// The name under which a sweep directory keeps a copy of its sweep file.
+const SWEEP_COPY: &str = "sweep.toml";
 
 /// Reads a sweep file and expands and validates every run (no GPU work).
 pub fn expand(path: &Path) -> Result<(SweepConfig, Vec<SweepRun>)> {
-    let text = std::fs::read_to_string(path).map_err(|e| Error::Io {
-        path: path.display().to_string(),
-        message: e.to_string(),
-    })?;
+    let text = std::fs::read_to_string(path).map_err(file_err("read", path))?;
     let sweep: SweepConfig =
         toml::from_str(&text).map_err(|e| arg_err("sweep", format!("{}: {e}", path.display())))?;
     if sweep.seeds.is_empty() {
@@ -122,6 +123,7 @@ pub fn expand(path: &Path) -> Result<(SweepConfig, Vec<SweepRun>)> {
             .collect();
     }
     let mut runs = Vec::new();
+    let mut kinds = Kinds::default();
     for p in &points {
         for &seed in &sweep.seeds {
             let mut overrides = sweep.set.clone();
@@ -144,14 +146,19 @@ pub fn expand(path: &Path) -> Result<(SweepConfig, Vec<SweepRun>)> {
                     values.push(v.to_string().trim_matches('"').to_string());
                 }
             }
-            overrides.push(format!("train.seed={seed}"));
-            let (config, table) = match HyperteacherConfig::load(&base, &overrides) {
+            let kind = kinds.of(&base)?;
+            overrides.push(format!("{}={seed}", kind.seed_key()));
+            let (config, table) = match ExperimentConfig::load(&base, &overrides) {
                 Ok(loaded) => loaded,
-                Err(e) if sweep.skip_invalid && !matches!(e, ConfigError::Io { .. }) => {
-                    println!("sweep: skipping {}: {e}", overrides.join(" "));
+                Err(e) if sweep.skip_invalid && is_invalid_value(&e) => {
+                    println!(
+                        "sweep: skipping {}: {}",
+                        overrides.join(" "),
+                        crate::error::report(&e)
+                    );
                     continue;
                 }
-                Err(e) => return Err(cfg_err(e)),
+                Err(e) => return Err(e),
             };
             let resolved = toml::to_string(&table).map_err(|e| arg_err("sweep", e.to_string()))?;
             let mut label: Vec<String> = keys
@@ -170,7 +177,46 @@ pub fn expand(path: &Path) -> Result<(SweepConfig, Vec<SweepRun>)> {
             });
         }
     }
+    one_experiment(path, &runs)?;
     Ok((sweep, runs))
+}
+
+/// Whether a config error is about a value (a grid point that `skip_invalid` may drop), not about
+/// the file (missing, not TOML, no experiment).
+fn is_invalid_value(e: &Error) -> bool {
+    matches!(e, Error::Config(c) if !matches!(**c, ConfigError::Io { .. } | ConfigError::Parse { .. }))
+}
+
+/// The experiment of each base config, read once per file.
+#[derive(Default)]
+struct Kinds(BTreeMap<PathBuf, Kind>);
+
+impl Kinds {
+    fn of(&mut self, base: &Path) -> Result<Kind> {
+        if let Some(k) = self.0.get(base) {
+            return Ok(*k);
+        }
+        let kind = Kind::of_table(&read_table(base)?, base)?;
+        self.0.insert(base.to_path_buf(), kind);
+        Ok(kind)
+    }
+}
+
+/// All runs of a sweep share one experiment: its summary columns make the sweep's tables.
+fn one_experiment(path: &Path, runs: &[SweepRun]) -> Result<()> {
+    let mut kinds: Vec<&str> = runs.iter().map(|r| r.config.kind().name()).collect();
+    kinds.dedup();
+    if kinds.len() > 1 {
+        return Err(arg_err(
+            "sweep",
+            format!(
+                "{}: the base configs are of different experiments ({}); one sweep runs one",
+                path.display(),
+                kinds.join(", ")
+            ),
+        ));
+    }
+    Ok(())
 }
 
 fn dir_name(i: usize, label: &str) -> String {
@@ -187,48 +233,32 @@ fn dir_name(i: usize, label: &str) -> String {
     format!("{i:03}-{clean}")
 }
 
-/// The `runs.csv` columns after the grid keys and seed.
-fn metric_columns(s: &Summary) -> Vec<(String, String)> {
-    let mut cols = Vec::new();
-    for (which, sets) in [("final", &s.r#final), ("best", &s.best)] {
-        for (set, m) in sets {
-            cols.push((format!("{which}_{set}_loss"), format!("{:.6}", m.loss)));
-            cols.push((format!("{which}_{set}_acc"), format!("{:.6}", m.acc)));
-        }
-    }
-    cols.push(("best_step".into(), s.best_step.to_string()));
-    cols.push((
-        "decoder_r2".into(),
-        s.decoder_r2
-            .as_ref()
-            .map_or(String::new(), |d| format!("{:.6}", d.mean)),
-    ));
-    cols.push(("seconds".into(), format!("{:.1}", s.seconds)));
-    cols
-}
-
-/// Runs every run of `sweep_path` into `out/<nnn>-<label>/` and writes `out/runs.csv`.
-pub fn run_sweep(gpu: &Gpu, sweep_path: &Path, out: &Path) -> Result<PathBuf> {
+/// Runs every run of `sweep_path` into `out/<nnn>-<label>/` and writes `out/runs.csv` and
+/// `out/summary.md` after every run. Continues a sweep of the same file in `out`; refuses a
+/// directory holding a run or another sweep unless `overwrite`.
+pub fn run_sweep(gpu: &Gpu, sweep_path: &Path, out: &Path, overwrite: bool) -> Result<PathBuf> {
     let (sweep, runs) = expand(sweep_path)?;
-    let io = |e: std::io::Error| Error::Io {
-        path: out.display().to_string(),
-        message: e.to_string(),
+    check_sweep_dir(sweep_path, out, overwrite)?;
+    let text = std::fs::read_to_string(sweep_path).map_err(file_err("read", sweep_path))?;
+    create_dir(out)?;
+    write_atomic(&out.join(SWEEP_COPY), text.as_bytes())?;
+    let Some(kind) = runs.first().map(|r| r.config.kind()) else {
+        return Err(arg_err(
+            "sweep",
+            format!("{}: no runs", sweep_path.display()),
+        ));
     };
-    std::fs::create_dir_all(out).map_err(io)?;
     let keys: Vec<&String> = sweep.grid.keys().collect();
     let mut table = RunsTable::default();
     for (i, r) in runs.iter().enumerate() {
         let dir = out.join(dir_name(i, &r.label));
-        let summary_path = dir.join("summary.json");
+        let summary = dir.join("summary.json");
         println!("sweep run {}/{}: {}", i + 1, runs.len(), r.label);
-        let summary: Summary = if summary_path.exists() {
-            let text = std::fs::read_to_string(&summary_path).map_err(io)?;
-            serde_json::from_str(&text)
-                .map_err(|e| arg_err("sweep", format!("{}: {e}", summary_path.display())))?
-        } else {
-            run(gpu, &r.config, &r.resolved, &dir)?
-        };
-        let cols = metric_columns(&summary);
+        if overwrite || !summary.exists() {
+            // The sweep's own run directory: a run cut short restarts from scratch.
+            r.config.train(gpu, &r.resolved, &dir, true)?;
+        }
+        let cols = kind.summary_columns(&summary)?;
         if table.header.is_empty() {
             table.header = keys
                 .iter()
@@ -245,12 +275,43 @@ pub fn run_sweep(gpu: &Gpu, sweep_path: &Path, out: &Path) -> Result<PathBuf> {
                 .chain(cols.into_iter().map(|(_, v)| v))
                 .collect(),
         );
-        let report = |e: String| arg_err("sweep", e);
-        table
-            .write(&out.join("runs.csv"))
-            .map_err(|e| report(e.to_string()))?;
-        let markdown = summary_markdown(&table).map_err(report)?;
+        table.write(&out.join("runs.csv"))?;
+        let markdown =
+            summary_markdown(&table, kind.measures()).map_err(|e| arg_err("sweep", e))?;
         write_atomic(&out.join("summary.md"), markdown.as_bytes())?;
     }
     Ok(out.join("runs.csv"))
+}
+
+/// Refuses a sweep directory that holds a single run, another sweep, or a sweep whose file is
+/// unknown (written before sweeps kept theirs), unless `overwrite`. The same sweep file may
+/// continue in its own directory.
+pub fn check_sweep_dir(sweep_path: &Path, out: &Path, overwrite: bool) -> Result<()> {
+    if overwrite {
+        return Ok(());
+    }
+    let sweep_text = std::fs::read_to_string(sweep_path).map_err(file_err("read", sweep_path))?;
+    let refuse = |what: &str, hint: &str| Error::RunExists {
+        dir: out.to_path_buf(),
+        what: what.to_string(),
+        hint: format!("{hint}, choose another --out, or pass --overwrite to run this sweep there"),
+    };
+    if holds_run(out) {
+        return Err(refuse(
+            "a run, not a sweep",
+            "continue it with `hypermod train --resume`",
+        ));
+    }
+    match std::fs::read_to_string(out.join(SWEEP_COPY)) {
+        Ok(own) if own == sweep_text => Ok(()),
+        Ok(_) => Err(refuse(
+            "another sweep (its sweep.toml differs from this sweep file)",
+            "run that sweep file to continue it",
+        )),
+        Err(_) if out.join("runs.csv").exists() => Err(refuse(
+            "a sweep without its sweep.toml",
+            "copy the sweep file there as sweep.toml to continue it",
+        )),
+        Err(_) => Ok(()),
+    }
 }

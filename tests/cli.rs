@@ -1,5 +1,5 @@
-//! End-to-end tests of the `hypermod` binary: `info`, `bench kernels` (tiny table, JSON output)
-//! and the no-adapter error.
+//! End-to-end tests of the `hypermod` binary: `info`, `bench kernels` (tiny table, JSON output),
+//! the no-adapter error, a quiet start without a display, errors that name their cause once.
 
 mod common;
 
@@ -86,4 +86,98 @@ fn unmatched_adapter_pin_is_a_clear_error_not_a_panic() {
         "{err}"
     );
     assert!(!err.contains("panicked"), "{err}");
+}
+
+#[test]
+fn info_without_a_display_prints_nothing_but_its_output() {
+    let _gpu = gpu_or_skip!();
+    // A server or CI job: no Wayland session. Display probes must not reach stderr.
+    let out = hypermod()
+        .arg("info")
+        .env_remove("XDG_RUNTIME_DIR")
+        .env_remove("WAYLAND_DISPLAY")
+        .env_remove("DISPLAY")
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert!(
+        !err.lines().any(|l| l.trim_start().starts_with("error")),
+        "stderr holds errors that are not about the command:\n{err}"
+    );
+}
+
+fn temp_dir(name: &str) -> std::path::PathBuf {
+    let d = std::env::temp_dir().join(format!("hypermod-cli-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+#[test]
+fn an_error_says_its_cause_once() {
+    // No GPU needed: the config is read first.
+    let out = hypermod()
+        .args(["train", "no/such/dir/missing.toml"])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("cannot read config file no/such/dir/missing.toml"),
+        "{err}"
+    );
+    let cause = std::io::Error::from(std::io::ErrorKind::NotFound).to_string();
+    let os_cause = "(os error 2)";
+    assert_eq!(err.matches(os_cause).count(), 1, "cause repeated: {err}");
+    assert!(err.contains(os_cause) || err.contains(&cause), "{err}");
+}
+
+#[test]
+fn a_config_must_name_a_known_experiment() {
+    let dir = temp_dir("experiment");
+    let body = "[train]\nsteps_outer = 1\n";
+    let none = dir.join("none.toml");
+    std::fs::write(&none, body).unwrap();
+    let typo = dir.join("typo.toml");
+    std::fs::write(&typo, format!("experiment = \"hypertaecher\"\n{body}")).unwrap();
+    for (file, needles) in [
+        (
+            &none,
+            &[
+                "no top-level `experiment` key",
+                "known experiments: hyperteacher",
+                "experiment = \"hyperteacher\"",
+            ][..],
+        ),
+        (
+            &typo,
+            &[
+                "unknown experiment `hypertaecher`",
+                "known experiments: hyperteacher",
+                "did you mean `hyperteacher`?",
+            ][..],
+        ),
+    ] {
+        for cmd in [&["train"][..], &["bench", "step"][..]] {
+            let out = hypermod().args(cmd).arg(file).output().unwrap();
+            let err = String::from_utf8_lossy(&out.stderr);
+            assert_eq!(out.status.code(), Some(1), "{cmd:?}: {err}");
+            for n in needles {
+                assert!(
+                    err.contains(n),
+                    "{cmd:?} {}: missing {n}: {err}",
+                    file.display()
+                );
+            }
+        }
+    }
+    // A sweep reads its base config's experiment.
+    let sweep = dir.join("sweep.toml");
+    std::fs::write(&sweep, format!("base = {typo:?}\nseeds = [1]\n")).unwrap();
+    let out = hypermod().arg("sweep").arg(&sweep).output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("did you mean `hyperteacher`?"), "{err}");
+    std::fs::remove_dir_all(&dir).ok();
 }

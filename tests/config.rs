@@ -4,14 +4,16 @@
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use hypermod::config::{
-    load_toml, parse_toml, ConfigError, HyperteacherConfig, ModelKind, Schema, Support,
-};
-use hypermod::tasks::hyperteacher::TaskError;
+use hypermod::config::{load_toml, parse_toml, ConfigError, Schema};
+use hypermod::error::report;
+use hypermod::experiments::hyperteacher::tasks::TaskError;
+use hypermod::experiments::hyperteacher::{HyperteacherConfig, ModelKind, Support};
 use rand::rngs::ChaCha8Rng;
 use rand::{RngExt, SeedableRng};
 
 const VALID: &str = r#"
+experiment = "hyperteacher"
+
 [task]
 modules = 8
 max_hot = 2
@@ -58,7 +60,7 @@ fn parse(text: &str, overrides: &[&str]) -> Result<HyperteacherConfig, ConfigErr
 fn err(text: &str, overrides: &[&str]) -> String {
     match parse(text, overrides).and_then(|c| c.validate().map(|_| c)) {
         Ok(_) => panic!("expected an error for {overrides:?}"),
-        Err(e) => e.to_string(),
+        Err(e) => report(&e),
     }
 }
 
@@ -71,8 +73,16 @@ fn valid_config_round_trips() {
     assert_eq!(cfg.model.kind, ModelKind::HnetLinear);
     assert_eq!(cfg.train.seed, 2020);
     assert_eq!(cfg.train_params().lr_outer, 1e-3);
-    // The resolved table deserialises to the same config, and so does the serialised config.
-    let again: HyperteacherConfig = table.clone().try_into().unwrap();
+    // The resolved table keeps the experiment key (the loader's, not the experiment's); without
+    // it, it deserialises to the same config, and so does the serialised config.
+    let mut table = table.clone();
+    assert_eq!(
+        table
+            .remove("experiment")
+            .and_then(|v| v.as_str().map(String::from)),
+        Some("hyperteacher".to_string())
+    );
+    let again: HyperteacherConfig = table.try_into().unwrap();
     assert_eq!(again, cfg);
     let text = toml::to_string(&cfg.with_defaults_filled()).unwrap();
     let back = parse(&text, &[]).unwrap();
@@ -272,6 +282,24 @@ fn malformed_overrides_are_rejected() {
 }
 
 #[test]
+fn the_experiment_key_belongs_to_the_loader() {
+    // Type-checked, never overridable, and another experiment's file is refused by this loader.
+    let e = parse("experiment = 3\n", &[]).unwrap_err();
+    assert!(matches!(e, ConfigError::Type { .. }), "{e:?}");
+    assert!(e.to_string().contains("`experiment`"), "{e}");
+    let e = parse(VALID, &["experiment=sine"]).unwrap_err();
+    assert!(matches!(e, ConfigError::Override { .. }), "{e:?}");
+    let path = temp_file("sine.toml", &VALID.replace("\"hyperteacher\"", "\"sine\""));
+    let e = HyperteacherConfig::load(&path, &[]).unwrap_err();
+    assert!(matches!(e, ConfigError::WrongExperiment { .. }), "{e:?}");
+    // The typed loader accepts a file without the key (its caller chose the experiment).
+    assert_eq!(
+        parse(VALID, &[]).unwrap(),
+        parse(&VALID.replace("experiment = \"hyperteacher\"", ""), &[]).unwrap()
+    );
+}
+
+#[test]
 fn missing_file_names_the_path() {
     let path = std::env::temp_dir().join("hypermod-no-such-dir/none.toml");
     let e = load_toml::<HyperteacherConfig>(&path, &[]).unwrap_err();
@@ -304,8 +332,8 @@ fn impossible_splits_are_rejected() {
     let cfg = parse(VALID, &["task.support=connected", "task.modules=5"]).unwrap();
     let e = cfg.validate().unwrap_err();
     assert!(
-        matches!(&e, ConfigError::Task { source, .. }
-            if matches!(**source, TaskError::UnsupportedSplit { .. })),
+        matches!(&e, ConfigError::Section { source, .. }
+            if matches!(source.downcast_ref::<TaskError>(), Some(TaskError::UnsupportedSplit { .. }))),
         "{e:?}"
     );
     parse(VALID, &["task.support=disconnected"])
@@ -319,7 +347,7 @@ fn impossible_splits_are_rejected() {
     )
     .unwrap();
     let e = cfg.validate().unwrap_err();
-    assert!(e.to_string().contains("leaves no OOD task"), "{e}");
+    assert!(report(&e).contains("leaves no OOD task"), "{e}");
     // non_compositional with M = 1 holds out everything.
     let cfg = parse(
         VALID,
@@ -330,11 +358,7 @@ fn impossible_splits_are_rejected() {
         ],
     )
     .unwrap();
-    assert!(cfg
-        .validate()
-        .unwrap_err()
-        .to_string()
-        .contains("no training task"));
+    assert!(report(&cfg.validate().unwrap_err()).contains("no training task"));
     // A space too large to enumerate.
     let e = err(VALID, &["task.modules=1000"]);
     assert!(e.contains("limit"), "{e}");

@@ -3,7 +3,8 @@
 
 use std::path::Path;
 
-use hypermod::config::HyperteacherConfig;
+use hypermod::experiments::hyperteacher::HyperteacherConfig;
+use hypermod::experiments::{ExperimentConfig, Kind};
 
 fn toml_files(dir: &str) -> Vec<std::path::PathBuf> {
     let mut v: Vec<_> = std::fs::read_dir(dir)
@@ -24,7 +25,10 @@ fn every_experiment_config_loads() {
         "tests/data",
     ] {
         for f in toml_files(dir) {
-            HyperteacherConfig::load(&f, &[]).unwrap_or_else(|e| panic!("{}: {e}", f.display()));
+            // Through the CLI's loader: every shipped config names its experiment.
+            let (cfg, _) = ExperimentConfig::load(&f, &[])
+                .unwrap_or_else(|e| panic!("{}: {}", f.display(), hypermod::error::report(&e)));
+            assert_eq!(cfg.kind(), Kind::Hyperteacher, "{}", f.display());
             n += 1;
         }
     }
@@ -121,8 +125,11 @@ fn a_bad_sweep_is_refused_before_any_run() {
         "seeds = [1, 2]\n[grid]\nbase = [{anil:?}, {maml:?}]\n"
     ));
     let (_, runs) = hypermod::sweep::expand(&p).unwrap();
-    let kinds: Vec<_> = runs.iter().map(|r| r.config.model.kind).collect();
-    use hypermod::config::ModelKind::{Anil, Maml};
+    let kinds: Vec<_> = runs
+        .iter()
+        .map(|r| r.config.as_hyperteacher().unwrap().model.kind)
+        .collect();
+    use hypermod::experiments::hyperteacher::ModelKind::{Anil, Maml};
     assert_eq!(kinds, [Anil, Anil, Maml, Maml]);
     assert_eq!(runs[2].label, "base=maml,seed=1");
     let e = hypermod::sweep::expand(&write(&format!(

@@ -3,7 +3,7 @@
 
 use std::collections::HashSet;
 
-use hypermod::tasks::hyperteacher::{
+use hypermod::experiments::hyperteacher::tasks::{
     Coefficients, Task, TaskError, TaskSpace, TaskSplit, TaskSupport,
 };
 

@@ -3,9 +3,9 @@
 
 mod common;
 
+use hypermod::experiments::hyperteacher::tasks::{Coefficients, TaskSpace};
 use hypermod::gpu::Gpu;
 use hypermod::gpu::Step;
-use hypermod::tasks::hyperteacher::{Coefficients, TaskSpace};
 use hypermod::tasks::teacher::{
     teacher_inputs_cpu, teacher_logits_cpu, teacher_targets_cpu, TeacherConfig, TeacherError,
     TeacherForward, TeacherTargets, TeacherWeights, TeacherWeightsGpu, STATS_INPUTS,

@@ -1,5 +1,6 @@
 //! `runs.csv` round trips through real CSV quoting, and `summary.md` aggregates seeds correctly.
 
+use hypermod::experiments::hyperteacher::columns::MEASURES;
 use hypermod::report::{summary_markdown, RunsTable, RunsTableError};
 
 fn tmp(name: &str) -> std::path::PathBuf {
@@ -80,7 +81,7 @@ fn cells_with_commas_and_quotes_round_trip() {
 
 #[test]
 fn summary_gives_mean_and_sd_over_seeds() {
-    let md = summary_markdown(&table()).unwrap();
+    let md = summary_markdown(&table(), MEASURES).unwrap();
     // Grid point [1, 2]: test acc 0.5/0.7 → 0.600 ± 0.141; gap acc 0.1/0.3 → +0.200 ± 0.141;
     // gap loss 0.5/1.5 → +1.000 ± 0.707 (gaps signed); R² 0.5/0.7 → 0.600 ± 0.141.
     let row = md
@@ -126,12 +127,12 @@ fn malformed_files_are_typed_errors() {
     let mut t = table();
     let gone = t.column("final_ood_acc").unwrap();
     t.header[gone] = "renamed".into();
-    let err = summary_markdown(&t).unwrap_err();
+    let err = summary_markdown(&t, MEASURES).unwrap_err();
     assert!(err.contains("final_ood_acc"), "{err}");
     let mut t = table();
     let test_acc = t.column("final_test_acc").unwrap();
     t.rows[1][test_acc] = "oops".into();
-    let err = summary_markdown(&t).unwrap_err();
+    let err = summary_markdown(&t, MEASURES).unwrap_err();
     assert!(err.contains("oops") && err.contains("run 2"), "{err}");
     std::fs::remove_dir_all(&dir).unwrap();
 }

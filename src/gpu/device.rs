@@ -124,6 +124,25 @@ fn backend_rank(b: wgpu::Backend) -> u8 {
     }
 }
 
+/// Switches off Mesa's `VK_LAYER_MESA_device_select` implicit Vulkan layer unless the user
+/// configured it (`MESA_VK_DEVICE_SELECT`) or chose already (`NODEVICE_SELECT`).
+///
+/// Why: while enumerating physical devices that layer connects to the Wayland display to find
+/// the "default" GPU; on a machine without one (a server, CI, ssh) libwayland then prints
+/// `error: XDG_RUNTIME_DIR is invalid or not set in the environment.` to stderr once per
+/// enumeration, before any output of the command. hypermod orders adapters itself
+/// (`HYPERMOD_ADAPTER`, discrete > integrated > CPU), so the layer adds nothing here.
+///
+/// It sets an environment variable, so call it at the start of `main`, before any thread is
+/// started (the CLI does).
+pub fn quiet_display_probes() {
+    if std::env::var_os("MESA_VK_DEVICE_SELECT").is_none()
+        && std::env::var_os("NODEVICE_SELECT").is_none()
+    {
+        std::env::set_var("NODEVICE_SELECT", "1");
+    }
+}
+
 /// Lists every adapter wgpu can see under the current environment (`WGPU_BACKEND` respected).
 pub fn list_adapters() -> Vec<wgpu::AdapterInfo> {
     let (instance, backends) = make_instance();

@@ -9,7 +9,8 @@ mod step;
 mod tensor;
 
 pub use device::{
-    list_adapters, AdapterReport, FeatureSet, Gpu, GpuOptions, LimitsReport, ADAPTER_ENV,
+    list_adapters, quiet_display_probes, AdapterReport, FeatureSet, Gpu, GpuOptions, LimitsReport,
+    ADAPTER_ENV,
 };
 pub use kernels::{grid_1d, Access, Cost, Dispatch, KernelSpec, Shader};
 pub use profile::{Timing, TimingMethod};

@@ -302,6 +302,30 @@ impl AdamW {
     }
 }
 
+/// Checkpointing: the optimiser lists its own state.
+impl AdamW {
+    /// Everything an exact resume needs: the moments, the step count and the skip counters,
+    /// named `m`, `v`, `t`, `skipped`, `consecutive_skips`.
+    pub fn state(&self) -> crate::checkpoint::TensorState<'_> {
+        crate::checkpoint::TensorState::new()
+            .with("m", self.m())
+            .with("v", self.v())
+            .with("t", self.step_count())
+            .with("skipped", self.skipped())
+            .with("consecutive_skips", self.consecutive_skips())
+    }
+
+    /// Restores [`AdamW::state`] from a checkpoint read from `path` (un-prefixed names).
+    pub fn load_state(
+        &self,
+        gpu: &Gpu,
+        ck: &crate::checkpoint::Checkpoint,
+        path: &std::path::Path,
+    ) -> Result<()> {
+        self.state().load_from(gpu, ck, path)
+    }
+}
+
 /// Host copy of the per-item AdamW state, for [`adamw_cpu`].
 #[derive(Clone, Debug, PartialEq)]
 pub struct AdamWHostState<T> {

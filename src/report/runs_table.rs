@@ -1,5 +1,6 @@
 //! `runs.csv`, the one-row-per-run table that `hypermod sweep` writes, and its summary over seeds
-//! (`summary.md`: mean ± sd per grid point of accuracy, loss, the test − OOD gap and decoder R²).
+//! (`summary.md`: mean ± sd per grid point of the experiment's measures, e.g. accuracy, loss, the
+//! test − OOD gap and decoder R² for the hyperteacher).
 //!
 //! The file is real CSV (quoted where a cell holds a comma, a quote or a newline), so grid values
 //! such as `[1, 2]` survive the round trip.
@@ -189,67 +190,73 @@ pub fn mean_std(v: &[f64]) -> (f64, f64) {
     (mean, var.sqrt())
 }
 
-/// A summary column: its title and how to get it from a run's row.
-struct Measure {
+/// A column a [`Measure`] reads.
+#[derive(Clone, Copy, Debug)]
+pub enum Col {
+    /// `{final|best}_{name}`, per section of the summary; required.
+    Set(&'static str),
+    /// `name` as is, one per run (e.g. `seconds`); NaN where the table lacks it.
+    Run(&'static str),
+}
+
+/// A summary column: its title and how to compute it from a run's cells. Each experiment lists
+/// its own (its summary columns).
+#[derive(Clone, Copy)]
+pub struct Measure {
     title: &'static str,
-    value: fn(&Cells) -> f64,
+    cols: &'static [Col],
+    /// The value from the cells of `cols`, in order.
+    value: fn(&[f64]) -> f64,
     /// Shown with an explicit sign (a gap).
     signed: bool,
 }
 
 impl Measure {
-    const fn new(title: &'static str, value: fn(&Cells) -> f64, signed: bool) -> Measure {
+    /// A measure titled `title`, computed by `value` from the cells of `cols`.
+    pub const fn new(
+        title: &'static str,
+        cols: &'static [Col],
+        value: fn(&[f64]) -> f64,
+        signed: bool,
+    ) -> Measure {
         Measure {
             title,
+            cols,
             value,
             signed,
         }
     }
 }
 
-/// The metric cells of one run that the summary uses.
-struct Cells {
-    test_acc: f64,
-    ood_acc: f64,
-    test_loss: f64,
-    ood_loss: f64,
-    decoder_r2: f64,
-    minutes: f64,
-}
-
-const MEASURES: &[Measure] = &[
-    Measure::new("test acc", |c| c.test_acc, false),
-    Measure::new("ood acc", |c| c.ood_acc, false),
-    Measure::new("gap acc (test − ood)", |c| c.test_acc - c.ood_acc, true),
-    Measure::new("test loss", |c| c.test_loss, false),
-    Measure::new("ood loss", |c| c.ood_loss, false),
-    Measure::new("gap loss (ood − test)", |c| c.ood_loss - c.test_loss, true),
-    Measure::new("decoder R²", |c| c.decoder_r2, false),
-    Measure::new("minutes", |c| c.minutes, false),
-];
-
-fn cells(table: &RunsTable, which: &str) -> Result<Vec<Cells>, String> {
-    let col = |name: &str| table.column(&format!("{which}_{name}"));
-    let (ta, oa, tl, ol) = (
-        col("test_acc")?,
-        col("ood_acc")?,
-        col("test_loss")?,
-        col("ood_loss")?,
-    );
-    let optional = |name: &str, row: usize| match table.column(name) {
-        Ok(c) => table.number(row, c),
-        Err(_) => Ok(f64::NAN),
+/// Every run's value of every measure in section `which` (`final` or `best`):
+/// `values[run][measure]`.
+fn measure_values(
+    table: &RunsTable,
+    measures: &[Measure],
+    which: &str,
+) -> Result<Vec<Vec<f64>>, String> {
+    // Resolve every column once: Some(index), or None for an absent per-run column.
+    let index = |c: &Col| match c {
+        Col::Set(name) => table.column(&format!("{which}_{name}")).map(Some),
+        Col::Run(name) => Ok(table.column(name).ok()),
     };
+    let cols: Vec<Vec<Option<usize>>> = measures
+        .iter()
+        .map(|m| m.cols.iter().map(index).collect())
+        .collect::<Result<_, _>>()?;
     (0..table.rows.len())
-        .map(|i| {
-            Ok(Cells {
-                test_acc: table.number(i, ta)?,
-                ood_acc: table.number(i, oa)?,
-                test_loss: table.number(i, tl)?,
-                ood_loss: table.number(i, ol)?,
-                decoder_r2: optional("decoder_r2", i)?,
-                minutes: optional("seconds", i)? / 60.0,
-            })
+        .map(|row| {
+            measures
+                .iter()
+                .zip(&cols)
+                .map(|(m, cs)| {
+                    let cells = cs
+                        .iter()
+                        .map(|c| c.map_or(Ok(f64::NAN), |c| table.number(row, c)))
+                        .collect::<Result<Vec<f64>, String>>()?;
+                    Ok((m.value)(&cells))
+                })
+                .collect()
         })
         .collect()
 }
@@ -267,9 +274,9 @@ fn fmt_value(x: f64, signed: bool) -> String {
     }
 }
 
-/// `summary.md`: per grid point, mean ± sd over seeds of the final and best-by-valid metrics
-/// (accuracy, loss, their test − OOD gaps, decoder R²), then one row per run.
-pub fn summary_markdown(table: &RunsTable) -> Result<String, String> {
+/// `summary.md`: per grid point, mean ± sd over seeds of the experiment's `measures` at the
+/// final and the best-by-valid step, then one row per run.
+pub fn summary_markdown(table: &RunsTable, measures: &[Measure]) -> Result<String, String> {
     let grid = table.grid_keys().join(", ");
     let grid = if grid.is_empty() {
         "grid point".into()
@@ -284,19 +291,19 @@ pub fn summary_markdown(table: &RunsTable) -> Result<String, String> {
         ("final", "at the last step"),
         ("best", "at the best-by-valid step"),
     ] {
-        let all = cells(table, which)?;
+        let all = measure_values(table, measures, which)?;
         out += &format!("\n## Mean ± sd over seeds, {what}\n\n");
         out += &markdown_row(
             [grid.clone(), "seeds".into()]
                 .into_iter()
-                .chain(MEASURES.iter().map(|m| m.title.to_string())),
+                .chain(measures.iter().map(|m| m.title.to_string())),
         );
         out += "\n";
-        out += &markdown_row((0..MEASURES.len() + 2).map(|_| "---".to_string()));
+        out += &markdown_row((0..measures.len() + 2).map(|_| "---".to_string()));
         out += "\n";
         for p in &points {
-            let stats = MEASURES.iter().map(|m| {
-                let v: Vec<f64> = p.rows.iter().map(|&i| (m.value)(&all[i])).collect();
+            let stats = measures.iter().enumerate().map(|(j, m)| {
+                let v: Vec<f64> = p.rows.iter().map(|&i| all[i][j]).collect();
                 let (mean, sd) = mean_std(&v);
                 if mean.is_finite() {
                     format!("{} ± {sd:.3}", fmt_value(mean, m.signed))
@@ -312,16 +319,16 @@ pub fn summary_markdown(table: &RunsTable) -> Result<String, String> {
             out += "\n";
         }
     }
-    let all = cells(table, "final")?;
+    let all = measure_values(table, measures, "final")?;
     out += "\n## Every run, at the last step\n\n";
     out += &markdown_row(
         [grid, "seed".into()]
             .into_iter()
-            .chain(MEASURES.iter().map(|m| m.title.to_string()))
+            .chain(measures.iter().map(|m| m.title.to_string()))
             .chain(["run".to_string()]),
     );
     out += "\n";
-    out += &markdown_row((0..MEASURES.len() + 3).map(|_| "---".to_string()));
+    out += &markdown_row((0..measures.len() + 3).map(|_| "---".to_string()));
     out += "\n";
     for p in &points {
         for &i in &p.rows {
@@ -329,9 +336,10 @@ pub fn summary_markdown(table: &RunsTable) -> Result<String, String> {
                 [p.label.clone(), table.rows[i][seed].clone()]
                     .into_iter()
                     .chain(
-                        MEASURES
+                        measures
                             .iter()
-                            .map(|m| fmt_value((m.value)(&all[i]), m.signed)),
+                            .enumerate()
+                            .map(|(j, m)| fmt_value(all[i][j], m.signed)),
                     )
                     .chain([table.rows[i][run].clone()]),
             );

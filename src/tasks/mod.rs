@@ -1,5 +1,4 @@
-//! Task distributions of meta-learning experiments. They run on the CPU and decide *which* tasks a
-//! run trains and evaluates on; the GPU side only ever sees the latents they produce.
+//! Teachers that generate the data of meta-learning experiments. The hyperteacher's task space
+//! and splits live with their experiment ([`crate::experiments::hyperteacher::tasks`]).
 
-pub mod hyperteacher;
 pub mod teacher;

@@ -7,6 +7,9 @@
 use rand::rngs::ChaCha8Rng;
 use rand::{RngExt, SeedableRng};
 
+use std::path::Path;
+
+use crate::checkpoint::{Checkpoint, TensorState};
 use crate::error::{arg_err, shape_err, Result};
 use crate::gpu::{Dispatch, Gpu, GpuTensor, Step};
 use crate::models::gpu::{GpuStudent, StudentBuffers, StudentProgram};
@@ -313,10 +316,7 @@ fn minibatch_stream(stream: u64, i: usize) -> u64 {
 }
 
 fn teacher_err(e: crate::tasks::teacher::TeacherError) -> crate::Error {
-    match e {
-        crate::tasks::teacher::TeacherError::Gpu(e) => e,
-        other => arg_err("teacher", other.to_string()),
-    }
+    e.into()
 }
 
 /// `[1 × 1 × numel]` view of a named meta tensor.
@@ -447,18 +447,26 @@ impl MetaLearner {
     }
 
     /// Every tensor that a checkpoint must hold to continue exactly: meta parameters, the
-    /// best-by-valid copy, and the outer optimiser's state and counters.
-    pub fn state(&self) -> [(&'static str, &GpuTensor); 7] {
-        let o = &self.outer_opt;
-        [
-            ("meta", &self.meta),
-            ("best_meta", &self.best_meta),
-            ("outer.m", o.m()),
-            ("outer.v", o.v()),
-            ("outer.t", o.step_count()),
-            ("outer.skipped", o.skipped()),
-            ("outer.consecutive_skips", o.consecutive_skips()),
-        ]
+    /// best-by-valid copy, and the outer optimiser's state and counters (as `outer.*`).
+    pub fn state(&self) -> TensorState<'_> {
+        TensorState::new()
+            .with("meta", &self.meta)
+            .with("best_meta", &self.best_meta)
+            .nest("outer", self.outer_opt.state())
+    }
+
+    /// Restores [`MetaLearner::state`] from a checkpoint read from `path`.
+    pub fn load_state(&self, gpu: &Gpu, ck: &Checkpoint, path: &Path) -> Result<()> {
+        self.state().load_from(gpu, ck, path)
+    }
+
+    /// Skipped outer steps so far (non-finite meta-gradients), read from the GPU.
+    pub fn skipped_steps(&self, gpu: &Gpu) -> Result<f64> {
+        Ok(gpu
+            .read(self.outer_opt.skipped())?
+            .first()
+            .copied()
+            .unwrap_or(0.0) as f64)
     }
 
     /// Adapts `latents.len() / (L·M)` tasks (a multiple of nothing: the last chunk is padded by

@@ -1,5 +1,7 @@
-//! Training loops: first-order meta-learning ([`meta`]) and the hyperteacher experiment driver
-//! ([`hyperteacher`]) that the CLI's `train` runs.
+//! Training: the one loop every experiment runs ([`runner`], with its checkpointed progress
+//! [`loop_state`] and [`progress`] display) and first-order meta-learning ([`meta`]).
 
-pub mod hyperteacher;
+pub mod loop_state;
 pub mod meta;
+pub mod progress;
+pub mod runner;

@@ -1,0 +1,71 @@
+//! `hypermod bench step`: throughput of the outer step at a config's size.
+
+use std::time::Instant;
+
+use serde::Serialize;
+
+use super::config::HyperteacherConfig;
+use super::setup::setup;
+use super::student::param_counts;
+use crate::error::{arg_err, Result};
+use crate::gpu::Gpu;
+use crate::train::meta::{data_stream, sample_latents};
+
+/// Throughput of the outer step at a config's size.
+#[derive(Clone, Debug, Serialize)]
+pub struct StepBench {
+    /// Outer steps timed (after warm-up).
+    pub steps: usize,
+    /// Median seconds per outer step (wall clock: submit, GPU work and the loss readback).
+    pub median_s: f64,
+    /// Outer steps per second (from the median).
+    pub steps_per_s: f64,
+    /// Tasks adapted and meta-differentiated per second.
+    pub tasks_per_s: f64,
+    /// Tasks per outer step.
+    pub meta_batch: usize,
+    /// Inner steps per task.
+    pub steps_inner: usize,
+    /// Meta and task parameter counts.
+    pub params: (usize, usize),
+    /// Adapter.
+    pub adapter: String,
+}
+
+/// Times `steps` outer steps after `warmup` untimed ones. Wall clock per step is the honest
+/// figure here: a step is one submit ending in the loss readback, so nothing overlaps it.
+pub fn bench_step(
+    gpu: &Gpu,
+    cfg: &HyperteacherConfig,
+    warmup: usize,
+    steps: usize,
+) -> Result<StepBench> {
+    if steps == 0 {
+        return Err(arg_err("bench step", "need at least one timed step"));
+    }
+    cfg.validate()?;
+    let s = setup(gpu, cfg)?;
+    let tr = &cfg.train;
+    let mut times = Vec::with_capacity(steps);
+    for i in 0..warmup + steps {
+        let latents = sample_latents(&s.train_pool, tr.meta_batch, tr.seed, i as u64);
+        let t0 = Instant::now();
+        s.learner
+            .train_step(gpu, &latents, data_stream(0, i as u64))?;
+        if i >= warmup {
+            times.push(t0.elapsed().as_secs_f64());
+        }
+    }
+    times.sort_by(f64::total_cmp);
+    let median_s = times[times.len() / 2];
+    Ok(StepBench {
+        steps,
+        median_s,
+        steps_per_s: 1.0 / median_s,
+        tasks_per_s: tr.meta_batch as f64 / median_s,
+        meta_batch: tr.meta_batch,
+        steps_inner: cfg.train_params().steps_inner,
+        params: param_counts(cfg),
+        adapter: gpu.adapter_info().name.clone(),
+    })
+}

@@ -1,0 +1,237 @@
+//! The hyperteacher experiment (Schug et al. 2024): the teacher's task space and splits
+//! ([`tasks`]), its config sections ([`config`]), evaluation sets (valid / test / ood / ood_k),
+//! decoder R² ([`decoder`]), summary columns ([`columns`]) and `bench step` ([`bench`]).
+//! [`Hyperteacher`] is the experiment as the trainer ([`crate::train::runner`]) sees it.
+
+pub mod bench;
+pub mod columns;
+pub mod config;
+pub mod decoder;
+mod eval_sets;
+mod setup;
+mod student;
+pub mod tasks;
+
+use std::path::Path;
+use std::time::Instant;
+
+use serde::{Deserialize, Serialize};
+
+pub use self::config::{
+    HyperteacherConfig, ModelConfig, ModelKind, Support, TaskConfig, TrainConfig, TrainParams,
+    MAX_BATCH, MAX_WIDTH,
+};
+use self::decoder::{decode, Adapted};
+pub use self::decoder::{DecoderR2, MAX_DECODER_DIM};
+use self::eval_sets::{eval_sets, EvalPlan, EvalSet};
+pub use self::student::param_counts;
+use crate::checkpoint::TensorState;
+use crate::error::Result;
+use crate::gpu::Gpu;
+use crate::run::start_run_dir;
+use crate::train::meta::{data_stream, sample_latents, EpisodeMetrics, MetaLearner};
+use crate::train::runner::{self, Experiment, RunPlan, Schedule, SetMetrics, StepReport};
+
+/// The name configs give this experiment (`experiment = "hyperteacher"`).
+pub const NAME: &str = "hyperteacher";
+
+/// What `hypermod train` writes to `summary.json` for this experiment.
+pub type Summary = runner::Summary<EpisodeMetrics, Extras>;
+
+/// This experiment's `summary.json` fields.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct Extras {
+    /// Decoder R² (test → ood), `None` when skipped (more than [`MAX_DECODER_DIM`] task
+    /// parameters).
+    pub decoder_r2: Option<DecoderR2>,
+}
+
+/// A hyperteacher run on the GPU: the meta-learner, its training tasks and evaluation sets, and
+/// the few resolved settings the steps need.
+pub struct Hyperteacher {
+    learner: MetaLearner,
+    train_pool: Vec<Vec<f32>>,
+    sets: Vec<EvalSet>,
+    latent_len: usize,
+    modules: usize,
+    meta_batch: usize,
+    seed: u64,
+    inject_nan_steps: Vec<usize>,
+}
+
+impl Hyperteacher {
+    /// Resolves a validated config into the run's parts and the loop's schedule.
+    pub fn new(gpu: &Gpu, cfg: &HyperteacherConfig) -> Result<(Hyperteacher, Schedule)> {
+        let s = setup::setup(gpu, cfg)?;
+        let tr = &cfg.train;
+        let plan = EvalPlan {
+            tasks: tr.eval_tasks,
+            seed: tr.seed,
+            continuous: cfg.task.continuous,
+        };
+        let sets = eval_sets(&s, &plan)?;
+        let schedule = Schedule {
+            steps: tr.steps_outer,
+            eval_every: tr.eval_every,
+            max_consecutive_skips: tr.max_consecutive_skips,
+        };
+        let exp = Hyperteacher {
+            latent_len: s.space.latent_len(),
+            modules: s.space.modules(),
+            learner: s.learner,
+            train_pool: s.train_pool,
+            sets,
+            meta_batch: tr.meta_batch,
+            seed: tr.seed,
+            inject_nan_steps: tr.inject_nan_steps.clone(),
+        };
+        Ok((exp, schedule))
+    }
+
+    /// Adapts and scores set `i` (its data stream is fixed by its index); with `keep`, also
+    /// returns every task's adapted parameters.
+    fn evaluate_set(&self, gpu: &Gpu, i: usize, keep: bool) -> Result<(EpisodeMetrics, Vec<f32>)> {
+        let s = &self.sets[i];
+        let stream = data_stream(1 + i as u8, 0);
+        self.learner
+            .evaluate(gpu, &s.latents, self.latent_len, stream, keep)
+    }
+
+    /// The adapted parameters and latents of the set named `name`, if the run has it.
+    fn adapted(&self, gpu: &Gpu, name: &str) -> Result<Option<(Vec<f32>, &[f32])>> {
+        let Some(i) = self.sets.iter().position(|s| s.name == name) else {
+            return Ok(None);
+        };
+        let (_, params) = self.evaluate_set(gpu, i, true)?;
+        Ok(Some((params, &self.sets[i].latents)))
+    }
+}
+
+/// `loss/acc` of set `name`, or a dash when the run has no such set.
+fn loss_acc(sets: &SetMetrics<EpisodeMetrics>, name: &str) -> String {
+    sets.get(name)
+        .map_or("–".into(), |m| format!("{:.4}/{:.3}", m.loss, m.acc))
+}
+
+impl Experiment for Hyperteacher {
+    type Metrics = EpisodeMetrics;
+    type Extras = Extras;
+
+    fn train_step(&self, gpu: &Gpu, step: usize) -> Result<StepReport<EpisodeMetrics>> {
+        let latents = sample_latents(&self.train_pool, self.meta_batch, self.seed, step as u64);
+        // `inject_nan_steps` counts steps from 1.
+        let inject = self.inject_nan_steps.contains(&(step + 1));
+        let (metrics, consecutive_skips) =
+            self.learner
+                .train_step_with(gpu, &latents, data_stream(0, step as u64), inject)?;
+        Ok(StepReport {
+            metrics,
+            consecutive_skips,
+        })
+    }
+
+    fn eval_sets(&self) -> Vec<String> {
+        self.sets.iter().map(|s| s.name.clone()).collect()
+    }
+
+    fn evaluate(&self, gpu: &Gpu) -> Result<SetMetrics<EpisodeMetrics>> {
+        let mut metrics = SetMetrics::new();
+        for (i, s) in self.sets.iter().enumerate() {
+            metrics.insert(s.name.clone(), self.evaluate_set(gpu, i, false)?.0);
+        }
+        Ok(metrics)
+    }
+
+    fn selection_set(&self) -> &str {
+        "valid"
+    }
+
+    fn score(m: &EpisodeMetrics) -> f64 {
+        m.loss
+    }
+
+    fn save_best(&self, gpu: &Gpu) -> Result<()> {
+        self.learner.save_best(gpu)
+    }
+
+    fn skipped_steps(&self, gpu: &Gpu) -> Result<f64> {
+        self.learner.skipped_steps(gpu)
+    }
+
+    fn state(&self) -> TensorState<'_> {
+        self.learner.state()
+    }
+
+    fn describe_step(m: &EpisodeMetrics) -> String {
+        format!("loss {:.4} acc {:.3}", m.loss, m.acc)
+    }
+
+    fn describe_eval(t: &EpisodeMetrics, sets: &SetMetrics<EpisodeMetrics>) -> String {
+        format!(
+            "train {:.4}/{:.3} (support {:.4})  valid {}  ood {}",
+            t.loss,
+            t.acc,
+            t.support_loss,
+            loss_acc(sets, "valid"),
+            loss_acc(sets, "ood")
+        )
+    }
+
+    /// Module decoding at the final state: fit on in-distribution (test) tasks, score on OOD.
+    fn summary_extras(&self, gpu: &Gpu) -> Result<Extras> {
+        let dim = self.learner.layout().task_len();
+        if dim > MAX_DECODER_DIM {
+            return Ok(Extras { decoder_r2: None });
+        }
+        let (Some(fit), Some(ood)) = (self.adapted(gpu, "test")?, self.adapted(gpu, "ood")?) else {
+            return Ok(Extras { decoder_r2: None });
+        };
+        let (fit, ood) = (
+            Adapted {
+                params: &fit.0,
+                latents: fit.1,
+            },
+            Adapted {
+                params: &ood.0,
+                latents: ood.1,
+            },
+        );
+        let r2 = decode(fit, ood, dim, self.latent_len, self.modules);
+        Ok(Extras {
+            decoder_r2: Some(r2),
+        })
+    }
+}
+
+/// Runs the experiment described by `cfg` into `out` (refused when `out` holds a run, unless
+/// `overwrite`). `resolved` is the config as loaded (with `--set` overrides), stored verbatim.
+pub fn run(
+    gpu: &Gpu,
+    cfg: &HyperteacherConfig,
+    resolved: &str,
+    out: &Path,
+    overwrite: bool,
+) -> Result<Summary> {
+    cfg.validate()?;
+    start_run_dir(gpu, out, resolved, overwrite)?;
+    train(gpu, cfg, out, false)
+}
+
+/// Continues the run in `dir` (whose `config.toml` is `cfg`) from its last checkpoint. Exact:
+/// the data of every step is a function of (seed, step), so the resumed run ends with the same
+/// numbers (bitwise, on the same device) as an uninterrupted one.
+pub fn resume(gpu: &Gpu, cfg: &HyperteacherConfig, dir: &Path) -> Result<Summary> {
+    cfg.validate()?;
+    runner::check_resumable(dir)?;
+    train(gpu, cfg, dir, true)
+}
+
+fn train(gpu: &Gpu, cfg: &HyperteacherConfig, dir: &Path, resume: bool) -> Result<Summary> {
+    let plan = RunPlan {
+        dir: dir.to_path_buf(),
+        resume,
+        started: Instant::now(),
+    };
+    let (exp, schedule) = Hyperteacher::new(gpu, cfg)?;
+    runner::train(gpu, &exp, &schedule, &plan)
+}

@@ -1,0 +1,106 @@
+//! Set-up shared by training and `bench step`: the config is resolved here, once, into the task
+//! split, the pools of task latents and the meta-learner (teacher, student, episodes, optimisers)
+//! on the GPU. Nothing after this reads the config.
+
+use super::config::HyperteacherConfig;
+use super::student::{with_student, StudentTask};
+use super::tasks::{Coefficients, Task, TaskSpace, TaskSplit};
+use crate::error::Result;
+use crate::gpu::Gpu;
+use crate::models::gpu::GpuStudent;
+use crate::tasks::teacher::{TeacherConfig, TeacherWeightsGpu};
+use crate::train::meta::{MetaConfig, MetaLearner};
+
+/// The task split, the latent pools and the meta-learner of one config.
+pub(crate) struct Setup {
+    pub space: TaskSpace,
+    pub split: TaskSplit,
+    pub train_pool: Vec<Vec<f32>>,
+    pub ood_pool: Vec<Vec<f32>>,
+    pub learner: MetaLearner,
+}
+
+/// The latents of `tasks`, one vector per task.
+pub(crate) fn pool(
+    space: &TaskSpace,
+    tasks: &[Task],
+    coefficients: Coefficients,
+) -> Result<Vec<Vec<f32>>> {
+    let flat = space.latents(tasks, coefficients)?;
+    Ok(flat
+        .chunks(space.latent_len())
+        .map(<[f32]>::to_vec)
+        .collect())
+}
+
+/// The coefficients of the latents of one task pool (`salt` separates the pools' draws).
+pub(crate) fn coefficients(continuous: bool, seed: u64, salt: u64) -> Coefficients {
+    if continuous {
+        Coefficients::Continuous { seed: seed ^ salt }
+    } else {
+        Coefficients::Binary
+    }
+}
+
+/// Builds the [`Setup`] of a validated config.
+pub(crate) fn setup(gpu: &Gpu, cfg: &HyperteacherConfig) -> Result<Setup> {
+    struct Build<'a> {
+        gpu: &'a Gpu,
+        cfg: &'a HyperteacherConfig,
+    }
+    impl StudentTask for Build<'_> {
+        type Out = Result<Setup>;
+        fn call<S: GpuStudent>(self, student: &S) -> Result<Setup> {
+            build(self.gpu, self.cfg, student)
+        }
+    }
+    with_student(cfg, Build { gpu, cfg })
+}
+
+fn build<S: GpuStudent>(gpu: &Gpu, cfg: &HyperteacherConfig, student: &S) -> Result<Setup> {
+    let tr = &cfg.train;
+    let space = cfg.task_space()?;
+    let split = space.split(cfg.task_support())?;
+    let coeff = |salt| coefficients(cfg.task.continuous, tr.seed, salt);
+    let train_pool = pool(&space, &split.train, coeff(1))?;
+    let ood_pool = pool(&space, &split.ood, coeff(2))?;
+    let teacher_cfg = TeacherConfig {
+        hidden_dim: cfg.task.hidden_dim,
+        num_hidden: cfg.task.layers + 1,
+        ..TeacherConfig::paper(cfg.task.modules, cfg.task.chunking, tr.seed)
+    };
+    let weights = TeacherWeightsGpu::generate(gpu, teacher_cfg)?;
+    let eval_batch = tr.eval_tasks.min(tr.meta_batch.max(64));
+    let learner = MetaLearner::new(
+        gpu,
+        student,
+        &weights,
+        tr.meta_batch,
+        eval_batch,
+        meta_config(cfg),
+    )?;
+    Ok(Setup {
+        space,
+        split,
+        train_pool,
+        ood_pool,
+        learner,
+    })
+}
+
+fn meta_config(cfg: &HyperteacherConfig) -> MetaConfig {
+    let tp = cfg.train_params();
+    MetaConfig {
+        seed: cfg.train.seed,
+        shots_support: cfg.task.shots_support,
+        inner_batch: tp.inner_batch,
+        shots_query: cfg.task.shots_query,
+        steps_inner: tp.steps_inner,
+        inner: MetaConfig::inner_adamw(tp.lr_inner as f32),
+        outer: MetaConfig::outer_adamw(
+            tp.lr_outer as f32,
+            tp.wd_outer as f32,
+            tp.max_grad_norm as f32,
+        ),
+    }
+}

@@ -1,0 +1,177 @@
+//! The experiments hypermod knows, behind one boundary. A config's top-level
+//! `experiment = "..."` key picks one; [`Kind::of_table`] reads it before anything else, and
+//! every command (`train`, `sweep`, `bench step`, `train --resume`) dispatches on the loaded
+//! [`ExperimentConfig`]. Each experiment owns its config sections, data, evaluation sets and
+//! summary columns, and trains through the one loop in [`crate::train::runner`].
+//!
+//! A config without the key is refused, with a hint to add it: configs are strict, and a
+//! default would make a file's meaning depend on which experiments exist.
+
+pub mod hyperteacher;
+
+use std::path::Path;
+
+use serde::Serialize;
+
+use crate::config::{experiment_of, read_table, suggest, EXPERIMENT_KEY};
+use crate::error::{Error, Result};
+use crate::gpu::Gpu;
+use crate::report::runs_table::Measure;
+use hyperteacher::HyperteacherConfig;
+
+/// Every experiment's name, as configs spell it.
+pub const KNOWN: &[&str] = &[hyperteacher::NAME];
+
+/// Which experiment a config is for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    /// Schug et al.'s hyperteacher ([`hyperteacher`]).
+    Hyperteacher,
+}
+
+impl Kind {
+    /// The experiment called `name` in `file`; an unknown name is an error listing the known
+    /// ones, with the closest as a suggestion.
+    pub fn from_name(name: &str, file: &Path) -> Result<Kind> {
+        match name {
+            hyperteacher::NAME => Ok(Kind::Hyperteacher),
+            other => Err(Error::Experiment {
+                file: file.to_path_buf(),
+                problem: format!("unknown experiment `{other}`"),
+                known: KNOWN,
+                suggestion: suggest(other, KNOWN.iter().copied())
+                    .map(|s| format!("did you mean `{s}`?")),
+            }),
+        }
+    }
+
+    /// The experiment a config table (read from `file`) names in its `experiment` key.
+    pub fn of_table(table: &toml::Table, file: &Path) -> Result<Kind> {
+        match experiment_of(table, file)? {
+            Some(name) => Kind::from_name(name, file),
+            None => Err(Error::Experiment {
+                file: file.to_path_buf(),
+                problem: format!("no top-level `{EXPERIMENT_KEY}` key"),
+                known: KNOWN,
+                suggestion: Some(format!(
+                    "add e.g. `{EXPERIMENT_KEY} = \"{}\"` as the file's first line (configs \
+                     written before experiments were named are hyperteacher configs)",
+                    hyperteacher::NAME
+                )),
+            }),
+        }
+    }
+
+    /// The name configs use.
+    pub fn name(self) -> &'static str {
+        match self {
+            Kind::Hyperteacher => hyperteacher::NAME,
+        }
+    }
+
+    /// The config key a sweep's `seeds` set.
+    pub fn seed_key(self) -> &'static str {
+        match self {
+            Kind::Hyperteacher => "train.seed",
+        }
+    }
+
+    /// The `runs.csv` metric columns of the finished run whose `summary.json` is at `path`.
+    pub fn summary_columns(self, path: &Path) -> Result<Vec<(String, String)>> {
+        match self {
+            Kind::Hyperteacher => hyperteacher::columns::summary_columns(path),
+        }
+    }
+
+    /// The measures of a sweep's `summary.md`.
+    pub fn measures(self) -> &'static [Measure] {
+        match self {
+            Kind::Hyperteacher => hyperteacher::columns::MEASURES,
+        }
+    }
+}
+
+/// A loaded, validated config of one of the known experiments.
+#[derive(Clone, Debug, PartialEq)]
+pub enum ExperimentConfig {
+    /// A hyperteacher config.
+    Hyperteacher(HyperteacherConfig),
+}
+
+/// A finished run's `summary.json`, whatever the experiment (serialises as the experiment's own).
+#[derive(Debug, Serialize)]
+#[serde(untagged)]
+pub enum RunSummary {
+    /// A hyperteacher run's summary.
+    Hyperteacher(hyperteacher::Summary),
+}
+
+impl ExperimentConfig {
+    /// Reads `path`, finds its experiment (first, before any other key), applies `overrides`
+    /// and validates. Returns the config and the resolved table (file plus overrides).
+    pub fn load(path: &Path, overrides: &[String]) -> Result<(ExperimentConfig, toml::Table)> {
+        let table = read_table(path)?;
+        match Kind::of_table(&table, path)? {
+            Kind::Hyperteacher => {
+                let (cfg, table) = HyperteacherConfig::from_table(table, path, overrides)?;
+                Ok((ExperimentConfig::Hyperteacher(cfg), table))
+            }
+        }
+    }
+
+    /// Which experiment this is.
+    pub fn kind(&self) -> Kind {
+        match self {
+            ExperimentConfig::Hyperteacher(_) => Kind::Hyperteacher,
+        }
+    }
+
+    /// The hyperteacher config, if this is one.
+    pub fn as_hyperteacher(&self) -> Option<&HyperteacherConfig> {
+        match self {
+            ExperimentConfig::Hyperteacher(c) => Some(c),
+        }
+    }
+
+    /// One line about the run for the CLI (model and parameter counts).
+    pub fn describe(&self) -> String {
+        match self {
+            ExperimentConfig::Hyperteacher(c) => {
+                let (meta, task) = hyperteacher::param_counts(c);
+                format!("{:?}, {meta} meta / {task} task parameters", c.model.kind)
+            }
+        }
+    }
+
+    /// Trains a new run into `out` (refused when `out` holds a run, unless `overwrite`);
+    /// `resolved` is the config text stored as `out/config.toml`.
+    pub fn train(
+        &self,
+        gpu: &Gpu,
+        resolved: &str,
+        out: &Path,
+        overwrite: bool,
+    ) -> Result<RunSummary> {
+        match self {
+            ExperimentConfig::Hyperteacher(c) => {
+                hyperteacher::run(gpu, c, resolved, out, overwrite).map(RunSummary::Hyperteacher)
+            }
+        }
+    }
+}
+
+/// Continues the run in `dir` from its last checkpoint, with the config stored there.
+pub fn resume(gpu: &Gpu, dir: &Path) -> Result<RunSummary> {
+    let path = dir.join("config.toml");
+    if !path.exists() {
+        return Err(Error::Io {
+            path: dir.display().to_string(),
+            message: "not a run directory (no config.toml)".into(),
+        });
+    }
+    match ExperimentConfig::load(&path, &[])?.0 {
+        ExperimentConfig::Hyperteacher(c) => {
+            hyperteacher::resume(gpu, &c, dir).map(RunSummary::Hyperteacher)
+        }
+    }
+}

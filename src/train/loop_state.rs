@@ -1,0 +1,116 @@
+//! The host side of a run's progress, saved in every checkpoint next to the experiment's GPU
+//! state: step, last metrics, best-by-selection bookkeeping, the metrics log and the time spent.
+
+use std::path::Path;
+use std::time::Instant;
+
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+use crate::checkpoint::{Checkpoint, TensorState};
+use crate::error::{Error, Result};
+use crate::gpu::Gpu;
+use crate::train::runner::SetMetrics;
+
+/// Host-side progress of a run (`M`: the experiment's metrics of one set).
+pub struct LoopState<M> {
+    /// Last completed (and evaluated) step.
+    pub step: usize,
+    /// Metrics of the last training step.
+    pub train: M,
+    /// Metrics of the last evaluation.
+    pub last: SetMetrics<M>,
+    /// Best selection score so far (lower is better), its step and metrics.
+    pub best_score: f64,
+    /// Step of the best score; `None` before the first evaluation.
+    pub best_step: Option<usize>,
+    /// Metrics of every set at the best step.
+    pub best: SetMetrics<M>,
+    /// `metrics.jsonl` so far.
+    pub log: String,
+    /// Seconds spent before this process (earlier, interrupted runs).
+    pub seconds: f64,
+}
+
+impl<M: Default> Default for LoopState<M> {
+    fn default() -> Self {
+        LoopState {
+            step: 0,
+            train: M::default(),
+            last: SetMetrics::new(),
+            best_score: 0.0,
+            best_step: None,
+            best: SetMetrics::new(),
+            log: String::new(),
+            seconds: 0.0,
+        }
+    }
+}
+
+/// JSON text of a metric value stored as checkpoint metadata (these types always serialise).
+fn to_json<T: Serialize>(v: &T) -> String {
+    serde_json::to_string(v).unwrap_or_default()
+}
+
+impl<M: Serialize + DeserializeOwned> LoopState<M> {
+    /// Writes `state` (the experiment's tensors) and this progress to the checkpoint at `path`.
+    /// The metadata keys are those of every checkpoint so far (`best_valid` holds the best
+    /// selection score), so older run directories still resume.
+    pub fn save(
+        &self,
+        gpu: &Gpu,
+        state: &TensorState<'_>,
+        path: &Path,
+        started: Instant,
+    ) -> Result<()> {
+        let mut ck = Checkpoint::default();
+        state.save_into(gpu, &mut ck)?;
+        let m = &mut ck.metadata;
+        m.insert("step".into(), self.step.to_string());
+        m.insert("train".into(), to_json(&self.train));
+        m.insert("last".into(), to_json(&self.last));
+        m.insert("best_valid".into(), self.best_score.to_string());
+        m.insert(
+            "best_step".into(),
+            self.best_step.map_or(String::new(), |s| s.to_string()),
+        );
+        m.insert("best".into(), to_json(&self.best));
+        m.insert("metrics_jsonl".into(), self.log.clone());
+        m.insert(
+            "seconds".into(),
+            (self.seconds + started.elapsed().as_secs_f64()).to_string(),
+        );
+        m.insert("hypermod_version".into(), env!("CARGO_PKG_VERSION").into());
+        ck.save(path)
+    }
+
+    /// Restores `state` from the checkpoint at `path` and returns the progress stored with it.
+    pub fn load(gpu: &Gpu, state: &TensorState<'_>, path: &Path) -> Result<Self> {
+        let ck = Checkpoint::load(path)?;
+        state.load_from(gpu, &ck, path)?;
+        let bad = |what: &str| Error::Io {
+            path: path.display().to_string(),
+            message: format!("corrupt checkpoint field `{what}`"),
+        };
+        let json = |k: &str| -> Result<serde_json::Value> {
+            serde_json::from_str(ck.meta(k, path)?).map_err(|_| bad(k))
+        };
+        let typed = |k: &str| -> Result<_> { json(k) };
+        let number = |k: &str| -> Result<f64> { ck.meta(k, path)?.parse().map_err(|_| bad(k)) };
+        let best_step = ck.meta("best_step", path)?;
+        Ok(LoopState {
+            step: ck.meta("step", path)?.parse().map_err(|_| bad("step"))?,
+            train: serde_json::from_value(typed("train")?).map_err(|_| bad("train"))?,
+            last: serde_json::from_value(typed("last")?).map_err(|_| bad("last"))?,
+            best_score: number("best_valid")?,
+            best_step: if best_step.is_empty() {
+                None
+            } else {
+                Some(best_step.parse().map_err(|_| bad("best_step"))?)
+            },
+            best: serde_json::from_value(typed("best")?).map_err(|_| bad("best"))?,
+            log: ck.meta("metrics_jsonl", path)?.to_string(),
+            seconds: number("seconds")?,
+        })
+    }
+}
