@@ -10,15 +10,17 @@
 //   update:  one invocation per parameter element; uses the coefficients of its item.
 //   reset:   zeroes m, v, t and the consecutive-skip counter (a fresh state per task).
 //
-// `state` holds 7 blocks of B values: t, skipped (total), consecutive skips, apply, clip scale,
-// 1 − b1^t, 1 − b2^t. Counters are f32 holding integers (exact up to 2^24).
+// `state` holds 9 blocks of B values: t, skipped (total), consecutive skips, apply, clip scale,
+// 1 − b1^t, 1 − b2^t, learning rate, weight decay. Counters are f32 holding integers (exact up
+// to 2^24). The learning rate and weight decay are per item (written by the host or by other
+// kernels), so independent runs with different hyper-parameters share one dispatch.
 // `moments` holds m (B·n values) followed by v (B·n values), both contiguous.
 
 struct Params {
     batch: u32, n: u32, w_off: u32, w_stride: u32,
-    g_off: u32, g_stride: u32, lr: f32, b1: f32,
-    b2: f32, eps: f32, eps_root: f32, weight_decay: f32,
-    max_norm: f32, _pad0: u32, _pad1: u32, _pad2: u32,
+    g_off: u32, g_stride: u32, b1: f32, b2: f32,
+    eps: f32, eps_root: f32, max_norm: f32, _pad0: u32,
+    _pad1: u32, _pad2: u32, _pad3: u32, _pad4: u32,
 }
 
 const WG: u32 = 256u;
@@ -95,7 +97,9 @@ fn update(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: v
     let u = m_hat / (sqrt(v_hat + cfg.eps_root) + cfg.eps);
     let wi = cfg.w_off + b * cfg.w_stride + i;
     let w = weights[wi];
-    weights[wi] = w - cfg.lr * (u + cfg.weight_decay * w);
+    let lr = state[7u * nb + b];
+    let wd = state[8u * nb + b];
+    weights[wi] = w - lr * (u + wd * w);
 }
 
 @compute @workgroup_size(WG)

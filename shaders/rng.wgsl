@@ -1,9 +1,14 @@
 // Counter-based random fills: Philox4x32-10 (Salmon et al. 2011) keyed by (seed, stream).
 //
-// Element at LOGICAL index i = b·rows·cols + r·cols + c takes word i % 4 of
-//   philox4x32_10(counter = (i / 4, 0, stream_lo, stream_hi), key = (seed_lo, seed_hi))
-// so values do not depend on where the tensor lives (offset, batch stride). One invocation
-// computes one Philox block (4 consecutive logical elements).
+// Shared keying (PER_ITEM = false): element at LOGICAL index i = b·rows·cols + r·cols + c takes
+// word i % 4 of
+//   philox4x32_10(counter = (i / 4, 0, stream_lo, stream_hi), key = (seed_lo, seed_hi)).
+// Per-item keying (PER_ITEM = true): element j = r·cols + c of item b takes word j % 4 of
+//   philox4x32_10(counter = (j / 4, 0, stream_lo, stream_hi), key = (seeds[2b], seeds[2b + 1])),
+// i.e. what a batch-1 shared fill with item b's seed gives.
+// Either way values do not depend on where the tensor lives (offset, batch stride). One
+// invocation computes one Philox block (4 consecutive elements; per item, blocks do not
+// straddle items).
 //
 // Everything that decides a value is integer arithmetic (exact on every driver) except the
 // final affine map and the normal's polynomial, which use only f32 +, − and × (correctly rounded
@@ -17,7 +22,7 @@ struct Params {
     a: f32,     // lo (uniform) or mean (normals)
     s: f32,     // hi − lo (uniform) or std (normals)
     zero: u32,  // always 0; opaque to the compiler (see `nc`)
-    _pad: u32,
+    blocks: u32,  // Philox blocks of the launch: ceil(len / 4), per item B·ceil(item_len / 4)
 }
 
 // Truncated normal: the inverse CDF is evaluated on p ∈ [P_LO, 2^32 − P_LO] / 2^32, with
@@ -29,6 +34,10 @@ override WG: u32 = 64u;
 @group(0) @binding(1) var<storage, read_write> out: array<f32>;
 // Piecewise polynomials of Φ⁻¹ (see `NORMAL_TABLE` in src/ops/rng.rs), f32 bit patterns.
 @group(0) @binding(2) var<storage, read> table: array<u32>;
+// Per-item seeds (low, high words per item); bound to the table, and unread, when shared.
+@group(0) @binding(3) var<storage, read> seeds: array<u32>;
+
+override PER_ITEM: bool = false;
 
 const DEG: u32 = 6u;
 
@@ -80,7 +89,21 @@ fn value(bits: u32) -> f32 {
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
         @builtin(local_invocation_index) lid: u32) {
     let block = (wid.x + wid.y * nwg.x) * WG + lid;
-    if (block >= (p.len + 3u) / 4u) { return; }
+    if (block >= p.blocks) { return; }
+    if (PER_ITEM) {
+        let per_item = (p.item_len + 3u) / 4u;
+        let item = block / per_item;
+        let local = block - item * per_item;
+        let key = vec2<u32>(seeds[2u * item], seeds[2u * item + 1u]);
+        let r = philox(vec4<u32>(local, 0u, p.stream_lo, p.stream_hi), key);
+        for (var w = 0u; w < 4u; w++) {
+            let j = local * 4u + w;
+            if (j < p.item_len) {
+                out[p.out_off + item * p.out_stride + j] = value(r[w]);
+            }
+        }
+        return;
+    }
     let r = philox(vec4<u32>(block, 0u, p.stream_lo, p.stream_hi), vec2<u32>(p.seed_lo, p.seed_hi));
     for (var w = 0u; w < 4u; w++) {
         let i = block * 4u + w;

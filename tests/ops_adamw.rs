@@ -1,11 +1,14 @@
 //! AdamW vs its CPU twin over consecutive steps (shared B = 1 and per-item B > 1 state, clipping
-//! on/off, weight decay on/off, strided views, learning-rate changes), reset, skipping of an item
-//! with a non-finite gradient, the first step against optax's closed form, and argument errors.
+//! on/off, weight decay on/off, strided views, learning-rate changes, per-item learning rates and
+//! weight decays with per-item schedules), reset, skipping of an item with a non-finite gradient,
+//! the first step against optax's closed form, and argument errors (including per-item counts).
 
 mod common;
 
+use rand::RngExt;
+
 use hypermod::gpu::{Gpu, GpuTensor, Step};
-use hypermod::ops::adamw::{adamw_cpu, AdamW, AdamWConfig, AdamWHostState};
+use hypermod::ops::adamw::{adamw_per_item_cpu, AdamW, AdamWConfig, AdamWHostState};
 use hypermod::Error;
 
 /// f32 machine epsilon (2u). Bounds below count roundings in EPS rather than u: the GPU and the
@@ -32,6 +35,9 @@ struct Harness<'g> {
     grads_raw: GpuTensor,
     strided_grads: bool,
     opt: AdamW,
+    /// Per-item learning rates and weight decays the twin uses (mirroring the GPU's tensors).
+    lr: Vec<f32>,
+    wd: Vec<f32>,
     host_p: Vec<f32>,
     state: AdamWHostState<f32>,
     /// Bounds on |GPU − twin| of p, m, v.
@@ -58,13 +64,41 @@ impl<'g> Harness<'g> {
         strided_p: bool,
         strided_g: bool,
     ) -> Self {
+        let b = shape.0;
+        let (lr, wd) = (vec![cfg.lr; b], vec![cfg.weight_decay; b]);
+        Self::with_items(gpu, cfg, shape, p0, (strided_p, strided_g), None, lr, wd)
+    }
+
+    /// A harness whose optimiser has per-item `lr` / `wd`: built by `new_per_item` when `per_item`
+    /// is `Some(true)`, by `new` followed by the per-item setters when `Some(false)`, by `new`
+    /// alone (values taken from `cfg`) when `None`.
+    #[allow(clippy::too_many_arguments)]
+    fn with_items(
+        gpu: &'g Gpu,
+        cfg: AdamWConfig,
+        shape: (usize, usize, usize),
+        p0: &[f32],
+        (strided_p, strided_g): (bool, bool),
+        per_item: Option<bool>,
+        lr: Vec<f32>,
+        wd: Vec<f32>,
+    ) -> Self {
         let (b, r, c) = shape;
         let params = place(gpu, p0, shape, strided_p);
         let grads = place(gpu, &vec![0.0; p0.len()], shape, strided_g);
         let grads_raw = grads
             .view(0, 1, 1, grads.capacity(), grads.capacity())
             .unwrap();
-        let opt = AdamW::new(gpu, &params, &grads, cfg).unwrap();
+        let opt = match per_item {
+            Some(true) => AdamW::new_per_item(gpu, &params, &grads, cfg, &lr, &wd).unwrap(),
+            Some(false) => {
+                let opt = AdamW::new(gpu, &params, &grads, cfg).unwrap();
+                opt.set_lr_per_item(gpu, &lr).unwrap();
+                opt.set_weight_decay_per_item(gpu, &wd).unwrap();
+                opt
+            }
+            None => AdamW::new(gpu, &params, &grads, cfg).unwrap(),
+        };
         let len = p0.len();
         Harness {
             gpu,
@@ -74,6 +108,8 @@ impl<'g> Harness<'g> {
             grads_raw,
             strided_grads: strided_g,
             opt,
+            lr,
+            wd,
             host_p: p0.to_vec(),
             state: AdamWHostState::new(b, r * c),
             tol_p: vec![0.0; len],
@@ -84,7 +120,15 @@ impl<'g> Harness<'g> {
 
     fn set_lr(&mut self, lr: f32) {
         self.opt.set_lr(self.gpu, lr).unwrap();
-        self.cfg.lr = lr;
+        self.lr.fill(lr);
+    }
+
+    /// A per-item schedule step: new learning rates and weight decays for every item.
+    fn set_items(&mut self, lr: &[f32], wd: &[f32]) {
+        self.opt.set_lr_per_item(self.gpu, lr).unwrap();
+        self.opt.set_weight_decay_per_item(self.gpu, wd).unwrap();
+        self.lr = lr.to_vec();
+        self.wd = wd.to_vec();
     }
 
     /// One step on both sides, and the propagation of the error bounds through it.
@@ -103,16 +147,24 @@ impl<'g> Harness<'g> {
         let old_p = self.host_p.clone();
         let old_m = self.state.m.clone();
         let t_before = self.state.t.clone();
-        adamw_cpu(&mut self.host_p, g, &mut self.state, &self.cfg);
+        adamw_per_item_cpu(
+            &mut self.host_p,
+            g,
+            &mut self.state,
+            &self.cfg,
+            &self.lr,
+            &self.wd,
+        )
+        .unwrap();
 
         let cfg = self.cfg;
         let (b1, b2) = (cfg.b1 as f64, cfg.b2 as f64);
-        let (lr, wd) = (cfg.lr as f64, cfg.weight_decay as f64);
         let n = self.shape.1 * self.shape.2;
         for b in 0..self.shape.0 {
             if self.state.t[b] == t_before[b] {
                 continue; // skipped: both sides leave the item bit-for-bit untouched
             }
+            let (lr, wd) = (self.lr[b] as f64, self.wd[b] as f64);
             let ss: f64 = g[b * n..(b + 1) * n]
                 .iter()
                 .map(|&x| (x as f64).powi(2))
@@ -178,6 +230,13 @@ impl<'g> Harness<'g> {
             &common::widen(&self.state.v),
             |i| self.tol_v[i] + tiny,
             &format!("{ctx}: v"),
+        );
+        // The per-item hyper-parameters the GPU used are the twin's, exactly.
+        assert_eq!(gpu.read(self.opt.lr()).unwrap(), self.lr, "{ctx}: lr");
+        assert_eq!(
+            gpu.read(self.opt.weight_decay()).unwrap(),
+            self.wd,
+            "{ctx}: weight decay"
         );
         // Counters are small integers: exact.
         assert_eq!(
@@ -256,6 +315,167 @@ fn adamw_matches_cpu_twin_over_several_steps() {
         }
         h.check(&format!("case {case}: shape {shape:?} {cfg:?}"));
     }
+}
+
+/// Distinct per-item learning rates (log-uniform over two decades) and weight decays (item 0
+/// without decay).
+fn item_hypers(rng: &mut rand::rngs::ChaCha8Rng, batch: usize) -> (Vec<f32>, Vec<f32>) {
+    let lr = (0..batch)
+        .map(|_| 10f32.powf(rng.random_range(-3.5f32..-1.5)))
+        .collect();
+    let wd = (0..batch)
+        .map(|b| {
+            if b == 0 {
+                0.0
+            } else {
+                rng.random_range(0.0f32..0.2)
+            }
+        })
+        .collect();
+    (lr, wd)
+}
+
+#[test]
+fn per_item_lr_and_weight_decay_match_the_twin() {
+    let gpu = gpu_or_skip!();
+    let mut rng = common::rng(25);
+    for case in 0..24 {
+        let batch = if case % 6 == 0 {
+            1
+        } else {
+            common::size(&mut rng, 2, 7)
+        };
+        // Items up to 1517 elements and totals up to ~10k: several 256-wide workgroups, items
+        // straddling workgroup edges, and totals that are no multiple of 256.
+        let shape = (
+            batch,
+            common::size(&mut rng, 1, 37),
+            common::size(&mut rng, 1, 41),
+        );
+        let n = shape.1 * shape.2;
+        let cfg = AdamWConfig {
+            b1: [0.9, 0.8][case % 2],
+            b2: [0.999, 0.99][(case / 2) % 2],
+            max_grad_norm: if case % 4 == 3 {
+                0.6 * (n as f32 / 3.0).sqrt()
+            } else {
+                0.0
+            },
+            ..Default::default()
+        };
+        let (lr, wd) = item_hypers(&mut rng, batch);
+        let p0 = common::uniform(&mut rng, batch * n);
+        let layout = (case % 5 == 2, case % 7 == 3);
+        let build = Some(case % 2 == 0);
+        let mut h = Harness::with_items(gpu, cfg, shape, &p0, layout, build, lr, wd);
+        for s in 0..6 {
+            if s == 3 {
+                // Per-item schedules: every item gets its own new lr and wd.
+                let (lr, wd) = item_hypers(&mut rng, batch);
+                h.set_items(&lr, &wd);
+            }
+            h.step(&grads(&mut rng, shape, 0.7));
+        }
+        h.check(&format!(
+            "case {case}: shape {shape:?} lr {:?} wd {:?}",
+            h.lr, h.wd
+        ));
+    }
+}
+
+#[test]
+fn item_of_a_per_item_batch_equals_a_standalone_optimiser_bitwise() {
+    let gpu = gpu_or_skip!();
+    let mut rng = common::rng(26);
+    let (batch, r, c) = (5, 7, 45); // 315-element items: workgroups straddle items
+    let n = r * c;
+    let cfg = AdamWConfig {
+        max_grad_norm: 3.0,
+        ..Default::default()
+    };
+    let (lr, wd) = item_hypers(&mut rng, batch);
+    let p0 = common::uniform(&mut rng, batch * n);
+    let gs: Vec<Vec<f32>> = (0..4)
+        .map(|_| grads(&mut rng, (batch, r, c), 1.3))
+        .collect();
+    let run = |b0: usize, nb: usize| {
+        let items = b0 * n..(b0 + nb) * n;
+        let p = gpu.upload(&p0[items.clone()], nb, r, c).unwrap();
+        let g = gpu.zeros(nb, r, c).unwrap();
+        let (l, w) = (&lr[b0..b0 + nb], &wd[b0..b0 + nb]);
+        let opt = AdamW::new_per_item(gpu, &p, &g, cfg, l, w).unwrap();
+        for step in &gs {
+            gpu.write(&g, &step[items.clone()]).unwrap();
+            let mut s = Step::new(gpu);
+            opt.record_step(&mut s);
+            s.finish().unwrap();
+        }
+        gpu.read(&p).unwrap()
+    };
+    let all = run(0, batch);
+    for b in 0..batch {
+        let alone = run(b, 1);
+        let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+        assert_eq!(
+            bits(&all[b * n..(b + 1) * n]),
+            bits(&alone),
+            "item {b} (lr {}, wd {})",
+            lr[b],
+            wd[b]
+        );
+    }
+}
+
+#[test]
+fn per_item_counts_and_values_are_checked() {
+    let gpu = gpu_or_skip!();
+    let p = gpu.zeros(4, 3, 5).unwrap();
+    let g = gpu.zeros(4, 3, 5).unwrap();
+    let cfg = AdamWConfig::default();
+    let four = [1e-3f32; 4];
+    let shape_msg = |r: hypermod::Result<()>, what: &str| match r {
+        Err(e @ Error::Shape { .. }) => {
+            let m = e.to_string();
+            assert!(
+                m.contains(&format!("3 values of {what}")) && m.contains("batch of 4"),
+                "{m}"
+            );
+        }
+        other => panic!("{what}: expected a shape error, got {other:?}"),
+    };
+    let new = |lr: &[f32], wd: &[f32]| AdamW::new_per_item(gpu, &p, &g, cfg, lr, wd).map(|_| ());
+    shape_msg(new(&four[..3], &four), "lr");
+    shape_msg(new(&four, &four[..3]), "weight_decay");
+    let opt = AdamW::new_per_item(gpu, &p, &g, cfg, &four, &four).unwrap();
+    shape_msg(opt.set_lr_per_item(gpu, &four[..3]), "lr");
+    shape_msg(
+        opt.set_weight_decay_per_item(gpu, &four[..3]),
+        "weight_decay",
+    );
+    let mut state = AdamWHostState::<f32>::new(4, 15);
+    let mut hp = vec![0.0f32; 60];
+    shape_msg(
+        adamw_per_item_cpu(&mut hp, &[0.0; 60], &mut state, &cfg, &four[..3], &four),
+        "lr",
+    );
+    // Bad values name the item; nothing is written on error.
+    let err = opt
+        .set_lr_per_item(gpu, &[1e-3, 1e-3, f32::NAN, 1e-3])
+        .unwrap_err();
+    assert!(
+        matches!(err, Error::InvalidArgument { .. }) && err.to_string().contains("lr[2] = NaN"),
+        "{err}"
+    );
+    let err = opt
+        .set_weight_decay_per_item(gpu, &[0.0, -1.0, 0.0, 0.0])
+        .unwrap_err();
+    assert!(err.to_string().contains("weight_decay[1] = -1"), "{err}");
+    assert_eq!(gpu.read(opt.lr()).unwrap(), four);
+    // A single value fills every item.
+    opt.set_lr(gpu, 0.25).unwrap();
+    opt.set_weight_decay(gpu, 0.5).unwrap();
+    assert_eq!(gpu.read(opt.lr()).unwrap(), [0.25; 4]);
+    assert_eq!(gpu.read(opt.weight_decay()).unwrap(), [0.5; 4]);
 }
 
 #[test]

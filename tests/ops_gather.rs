@@ -1,6 +1,8 @@
 //! Random row gathers: GPU bit-identical to the CPU twin on many shapes (odd rows, more and fewer
-//! destination rows than source rows, batch 1, padded/strided and broadcast views), paired
-//! gathers with one key pick the same rows, `set_stream` changes the draw, bad shapes are named.
+//! destination rows than source rows, batch 1, padded/strided and broadcast views) with shared and
+//! per-item keying, item b of a per-item gather equal to the standalone gather with its seed,
+//! paired gathers with one key pick the same rows, `set_stream` changes the draw, bad shapes and
+//! seed counts are named.
 //!
 //! Tolerance: none. A gather copies f32 values, so the GPU must match the twin bit for bit.
 
@@ -8,8 +10,8 @@ mod common;
 
 use common::{assert_gaps_untouched, data, padded, put, rng, size};
 use hypermod::gpu::Gpu;
-use hypermod::ops::gather::{gather_rows, gather_rows_cpu};
-use hypermod::ops::rng::RngKey;
+use hypermod::ops::gather::{gather_rows, gather_rows_cpu, gather_rows_per_item_cpu};
+use hypermod::ops::rng::{ItemSeeds, Keying, RngKey};
 use rand::RngExt;
 
 fn assert_bitwise(got: &[f32], want: &[f32], ctx: &str) {
@@ -25,7 +27,7 @@ fn assert_bitwise(got: &[f32], want: &[f32], ctx: &str) {
 /// Gathers on the GPU (source layout per `mode`: 0 packed, 1 padded and strided, 2 broadcast;
 /// the destination is padded so writes past its rows are caught) and returns the logical result.
 #[allow(clippy::too_many_arguments)]
-fn gpu_gather(
+fn gpu_gather<'k>(
     gpu: &Gpu,
     host: &[f32],
     b: usize,
@@ -33,7 +35,7 @@ fn gpu_gather(
     c: usize,
     rd: usize,
     mode: u32,
-    key: RngKey,
+    key: impl Into<Keying<'k>>,
 ) -> Vec<f32> {
     let src = match mode {
         0 => put(gpu, host, b, r, c, false),
@@ -75,6 +77,76 @@ fn gather_matches_cpu_twin_bitwise() {
             &want,
             &format!("case {case}: [{b}×{r}×{c}] → {rd} rows, mode {mode}"),
         );
+    }
+}
+
+#[test]
+fn per_item_gather_matches_cpu_twin_bitwise() {
+    let gpu = gpu_or_skip!();
+    let mut g = rng(3);
+    for case in 0..24 {
+        let b = if case % 6 == 0 { 1 } else { size(&mut g, 1, 9) };
+        let r = if case % 4 == 1 {
+            1
+        } else {
+            size(&mut g, 1, 37)
+        };
+        let c = size(&mut g, 1, 7);
+        let rd = match case % 3 {
+            0 => size(&mut g, 1, r + 1),
+            1 => r,
+            _ => r + size(&mut g, 1, 40),
+        };
+        let mode = case % 3;
+        // Seeds above and below 2³², and a repeat (same seed, same rows).
+        let mut seeds: Vec<u64> = (0..b).map(|_| g.random()).collect();
+        seeds[b - 1] = if b > 2 {
+            seeds[0]
+        } else {
+            g.random_range(0..100)
+        };
+        let seeds = ItemSeeds::upload(gpu, &seeds).unwrap();
+        let stream = g.random();
+        let host = data(&mut g, b, r * c, mode == 2);
+        let got = gpu_gather(
+            gpu,
+            &host,
+            b,
+            r,
+            c,
+            rd,
+            mode,
+            Keying::per_item(&seeds, stream),
+        );
+        let want = gather_rows_per_item_cpu(&host, r, c, rd, seeds.seeds(), stream);
+        assert_bitwise(
+            &got,
+            &want,
+            &format!("case {case}: [{b}×{r}×{c}] → {rd} rows, mode {mode}, per item"),
+        );
+    }
+}
+
+#[test]
+fn item_of_a_per_item_gather_is_the_standalone_gather_with_its_seed() {
+    let gpu = gpu_or_skip!();
+    let (b, r, c, rd) = (8, 23, 3, 9);
+    let mut g = rng(4);
+    let host = data(&mut g, b, r * c, false);
+    let seeds = ItemSeeds::upload(gpu, &[5, 6, 7, 8, 1 << 36, 10, 11, 12]).unwrap();
+    for stream in [0u64, 77] {
+        let all = gpu_gather(gpu, &host, b, r, c, rd, 1, Keying::per_item(&seeds, stream));
+        for (i, &seed) in seeds.seeds().iter().enumerate() {
+            let item = &host[i * r * c..(i + 1) * r * c];
+            // The shared-key path, batch 1: what a standalone run with this seed gathers.
+            let alone = gpu_gather(gpu, item, 1, r, c, rd, 0, RngKey::new(seed, stream));
+            let n = rd * c;
+            assert_bitwise(
+                &all[i * n..(i + 1) * n],
+                &alone,
+                &format!("stream {stream} item {i} seed {seed}"),
+            );
+        }
     }
 }
 
@@ -135,6 +207,19 @@ fn bad_shapes_are_rejected_with_their_shapes() {
         .unwrap_err()
         .to_string();
     assert!(err.contains("[3×4×3]"), "{err}");
+    let seeds = ItemSeeds::upload(gpu, &[1, 2, 3]).unwrap();
+    let err = gather_rows(
+        gpu,
+        &src,
+        &gpu.zeros(2, 4, 3).unwrap(),
+        Keying::per_item(&seeds, 0),
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(
+        err.contains("3 per-item seeds") && err.contains("[2×4×3]"),
+        "{err}"
+    );
     let shared = gpu.zeros(1, 4, 3).unwrap().broadcast(2).unwrap();
     let err = gather_rows(gpu, &src, &shared, key)
         .unwrap_err()

@@ -1,10 +1,13 @@
 //! Reductions vs their CPU twins on random shapes (every axis, odd sizes, batch 1, broadcast and
-//! strided inputs, alpha/beta, accumulate), bit-identical reruns, NaN/Inf propagation, shape errors.
+//! strided inputs, alpha/beta, accumulate), bit-identical reruns, NaN/Inf propagation, shape errors,
+//! and the batch-invariant column sums: twin on random shapes, item b == its batch-1 launch bitwise.
 
 mod common;
 
 use hypermod::gpu::{Gpu, GpuTensor, Step};
-use hypermod::ops::reduce::{reduce, reduce_cpu, sum_squares, sum_squares_cpu, Reduction};
+use hypermod::ops::reduce::{
+    col_sums, col_sums_batch_invariant, reduce, reduce_cpu, sum_squares, sum_squares_cpu, Reduction,
+};
 
 /// f32 unit roundoff.
 const U: f64 = f32::EPSILON as f64 / 2.0;
@@ -92,6 +95,82 @@ fn reduce_matches_cpu_twin_on_random_shapes() {
             |i| 1.01 * (terms as f64 + 2.0) * U * mag[i],
             &ctx,
         );
+    }
+}
+
+#[test]
+fn batch_invariant_col_sums_match_twin_and_standalone_items() {
+    let gpu = gpu_or_skip!();
+    let mut rng = common::rng(15);
+    for case in 0..24 {
+        let batch = if case % 4 == 0 {
+            1
+        } else {
+            common::size(&mut rng, 2, 9)
+        };
+        let rows = if case % 5 == 4 {
+            common::size(&mut rng, 300, 900)
+        } else {
+            common::size(&mut rng, 1, 70)
+        };
+        let cols = common::size(&mut rng, 1, 70);
+        let shape = (batch, rows, cols);
+        let (alpha, beta) = ([1.0f32, -0.5, 2.0][case % 3], [0.0f32, 0.75][case % 2]);
+        let layout = [0u8, 1, 2][(case / 2) % 3];
+        let item = rows * cols;
+        let mut x = common::uniform(&mut rng, batch * item);
+        if layout == 1 {
+            x = common::repeat(&x[..item], batch);
+        }
+        let gx = put(gpu, &x, shape, layout);
+        let y0 = common::uniform(&mut rng, batch * cols);
+        let gy = gpu.upload(&y0, batch, 1, cols).unwrap();
+        let d = col_sums_batch_invariant(gpu, &gx, &gy, alpha, beta).unwrap();
+        gpu.run(&[&d]).unwrap();
+        let got = gpu.read(&gy).unwrap();
+        let mut want = common::widen(&y0);
+        reduce_cpu(
+            &common::widen(&x),
+            &mut want,
+            shape,
+            Reduction::ColSums,
+            alpha,
+            beta,
+        );
+        let mut mag = abs64(&y0);
+        let (a, b) = (alpha.abs(), beta.abs());
+        reduce_cpu(&abs64(&x), &mut mag, shape, Reduction::ColSums, a, b);
+        let ctx = format!(
+            "case {case}: x {} alpha {alpha} beta {beta}",
+            gx.shape_str()
+        );
+        // The bound of `reduce_matches_cpu_twin_on_random_shapes`.
+        common::assert_close(
+            &got,
+            &want,
+            |i| 1.01 * (rows as f64 + 2.0) * U * mag[i],
+            &ctx,
+        );
+        // Each item alone, through the plain col_sums at batch 1: the same bits.
+        for b in 0..batch {
+            let xb = gpu
+                .upload(&x[b * item..(b + 1) * item], 1, rows, cols)
+                .unwrap();
+            let yb = gpu
+                .upload(&y0[b * cols..(b + 1) * cols], 1, 1, cols)
+                .unwrap();
+            gpu.run(&[&col_sums(gpu, &xb, &yb, alpha, beta).unwrap()])
+                .unwrap();
+            let alone: Vec<u32> = gpu.read(&yb).unwrap().iter().map(|v| v.to_bits()).collect();
+            let mine: Vec<u32> = got[b * cols..(b + 1) * cols]
+                .iter()
+                .map(|v| v.to_bits())
+                .collect();
+            assert_eq!(
+                mine, alone,
+                "{ctx}: item {b} differs from its batch-1 launch"
+            );
+        }
     }
 }
 

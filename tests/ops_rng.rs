@@ -1,13 +1,16 @@
 //! Random fills: Philox known answers, GPU bit-identical to the CPU twin on views with offsets and
-//! strides, key sensitivity, `set_stream`, and the statistics of each distribution.
+//! strides (shared and per-item keying), item b of a per-item fill equal to the standalone fill
+//! with its seed, key sensitivity, `set_stream`, seed-count errors, and the statistics of each
+//! distribution.
 
 mod common;
 
 use hypermod::gpu::{Gpu, GpuTensor};
 use hypermod::ops::rng::{
-    fill_cpu, fill_normal, fill_truncated_normal, fill_uniform, normal_icdf, philox4x32_10,
-    random_bits, Distribution, RngDispatch, RngKey,
+    fill_cpu, fill_normal, fill_per_item_cpu, fill_truncated_normal, fill_uniform, normal_icdf,
+    philox4x32_10, random_bits, Distribution, ItemSeeds, Keying, RngDispatch, RngKey,
 };
+use hypermod::Error;
 use rand::RngExt;
 
 const DISTS: [Distribution; 3] = [
@@ -16,11 +19,11 @@ const DISTS: [Distribution; 3] = [
     Distribution::TruncatedNormal,
 ];
 
-fn prepare(
+fn prepare<'k>(
     gpu: &Gpu,
     dist: Distribution,
     t: &GpuTensor,
-    key: RngKey,
+    key: impl Into<Keying<'k>>,
     p0: f32,
     p1: f32,
 ) -> RngDispatch {
@@ -32,11 +35,11 @@ fn prepare(
     .unwrap()
 }
 
-fn run_fill(
+fn run_fill<'k>(
     gpu: &Gpu,
     dist: Distribution,
     t: &GpuTensor,
-    key: RngKey,
+    key: impl Into<Keying<'k>>,
     p0: f32,
     p1: f32,
 ) -> Vec<f32> {
@@ -104,62 +107,200 @@ fn philox_matches_random123_known_answers() {
     assert_bitwise(&got, &want, "KAT block on the GPU");
 }
 
+/// A random fill case: a view with a random offset and gap between items into a bigger zeroed
+/// buffer (returned too, to check the gaps), and the distribution's parameters.
+struct Case {
+    dist: Distribution,
+    big: GpuTensor,
+    t: GpuTensor,
+    p0: f32,
+    p1: f32,
+}
+
+fn random_case(gpu: &Gpu, rng: &mut rand::rngs::ChaCha8Rng, case: usize) -> Case {
+    let dist = DISTS[case % 3];
+    let batch = if case.is_multiple_of(5) {
+        1
+    } else {
+        common::size(rng, 1, 6)
+    };
+    let (rows, cols) = (common::size(rng, 1, 40), common::size(rng, 1, 40));
+    let item = rows * cols;
+    let offset = if case.is_multiple_of(2) {
+        0
+    } else {
+        common::size(rng, 1, 50)
+    };
+    let stride = item
+        + if case.is_multiple_of(3) {
+            0
+        } else {
+            common::size(rng, 1, 9)
+        };
+    let big = gpu.zeros(1, 1, offset + batch * stride + 7).unwrap();
+    let t = big.view(offset, batch, rows, cols, stride).unwrap();
+    let (p0, p1) = match dist {
+        Distribution::Uniform => (
+            rng.random_range(-3.0f32..0.0),
+            rng.random_range(0.5f32..3.0),
+        ),
+        _ => (
+            rng.random_range(-1.0f32..1.0),
+            rng.random_range(0.01f32..2.0),
+        ),
+    };
+    Case {
+        dist,
+        big,
+        t,
+        p0,
+        p1,
+    }
+}
+
+/// Asserts that nothing outside the case's view was written (the buffer started at zero).
+fn assert_gaps_zero(gpu: &Gpu, c: &Case, ctx: &str) {
+    let (t, all) = (&c.t, gpu.read(&c.big).unwrap());
+    for (i, v) in all.iter().enumerate() {
+        let r = i.wrapping_sub(t.offset());
+        let inside = i >= t.offset()
+            && r % t.batch_stride() < t.item_len()
+            && r / t.batch_stride() < t.batch();
+        assert!(
+            inside || *v == 0.0,
+            "{ctx}: wrote element {i} outside the view"
+        );
+    }
+}
+
 #[test]
 fn gpu_fills_are_bit_identical_to_cpu_twin_on_views() {
     let gpu = gpu_or_skip!();
     let mut rng = common::rng(7);
     for case in 0..30 {
-        let dist = DISTS[case % 3];
-        let batch = if case % 5 == 0 {
-            1
-        } else {
-            common::size(&mut rng, 1, 6)
-        };
-        let (rows, cols) = (common::size(&mut rng, 1, 40), common::size(&mut rng, 1, 40));
-        let item = rows * cols;
-        // A view into a bigger buffer: a random offset and gap between items.
-        let offset = if case % 2 == 0 {
-            0
-        } else {
-            common::size(&mut rng, 1, 50)
-        };
-        let stride = item
-            + if case % 3 == 0 {
-                0
-            } else {
-                common::size(&mut rng, 1, 9)
-            };
-        let big = gpu.zeros(1, 1, offset + batch * stride + 7).unwrap();
-        let t = big.view(offset, batch, rows, cols, stride).unwrap();
+        let c = random_case(gpu, &mut rng, case);
         let key = RngKey::new(rng.random(), rng.random());
-        let (p0, p1) = match dist {
-            Distribution::Uniform => (
-                rng.random_range(-3.0f32..0.0),
-                rng.random_range(0.5f32..3.0),
-            ),
-            _ => (
-                rng.random_range(-1.0f32..1.0),
-                rng.random_range(0.01f32..2.0),
-            ),
-        };
-        let got = run_fill(gpu, dist, &t, key, p0, p1);
-        let want = fill_cpu(dist, key, batch * item, p0, p1);
+        let got = run_fill(gpu, c.dist, &c.t, key, c.p0, c.p1);
+        let want = fill_cpu(c.dist, key, c.t.len(), c.p0, c.p1);
         let ctx = format!(
-            "case {case}: {dist:?} {} {key:?} ({p0}, {p1})",
-            t.shape_str()
+            "case {case}: {:?} {} {key:?} ({}, {})",
+            c.dist,
+            c.t.shape_str(),
+            c.p0,
+            c.p1
         );
         assert_bitwise(&got, &want, &ctx);
-        // Gaps between items are left untouched.
-        let all = gpu.read(&big).unwrap();
-        for (i, v) in all.iter().enumerate() {
-            let inside =
-                i >= offset && (i - offset) % stride < item && (i - offset) / stride < batch;
-            assert!(
-                inside || *v == 0.0,
-                "{ctx}: wrote element {i} outside the view"
+        assert_gaps_zero(gpu, &c, &ctx);
+    }
+}
+
+/// Random seeds, some above 2³² (the high key word matters) and one repeated.
+fn random_seeds(rng: &mut rand::rngs::ChaCha8Rng, batch: usize) -> Vec<u64> {
+    let mut seeds: Vec<u64> = (0..batch)
+        .map(|b| {
+            if b % 2 == 0 {
+                rng.random_range(0..1000)
+            } else {
+                rng.random()
+            }
+        })
+        .collect();
+    if batch > 2 {
+        seeds[batch - 1] = seeds[0];
+    }
+    seeds
+}
+
+#[test]
+fn per_item_fills_are_bit_identical_to_cpu_twin_on_views() {
+    let gpu = gpu_or_skip!();
+    let mut rng = common::rng(8);
+    for case in 0..30 {
+        let c = random_case(gpu, &mut rng, case);
+        let seeds = ItemSeeds::upload(gpu, &random_seeds(&mut rng, c.t.batch())).unwrap();
+        let stream: u64 = rng.random();
+        let got = run_fill(
+            gpu,
+            c.dist,
+            &c.t,
+            Keying::per_item(&seeds, stream),
+            c.p0,
+            c.p1,
+        );
+        let want = fill_per_item_cpu(c.dist, seeds.seeds(), stream, c.t.item_len(), c.p0, c.p1);
+        let ctx = format!(
+            "case {case}: {:?} {} seeds {:?} stream {stream}",
+            c.dist,
+            c.t.shape_str(),
+            seeds.seeds()
+        );
+        assert_bitwise(&got, &want, &ctx);
+        assert_gaps_zero(gpu, &c, &ctx);
+    }
+}
+
+#[test]
+fn item_of_a_per_item_fill_is_the_standalone_fill_with_its_seed() {
+    let gpu = gpu_or_skip!();
+    // 8 items of 7×9 = 63 elements: Philox blocks would straddle items in the shared layout.
+    let (batch, rows, cols) = (8, 7, 9);
+    let n = rows * cols;
+    let seeds = ItemSeeds::upload(gpu, &[11, 12, 1 << 40, 3, 11, 99, 7, u64::MAX]).unwrap();
+    let batched = gpu.zeros(batch, rows, cols).unwrap();
+    let alone = gpu.zeros(1, rows, cols).unwrap();
+    for dist in DISTS {
+        let d = prepare(gpu, dist, &batched, Keying::per_item(&seeds, 5), 0.5, 2.0);
+        for stream in [5u64, 1 << 33] {
+            d.set_stream(gpu, stream);
+            gpu.run(&[d.dispatch()]).unwrap();
+            let all = gpu.read(&batched).unwrap();
+            for (b, &seed) in seeds.seeds().iter().enumerate() {
+                // The existing shared-key path, batch 1: the reference a standalone run draws.
+                let want = run_fill(gpu, dist, &alone, RngKey::new(seed, stream), 0.5, 2.0);
+                let ctx = format!("{dist:?} stream {stream} item {b} seed {seed}");
+                assert_bitwise(&all[b * n..(b + 1) * n], &want, &ctx);
+            }
+            // Items with different seeds differ; the repeated seed (items 0 and 4) repeats.
+            assert_eq!(
+                all[..n],
+                all[4 * n..5 * n],
+                "{dist:?}: same seed, same item"
             );
+            let same = (0..n).filter(|&j| all[j] == all[n + j]).count();
+            assert!(same <= 2, "{dist:?}: items 0 and 1 share {same} values");
         }
     }
+    // New seeds take effect at the next launch.
+    let mut seeds = seeds;
+    let d = fill_uniform(gpu, &batched, Keying::per_item(&seeds, 0), 0.0, 1.0).unwrap();
+    let new: Vec<u64> = (100..108).collect();
+    seeds.set(gpu, &new).unwrap();
+    gpu.run(&[d.dispatch()]).unwrap();
+    let want = fill_per_item_cpu(Distribution::Uniform, &new, 0, n, 0.0, 1.0);
+    assert_bitwise(&gpu.read(&batched).unwrap(), &want, "after ItemSeeds::set");
+}
+
+#[test]
+fn per_item_seed_counts_are_checked() {
+    let gpu = gpu_or_skip!();
+    let t = gpu.zeros(4, 2, 3).unwrap();
+    let mut seeds = ItemSeeds::upload(gpu, &[1, 2, 3]).unwrap();
+    let err = fill_normal(gpu, &t, Keying::per_item(&seeds, 0), 0.0, 1.0).unwrap_err();
+    assert!(
+        matches!(err, Error::Shape { .. })
+            && err.to_string().contains("3 per-item seeds")
+            && err.to_string().contains("[4×2×3]"),
+        "{err}"
+    );
+    let err = seeds.set(gpu, &[1, 2]).unwrap_err().to_string();
+    assert!(
+        err.contains("2 seeds") && err.contains("batch of 3"),
+        "{err}"
+    );
+    assert!(matches!(
+        ItemSeeds::upload(gpu, &[]),
+        Err(Error::InvalidArgument { .. })
+    ));
 }
 
 #[test]

@@ -6,7 +6,7 @@
 //! - `‖g‖ = sqrt(Σ g²)` over the whole item (the parameter group); if `max_norm > 0` and
 //!   `‖g‖ > max_norm`, `g ← g · (max_norm / ‖g‖)`;
 //! - `m ← (1−b1)·g + b1·m`, `v ← (1−b2)·g² + b2·v`, `t ← t + 1`,
-//!   `u = (m / (1−b1ᵗ)) / (sqrt(v / (1−b2ᵗ) + eps_root) + eps)`, `p ← p − lr·(u + wd·p)`;
+//!   `u = (m / (1−b1ᵗ)) / (sqrt(v / (1−b2ᵗ) + eps_root) + eps)`, `p ← p − lr_b·(u + wd_b·p)`;
 //! - if `Σ g²` is NaN or ±∞ (including a finite gradient whose sum of squares overflows) the item's
 //!   step is skipped entirely (p, m, v, t untouched), its total and consecutive skip counters are
 //!   incremented; a step that is applied resets the consecutive counter to 0.
@@ -16,6 +16,14 @@
 //! gradient `grads` of the same shape. `B > 1` gives every item (task) its own state; `B = 1` is one
 //! shared optimiser. The step counter and the skip counters are f32 tensors `[B×1×1]` holding
 //! integers, exact up to 2²⁴ ≈ 16.7 M steps.
+//!
+//! # Per-item learning rate and weight decay
+//! `lr_b` and `wd_b` are read by the update from two GPU tensors `[B×1×1]` ([`AdamW::lr`],
+//! [`AdamW::weight_decay`]), so one batch can hold independent runs with different learning
+//! rates, weight decays and schedules. [`AdamW::new`] and [`AdamW::set_lr`] fill every item with
+//! one value (the meta-learning use: one optimiser per task, one schedule);
+//! [`AdamW::new_per_item`], [`AdamW::set_lr_per_item`] and [`AdamW::set_weight_decay_per_item`]
+//! set one value per item. Values written between submits apply to the next submitted step.
 //!
 //! One step is four dispatches: the two sum-of-squares passes of [`crate::ops::reduce`], a tiny
 //! per-item `prepare` (skip decision, counters, clip scale, bias corrections) and the element-wise
@@ -36,7 +44,8 @@ pub static SHADER: Shader = Shader {
 /// Hyper-parameters of [`AdamW`] (names and defaults of `optax.adamw`).
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct AdamWConfig {
-    /// Learning rate (≥ 0; change it per step with [`AdamW::set_lr`]).
+    /// Learning rate (≥ 0; change it per step with [`AdamW::set_lr`], per item with
+    /// [`AdamW::set_lr_per_item`]).
     pub lr: f32,
     /// Decay of the first moment, in [0, 1).
     pub b1: f32,
@@ -46,7 +55,7 @@ pub struct AdamWConfig {
     pub eps: f32,
     /// Added to `v̂` inside the square root (≥ 0).
     pub eps_root: f32,
-    /// Decoupled weight decay (≥ 0).
+    /// Decoupled weight decay (≥ 0; per item with [`AdamW::set_weight_decay_per_item`]).
     pub weight_decay: f32,
     /// Global-norm clipping threshold per item; 0 disables clipping.
     pub max_grad_norm: f32,
@@ -69,7 +78,6 @@ impl Default for AdamWConfig {
 impl AdamWConfig {
     /// Checks every field is finite and in range; names the first offending one.
     pub fn validate(&self) -> Result<()> {
-        const OP: &str = "AdamW";
         let nonneg = [
             ("lr", self.lr),
             ("eps", self.eps),
@@ -100,14 +108,12 @@ struct Params {
     w_stride: u32,
     g_off: u32,
     g_stride: u32,
-    lr: f32,
     b1: f32,
     b2: f32,
     eps: f32,
     eps_root: f32,
-    weight_decay: f32,
     max_norm: f32,
-    _pad: [u32; 3],
+    _pad: [u32; 5],
 }
 
 /// Invocations per workgroup of `update` / `reset` and of `prepare` (the WGSL `WG`, `WG_ITEMS`).
@@ -115,8 +121,34 @@ const WG: usize = 256;
 const WG_ITEMS: usize = 64;
 
 /// Blocks of `B` values in the state tensor (see `shaders/adamw.wgsl`): t, skipped, consecutive,
-/// apply, clip scale, 1 − b1ᵗ, 1 − b2ᵗ.
-const STATE_BLOCKS: usize = 7;
+/// apply, clip scale, 1 − b1ᵗ, 1 − b2ᵗ, learning rate, weight decay.
+const STATE_BLOCKS: usize = 9;
+/// Block of the per-item learning rates, then of the weight decays.
+const LR_BLOCK: usize = 7;
+const WD_BLOCK: usize = 8;
+
+const OP: &str = "AdamW";
+
+/// Checks one value per item, each finite and ≥ 0; names the hyper-parameter, the item and the
+/// lengths.
+fn check_per_item(name: &str, values: &[f32], batch: usize) -> Result<()> {
+    if values.len() != batch {
+        return Err(shape_err(
+            OP,
+            format!(
+                "{} values of {name} given for a batch of {batch} items (one per item)",
+                values.len()
+            ),
+        ));
+    }
+    match values.iter().position(|v| !v.is_finite() || *v < 0.0) {
+        Some(b) => Err(arg_err(
+            OP,
+            format!("{name}[{b}] = {} must be finite and ≥ 0", values[b]),
+        )),
+        None => Ok(()),
+    }
+}
 
 /// An AdamW optimiser bound to one parameter tensor and its gradient, with its state on the GPU
 /// and its dispatches prepared (a step allocates nothing).
@@ -126,26 +158,45 @@ pub struct AdamW {
     t: GpuTensor,
     skipped: GpuTensor,
     consecutive: GpuTensor,
+    lr: GpuTensor,
+    wd: GpuTensor,
     sumsq: GpuTensor,
     norm: SumSquares,
     prepare: Dispatch,
     update: Dispatch,
     reset: Dispatch,
-    params: Params,
 }
 
 impl AdamW {
     /// Allocates zeroed state for `params` (not a broadcast view) and prepares the dispatches.
-    /// `grads` must have the same batch, rows and columns (any offset and stride).
+    /// `grads` must have the same batch, rows and columns (any offset and stride). Every item
+    /// uses `cfg.lr` and `cfg.weight_decay`.
     pub fn new(
         gpu: &Gpu,
         params: &GpuTensor,
         grads: &GpuTensor,
         cfg: AdamWConfig,
     ) -> Result<AdamW> {
-        const OP: &str = "AdamW";
+        let b = params.batch();
+        let (lr, wd) = (vec![cfg.lr; b], vec![cfg.weight_decay; b]);
+        Self::new_per_item(gpu, params, grads, cfg, &lr, &wd)
+    }
+
+    /// [`AdamW::new`] with one learning rate and one weight decay per batch item (B values
+    /// each), e.g. a sweep of independent runs on the batch axis. `cfg.lr` and
+    /// `cfg.weight_decay` are validated but replaced by these.
+    pub fn new_per_item(
+        gpu: &Gpu,
+        params: &GpuTensor,
+        grads: &GpuTensor,
+        cfg: AdamWConfig,
+        lr: &[f32],
+        weight_decay: &[f32],
+    ) -> Result<AdamW> {
         cfg.validate()?;
         let (b, r, c) = (params.batch(), params.rows(), params.cols());
+        check_per_item("lr", lr, b)?;
+        check_per_item("weight_decay", weight_decay, b)?;
         if (grads.batch(), grads.rows(), grads.cols()) != (b, r, c) {
             return Err(shape_err(
                 OP,
@@ -164,6 +215,9 @@ impl AdamW {
         let state = gpu.zeros(1, STATE_BLOCKS, b)?;
         let block = |k: usize| state.view(k * b, b, 1, 1, 1);
         let (t, skipped, consecutive) = (block(0)?, block(1)?, block(2)?);
+        let (lr_t, wd_t) = (block(LR_BLOCK)?, block(WD_BLOCK)?);
+        gpu.write(&lr_t, lr)?;
+        gpu.write(&wd_t, weight_decay)?;
         let sumsq = gpu.zeros(b, 1, 1)?;
         let norm = sum_squares(gpu, grads, &sumsq, false)?;
         let (w_off, w_stride) = place(OP, "params", params)?;
@@ -176,14 +230,12 @@ impl AdamW {
             w_stride,
             g_off,
             g_stride,
-            lr: cfg.lr,
             b1: cfg.b1,
             b2: cfg.b2,
             eps: cfg.eps,
             eps_root: cfg.eps_root,
-            weight_decay: cfg.weight_decay,
             max_norm: cfg.max_grad_norm,
-            _pad: [0; 3],
+            _pad: [0; 5],
         };
         // The kernels index m and v (2·B·n values) with u32.
         to_u32(OP, "moments length", 2 * total)?;
@@ -234,12 +286,13 @@ impl AdamW {
             t,
             skipped,
             consecutive,
+            lr: lr_t,
+            wd: wd_t,
             sumsq,
             norm,
             prepare,
             update,
             reset,
-            params: params_u,
         })
     }
 
@@ -262,17 +315,39 @@ impl AdamW {
         step.run(&self.reset);
     }
 
-    /// Sets the learning rate used by the next submitted step (for schedules). The value is
-    /// written to the update's uniform buffer at the next submit, so all steps recorded into one
+    /// Sets the learning rate of every item for the next submitted step (for schedules). The
+    /// values are written to [`AdamW::lr`] at the next submit, so all steps recorded into one
     /// submit use the last value set.
     pub fn set_lr(&self, gpu: &Gpu, lr: f32) -> Result<()> {
-        AdamWConfig {
-            lr,
-            ..AdamWConfig::default()
-        }
-        .validate()?;
-        self.update.set_params(gpu, &Params { lr, ..self.params });
-        Ok(())
+        self.set_lr_per_item(gpu, &vec![lr; self.lr.batch()])
+    }
+
+    /// Sets one learning rate per item (B values, each finite and ≥ 0), with the timing of
+    /// [`AdamW::set_lr`]. A wrong count is an [`crate::Error::Shape`] naming both lengths.
+    pub fn set_lr_per_item(&self, gpu: &Gpu, lr: &[f32]) -> Result<()> {
+        check_per_item("lr", lr, self.lr.batch())?;
+        gpu.write(&self.lr, lr)
+    }
+
+    /// Sets the weight decay of every item, with the timing of [`AdamW::set_lr`].
+    pub fn set_weight_decay(&self, gpu: &Gpu, weight_decay: f32) -> Result<()> {
+        self.set_weight_decay_per_item(gpu, &vec![weight_decay; self.wd.batch()])
+    }
+
+    /// Sets one weight decay per item, like [`AdamW::set_lr_per_item`].
+    pub fn set_weight_decay_per_item(&self, gpu: &Gpu, weight_decay: &[f32]) -> Result<()> {
+        check_per_item("weight_decay", weight_decay, self.wd.batch())?;
+        gpu.write(&self.wd, weight_decay)
+    }
+
+    /// Learning rate per item, `[B×1×1]` (read by every update; kernels may write it too, e.g. a
+    /// schedule computed on the GPU).
+    pub fn lr(&self) -> &GpuTensor {
+        &self.lr
+    }
+    /// Weight decay per item, `[B×1×1]`.
+    pub fn weight_decay(&self) -> &GpuTensor {
+        &self.wd
     }
 
     /// First moments, `[B×R×C]` contiguous.
@@ -384,8 +459,9 @@ fn powi<T: Real>(base: T, mut e: u32) -> T {
 }
 
 /// CPU twin of one [`AdamW`] step on logical contiguous `params` and `grads`
-/// (`batch · item_len`, `batch = state.t.len()`), with the GPU's operation order. The sum of
-/// squares is accumulated in f64 and rounded to `T` (the GPU sums in f32 in a tree).
+/// (`batch · item_len`, `batch = state.t.len()`), with the GPU's operation order, every item
+/// using `cfg.lr` and `cfg.weight_decay`. The sum of squares is accumulated in f64 and rounded
+/// to `T` (the GPU sums in f32 in a tree).
 pub fn adamw_cpu<T: Real>(
     params: &mut [T],
     grads: &[T],
@@ -393,21 +469,52 @@ pub fn adamw_cpu<T: Real>(
     cfg: &AdamWConfig,
 ) {
     let batch = state.t.len();
+    let (lr, wd) = (vec![cfg.lr; batch], vec![cfg.weight_decay; batch]);
+    step_cpu(params, grads, state, cfg, &lr, &wd);
+}
+
+/// CPU twin of an [`AdamW::new_per_item`] step: item `b` uses `lr[b]` and `weight_decay[b]`
+/// (`cfg.lr` and `cfg.weight_decay` are ignored). Errors like [`AdamW::set_lr_per_item`] when a
+/// count differs from the batch.
+pub fn adamw_per_item_cpu<T: Real>(
+    params: &mut [T],
+    grads: &[T],
+    state: &mut AdamWHostState<T>,
+    cfg: &AdamWConfig,
+    lr: &[f32],
+    weight_decay: &[f32],
+) -> Result<()> {
+    let batch = state.t.len();
+    check_per_item("lr", lr, batch)?;
+    check_per_item("weight_decay", weight_decay, batch)?;
+    step_cpu(params, grads, state, cfg, lr, weight_decay);
+    Ok(())
+}
+
+/// The twin's step; `lr` and `wd` hold one value per item.
+fn step_cpu<T: Real>(
+    params: &mut [T],
+    grads: &[T],
+    state: &mut AdamWHostState<T>,
+    cfg: &AdamWConfig,
+    lr: &[f32],
+    wd: &[f32],
+) {
+    let batch = state.t.len();
     if batch == 0 {
         return;
     }
     let n = params.len() / batch;
     let c = |x: f32| T::from_f64(x as f64);
-    let (lr, b1, b2, eps, eps_root, wd, max_norm) = (
-        c(cfg.lr),
+    let (b1, b2, eps, eps_root, max_norm) = (
         c(cfg.b1),
         c(cfg.b2),
         c(cfg.eps),
         c(cfg.eps_root),
-        c(cfg.weight_decay),
         c(cfg.max_grad_norm),
     );
     for b in 0..batch {
+        let (lr, wd) = (c(lr[b]), c(wd[b]));
         let items = b * n..(b + 1) * n;
         let s = T::from_f64(
             grads[items.clone()]

@@ -1,10 +1,16 @@
 //! Random row gathers (`shaders/gather.wgsl`): minibatches drawn with replacement, e.g. the
 //! inner-loop minibatches of the spec §5.1 (`inner_batch` points of the support set per step).
 //!
-//! Destination row `i` of item `b` copies source row `j = random_bits(key, b·Rd + i) mod R`
-//! (the counter layout of [`crate::ops::rng`], Philox shared via `shaders/philox.wgsl`), so two
-//! gathers with the same key and shapes pick the same rows (inputs and their targets), and the
-//! host regenerates the choice with [`gather_rows_cpu`].
+//! Destination row `i` of item `b` copies source row `j = bits mod R`, with the counter layouts
+//! of [`crate::ops::rng`] (Philox shared via `shaders/philox.wgsl`) applied to row indices:
+//!
+//! - shared key ([`Keying::Shared`], a bare [`RngKey`]): `bits = random_bits(key, b·Rd + i)`,
+//!   one draw over the whole batch (the tasks of one run);
+//! - per item ([`Keying::PerItem`]): `bits = random_bits((seeds[b], stream), i)`, so item `b`
+//!   picks the rows a batch-1 gather with key `(seeds[b], stream)` picks (independent runs).
+//!
+//! Two gathers with the same keying and shapes pick the same rows (inputs and their targets),
+//! and the host regenerates the choice with [`gather_rows_cpu`] / [`gather_rows_per_item_cpu`].
 //!
 //! # Modulo bias
 //! `bits mod R` over 32 uniform bits favours the first `2³² mod R` rows by a relative
@@ -12,7 +18,7 @@
 
 use crate::error::{shape_err, Result};
 use crate::gpu::{grid_1d, Access, Cost, Gpu, GpuTensor, KernelSpec, Shader};
-use crate::ops::rng::{random_bits, RngDispatch, RngKey};
+use crate::ops::rng::{random_bits, Keying, RngDispatch, RngKey};
 use crate::ops::to_u32;
 
 /// `shaders/gather.wgsl` after the shared Philox of `shaders/philox.wgsl`.
@@ -47,11 +53,23 @@ struct Params {
 /// A prepared random gather: an [`RngDispatch`] (`set_stream` replays it with a new stream).
 pub type RngGather = RngDispatch;
 
-/// Prepares `dst[b, i, :] ← src[b, j, :]`, `j = random_bits(key, b·Rd + i) mod R` for `src`
-/// `[B×R×C]` (any view, broadcast included) and `dst` `[B×Rd×C]` (Rd may exceed R: rows are
-/// drawn with replacement).
-pub fn gather_rows(gpu: &Gpu, src: &GpuTensor, dst: &GpuTensor, key: RngKey) -> Result<RngGather> {
+/// Prepares `dst[b, i, :] ← src[b, j, :]` for `src` `[B×R×C]` (any view, broadcast included)
+/// and `dst` `[B×Rd×C]` (Rd may exceed R: rows are drawn with replacement), `j` drawn as the
+/// module docs say for `key`: an [`RngKey`] or [`Keying::per_item`].
+pub fn gather_rows<'k>(
+    gpu: &Gpu,
+    src: &GpuTensor,
+    dst: &GpuTensor,
+    key: impl Into<Keying<'k>>,
+) -> Result<RngGather> {
     const OP: &str = "gather_rows";
+    let (key, seeds) = match key.into() {
+        Keying::Shared(k) => (k, None),
+        Keying::PerItem { seeds, stream } => {
+            seeds.check_batch(OP, dst)?;
+            (RngKey::new(0, stream), Some(seeds))
+        }
+    };
     if src.batch() != dst.batch() || src.cols() != dst.cols() || src.rows() == 0 {
         return Err(shape_err(
             OP,
@@ -86,20 +104,23 @@ pub fn gather_rows(gpu: &Gpu, src: &GpuTensor, dst: &GpuTensor, key: RngKey) -> 
         stream_lo: key.stream as u32,
         stream_hi: (key.stream >> 32) as u32,
     };
+    let per_item = if seeds.is_some() { 1.0 } else { 0.0 };
     let spec = KernelSpec {
         shader: &SHADER,
         entry: "main",
-        constants: &[("WG", WG as f64)],
-        access: &[Access::Read, Access::ReadWrite],
+        constants: &[("WG", WG as f64), ("PER_ITEM", per_item)],
+        access: &[Access::Read, Access::ReadWrite, Access::Read],
     };
     let cost = Cost {
         flops: 0.0,
         bytes: 8.0 * dst.len() as f64,
     };
+    // A shared gather reads no seeds: `src` (read-only) stands in for the unused binding.
+    let seeds_t = seeds.map_or(src, |s| s.tensor());
     let dispatch = gpu.dispatch(
         &spec,
         &params,
-        &[src, dst],
+        &[src, dst, seeds_t],
         grid_1d((out_rows as usize).div_ceil(WG as usize)),
         cost,
     )?;
@@ -110,7 +131,7 @@ pub fn gather_rows(gpu: &Gpu, src: &GpuTensor, dst: &GpuTensor, key: RngKey) -> 
     ))
 }
 
-/// CPU twin: gathers `rows_dst` rows per item from logical contiguous `src`
+/// CPU twin of a shared-key gather: `rows_dst` rows per item from logical contiguous `src`
 /// (`batch · rows · cols`), exactly as the GPU does.
 pub fn gather_rows_cpu<T: Copy>(
     src: &[T],
@@ -129,4 +150,26 @@ pub fn gather_rows_cpu<T: Copy>(
         }
     }
     out
+}
+
+/// CPU twin of a per-item gather ([`Keying::PerItem`]): item `b` of logical contiguous `src`
+/// (`seeds.len() · rows · cols`) is [`gather_rows_cpu`] of that item alone with key
+/// `(seeds[b], stream)`.
+pub fn gather_rows_per_item_cpu<T: Copy>(
+    src: &[T],
+    rows: usize,
+    cols: usize,
+    rows_dst: usize,
+    seeds: &[u64],
+    stream: u64,
+) -> Vec<T> {
+    let item = rows * cols;
+    seeds
+        .iter()
+        .enumerate()
+        .flat_map(|(b, &seed)| {
+            let key = RngKey::new(seed, stream);
+            gather_rows_cpu(&src[b * item..(b + 1) * item], 1, rows, cols, rows_dst, key)
+        })
+        .collect()
 }

@@ -6,6 +6,15 @@
 //! order depends only on the shapes (per-invocation sequential sums, then a pairwise tree in
 //! workgroup memory; no atomics), so the same input gives bit-identical output on every run.
 //! NaN and ±∞ propagate: a non-finite term makes its sum non-finite.
+//!
+//! # Batch invariance
+//! Independent runs on the batch axis need item `b` of a batch to get the bits a batch-1 launch on
+//! that item gives. Row sums and both sum-of-squares passes have that property (their partition
+//! depends on the item only). [`col_sums`] does not: its workgroup spreads over up to 64 adjacent
+//! outputs of the WHOLE batch (`B·C` of them), and the number of partial sums per output, hence the
+//! order of the additions, shrinks as that grows. It is kept as is because pinned golden runs
+//! depend on its numbers; [`col_sums_batch_invariant`] sizes the workgroup from one item's `C`
+//! columns, which is exactly the batch-1 partition of [`col_sums`].
 
 use crate::error::{arg_err, shape_err, Result};
 use crate::gpu::{grid_1d, Access, Cost, Dispatch, Gpu, GpuTensor, KernelSpec, Shader, Step};
@@ -75,6 +84,8 @@ struct Plan {
     /// outputs are (`j_step == 1`), and the workgroup spreads along the outputs instead.
     contiguous_terms: bool,
     square: bool,
+    /// Size the workgroup from one item's outputs rather than the batch's (see the module docs).
+    batch_invariant: bool,
 }
 
 /// Workgroup shape `(WG_X outputs, WG_Y partials)`, both powers of two, at most `cap` invocations.
@@ -126,7 +137,12 @@ fn launch(
     // The largest power of two the device allows, at most 256 (WebGPU's guaranteed minimum).
     let max_inv = gpu.limits().max_compute_invocations_per_workgroup.min(256);
     let cap = 1u32 << (31 - max_inv.max(1).leading_zeros());
-    let (wg_x, wg_y) = workgroup_shape(cap, n_out, plan.n_red, plan.contiguous_terms);
+    let shape_outputs = if plan.batch_invariant {
+        plan.per_item
+    } else {
+        n_out
+    };
+    let (wg_x, wg_y) = workgroup_shape(cap, shape_outputs, plan.n_red, plan.contiguous_terms);
     let constants = [
         ("WG_X", wg_x as f64),
         ("WG_Y", wg_y as f64),
@@ -185,6 +201,7 @@ pub fn reduce(
             k_step: x.batch_stride(),
             contiguous_terms: false,
             square: false,
+            batch_invariant: false,
         },
         Reduction::RowSums => Plan {
             batch_out: b,
@@ -195,17 +212,9 @@ pub fn reduce(
             k_step: 1,
             contiguous_terms: true,
             square: false,
+            batch_invariant: false,
         },
-        Reduction::ColSums => Plan {
-            batch_out: b,
-            per_item: c,
-            n_red: r,
-            limit: u32::MAX,
-            j_step: 1,
-            k_step: c,
-            contiguous_terms: false,
-            square: false,
-        },
+        Reduction::ColSums => col_sums_plan((b, r, c), false),
     };
     launch(gpu, OP, x, y, &plan, alpha, beta)
 }
@@ -241,6 +250,47 @@ pub fn col_sums(
     beta: f32,
 ) -> Result<Dispatch> {
     reduce(gpu, x, y, Reduction::ColSums, alpha, beta)
+}
+
+/// [`col_sums`] with a summation order fixed by one item's shape `R×C` alone, so item `b` gets
+/// exactly the bits a batch-1 [`col_sums`] of that item gives (independent runs on the batch
+/// axis; see the module docs). Twin: [`reduce_cpu`] with [`Reduction::ColSums`].
+pub fn col_sums_batch_invariant(
+    gpu: &Gpu,
+    x: &GpuTensor,
+    y: &GpuTensor,
+    alpha: f32,
+    beta: f32,
+) -> Result<Dispatch> {
+    const OP: &str = "col_sums_batch_invariant";
+    let (b, r, c) = (x.batch(), x.rows(), x.cols());
+    if (y.batch(), y.rows(), y.cols()) != (b, 1, c) {
+        return Err(shape_err(
+            OP,
+            format!(
+                "x {} needs y [{b}×1×{c}], got y {}",
+                x.shape_str(),
+                y.shape_str()
+            ),
+        ));
+    }
+    check_output(OP, "y", y)?;
+    launch(gpu, OP, x, y, &col_sums_plan((b, r, c), true), alpha, beta)
+}
+
+/// The plan of the column sums of `x [B×R×C]`: C outputs per item, R terms each, C apart.
+fn col_sums_plan((b, r, c): (usize, usize, usize), batch_invariant: bool) -> Plan {
+    Plan {
+        batch_out: b,
+        per_item: c,
+        n_red: r,
+        limit: u32::MAX,
+        j_step: 1,
+        k_step: c,
+        contiguous_terms: false,
+        square: false,
+        batch_invariant,
+    }
 }
 
 /// Per-item `Σ x²` in two passes: pass 1 writes one partial per 4096-element chunk of each item to
@@ -311,6 +361,7 @@ pub fn sum_squares(
             k_step: 1,
             contiguous_terms: true,
             square: true,
+            batch_invariant: false,
         },
         1.0,
         0.0,
@@ -329,6 +380,7 @@ pub fn sum_squares(
             k_step: 1,
             contiguous_terms: true,
             square: false,
+            batch_invariant: false,
         },
         1.0,
         if accumulate { 1.0 } else { 0.0 },

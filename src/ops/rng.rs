@@ -2,11 +2,23 @@
 //! CPU twins that reproduce the GPU's numbers bit for bit.
 //!
 //! # Counter layout
-//! The element at LOGICAL index `i = b·rows·cols + r·cols + c` takes word `i % 4` of
-//! `philox4x32_10(counter = [i / 4, 0, stream as u32, (stream >> 32) as u32],
-//! key = [seed as u32, (seed >> 32) as u32])`. Values therefore do not depend on the tensor's
-//! offset or batch stride, and a host that knows the key and shape regenerates them exactly.
-//! Counter word 1 is reserved (0): a tensor holds < 2³² elements, so `i / 4` fits in word 0.
+//! A fill is keyed in one of two ways ([`Keying`]):
+//!
+//! - **Shared** ([`Keying::Shared`], what a bare [`RngKey`] means): the batch is ONE random
+//!   draw. The element at LOGICAL index `i = b·rows·cols + r·cols + c` takes word `i % 4` of
+//!   `philox4x32_10(counter = [i / 4, 0, stream as u32, (stream >> 32) as u32],
+//!   key = [seed as u32, (seed >> 32) as u32])`. This is for batch items that belong to one run
+//!   (the tasks of a meta-batch): they must draw different numbers from one seed.
+//! - **Per item** ([`Keying::PerItem`]): item `b` is keyed by its own seed `seeds[b]` (an
+//!   [`ItemSeeds`] tensor) and indexed item-locally: element `j = r·cols + c` of item `b` takes
+//!   word `j % 4` of `philox4x32_10(counter = [j / 4, 0, stream_lo, stream_hi],
+//!   key = [seeds[b] as u32, (seeds[b] >> 32) as u32])`, which is exactly what element `j` of a
+//!   batch-1 shared fill with key `(seeds[b], stream)` takes. So item `b` of a batch of
+//!   independent runs draws what the same run draws alone, wherever it sits in the batch.
+//!
+//! Values therefore do not depend on the tensor's offset or batch stride, and a host that knows
+//! the keys and shape regenerates them exactly ([`fill_cpu`], [`fill_per_item_cpu`]). Counter
+//! word 1 is reserved (0): a tensor holds < 2³² elements, so `i / 4` fits in word 0.
 //!
 //! The three fills read the same words for the same key, so uniform and normal draws from one
 //! key are dependent: give each independent draw its own stream.
@@ -22,6 +34,9 @@
 use crate::error::{arg_err, shape_err, Result};
 use crate::gpu::{grid_1d, Access, Cost, Dispatch, Gpu, GpuTensor, KernelSpec, Shader};
 use crate::ops::to_u32;
+
+mod keying;
+pub use keying::{ItemSeeds, Keying};
 
 /// `shaders/rng.wgsl` after the shared Philox of `shaders/philox.wgsl`.
 pub static SHADER: Shader = Shader {
@@ -95,7 +110,7 @@ struct Params {
     a: f32,
     s: f32,
     zero: u32,
-    _pad: u32,
+    blocks: u32,
 }
 
 /// A prepared launch keyed by the Philox generator (a random fill, a random gather). Replay it
@@ -142,22 +157,13 @@ impl std::ops::Deref for RngDispatch {
     }
 }
 
-/// Prepares a fill of `t` with `a + s·X`, X drawn from `dist` (uniform: a = lo, s = hi − lo).
-fn fill(
-    gpu: &Gpu,
+/// Checks a fill's output and key and returns its uniform parameters (without `a`, `s`) and the
+/// per-item seeds it binds, if any.
+fn fill_params<'k>(
     op: &'static str,
     t: &GpuTensor,
-    key: RngKey,
-    dist: Distribution,
-    a: f32,
-    s: f32,
-) -> Result<RngDispatch> {
-    if !a.is_finite() || !s.is_finite() {
-        return Err(arg_err(
-            op,
-            format!("parameters {a} and {s} must be finite"),
-        ));
-    }
+    key: Keying<'k>,
+) -> Result<(Params, Option<&'k ItemSeeds>)> {
     if t.batch() > 1 && t.batch_stride() < t.item_len() {
         return Err(shape_err(
             op,
@@ -174,34 +180,62 @@ fn fill(
             format!("{} has too many elements", t.shape_str()),
         ));
     }
-    let table = gpu.zeros(1, 1, NORMAL_TABLE.len())?;
-    gpu.write(&table, bytemuck::cast_slice(&NORMAL_TABLE))?;
+    let (seed, stream, seeds, blocks) = match key {
+        Keying::Shared(k) => (k.seed, k.stream, None, t.len().div_ceil(4)),
+        Keying::PerItem { seeds, stream } => {
+            seeds.check_batch(op, t)?;
+            (0, stream, Some(seeds), t.batch() * t.item_len().div_ceil(4))
+        }
+    };
     let params = Params {
         len,
         item_len: to_u32(op, "item length", t.item_len().max(1))?,
         out_off: to_u32(op, "offset", t.offset())?,
         out_stride: to_u32(op, "batch stride", t.batch_stride())?,
-        seed_lo: key.seed as u32,
-        seed_hi: (key.seed >> 32) as u32,
-        stream_lo: key.stream as u32,
-        stream_hi: (key.stream >> 32) as u32,
-        a,
-        s,
+        seed_lo: seed as u32,
+        seed_hi: (seed >> 32) as u32,
+        stream_lo: stream as u32,
+        stream_hi: (stream >> 32) as u32,
+        a: 0.0,
+        s: 0.0,
         zero: 0,
-        _pad: 0,
+        blocks: to_u32(op, "Philox blocks", blocks)?,
     };
+    Ok((params, seeds))
+}
+
+/// Prepares a fill of `t` with `a + s·X`, X drawn from `dist` (uniform: a = lo, s = hi − lo).
+fn fill(
+    gpu: &Gpu,
+    op: &'static str,
+    t: &GpuTensor,
+    key: Keying<'_>,
+    dist: Distribution,
+    a: f32,
+    s: f32,
+) -> Result<RngDispatch> {
+    if !a.is_finite() || !s.is_finite() {
+        return Err(arg_err(
+            op,
+            format!("parameters {a} and {s} must be finite"),
+        ));
+    }
+    let (params, seeds) = fill_params(op, t, key)?;
+    let params = Params { a, s, ..params };
+    let table = gpu.zeros(1, 1, NORMAL_TABLE.len())?;
+    gpu.write(&table, bytemuck::cast_slice(&NORMAL_TABLE))?;
     let constants = [
         ("WG", WG as f64),
         ("DIST", dist.code() as f64),
         ("P_LO", TRUNC_P_LO as f64),
+        ("PER_ITEM", if seeds.is_some() { 1.0 } else { 0.0 }),
     ];
     let spec = KernelSpec {
         shader: &SHADER,
         entry: "main",
         constants: &constants,
-        access: &[Access::ReadWrite, Access::Read],
+        access: &[Access::ReadWrite, Access::Read, Access::Read],
     };
-    let blocks = t.len().div_ceil(4);
     let cost = Cost {
         flops: t.len() as f64
             * if dist == Distribution::Uniform {
@@ -211,14 +245,16 @@ fn fill(
             },
         bytes: 4.0 * t.len() as f64,
     };
+    // A shared fill reads no seeds: the (read-only) table stands in for the unused binding.
+    let seeds_t = seeds.map_or(&table, |s| s.tensor());
     let dispatch = gpu.dispatch(
         &spec,
         &params,
-        &[t, &table],
-        grid_1d(blocks.div_ceil(WG as usize)),
+        &[t, &table, seeds_t],
+        grid_1d((params.blocks as usize).div_ceil(WG as usize)),
         cost,
     )?;
-    // The dispatch holds the table tensor alive (see `Dispatch`).
+    // The dispatch holds the table and seed tensors alive (see `Dispatch`).
     Ok(RngDispatch::new(
         dispatch,
         &params,
@@ -227,13 +263,16 @@ fn fill(
 }
 
 /// Prepares `t ← lo + (hi − lo)·u`, `u = (bits >> 8)·2⁻²⁴` (see [`Distribution::Uniform`]).
-pub fn fill_uniform(
+/// `key` is an [`RngKey`] (one draw over the whole batch) or [`Keying::per_item`] (one seed per
+/// item; see the module docs).
+pub fn fill_uniform<'k>(
     gpu: &Gpu,
     t: &GpuTensor,
-    key: RngKey,
+    key: impl Into<Keying<'k>>,
     lo: f32,
     hi: f32,
 ) -> Result<RngDispatch> {
+    let key = key.into();
     fill(
         gpu,
         "fill_uniform",
@@ -245,27 +284,30 @@ pub fn fill_uniform(
     )
 }
 
-/// Prepares `t ← mean + std·z`, z standard normal (see [`Distribution::Normal`]).
-pub fn fill_normal(
+/// Prepares `t ← mean + std·z`, z standard normal (see [`Distribution::Normal`]); `key` as in
+/// [`fill_uniform`].
+pub fn fill_normal<'k>(
     gpu: &Gpu,
     t: &GpuTensor,
-    key: RngKey,
+    key: impl Into<Keying<'k>>,
     mean: f32,
     std: f32,
 ) -> Result<RngDispatch> {
+    let key = key.into();
     fill(gpu, "fill_normal", t, key, Distribution::Normal, mean, std)
 }
 
 /// Prepares `t ← mean + std·z`, z standard normal truncated to `[−2, 2]` (haiku's
 /// `TruncatedNormal(std)`, `jax.random.truncated_normal(-2, 2)`; see
-/// [`Distribution::TruncatedNormal`]).
-pub fn fill_truncated_normal(
+/// [`Distribution::TruncatedNormal`]); `key` as in [`fill_uniform`].
+pub fn fill_truncated_normal<'k>(
     gpu: &Gpu,
     t: &GpuTensor,
-    key: RngKey,
+    key: impl Into<Keying<'k>>,
     mean: f32,
     std: f32,
 ) -> Result<RngDispatch> {
+    let key = key.into();
     fill(
         gpu,
         "fill_truncated_normal",
@@ -337,7 +379,7 @@ fn value(dist: Distribution, bits: u32, a: f32, s: f32) -> f32 {
     }
 }
 
-/// CPU twin of the fills: the `len` logical values (bit-identical to the GPU). For
+/// CPU twin of the shared-key fills: the `len` logical values (bit-identical to the GPU). For
 /// [`Distribution::Uniform`] pass `(lo, hi)`, for the normals `(mean, std)`.
 pub fn fill_cpu(dist: Distribution, key: RngKey, len: usize, p0: f32, p1: f32) -> Vec<f32> {
     let s = if dist == Distribution::Uniform {
@@ -347,6 +389,22 @@ pub fn fill_cpu(dist: Distribution, key: RngKey, len: usize, p0: f32, p1: f32) -
     };
     (0..len as u32)
         .map(|i| value(dist, random_bits(key, i), p0, s))
+        .collect()
+}
+
+/// CPU twin of the per-item fills ([`Keying::PerItem`]): `seeds.len()` items of `item_len`
+/// logical values, item `b` being [`fill_cpu`] with key `(seeds[b], stream)`.
+pub fn fill_per_item_cpu(
+    dist: Distribution,
+    seeds: &[u64],
+    stream: u64,
+    item_len: usize,
+    p0: f32,
+    p1: f32,
+) -> Vec<f32> {
+    seeds
+        .iter()
+        .flat_map(|&seed| fill_cpu(dist, RngKey::new(seed, stream), item_len, p0, p1))
         .collect()
 }
 

@@ -1,7 +1,9 @@
 //! Training: the one loop every experiment runs ([`runner`], with its checkpointed progress
-//! [`loop_state`] and [`progress`] display) and first-order meta-learning ([`meta`]).
+//! [`loop_state`] and [`progress`] display), first-order meta-learning ([`meta`]), and
+//! independent supervised runs on the batch axis ([`supervised`]).
 
 pub mod loop_state;
 pub mod meta;
 pub mod progress;
 pub mod runner;
+pub mod supervised;
