@@ -9,12 +9,10 @@
 //!
 //! # Batch invariance
 //! Independent runs on the batch axis need item `b` of a batch to get the bits a batch-1 launch on
-//! that item gives. Row sums and both sum-of-squares passes have that property (their partition
-//! depends on the item only). [`col_sums`] does not: its workgroup spreads over up to 64 adjacent
-//! outputs of the WHOLE batch (`B·C` of them), and the number of partial sums per output, hence the
-//! order of the additions, shrinks as that grows. It is kept as is because pinned golden runs
-//! depend on its numbers; [`col_sums_batch_invariant`] sizes the workgroup from one item's `C`
-//! columns, which is exactly the batch-1 partition of [`col_sums`].
+//! that item gives. Every reduction here partitions an item's terms by the item's shape alone:
+//! row sums and the sum-of-squares passes by construction, the column sums because their
+//! workgroup is sized from one item's `C` outputs (sizing it from all `B·C` outputs would change
+//! the number of partial sums per output, hence the order of the additions, with `B`).
 
 use crate::error::{arg_err, shape_err, Result};
 use crate::gpu::{grid_1d, Access, Cost, Dispatch, Gpu, GpuTensor, KernelSpec, Shader, Step};
@@ -214,7 +212,7 @@ pub fn reduce(
             square: false,
             batch_invariant: false,
         },
-        Reduction::ColSums => col_sums_plan((b, r, c), false),
+        Reduction::ColSums => col_sums_plan((b, r, c)),
     };
     launch(gpu, OP, x, y, &plan, alpha, beta)
 }
@@ -252,34 +250,8 @@ pub fn col_sums(
     reduce(gpu, x, y, Reduction::ColSums, alpha, beta)
 }
 
-/// [`col_sums`] with a summation order fixed by one item's shape `R×C` alone, so item `b` gets
-/// exactly the bits a batch-1 [`col_sums`] of that item gives (independent runs on the batch
-/// axis; see the module docs). Twin: [`reduce_cpu`] with [`Reduction::ColSums`].
-pub fn col_sums_batch_invariant(
-    gpu: &Gpu,
-    x: &GpuTensor,
-    y: &GpuTensor,
-    alpha: f32,
-    beta: f32,
-) -> Result<Dispatch> {
-    const OP: &str = "col_sums_batch_invariant";
-    let (b, r, c) = (x.batch(), x.rows(), x.cols());
-    if (y.batch(), y.rows(), y.cols()) != (b, 1, c) {
-        return Err(shape_err(
-            OP,
-            format!(
-                "x {} needs y [{b}×1×{c}], got y {}",
-                x.shape_str(),
-                y.shape_str()
-            ),
-        ));
-    }
-    check_output(OP, "y", y)?;
-    launch(gpu, OP, x, y, &col_sums_plan((b, r, c), true), alpha, beta)
-}
-
 /// The plan of the column sums of `x [B×R×C]`: C outputs per item, R terms each, C apart.
-fn col_sums_plan((b, r, c): (usize, usize, usize), batch_invariant: bool) -> Plan {
+fn col_sums_plan((b, r, c): (usize, usize, usize)) -> Plan {
     Plan {
         batch_out: b,
         per_item: c,
@@ -289,7 +261,8 @@ fn col_sums_plan((b, r, c): (usize, usize, usize), batch_invariant: bool) -> Pla
         k_step: c,
         contiguous_terms: false,
         square: false,
-        batch_invariant,
+        // The workgroup is sized from one item's C outputs: see "Batch invariance" above.
+        batch_invariant: true,
     }
 }
 

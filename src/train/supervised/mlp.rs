@@ -3,14 +3,14 @@
 //! runs. Kept in this one private file so it can be swapped for `nn::Dense` later.
 //!
 //! Every kernel used here computes item `b` in an order fixed by the item's shape alone (GEMM
-//! tiles from M×N, element-wise ops, [`col_sums_batch_invariant`]), so item `b` of a batch gets the
+//! tiles from M×N, element-wise ops, [`col_sums`]), so item `b` of a batch gets the
 //! bits a batch-1 model gets.
 
 use crate::error::Result;
 use crate::gpu::{Dispatch, Gpu, GpuTensor};
 use crate::ops::elementwise::activation_backward;
 use crate::ops::gemm::{gemm, GemmOptions};
-use crate::ops::reduce::col_sums_batch_invariant;
+use crate::ops::reduce::col_sums;
 use crate::ops::rng::{fill_truncated_normal, fill_uniform, ItemSeeds, Keying, RngDispatch};
 use crate::ops::Activation;
 
@@ -150,7 +150,7 @@ impl Mlp {
                 ..Default::default()
             };
             out.push(gemm(gpu, input, &dz, None, &layer.dw, &ta)?);
-            out.push(col_sums_batch_invariant(gpu, &dz, &layer.db, 1.0, 0.0)?);
+            out.push(col_sums(gpu, &dz, &layer.db, 1.0, 0.0)?);
             if l == 0 {
                 break;
             }
