@@ -20,7 +20,7 @@ use crate::gpu::{Dispatch, Gpu, GpuTensor, Step};
 use crate::ops::adamw::{AdamW, AdamWConfig};
 use crate::ops::loss::mse;
 use crate::ops::rng::{fill_uniform, ItemSeeds, Keying, RngDispatch};
-use mlp::Mlp;
+use mlp::PackedMlp;
 
 /// Stream purposes (the high 16 bits of the stream).
 const STUDENT_INIT: u64 = 1 << 48;
@@ -72,7 +72,7 @@ pub struct RunCurve {
 /// one batch (see the module docs).
 pub struct SupervisedRuns {
     runs: Vec<RunSpec>,
-    student: Mlp,
+    student: PackedMlp,
     data: RngDispatch,
     /// Teacher forward, student forward, loss and gradient, backward, in order.
     dispatches: Vec<Dispatch>,
@@ -94,12 +94,12 @@ impl SupervisedRuns {
         let (b, n) = (runs.len(), data.samples_per_step);
         let w = &mlp.widths;
         let seeds = ItemSeeds::upload(gpu, &runs.iter().map(|r| r.seed).collect::<Vec<_>>())?;
-        let student = Mlp::new(gpu, b, w)?;
+        let student = PackedMlp::new(gpu, b, w)?;
         let teacher_widths: Vec<usize> = std::iter::once(w[0])
             .chain(data.teacher_hidden.iter().copied())
             .chain(std::iter::once(w[w.len() - 1]))
             .collect();
-        let teacher = Mlp::new(gpu, b, &teacher_widths)?;
+        let teacher = PackedMlp::new(gpu, b, &teacher_widths)?;
         let mut init = student.init(gpu, &seeds, STUDENT_INIT, 1.0)?;
         init.extend(teacher.init(gpu, &seeds, TEACHER_INIT, TEACHER_GAIN)?);
         gpu.run(&init.iter().map(|d| d.dispatch()).collect::<Vec<_>>())?;
@@ -107,11 +107,16 @@ impl SupervisedRuns {
         let x = gpu.zeros(b, n, w[0])?;
         let data_fill = fill_uniform(gpu, &x, Keying::per_item(&seeds, DATA), -1.0, 1.0)?;
         // The dispatches hold every tensor they bind (teacher, seeds, activations) alive.
-        let mut t_fwd = teacher.forward(gpu, &x)?;
-        let mut s_fwd = student.forward(gpu, &x)?;
-        let (loss, dout) = (gpu.zeros(b, 1, 1)?, gpu.zeros(b, n, w[w.len() - 1])?);
-        let loss_d = mse(gpu, s_fwd.output(), t_fwd.output(), &loss, Some(&dout), 1.0)?;
-        let backward = student.backward(gpu, &x, &s_fwd, &dout)?;
+        let out = |cols: usize| gpu.zeros(b, n, cols);
+        let (t_out, s_out, dout) = (
+            out(w[w.len() - 1])?,
+            out(w[w.len() - 1])?,
+            out(w[w.len() - 1])?,
+        );
+        let t_prog = teacher.program(gpu, &x, &t_out, None)?;
+        let s_prog = student.program(gpu, &x, &s_out, Some(&dout))?;
+        let loss = gpu.zeros(b, 1, 1)?;
+        let loss_d = mse(gpu, &s_out, &t_out, &loss, Some(&dout), 1.0)?;
         let lr: Vec<f32> = runs.iter().map(|r| r.lr).collect();
         let wd: Vec<f32> = runs.iter().map(|r| r.weight_decay).collect();
         let cfg = AdamWConfig {
@@ -119,10 +124,10 @@ impl SupervisedRuns {
             ..AdamWConfig::default()
         };
         let opt = AdamW::new_per_item(gpu, student.params(), student.grads(), cfg, &lr, &wd)?;
-        let mut dispatches = std::mem::take(&mut t_fwd.dispatches);
-        dispatches.append(&mut s_fwd.dispatches);
+        let mut dispatches = t_prog.forward;
+        dispatches.extend(s_prog.forward);
         dispatches.push(loss_d);
-        dispatches.extend(backward);
+        dispatches.extend(s_prog.backward);
         Ok(SupervisedRuns {
             runs: runs.to_vec(),
             student,
