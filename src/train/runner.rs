@@ -150,6 +150,14 @@ pub fn train<E: Experiment>(
 
 /// A fresh state, or the checkpoint's (restoring the experiment's tensors and the log).
 fn start<E: Experiment>(gpu: &Gpu, exp: &E, plan: &RunPlan) -> Result<LoopState<E::Metrics>> {
+    // An experiment that does not evaluate its own selection set is refused before any step.
+    let sets = exp.eval_sets();
+    if !sets.iter().any(|s| s == exp.selection_set()) {
+        return Err(Error::NoSuchSet {
+            name: exp.selection_set().to_string(),
+            known: sets,
+        });
+    }
     if !plan.resume {
         return Ok(LoopState::default());
     }
