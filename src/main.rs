@@ -90,6 +90,28 @@ enum BenchCommand {
         #[arg(long)]
         json: Option<PathBuf>,
     },
+    /// Train B independent MLP regression runs as one batch and one after another: run-steps/s
+    /// of both, their ratio, and a bitwise check that a run gives the same numbers both ways.
+    Runs {
+        /// Independent runs B.
+        #[arg(long, default_value_t = 16)]
+        runs: usize,
+        /// Timed steps per run.
+        #[arg(long, default_value_t = 50)]
+        steps: usize,
+        /// Untimed warm-up steps per run.
+        #[arg(long, default_value_t = 3)]
+        warmup: usize,
+        /// Hidden width of the two-hidden-layer student (input 16, output 1).
+        #[arg(long, default_value_t = 64)]
+        width: usize,
+        /// Samples per step and run.
+        #[arg(long, default_value_t = 128)]
+        samples: usize,
+        /// Also write the result as JSON to this file.
+        #[arg(long)]
+        json: Option<PathBuf>,
+    },
     /// Time every kernel on a table of shapes; prints ms, GFLOP/s and GB/s.
     Kernels {
         /// Also write the records as JSON to this file.
@@ -155,6 +177,31 @@ fn run(cli: Cli) -> Result<()> {
                     json,
                 },
         } => bench_step(config, set, steps, warmup, json),
+        Command::Bench {
+            what:
+                BenchCommand::Runs {
+                    runs,
+                    steps,
+                    warmup,
+                    width,
+                    samples,
+                    json,
+                },
+        } => {
+            let spec = hypermod::train::supervised::RunsBenchSpec {
+                runs,
+                steps,
+                warmup,
+                mlp: hypermod::train::supervised::MlpSpec {
+                    widths: vec![16, width, width, 1],
+                },
+                data: hypermod::train::supervised::DataSpec {
+                    samples_per_step: samples,
+                    teacher_hidden: vec![width],
+                },
+            };
+            bench_runs(spec, json)
+        }
         Command::Bench {
             what:
                 BenchCommand::Kernels {
@@ -224,6 +271,40 @@ fn resume_run(dir: PathBuf) -> Result<()> {
     );
     let s = hypermod::experiments::resume(&gpu, &dir)?;
     println!("{}", serde_json::to_string_pretty(&s)?);
+    Ok(())
+}
+
+fn bench_runs(
+    spec: hypermod::train::supervised::RunsBenchSpec,
+    json: Option<PathBuf>,
+) -> Result<()> {
+    let gpu = Gpu::new()?;
+    println!(
+        "hypermod bench runs on {}: {} runs × {} steps, MLP {:?}, {} samples/step",
+        gpu.adapter_info().name,
+        spec.runs,
+        spec.steps,
+        spec.mlp.widths,
+        spec.data.samples_per_step
+    );
+    let r = hypermod::train::supervised::bench_runs(&gpu, &spec)?;
+    println!(
+        "batched     {:>9.3} s  {:>10.1} run-steps/s\nsequential  {:>9.3} s  {:>10.1} run-steps/s\n\
+         speedup {:.2}×; run 1 bit-identical batched and alone: {}",
+        r.batched_s,
+        r.batched_run_steps_per_s,
+        r.sequential_s,
+        r.sequential_run_steps_per_s,
+        r.speedup,
+        r.identical
+    );
+    if let Some(path) = json {
+        hypermod::run::write_json(&path, &r)?;
+    }
+    anyhow::ensure!(
+        r.identical,
+        "run 1 differs between the batch and its standalone run"
+    );
     Ok(())
 }
 

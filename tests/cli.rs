@@ -181,3 +181,46 @@ fn a_config_must_name_a_known_experiment() {
     assert!(err.contains("did you mean `hyperteacher`?"), "{err}");
     std::fs::remove_dir_all(&dir).ok();
 }
+
+#[test]
+fn bench_runs_reports_both_throughputs_and_the_bitwise_check() {
+    let _gpu = gpu_or_skip!();
+    let dir = temp_dir("bench-runs");
+    let json = dir.join("runs.json");
+    let out = hypermod()
+        .args([
+            "bench", "runs", "--runs", "3", "--steps", "2", "--warmup", "1",
+        ])
+        .args(["--width", "8", "--samples", "16", "--json"])
+        .arg(&json)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("speedup") && text.contains("bit-identical"),
+        "{text}"
+    );
+    let r: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    assert_eq!(r["runs"], 3);
+    assert_eq!(r["identical"], true, "{r}");
+    for key in [
+        "batched_run_steps_per_s",
+        "sequential_run_steps_per_s",
+        "speedup",
+    ] {
+        assert!(r[key].as_f64().unwrap() > 0.0, "{key}: {r}");
+    }
+    let bad = hypermod()
+        .args(["bench", "runs", "--runs", "0"])
+        .output()
+        .unwrap();
+    assert!(!bad.status.success());
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("--runs and --steps must be ≥ 1"));
+    let _ = std::fs::remove_dir_all(&dir);
+}

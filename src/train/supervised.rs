@@ -13,7 +13,10 @@
 //!
 //! One training step is one [`Step`]: one encoder, one submit, one readback of the `B` losses.
 
+mod bench;
 mod mlp;
+
+pub use bench::{bench_runs, RunsBench, RunsBenchSpec};
 
 use crate::error::{arg_err, Result};
 use crate::gpu::{Dispatch, Gpu, GpuTensor, Step};
