@@ -359,30 +359,6 @@ fn bank_names(b: &DeepBank) -> Vec<(String, usize, usize)> {
 
 const H: f64 = 1e-6;
 
-fn fd(p: &[f64], f: impl Fn(&[f64]) -> f64) -> Vec<f64> {
-    let mut q = p.to_vec();
-    (0..p.len())
-        .map(|i| {
-            q[i] = p[i] + H;
-            let up = f(&q);
-            q[i] = p[i] - H;
-            let down = f(&q);
-            q[i] = p[i];
-            (up - down) / (2.0 * H)
-        })
-        .collect()
-}
-
-fn assert_fd(what: &str, analytic: &[f64], numeric: &[f64]) {
-    assert_eq!(analytic.len(), numeric.len(), "{what}: lengths");
-    for (i, (a, n)) in analytic.iter().zip(numeric).enumerate() {
-        assert!(
-            (a - n).abs() <= 1e-6 * (1.0 + a.abs()),
-            "{what}[{i}]: analytic {a} vs finite difference {n}"
-        );
-    }
-}
-
 fn wide(rng: &mut ChaCha8Rng, n: usize) -> Vec<f64> {
     common::widen(&common::uniform(rng, n))
 }
@@ -414,9 +390,9 @@ fn dense_twin_backward_matches_finite_differences() {
             scale,
             true,
         );
-        assert_fd("dx", &g.dx, &fd(&x, |q| loss(q, &w, &b)));
-        assert_fd("dw", &g.dw, &fd(&w, |q| loss(&x, q, &b)));
-        assert_fd("db", &g.db, &fd(&b, |q| loss(&x, &w, q)));
+        common::assert_fd("dx", &g.dx, &common::fd(H, &x, |q| loss(q, &w, &b)));
+        common::assert_fd("dw", &g.dw, &common::fd(H, &w, |q| loss(&x, q, &b)));
+        common::assert_fd("db", &g.db, &common::fd(H, &b, |q| loss(&x, &w, q)));
     }
 }
 
@@ -448,14 +424,14 @@ fn deep_bank_twin_backward_matches_finite_differences() {
     let mut grads = vec![Vec::new(); names.len()];
     let mut add = |name: &str, g: &[f64]| grads[index(name)] = g.to_vec();
     let de = bank.backward_cpu(&pv, &mut add, &e, &cache, &dgen);
-    assert_fd("dê", &de, &fd(&e, |q| loss(&params, q)));
+    common::assert_fd("dê", &de, &common::fd(H, &e, |q| loss(&params, q)));
     for (i, (name, _, _)) in names.iter().enumerate() {
-        let numeric = fd(&params[i], |q| {
+        let numeric = common::fd(H, &params[i], |q| {
             let mut ps = params.clone();
             ps[i] = q.to_vec();
             loss(&ps, &e)
         });
-        assert_fd(name, &grads[i], &numeric);
+        common::assert_fd(name, &grads[i], &numeric);
     }
 }
 

@@ -3,6 +3,8 @@
 //! hypernetworks the embedding gradient follows the stop-gradient on the normalisation scale:
 //! it matches finite differences with the scale frozen, and not with the scale live.
 
+mod common;
+
 use hypermod::models::{
     Anil, HnetDeep, HnetLinear, Hypernetwork, Init, Maml, ParamLayout, Student,
 };
@@ -55,31 +57,6 @@ fn random_params(rng: &mut ChaCha8Rng, layout: &ParamLayout) -> (Vec<f64>, Vec<f
 
 const H: f64 = 1e-5;
 
-/// Central differences of `f` at `p`.
-fn fd(p: &[f64], f: impl Fn(&[f64]) -> f64) -> Vec<f64> {
-    let mut q = p.to_vec();
-    (0..p.len())
-        .map(|i| {
-            q[i] = p[i] + H;
-            let up = f(&q);
-            q[i] = p[i] - H;
-            let down = f(&q);
-            q[i] = p[i];
-            (up - down) / (2.0 * H)
-        })
-        .collect()
-}
-
-fn assert_close(what: &str, analytic: &[f64], numeric: &[f64]) {
-    assert_eq!(analytic.len(), numeric.len(), "{what}: lengths");
-    for (i, (a, n)) in analytic.iter().zip(numeric).enumerate() {
-        assert!(
-            (a - n).abs() <= 1e-6 * (1.0 + a.abs()),
-            "{what}[{i}]: analytic {a} vs finite difference {n}"
-        );
-    }
-}
-
 struct Case {
     meta: Vec<f64>,
     task: Vec<f64>,
@@ -108,11 +85,15 @@ fn analytic<S: Student>(s: &S, c: &Case) -> (Vec<f64>, Vec<f64>) {
 fn check_plain<S: Student>(s: &S, c: &Case, task_fd: bool) -> (Vec<f64>, Vec<f64>) {
     let (dmeta, dtask) = analytic(s, c);
     let o = s.output_dim();
-    let fm = fd(&c.meta, |m| kl(&s.forward(m, &c.task, &c.x), &c.y, o, None));
-    assert_close("dmeta", &dmeta, &fm);
+    let fm = common::fd(H, &c.meta, |m| {
+        kl(&s.forward(m, &c.task, &c.x), &c.y, o, None)
+    });
+    common::assert_fd("dmeta", &dmeta, &fm);
     if task_fd {
-        let ft = fd(&c.task, |t| kl(&s.forward(&c.meta, t, &c.x), &c.y, o, None));
-        assert_close("dtask", &dtask, &ft);
+        let ft = common::fd(H, &c.task, |t| {
+            kl(&s.forward(&c.meta, t, &c.x), &c.y, o, None)
+        });
+        common::assert_fd("dtask", &dtask, &ft);
     }
     (dmeta, dtask)
 }
@@ -207,7 +188,7 @@ fn frozen_task_fd(
     scales: &[f64],
     fwd: impl Fn(&[f64], &[f64], &[f64], &[f64]) -> Vec<f64>,
 ) -> Vec<f64> {
-    fd(&c.task, |t| {
+    common::fd(H, &c.task, |t| {
         kl(&fwd(&c.meta, t, &c.x, scales), &c.y, o, None)
     })
 }
@@ -222,11 +203,13 @@ fn hnet_linear_backward_matches_finite_differences() {
         let ft = frozen_task_fd(&c, 4, &scales, |m, t, x, sc| {
             s.forward_with_scales(m, t, x, sc)
         });
-        assert_close("dtask (scale frozen)", &dtask, &ft);
+        common::assert_fd("dtask (scale frozen)", &dtask, &ft);
         // fast_bias is a plain output bias: its gradient needs no freezing.
         let fb = s.param_layout().task_range("fast_bias").unwrap();
-        let live = fd(&c.task, |t| kl(&s.forward(&c.meta, t, &c.x), &c.y, 4, None));
-        assert_close("dfast_bias", &dtask[fb.clone()], &live[fb]);
+        let live = common::fd(H, &c.task, |t| {
+            kl(&s.forward(&c.meta, t, &c.x), &c.y, 4, None)
+        });
+        common::assert_fd("dfast_bias", &dtask[fb.clone()], &live[fb]);
     }
 }
 
@@ -236,7 +219,9 @@ fn hnet_linear_embedding_gradient_is_stop_gradient() {
     let c = case(&s, 7, 4);
     let (_, dtask) = analytic(&s, &c);
     let layout = s.param_layout();
-    let live = fd(&c.task, |t| kl(&s.forward(&c.meta, t, &c.x), &c.y, 4, None));
+    let live = common::fd(H, &c.task, |t| {
+        kl(&s.forward(&c.meta, t, &c.x), &c.y, 4, None)
+    });
     let t = s.num_templates;
     let mut max_diff: f64 = 0.0;
     for name in ["emb_input", "emb_hidden", "emb_output"] {
@@ -263,7 +248,7 @@ fn hnet_linear_embedding_gradient_is_stop_gradient() {
             let e2: f64 = e.iter().map(|v| v * v).sum();
             let k = dot(a) / e2;
             let proj: Vec<f64> = a.iter().zip(e).map(|(av, ev)| av - k * ev).collect();
-            assert_close("projected", &proj, n);
+            common::assert_fd("projected", &proj, n);
             for (a, n) in a.iter().zip(n) {
                 max_diff = max_diff.max((a - n).abs());
             }
@@ -285,10 +270,12 @@ fn hnet_deep_backward_matches_finite_differences() {
         let ft = frozen_task_fd(&c, 4, &scales, |m, t, x, sc| {
             s.forward_with_scales(m, t, x, sc)
         });
-        assert_close("dtask (scale frozen)", &dtask, &ft);
+        common::assert_fd("dtask (scale frozen)", &dtask, &ft);
         // LN0 makes the DeepBank (nearly, up to its eps) invariant to the norm of ê, so here the
         // stop-gradient and the live gradient coincide to within the eps effect.
-        let live = fd(&c.task, |t| kl(&s.forward(&c.meta, t, &c.x), &c.y, 4, None));
+        let live = common::fd(H, &c.task, |t| {
+            kl(&s.forward(&c.meta, t, &c.x), &c.y, 4, None)
+        });
         for (a, n) in dtask.iter().zip(&live) {
             assert!((a - n).abs() < 1e-4 * (1.0 + a.abs()), "live {n} vs {a}");
         }
@@ -309,7 +296,7 @@ fn paper_sized_body_is_checked_too() {
     let ft = frozen_task_fd(&c, 4, &scales, |m, t, x, sc| {
         s.forward_with_scales(m, t, x, sc)
     });
-    assert_close("dtask (scale frozen)", &dtask, &ft);
+    common::assert_fd("dtask (scale frozen)", &dtask, &ft);
 }
 
 #[test]

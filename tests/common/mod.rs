@@ -203,3 +203,29 @@ pub fn assert_gaps_untouched(gpu: &Gpu, t: &GpuTensor, ctx: &str) {
         );
     }
 }
+
+/// Central differences of `f` at `p` with step `h` (f64 gradient checks).
+pub fn fd(h: f64, p: &[f64], f: impl Fn(&[f64]) -> f64) -> Vec<f64> {
+    let mut q = p.to_vec();
+    (0..p.len())
+        .map(|i| {
+            q[i] = p[i] + h;
+            let up = f(&q);
+            q[i] = p[i] - h;
+            let down = f(&q);
+            q[i] = p[i];
+            (up - down) / (2.0 * h)
+        })
+        .collect()
+}
+
+/// Asserts an analytic f64 gradient matches its finite differences to 1e-6 relative.
+pub fn assert_fd(what: &str, analytic: &[f64], numeric: &[f64]) {
+    assert_eq!(analytic.len(), numeric.len(), "{what}: lengths");
+    for (i, (a, n)) in analytic.iter().zip(numeric).enumerate() {
+        assert!(
+            (a - n).abs() <= 1e-6 * (1.0 + a.abs()),
+            "{what}[{i}]: analytic {a} vs finite difference {n}"
+        );
+    }
+}
