@@ -108,7 +108,7 @@ pub enum Error {
     /// The experiment's task space or split is impossible.
     #[error(transparent)]
     Task(#[from] crate::experiments::hyperteacher::tasks::TaskError),
-    /// The teacher rejected its configuration or data (boxed: it can hold an [`Error`]).
+    /// The teacher rejected its configuration or data (boxed: it can hold an [`enum@Error`]).
     #[error(transparent)]
     Teacher(Box<crate::tasks::teacher::TeacherError>),
     /// `runs.csv` could not be read or written.

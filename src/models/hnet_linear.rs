@@ -188,7 +188,7 @@ impl Student for HnetLinear {
 impl GpuStudent for HnetLinear {
     /// Forward: per slot, the embedding rows of every task are normalised (`ê`, keeping the
     /// scales) into a slot-major scratch, then ONE GEMM `[tasks·rows × T] @ B_s` generates that
-    /// slot's parameters for all tasks ([`GenLayout`]); the target net runs batched over tasks
+    /// slot's parameters for all tasks (`GenLayout`); the target net runs batched over tasks
     /// and `fast_bias` is added to the logits.
     ///
     /// Backward: the target backward writes the generated-parameter gradients `dgen`; per slot

@@ -120,9 +120,9 @@ impl Episode {
     ) -> Result<Episode> {
         let (ns, nq) = (cfg.shots_support, cfg.shots_query);
         let n = ns + nq;
-        let teacher = TeacherForward::new(gpu, weights, tasks, n).map_err(teacher_err)?;
+        let teacher = TeacherForward::new(gpu, weights, tasks, n)?;
         let targets = TeacherTargets::new(gpu, weights, &teacher, STATS_INPUTS, TARGET_TEMPERATURE)
-            .map_err(teacher_err)?;
+            ?;
         let (din, dout) = (student.input_dim(), student.output_dim());
         // Support rows are the first `ns` samples of every task, query rows the last `nq`.
         let split = |t: &GpuTensor, cols: usize, first: bool| {
@@ -281,8 +281,8 @@ impl Episode {
     fn set_tasks(&self, gpu: &Gpu, latents: &[f32], stream: u64) -> Result<()> {
         self.teacher
             .set_latents(gpu, latents)
-            .map_err(teacher_err)?;
-        self.teacher.set_step(gpu, stream).map_err(teacher_err)?;
+            ?;
+        self.teacher.set_step(gpu, stream)?;
         self.set_minibatch_streams(gpu, stream);
         Ok(())
     }
@@ -313,10 +313,6 @@ fn minibatch_stream(stream: u64, i: usize) -> u64 {
     z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
     z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
     (z ^ (z >> 31)) ^ i as u64
-}
-
-fn teacher_err(e: crate::tasks::teacher::TeacherError) -> crate::Error {
-    e.into()
 }
 
 /// `[1 × 1 × numel]` view of a named meta tensor.

@@ -1,6 +1,6 @@
 //! The hyperteacher experiment (Schug et al. 2024): the teacher's task space and splits
 //! ([`tasks`]), its config sections ([`config`]), evaluation sets (valid / test / ood / ood_k),
-//! decoder R² ([`decoder`]), summary columns ([`columns`]) and `bench step` ([`bench`]).
+//! decoder R² ([`decoder`]), summary columns ([`columns`]) and `bench step` ([`mod@bench`]).
 //! [`Hyperteacher`] is the experiment as the trainer ([`crate::train::runner`]) sees it.
 
 pub mod bench;
