@@ -121,8 +121,8 @@ impl Episode {
         let (ns, nq) = (cfg.shots_support, cfg.shots_query);
         let n = ns + nq;
         let teacher = TeacherForward::new(gpu, weights, tasks, n)?;
-        let targets = TeacherTargets::new(gpu, weights, &teacher, STATS_INPUTS, TARGET_TEMPERATURE)
-            ?;
+        let targets =
+            TeacherTargets::new(gpu, weights, &teacher, STATS_INPUTS, TARGET_TEMPERATURE)?;
         let (din, dout) = (student.input_dim(), student.output_dim());
         // Support rows are the first `ns` samples of every task, query rows the last `nq`.
         let split = |t: &GpuTensor, cols: usize, first: bool| {
@@ -279,9 +279,7 @@ impl Episode {
 
     /// Sets the episode's task latents and data stream.
     fn set_tasks(&self, gpu: &Gpu, latents: &[f32], stream: u64) -> Result<()> {
-        self.teacher
-            .set_latents(gpu, latents)
-            ?;
+        self.teacher.set_latents(gpu, latents)?;
         self.teacher.set_step(gpu, stream)?;
         self.set_minibatch_streams(gpu, stream);
         Ok(())
