@@ -18,7 +18,7 @@ use crate::ops::elementwise;
 use crate::ops::{Activation, Real};
 
 use super::dense::{activation_backward, activation_forward, linear_backward, linear_forward};
-use super::layernorm::{layernorm_backward, layernorm_forward, LnCache};
+use super::layernorm::{layernorm_backward, layernorm_forward, LnCache, LnStats};
 use super::{Dense, DenseBackward, LayerNorm, Param};
 
 /// Shape of one DeepBank.
@@ -59,6 +59,30 @@ impl DeepBank {
         Dense::new(self.fan_in(i), self.body_dim)
     }
 
+    fn head(&self) -> Dense {
+        Dense::new(self.body_dim, self.chunk)
+    }
+
+    /// Resolves every parameter of the bank once.
+    fn bind(&self, param: &ParamFn<'_>) -> Result<Bound> {
+        let (t, bd) = (self.templates, self.body_dim);
+        let body = (0..self.body_layers)
+            .map(|i| {
+                Ok(BodyParams {
+                    w: param(&format!("lin{i}.w"), self.fan_in(i), bd)?,
+                    b: param(&format!("lin{i}.b"), 1, bd)?,
+                    scale: param(&format!("ln{}.scale", i + 1), 1, bd)?,
+                    offset: param(&format!("ln{}.offset", i + 1), 1, bd)?,
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        Ok(Bound {
+            ln0: (param("ln0.scale", 1, t)?, param("ln0.offset", 1, t)?),
+            body,
+            head: param("head", bd, self.chunk)?,
+        })
+    }
+
     /// The launches over `m` rows: `ehat`/`dehat` `[1 × m × T]`, `gen`/`dgen` `[1 × m × chunk]`.
     pub fn program(
         &self,
@@ -69,99 +93,132 @@ impl DeepBank {
         gen: &GpuTensor,
         dgen: &GpuTensor,
     ) -> Result<DeepBankProgram> {
+        let p = self.bind(param)?;
+        let (forward, kept) = self.forward(gpu, &p, ehat, gen)?;
+        let backward = self.backward(gpu, &p, &kept, (ehat, dehat), (gen, dgen))?;
+        Ok(DeepBankProgram { forward, backward })
+    }
+
+    /// `h[0] = LN0(ê)`, per layer `z = lin(h)`, `u = LN(z)`, `h = ELU(u)`; `gen = h @ head`.
+    fn forward(
+        &self,
+        gpu: &Gpu,
+        p: &Bound,
+        ehat: &GpuTensor,
+        gen: &GpuTensor,
+    ) -> Result<(Vec<Dispatch>, Kept)> {
         let (t, bd, m) = (self.templates, self.body_dim, ehat.rows());
-        let ln = |cols: usize| LayerNorm::new(cols);
-        let ln_params = |j: usize, cols: usize| -> Result<(Param, Param)> {
-            Ok((
-                param(&format!("ln{j}.scale"), 1, cols)?,
-                param(&format!("ln{j}.offset"), 1, cols)?,
-            ))
+        let mut k = Kept {
+            h: vec![gpu.zeros(1, m, t)?],
+            z: Vec::new(),
+            stats: vec![LayerNorm::new(t).stats(gpu, 1, m)?],
         };
-        let mut p = DeepBankProgram::default();
-        // Forward; h[0] = LN0(ê), then per layer z = lin(h), u = LN(z), h = ELU(u).
-        let (g0, o0) = ln_params(0, t)?;
-        let mut h = vec![gpu.zeros(1, m, t)?];
-        let mut z = Vec::new();
-        let mut stats = vec![ln(t).stats(gpu, 1, m)?];
-        p.forward
-            .push(ln(t).forward(gpu, ehat, &g0, &o0, &h[0], &stats[0])?);
-        for i in 0..self.body_layers {
-            let (w, b) = (
-                param(&format!("lin{i}.w"), self.fan_in(i), bd)?,
-                param(&format!("lin{i}.b"), 1, bd)?,
-            );
-            let (g, o) = ln_params(i + 1, bd)?;
-            let (zi, u, hi) = (
+        let mut out =
+            vec![LayerNorm::new(t).forward(gpu, ehat, &p.ln0.0, &p.ln0.1, &k.h[0], &k.stats[0])?];
+        let ln = LayerNorm::new(bd);
+        for (i, l) in p.body.iter().enumerate() {
+            let (z, u, h) = (
                 gpu.zeros(1, m, bd)?,
                 gpu.zeros(1, m, bd)?,
                 gpu.zeros(1, m, bd)?,
             );
-            let st = ln(bd).stats(gpu, 1, m)?;
-            p.forward
-                .push(self.linear(i).forward(gpu, &h[i], &w, Some(&b), &zi)?);
-            p.forward.push(ln(bd).forward(gpu, &zi, &g, &o, &u, &st)?);
-            p.forward.push(elementwise::activation_forward(
+            let st = ln.stats(gpu, 1, m)?;
+            out.push(self.linear(i).forward(gpu, &k.h[i], &l.w, Some(&l.b), &z)?);
+            out.push(ln.forward(gpu, &z, &l.scale, &l.offset, &u, &st)?);
+            out.push(elementwise::activation_forward(
                 gpu,
                 &u,
-                &hi,
+                &h,
                 Activation::Elu,
             )?);
-            z.push(zi);
-            h.push(hi);
-            stats.push(st);
+            k.z.push(z);
+            k.h.push(h);
+            k.stats.push(st);
         }
-        let head = param("head", bd, self.chunk)?;
-        let head_layer = Dense::new(bd, self.chunk);
-        let feat = &h[self.body_layers];
-        p.forward
-            .push(head_layer.forward(gpu, feat, &head, None, gen)?);
+        out.push(
+            self.head()
+                .forward(gpu, &k.h[self.body_layers], &p.head, None, gen)?,
+        );
+        Ok((out, k))
+    }
 
-        // Backward, mirroring it.
+    /// The forward's mirror: ∂L/∂gen → ∂L/∂ê and the wanted parameter gradients.
+    fn backward(
+        &self,
+        gpu: &Gpu,
+        p: &Bound,
+        k: &Kept,
+        (ehat, dehat): (&GpuTensor, &GpuTensor),
+        (gen, dgen): (&GpuTensor, &GpuTensor),
+    ) -> Result<Vec<Dispatch>> {
+        let (t, bd, m) = (self.templates, self.body_dim, ehat.rows());
         let mut dh = gpu.zeros(1, m, bd)?;
-        p.backward.extend(head_layer.backward(
-            gpu,
-            &head,
-            None,
-            &DenseBackward {
-                x: feat,
-                y: gen,
-                dy: dgen,
-                dz: dgen,
-                dx: Some(&dh),
-            },
-        )?);
+        let feat = &k.h[self.body_layers];
+        let io = DenseBackward {
+            x: feat,
+            y: gen,
+            dy: dgen,
+            dz: dgen,
+            dx: Some(&dh),
+        };
+        let mut out = self.head().backward(gpu, &p.head, None, &io)?;
         let (du, dz) = (gpu.zeros(1, m, bd)?, gpu.zeros(1, m, bd)?);
-        for i in (0..self.body_layers).rev() {
-            p.backward.push(elementwise::activation_backward(
+        let ln = LayerNorm::new(bd);
+        for (i, l) in p.body.iter().enumerate().rev() {
+            out.push(elementwise::activation_backward(
                 gpu,
                 &dh,
-                &h[i + 1],
+                &k.h[i + 1],
                 &du,
                 Activation::Elu,
             )?);
-            let (g, o) = ln_params(i + 1, bd)?;
-            p.backward
-                .extend(ln(bd).backward(gpu, &z[i], &g, &o, &stats[i + 1], &du, &dz)?);
-            let (w, b) = (
-                param(&format!("lin{i}.w"), self.fan_in(i), bd)?,
-                param(&format!("lin{i}.b"), 1, bd)?,
-            );
+            out.extend(ln.backward(
+                gpu,
+                &k.z[i],
+                &l.scale,
+                &l.offset,
+                &k.stats[i + 1],
+                &du,
+                &dz,
+            )?);
             // ∂L/∂(layer i's input): body width, or T for layer 0 (LN0's output).
             dh = gpu.zeros(1, m, self.fan_in(i))?;
             let io = DenseBackward {
-                x: &h[i],
-                y: &z[i],
+                x: &k.h[i],
+                y: &k.z[i],
                 dy: &dz,
                 dz: &dz,
                 dx: Some(&dh),
             };
-            p.backward
-                .extend(self.linear(i).backward(gpu, &w, Some(&b), &io)?);
+            out.extend(self.linear(i).backward(gpu, &l.w, Some(&l.b), &io)?);
         }
-        p.backward
-            .extend(ln(t).backward(gpu, ehat, &g0, &o0, &stats[0], &dh, dehat)?);
-        Ok(p)
+        let ln0 = LayerNorm::new(t);
+        out.extend(ln0.backward(gpu, ehat, &p.ln0.0, &p.ln0.1, &k.stats[0], &dh, dehat)?);
+        Ok(out)
     }
+}
+
+/// One body layer's parameters: `lin{i}.w`, `lin{i}.b`, `ln{i+1}.scale`, `ln{i+1}.offset`.
+struct BodyParams {
+    w: Param,
+    b: Param,
+    scale: Param,
+    offset: Param,
+}
+
+/// Every parameter of a bank, resolved.
+struct Bound {
+    ln0: (Param, Param),
+    body: Vec<BodyParams>,
+    head: Param,
+}
+
+/// What the forward keeps for the backward: `h[0]` = LN0(ê), `h[i + 1]` = ELU output of layer
+/// i, `z[i]` its pre-LN output, `stats` of LN0, LN1, ….
+struct Kept {
+    h: Vec<GpuTensor>,
+    z: Vec<GpuTensor>,
+    stats: Vec<LnStats>,
 }
 
 // ---------------------------------------------------------------------------------------------
