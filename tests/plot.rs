@@ -114,6 +114,12 @@ fn plots_a_sweep() {
         let run = format!("{i:03}-model.kind={kind}_seed={seed}");
         std::fs::create_dir_all(dir.join(&run)).unwrap();
         std::fs::write(dir.join(&run).join("metrics.jsonl"), &metrics).unwrap();
+        // The sweep plot asks the runs' experiment what to compare.
+        std::fs::write(
+            dir.join(&run).join("config.toml"),
+            "experiment = \"hyperteacher\"\n",
+        )
+        .unwrap();
         csv.push_str(&format!(
             "{kind},{seed},{run},1.0,{test},1.2,{ood},100,,12.0\n"
         ));
@@ -187,5 +193,28 @@ fn bad_input_is_a_typed_error() {
         "{err}"
     );
     assert!(err.to_string().contains("seed"), "{err}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn a_sweep_of_an_unknown_experiment_is_a_typed_error() {
+    let dir = tmp_dir("sweep-unknown");
+    let run = "000-seed=0";
+    std::fs::create_dir_all(dir.join(run)).unwrap();
+    std::fs::write(dir.join(run).join("config.toml"), "experiment = \"nope\"\n").unwrap();
+    std::fs::write(
+        dir.join("runs.csv"),
+        format!("seed,run,final_test_acc,final_ood_acc\n0,{run},0.5,0.4\n"),
+    )
+    .unwrap();
+    let err = plot_dir(&dir).unwrap_err();
+    assert!(
+        matches!(err, hypermod::report::PlotError::Experiment { .. }),
+        "{err:?}"
+    );
+    assert!(
+        err.to_string().contains("unknown experiment `nope`"),
+        "{err}"
+    );
     std::fs::remove_dir_all(&dir).unwrap();
 }

@@ -16,6 +16,7 @@ use serde::Serialize;
 use crate::config::{experiment_of, read_table, suggest, EXPERIMENT_KEY};
 use crate::error::{Error, Result};
 use crate::gpu::Gpu;
+use crate::report::plot::SweepPlot;
 use crate::report::runs_table::Measure;
 use hyperteacher::HyperteacherConfig;
 
@@ -80,6 +81,13 @@ impl Kind {
     pub fn summary_columns(self, path: &Path) -> Result<Vec<(String, String)>> {
         match self {
             Kind::Hyperteacher => hyperteacher::columns::summary_columns(path),
+        }
+    }
+
+    /// What `hypermod plot SWEEP_DIR` compares per grid point.
+    pub fn sweep_plot(self) -> SweepPlot {
+        match self {
+            Kind::Hyperteacher => hyperteacher::columns::SWEEP_PLOT,
         }
     }
 

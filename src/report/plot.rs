@@ -63,6 +63,15 @@ pub enum PlotError {
     /// `runs.csv` could not be read.
     #[error(transparent)]
     Runs(#[from] RunsTableError),
+    /// The sweep's experiment could not be told from its first run's config.
+    #[error("{}: cannot tell the sweep's experiment: {source}", dir.display())]
+    Experiment {
+        /// The sweep directory.
+        dir: PathBuf,
+        /// Why (a missing or unreadable config, an unknown experiment).
+        #[source]
+        source: Box<crate::Error>,
+    },
     /// plotters failed to draw or encode.
     #[error("drawing {path}: {message}")]
     Render {
@@ -539,7 +548,19 @@ pub fn plot_run(dir: &Path) -> Result<Vec<PathBuf>> {
     )
 }
 
-/// One grid point of a sweep: its label and per-seed final test / OOD accuracies.
+/// What a sweep plot compares per grid point, chosen by the experiment: one metric in two
+/// `runs.csv` columns (e.g. final in-distribution and OOD accuracy) and their gap.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SweepPlot {
+    /// The metric, for axis titles ("accuracy").
+    pub metric: &'static str,
+    /// Legend name and `runs.csv` column of the first series.
+    pub first: (&'static str, &'static str),
+    /// Legend name and `runs.csv` column of the second series.
+    pub second: (&'static str, &'static str),
+}
+
+/// One grid point of a sweep: its label and the per-seed values of both series.
 struct SweepPoint {
     label: String,
     test: Vec<f64>,
@@ -547,20 +568,46 @@ struct SweepPoint {
 }
 
 struct Sweep {
+    spec: SweepPlot,
     grid_keys: Vec<String>,
     points: Vec<SweepPoint>,
     runs: Vec<String>,
 }
 
-fn read_sweep(path: &Path) -> Result<Sweep> {
-    let table = RunsTable::read(path)?;
+/// The experiment's [`SweepPlot`], from the config of the sweep's first run (every run of a sweep
+/// is the same experiment).
+fn sweep_plot_of(dir: &Path, table: &RunsTable, csv: &Path) -> Result<SweepPlot> {
+    let run = table.column("run").map_err(|message| PlotError::BadCsv {
+        path: csv.display().to_string(),
+        message,
+    })?;
+    let first = table
+        .rows
+        .first()
+        .map(|r| dir.join(&r[run]).join("config.toml"));
+    let err = |source: crate::Error| PlotError::Experiment {
+        dir: dir.to_path_buf(),
+        source: Box::new(source),
+    };
+    let config = first.ok_or_else(|| {
+        err(crate::Error::from(RunsTableError::Empty {
+            path: csv.display().to_string(),
+        }))
+    })?;
+    let t = crate::config::read_table(&config).map_err(|e| err(e.into()))?;
+    Ok(crate::experiments::Kind::of_table(&t, &config)
+        .map_err(err)?
+        .sweep_plot())
+}
+
+fn read_sweep(path: &Path, table: &RunsTable, spec: SweepPlot) -> Result<Sweep> {
     let bad = |message: String| PlotError::BadCsv {
         path: path.display().to_string(),
         message,
     };
     let (test, ood, run) = (
-        table.column("final_test_acc").map_err(bad)?,
-        table.column("final_ood_acc").map_err(bad)?,
+        table.column(spec.first.1).map_err(bad)?,
+        table.column(spec.second.1).map_err(bad)?,
         table.column("run").map_err(bad)?,
     );
     let values = |rows: &[usize], col: usize| -> Result<Vec<f64>> {
@@ -580,6 +627,7 @@ fn read_sweep(path: &Path) -> Result<Sweep> {
         })
         .collect::<Result<Vec<_>>>()?;
     Ok(Sweep {
+        spec,
         grid_keys: table.grid_keys().to_vec(),
         points,
         runs: table.rows.iter().map(|r| r[run].clone()).collect(),
@@ -700,30 +748,33 @@ fn draw_sweep<DB: DrawingBackend>(
         })
         .collect();
     let seeds = sweep.points.iter().map(|p| p.test.len()).max().unwrap_or(0);
+    let (spec, metric) = (sweep.spec, sweep.spec.metric);
     bar_panel(
         &panels[0],
-        &format!("final accuracy (mean ± std over {seeds} seed(s))"),
+        &format!("final {metric} (mean ± std over {seeds} seed(s))"),
         &x_desc,
-        "query accuracy",
+        metric,
         &labels,
         &[
-            ("test (in-distribution)", COLORS[1], -0.12, test),
-            ("ood", COLORS[2], 0.12, ood),
+            (spec.first.0, COLORS[1], -0.12, test),
+            (spec.second.0, COLORS[2], 0.12, ood),
         ],
         false,
     )?;
+    let gap_name = format!("{} − {}", spec.first.0, spec.second.0);
     bar_panel(
         &panels[1],
-        "generalisation gap (test acc − ood acc)",
+        &format!("generalisation gap ({gap_name}, {metric})"),
         &x_desc,
-        "accuracy gap",
+        &format!("{metric} gap"),
         &labels,
-        &[("test − ood", COLORS[4], 0.0, gap)],
+        &[(&gap_name, COLORS[4], 0.0, gap)],
         true,
     )
 }
 
-/// Plots a sweep directory: every run's learning curves and `sweep.{svg,png}`.
+/// Plots a sweep directory: every run's learning curves and `sweep.{svg,png}` (what it compares
+/// is the experiment's [`SweepPlot`], read from the first run's config).
 pub fn plot_sweep(dir: &Path) -> Result<Vec<PathBuf>> {
     check_dir(dir)?;
     let csv = dir.join("runs.csv");
@@ -732,7 +783,9 @@ pub fn plot_sweep(dir: &Path) -> Result<Vec<PathBuf>> {
             path: dir.display().to_string(),
         });
     }
-    let sweep = read_sweep(&csv)?;
+    let table = RunsTable::read(&csv)?;
+    let spec = sweep_plot_of(dir, &table, &csv)?;
+    let sweep = read_sweep(&csv, &table, spec)?;
     let mut written = Vec::new();
     for run in &sweep.runs {
         written.extend(plot_run(&dir.join(run))?);

@@ -5,6 +5,7 @@ use std::path::Path;
 
 use super::Summary;
 use crate::error::Result;
+use crate::report::plot::SweepPlot;
 use crate::report::runs_table::{Col, Measure};
 use crate::run::read_json;
 
@@ -30,6 +31,13 @@ pub fn summary_columns(path: &Path) -> Result<Vec<(String, String)>> {
     cols.push(("seconds".into(), format!("{:.1}", s.seconds)));
     Ok(cols)
 }
+
+/// The sweep plot: final in-distribution (test) vs OOD accuracy per grid point, and their gap.
+pub const SWEEP_PLOT: SweepPlot = SweepPlot {
+    metric: "accuracy",
+    first: ("test", "final_test_acc"),
+    second: ("ood", "final_ood_acc"),
+};
 
 const TEST_ACC: Col = Col::Set("test_acc");
 const OOD_ACC: Col = Col::Set("ood_acc");
