@@ -92,6 +92,9 @@ pub enum Error {
         /// The parser's or serialiser's error.
         source: serde_json::Error,
     },
+    /// A resolved config could not be written back as TOML.
+    #[error("cannot write the resolved config as TOML")]
+    TomlWrite(#[from] toml::ser::Error),
     /// A safetensors checkpoint could not be encoded or decoded.
     #[error("{}: {what}", path.display())]
     Safetensors {

@@ -160,7 +160,7 @@ pub fn expand(path: &Path) -> Result<(SweepConfig, Vec<SweepRun>)> {
                 }
                 Err(e) => return Err(e),
             };
-            let resolved = toml::to_string(&table).map_err(|e| arg_err("sweep", e.to_string()))?;
+            let resolved = toml::to_string(&table)?;
             let mut label: Vec<String> = keys
                 .iter()
                 .zip(&values)
