@@ -2,7 +2,8 @@
 //!
 //! A GPU training engine for modular and hypernetwork learning research: hand-written WGSL
 //! compute kernels on wgpu, a thin Rust layer that owns buffers and records one command encoder
-//! per training step.
+//! per training step, and a native CPU backend that runs the same programs on host memory
+//! (BLAS-class GEMM, rayon over the batch axis) on machines without a GPU.
 //!
 //! Every tensor carries a leading batch axis (tasks of a meta-batch, runs of a sweep); every
 //! kernel is strided-batched over it, and a batch stride of 0 shares one item across the batch.
@@ -37,6 +38,7 @@ pub mod experiments;
 pub mod gpu;
 pub mod metrics;
 pub mod models;
+pub mod native;
 pub mod nn;
 pub mod ops;
 pub mod report;

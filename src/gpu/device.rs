@@ -9,6 +9,8 @@ use serde::Serialize;
 use crate::error::{Error, Result};
 use crate::gpu::kernels::KernelCache;
 use crate::gpu::pool::BufferPool;
+use crate::gpu::select::DeviceChoice;
+use crate::native::NativeCpu;
 
 /// Environment variable that pins the adapter by a case-insensitive substring of its name.
 pub const ADAPTER_ENV: &str = "HYPERMOD_ADAPTER";
@@ -54,8 +56,10 @@ impl Default for GpuOptions {
 /// A summary of the chosen adapter, printed by `hypermod info` and stored with benchmark results.
 #[derive(Clone, Debug, Serialize)]
 pub struct AdapterReport {
-    /// Adapter name as the driver reports it.
+    /// Adapter name as the driver reports it ("native CPU (…)" on the native backend).
     pub name: String,
+    /// Why this device was chosen (`--device` / `HYPERMOD_DEVICE`, auto-detection).
+    pub selection: String,
     /// Backend (Vulkan, Metal, Dx12, Gl).
     pub backend: String,
     /// Discrete, integrated, CPU, ...
@@ -89,14 +93,15 @@ pub struct LimitsReport {
     pub max_storage_buffers_per_shader_stage: u32,
 }
 
-/// The device hypermod runs on: one adapter, one queue, a buffer pool and a pipeline cache.
+/// The device hypermod runs on: a wgpu adapter (one device, one queue) or the native CPU
+/// backend, with a buffer pool and a kernel cache.
 ///
 /// Create it once with [`Gpu::new`] and share it (`&Gpu`) with everything that launches kernels.
+/// Models, layers and trainers do not know which backend runs them: a [`crate::gpu::Dispatch`]
+/// runs on either, and readback is the same call.
 pub struct Gpu {
-    /// The wgpu device.
-    pub device: wgpu::Device,
-    /// Its queue.
-    pub queue: wgpu::Queue,
+    pub(crate) backend: Backend,
+    selection: String,
     adapter_info: wgpu::AdapterInfo,
     limits: wgpu::Limits,
     features: FeatureSet,
@@ -104,6 +109,17 @@ pub struct Gpu {
     pub(crate) kernels: KernelCache,
     /// Uncaptured wgpu errors (validation during submit etc.), surfaced by the next readback.
     pub(crate) uncaptured: Arc<Mutex<Vec<String>>>,
+}
+
+/// What executes the kernels.
+pub(crate) enum Backend {
+    /// WGSL on a wgpu adapter.
+    Wgpu {
+        device: wgpu::Device,
+        queue: wgpu::Queue,
+    },
+    /// Rust on host memory (`crate::native`).
+    Native(NativeCpu),
 }
 
 fn device_type_rank(t: wgpu::DeviceType) -> u8 {
@@ -164,12 +180,17 @@ impl Gpu {
     /// Order: adapters whose name contains `$HYPERMOD_ADAPTER` (if set), then discrete before
     /// integrated before CPU, then Vulkan/Metal/DX12 before GL.
     pub fn new() -> Result<Gpu> {
-        Self::with_options(GpuOptions::default())
+        Self::open(DeviceChoice::from_env()?, GpuOptions::default())
     }
 
-    /// [`Gpu::new`] with options (e.g. optional features switched off, to exercise the paths a
-    /// less capable adapter takes).
+    /// [`Gpu::new`] on a wgpu adapter, with options (e.g. optional features switched off, to
+    /// exercise the paths a less capable adapter takes).
     pub fn with_options(options: GpuOptions) -> Result<Gpu> {
+        Self::open(DeviceChoice::Wgpu, options)
+    }
+
+    /// Every adapter wgpu enumerates, best first (pin, then device type, then backend).
+    pub(crate) fn ranked_adapters() -> Result<Vec<wgpu::Adapter>> {
         let (instance, backends) = make_instance();
         let mut adapters = pollster::block_on(instance.enumerate_adapters(backends));
         let env_backend = std::env::var("WGPU_BACKEND").unwrap_or_else(|_| "all".into());
@@ -196,15 +217,14 @@ impl Gpu {
             let i = a.get_info();
             (device_type_rank(i.device_type), backend_rank(i.backend))
         });
-        let adapter = adapters
-            .into_iter()
-            .next()
-            .ok_or_else(|| Error::NoAdapter {
+        if adapters.is_empty() {
+            return Err(Error::NoAdapter {
                 tried: format!(
                     "WGPU_BACKEND={env_backend}, backends {backends:?}: wgpu enumerated no adapter"
                 ),
-            })?;
-        Self::from_adapter(adapter, options)
+            });
+        }
+        Ok(adapters)
     }
 
     /// Creates the device on a given adapter (used by [`Gpu::new`]; public for embedding).
@@ -260,8 +280,8 @@ impl Gpu {
         Ok(Gpu {
             pool: BufferPool::default(),
             kernels: KernelCache::default(),
-            device,
-            queue,
+            backend: Backend::Wgpu { device, queue },
+            selection: format!("wgpu adapter '{}'", adapter_info.name),
             adapter_info,
             limits,
             features,
@@ -269,7 +289,67 @@ impl Gpu {
         })
     }
 
-    /// The adapter's identity.
+    /// The native CPU backend with `threads` workers (`None`: `$HYPERMOD_THREADS`, else all
+    /// cores).
+    pub fn native(threads: Option<usize>) -> Result<Gpu> {
+        let cpu = NativeCpu::new(threads)?;
+        let name = format!(
+            "native CPU ({} threads, {})",
+            cpu.threads(),
+            crate::native::simd_level()
+        );
+        let adapter_info = wgpu::AdapterInfo {
+            name: name.clone(),
+            vendor: 0,
+            device: 0,
+            device_type: wgpu::DeviceType::Cpu,
+            device_pci_bus_id: String::new(),
+            driver: "hypermod native".into(),
+            driver_info: "gemm 0.19 (runtime SIMD dispatch) + rayon".into(),
+            backend: wgpu::Backend::Noop,
+            subgroup_min_size: 1,
+            subgroup_max_size: 1,
+            transient_saves_memory: Some(false),
+            limit_bucket: None,
+        };
+        // Tensors are indexed with u32 element offsets, as on the GPU.
+        let max_bytes = 4 * u32::MAX as u64;
+        let limits = wgpu::Limits {
+            max_storage_buffer_binding_size: max_bytes,
+            max_buffer_size: max_bytes,
+            ..wgpu::Limits::default()
+        };
+        Ok(Gpu {
+            pool: BufferPool::default(),
+            kernels: KernelCache::default(),
+            backend: Backend::Native(cpu),
+            selection: name,
+            adapter_info,
+            limits,
+            features: FeatureSet {
+                timestamp_query: false,
+                subgroup: false,
+                shader_f16: false,
+            },
+            uncaptured: Arc::default(),
+        })
+    }
+
+    /// True on the native CPU backend.
+    pub fn is_native(&self) -> bool {
+        matches!(self.backend, Backend::Native(_))
+    }
+
+    /// Why this device was chosen (for `hypermod info` and logs).
+    pub fn selection(&self) -> &str {
+        &self.selection
+    }
+
+    pub(crate) fn set_selection(&mut self, why: String) {
+        self.selection = why;
+    }
+
+    /// The adapter's identity (a synthetic one, of type `Cpu`, on the native backend).
     pub fn adapter_info(&self) -> &wgpu::AdapterInfo {
         &self.adapter_info
     }
@@ -290,7 +370,12 @@ impl Gpu {
         let l = &self.limits;
         AdapterReport {
             name: i.name.clone(),
-            backend: format!("{:?}", i.backend),
+            selection: self.selection.clone(),
+            backend: if self.is_native() {
+                "Native".into()
+            } else {
+                format!("{:?}", i.backend)
+            },
             device_type: format!("{:?}", i.device_type),
             driver: i.driver.clone(),
             driver_info: i.driver_info.clone(),

@@ -10,7 +10,9 @@ use std::sync::{Arc, Mutex};
 use wgpu::util::DeviceExt;
 
 use crate::error::{shape_err, Error, Result};
+use crate::gpu::device::Backend;
 use crate::gpu::{Gpu, GpuTensor};
+use crate::native::{HostBuffer, Launch};
 
 /// A WGSL source file, compiled into one shader module per device.
 #[derive(Debug)]
@@ -19,6 +21,8 @@ pub struct Shader {
     pub name: &'static str,
     /// WGSL text (`include_str!` of `shaders/<name>.wgsl`).
     pub source: &'static str,
+    /// The same family on the native CPU backend (`crate::native::<name>::run`).
+    pub native: crate::native::Kernel,
 }
 
 /// How a kernel uses a storage binding.
@@ -56,15 +60,62 @@ pub struct Cost {
 /// steady-state training loop replays prepared dispatches and allocates nothing.
 pub struct Dispatch {
     label: String,
-    pipeline: Arc<wgpu::ComputePipeline>,
-    bind_group: wgpu::BindGroup,
-    params: wgpu::Buffer,
+    launch: Prepared,
     workgroups: [u32; 3],
     cost: Cost,
     // The bound tensors: holding them keeps their buffers out of the pool's free lists for as
     // long as the bind group may be replayed (a freed buffer could otherwise be handed to a new
     // tensor while this dispatch still reads or writes it).
     _bound: Vec<GpuTensor>,
+}
+
+/// A launch prepared for one backend.
+enum Prepared {
+    Wgpu {
+        pipeline: Arc<wgpu::ComputePipeline>,
+        bind_group: wgpu::BindGroup,
+        params: wgpu::Buffer,
+    },
+    Native(Arc<NativeDispatch>),
+}
+
+/// A native launch: the family's kernel, its variant, its parameters and its buffers. Steps
+/// queue it and run it at submit, so parameter writes made before the submit apply, as they do
+/// to a recorded wgpu dispatch.
+pub(crate) struct NativeDispatch {
+    label: String,
+    kernel: crate::native::Kernel,
+    entry: &'static str,
+    constants: Vec<(&'static str, f64)>,
+    params: Mutex<Vec<u8>>,
+    buffers: Vec<(Arc<HostBuffer>, Access)>,
+    empty: bool,
+}
+
+impl NativeDispatch {
+    /// Runs the launch. The caller holds the device's `NativeCpu::exclusive`.
+    pub(crate) fn execute(&self) -> Result<()> {
+        if self.empty {
+            return Ok(());
+        }
+        let params = self
+            .params
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        // SAFETY: called under `NativeCpu::exclusive`, and `Gpu::dispatch` rejected every
+        // buffer bound twice where one binding writes it.
+        let mut launch = unsafe {
+            Launch::new(
+                &self.label,
+                self.entry,
+                &self.constants,
+                &params,
+                &self.buffers,
+            )
+        };
+        (self.kernel)(&mut launch)
+    }
 }
 
 impl std::fmt::Debug for Dispatch {
@@ -92,17 +143,42 @@ impl Dispatch {
     }
     /// [`Dispatch::set_params`] from the raw bytes of the parameter struct.
     pub fn set_param_bytes(&self, gpu: &Gpu, bytes: &[u8]) {
-        gpu.queue
-            .write_buffer(&self.params, 0, &padded_bytes(bytes));
+        match (&self.launch, &gpu.backend) {
+            (Prepared::Wgpu { params, .. }, Backend::Wgpu { queue, .. }) => {
+                queue.write_buffer(params, 0, &padded_bytes(bytes))
+            }
+            (Prepared::Native(n), _) => {
+                *n.params.lock().unwrap_or_else(|p| p.into_inner()) = padded_bytes(bytes)
+            }
+            (Prepared::Wgpu { .. }, Backend::Native(_)) => {
+                log::error!("{}: a wgpu dispatch given the native device", self.label)
+            }
+        }
     }
-    /// Records the launch into an open compute pass.
+    /// Records the launch into an open compute pass (a no-op for a native dispatch).
     pub fn record(&self, pass: &mut wgpu::ComputePass<'_>) {
+        let Prepared::Wgpu {
+            pipeline,
+            bind_group,
+            ..
+        } = &self.launch
+        else {
+            return;
+        };
         if self.workgroups.contains(&0) {
             return;
         }
-        pass.set_pipeline(&self.pipeline);
-        pass.set_bind_group(0, &self.bind_group, &[]);
+        pass.set_pipeline(pipeline);
+        pass.set_bind_group(0, bind_group, &[]);
         pass.dispatch_workgroups(self.workgroups[0], self.workgroups[1], self.workgroups[2]);
+    }
+
+    /// The native launch, when this dispatch was prepared on the native backend.
+    pub(crate) fn native(&self) -> Option<&Arc<NativeDispatch>> {
+        match &self.launch {
+            Prepared::Native(n) => Some(n),
+            Prepared::Wgpu { .. } => None,
+        }
     }
 }
 
@@ -167,7 +243,7 @@ impl Gpu {
         {
             return Ok(p.clone());
         }
-        let device = &self.device;
+        let device = self.wgpu_device()?;
         let scope = device.push_error_scope(wgpu::ErrorFilter::Validation);
         let module = {
             let mut modules = self.kernels.modules.lock().expect("cache poisoned");
@@ -298,10 +374,36 @@ impl Gpu {
                 limit: max.to_string(),
             });
         }
+        let bound: Vec<GpuTensor> = tensors.iter().map(|&t| t.clone()).collect();
+        if let Backend::Native(_) = &self.backend {
+            let buffers = tensors
+                .iter()
+                .zip(spec.access)
+                .map(|(t, a)| match t.storage().host() {
+                    Some(b) => Ok((b.clone(), *a)),
+                    None => Err(crate::gpu::tensor::foreign_tensor("dispatch", t)),
+                })
+                .collect::<Result<Vec<_>>>()?;
+            let native = NativeDispatch {
+                label: label.clone(),
+                kernel: spec.shader.native,
+                entry: spec.entry,
+                constants: spec.constants.to_vec(),
+                params: Mutex::new(padded_bytes(bytemuck::bytes_of(params))),
+                buffers,
+                empty: workgroups.contains(&0),
+            };
+            return Ok(Dispatch {
+                label,
+                launch: Prepared::Native(Arc::new(native)),
+                workgroups,
+                cost,
+                _bound: bound,
+            });
+        }
         let cached = self.pipeline(spec)?;
-        let params_buf = self
-            .device
-            .create_buffer_init(&wgpu::util::BufferInitDescriptor {
+        let device = self.wgpu_device()?;
+        let params_buf = device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
                 label: Some(&label),
                 contents: &padded_bytes(bytemuck::bytes_of(params)),
                 usage: wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
@@ -311,24 +413,30 @@ impl Gpu {
             resource: params_buf.as_entire_binding(),
         }];
         for (i, t) in tensors.iter().enumerate() {
+            let buffer = t
+                .storage()
+                .wgpu()
+                .ok_or_else(|| crate::gpu::tensor::foreign_tensor("dispatch", t))?;
             entries.push(wgpu::BindGroupEntry {
                 binding: i as u32 + 1,
-                resource: t.buffer().as_entire_binding(),
+                resource: buffer.as_entire_binding(),
             });
         }
-        let bind_group = self.device.create_bind_group(&wgpu::BindGroupDescriptor {
+        let bind_group = device.create_bind_group(&wgpu::BindGroupDescriptor {
             label: Some(&label),
             layout: &cached.layout,
             entries: &entries,
         });
         Ok(Dispatch {
             label,
-            pipeline: cached.pipeline.clone(),
-            bind_group,
-            params: params_buf,
+            launch: Prepared::Wgpu {
+                pipeline: cached.pipeline.clone(),
+                bind_group,
+                params: params_buf,
+            },
             workgroups,
             cost,
-            _bound: tensors.iter().map(|&t| t.clone()).collect(),
+            _bound: bound,
         })
     }
 

@@ -1,10 +1,12 @@
-//! The device layer: adapter selection, tensors, the buffer pool, the pipeline cache, per-step
-//! command recording and timing. Nothing outside this module touches raw wgpu buffers.
+//! The device layer: backend and adapter selection, tensors, the buffer pool, the pipeline cache,
+//! per-step command recording and timing. Nothing outside this module touches raw wgpu buffers;
+//! the same calls run on a wgpu adapter or on the native CPU backend (`crate::native`).
 
 mod device;
 mod kernels;
 mod pool;
 mod profile;
+mod select;
 mod step;
 mod tensor;
 
@@ -14,5 +16,6 @@ pub use device::{
 };
 pub use kernels::{grid_1d, Access, Cost, Dispatch, KernelSpec, Shader};
 pub use profile::{Timing, TimingMethod};
+pub use select::{DeviceChoice, DEVICE_ENV};
 pub use step::{ReadSlot, Readback, Step};
 pub use tensor::GpuTensor;

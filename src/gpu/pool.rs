@@ -5,14 +5,41 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
+use crate::gpu::device::Backend;
+use crate::native::HostBuffer;
+
 /// Usage of every tensor buffer: bindable as storage, copyable both ways (upload, readback).
 pub(crate) const TENSOR_USAGE: wgpu::BufferUsages = wgpu::BufferUsages::STORAGE
     .union(wgpu::BufferUsages::COPY_SRC)
     .union(wgpu::BufferUsages::COPY_DST);
 
+/// The memory of one tensor buffer: on the GPU, or host memory of the native backend.
+pub(crate) enum Storage {
+    Wgpu(wgpu::Buffer),
+    Host(Arc<HostBuffer>),
+}
+
+impl Storage {
+    /// The wgpu buffer; `None` on the native backend.
+    pub(crate) fn wgpu(&self) -> Option<&wgpu::Buffer> {
+        match self {
+            Storage::Wgpu(b) => Some(b),
+            Storage::Host(_) => None,
+        }
+    }
+
+    /// The host buffer; `None` on a wgpu device.
+    pub(crate) fn host(&self) -> Option<&Arc<HostBuffer>> {
+        match self {
+            Storage::Host(b) => Some(b),
+            Storage::Wgpu(_) => None,
+        }
+    }
+}
+
 #[derive(Default)]
 struct FreeLists {
-    by_size: HashMap<u64, Vec<wgpu::Buffer>>,
+    by_size: HashMap<u64, Vec<Storage>>,
     staging: Vec<wgpu::Buffer>,
 }
 
@@ -26,14 +53,14 @@ pub(crate) struct BufferPool {
 
 /// A storage buffer that goes back to its pool's free list when dropped.
 pub(crate) struct PooledBuffer {
-    buffer: Option<wgpu::Buffer>,
+    buffer: Option<Storage>,
     size: u64,
     free: Arc<Mutex<FreeLists>>,
     live_bytes: Arc<AtomicU64>,
 }
 
 impl PooledBuffer {
-    pub(crate) fn buffer(&self) -> &wgpu::Buffer {
+    pub(crate) fn storage(&self) -> &Storage {
         self.buffer.as_ref().expect("buffer present until drop")
     }
 }
@@ -52,19 +79,22 @@ impl Drop for PooledBuffer {
 impl BufferPool {
     /// Returns a buffer of exactly `size` bytes (a multiple of 4), reusing a freed one when possible.
     /// Contents are unspecified; callers clear or overwrite it.
-    pub(crate) fn take(&self, device: &wgpu::Device, size: u64) -> PooledBuffer {
+    pub(crate) fn take(&self, backend: &Backend, size: u64) -> PooledBuffer {
         let reused = self
             .free
             .lock()
             .ok()
             .and_then(|mut f| f.by_size.get_mut(&size).and_then(Vec::pop));
-        let buffer = reused.unwrap_or_else(|| {
-            device.create_buffer(&wgpu::BufferDescriptor {
-                label: Some("hypermod tensor"),
-                size,
-                usage: TENSOR_USAGE,
-                mapped_at_creation: false,
-            })
+        let buffer = reused.unwrap_or_else(|| match backend {
+            Backend::Wgpu { device, .. } => {
+                Storage::Wgpu(device.create_buffer(&wgpu::BufferDescriptor {
+                    label: Some("hypermod tensor"),
+                    size,
+                    usage: TENSOR_USAGE,
+                    mapped_at_creation: false,
+                }))
+            }
+            Backend::Native(_) => Storage::Host(Arc::new(HostBuffer::zeroed((size / 4) as usize))),
         });
         let live = self.live_bytes.fetch_add(size, Ordering::Relaxed) + size;
         self.peak_bytes.fetch_max(live, Ordering::Relaxed);

@@ -75,26 +75,29 @@ impl Gpu {
     fn time_with_timestamps(&self, ds: &[&Dispatch], iters: usize) -> Result<Vec<f64>> {
         // Query sets hold at most 4096 queries: measure in chunks of 1024 iterations.
         let mut out = Vec::with_capacity(iters);
-        let period = self.queue.get_timestamp_period() as f64;
+        let crate::gpu::device::Backend::Wgpu { device, queue } = &self.backend else {
+            unreachable!("timestamp queries are only enabled on wgpu devices")
+        };
+        let period = queue.get_timestamp_period() as f64;
         let mut left = iters;
         while left > 0 {
             let n = left.min(1024);
             left -= n;
             let count = (2 * n) as u32;
-            let qs = self.device.create_query_set(&wgpu::QuerySetDescriptor {
+            let qs = device.create_query_set(&wgpu::QuerySetDescriptor {
                 label: Some("hypermod timing"),
                 ty: wgpu::QueryType::Timestamp,
                 count,
             });
             let bytes = count as u64 * 8;
-            let resolve = self.device.create_buffer(&wgpu::BufferDescriptor {
+            let resolve = device.create_buffer(&wgpu::BufferDescriptor {
                 label: Some("timestamps"),
                 size: bytes,
                 usage: wgpu::BufferUsages::QUERY_RESOLVE | wgpu::BufferUsages::COPY_SRC,
                 mapped_at_creation: false,
             });
-            let staging = self.pool.take_staging(&self.device, bytes);
-            let mut enc = self.device.create_command_encoder(&Default::default());
+            let staging = self.pool.take_staging(device, bytes);
+            let mut enc = device.create_command_encoder(&Default::default());
             for i in 0..n as u32 {
                 let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor {
                     label: Some("timed"),
@@ -110,7 +113,7 @@ impl Gpu {
             }
             enc.resolve_query_set(&qs, 0..count, &resolve, 0);
             enc.copy_buffer_to_buffer(&resolve, 0, &staging, 0, bytes);
-            let idx = self.queue.submit([enc.finish()]);
+            let idx = queue.submit([enc.finish()]);
             let raw = self.map_staging(&staging, bytes, idx, "timestamp readback")?;
             self.pool.return_staging(staging);
             // Timestamps are u64 ticks; the staging copy comes back as 32-bit words.

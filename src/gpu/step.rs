@@ -2,7 +2,11 @@
 //! pass; [`Step::finish`] submits once and reads back only the tensors registered with
 //! [`Step::read`], in a single copy-and-map round trip.
 
+use std::sync::Arc;
+
 use crate::error::{shape_err, Result};
+use crate::gpu::device::Backend;
+use crate::gpu::kernels::NativeDispatch;
 use crate::gpu::{Dispatch, Gpu, GpuTensor};
 
 /// Handle to a value registered for readback; index into [`Readback`].
@@ -32,24 +36,36 @@ impl Readback {
 /// A training step being recorded.
 pub struct Step<'g> {
     gpu: &'g Gpu,
-    encoder: wgpu::CommandEncoder,
-    pass: Option<wgpu::ComputePass<'static>>,
+    recording: Recording,
     reads: Vec<GpuTensor>,
     read_len: usize,
+}
+
+/// What a step records into.
+enum Recording {
+    Wgpu {
+        encoder: wgpu::CommandEncoder,
+        pass: Option<wgpu::ComputePass<'static>>,
+    },
+    /// Native launches in order, run at submit (as a GPU runs a command buffer).
+    Native(Vec<Arc<NativeDispatch>>),
 }
 
 impl<'g> Step<'g> {
     /// Opens a new command encoder.
     pub fn new(gpu: &'g Gpu) -> Step<'g> {
-        let encoder = gpu
-            .device
-            .create_command_encoder(&wgpu::CommandEncoderDescriptor {
-                label: Some("step"),
-            });
+        let recording = match &gpu.backend {
+            Backend::Wgpu { device, .. } => Recording::Wgpu {
+                encoder: device.create_command_encoder(&wgpu::CommandEncoderDescriptor {
+                    label: Some("step"),
+                }),
+                pass: None,
+            },
+            Backend::Native(_) => Recording::Native(Vec::new()),
+        };
         Step {
             gpu,
-            encoder,
-            pass: None,
+            recording,
             reads: Vec::new(),
             read_len: 0,
         }
@@ -57,15 +73,23 @@ impl<'g> Step<'g> {
 
     /// Records one dispatch.
     pub fn run(&mut self, d: &Dispatch) {
-        let pass = self.pass.get_or_insert_with(|| {
-            self.encoder
-                .begin_compute_pass(&wgpu::ComputePassDescriptor {
-                    label: Some("step"),
-                    timestamp_writes: None,
-                })
-                .forget_lifetime()
-        });
-        d.record(pass);
+        match &mut self.recording {
+            Recording::Wgpu { encoder, pass } => {
+                let pass = pass.get_or_insert_with(|| {
+                    encoder
+                        .begin_compute_pass(&wgpu::ComputePassDescriptor {
+                            label: Some("step"),
+                            timestamp_writes: None,
+                        })
+                        .forget_lifetime()
+                });
+                d.record(pass);
+            }
+            Recording::Native(queue) => match d.native() {
+                Some(n) => queue.push(n.clone()),
+                None => log::error!("{}: a wgpu dispatch recorded on the native device", d.label()),
+            },
+        }
     }
 
     /// Records dispatches in order.
@@ -92,51 +116,94 @@ impl<'g> Step<'g> {
         Ok(slot)
     }
 
-    /// Submits the step without waiting (nothing registered for readback is read).
-    pub fn submit(mut self) -> wgpu::SubmissionIndex {
-        drop(self.pass.take());
-        self.gpu.queue.submit([self.encoder.finish()])
+    /// Submits the step without waiting for it (nothing registered for readback is read). On
+    /// the native backend the work runs before this returns.
+    pub fn submit(self) -> Result<()> {
+        self.execute(false).map(|_| ())
     }
 
     /// Submits the step, waits for it and returns the registered values.
-    pub fn finish(mut self) -> Result<Readback> {
-        drop(self.pass.take());
-        if self.read_len == 0 {
-            let idx = self.gpu.queue.submit([self.encoder.finish()]);
-            self.gpu
-                .device
-                .poll(wgpu::PollType::Wait {
-                    submission_index: Some(idx),
-                    timeout: None,
-                })
-                .map_err(|e| crate::Error::Gpu {
-                    context: "step".into(),
-                    message: e.to_string(),
-                })?;
-            self.gpu.take_uncaptured("step")?;
-            return Ok(Readback { values: Vec::new() });
-        }
-        let bytes = (self.read_len * 4) as u64;
-        let staging = self.gpu.pool.take_staging(&self.gpu.device, bytes);
-        let mut at = 0u64;
-        for t in &self.reads {
-            let n = (t.len() * 4) as u64;
-            if n > 0 {
-                self.encoder.copy_buffer_to_buffer(
-                    t.buffer(),
-                    (t.offset() * 4) as u64,
-                    &staging,
-                    at,
-                    n,
-                );
-            }
-            at += n;
-        }
-        let idx = self.gpu.queue.submit([self.encoder.finish()]);
-        let values = self.gpu.map_staging(&staging, bytes, idx, "step readback");
-        self.gpu.pool.return_staging(staging);
-        Ok(Readback { values: values? })
+    pub fn finish(self) -> Result<Readback> {
+        self.execute(true)
     }
+
+    fn execute(self, wait: bool) -> Result<Readback> {
+        let Step {
+            gpu,
+            recording,
+            reads,
+            read_len,
+        } = self;
+        match (recording, &gpu.backend) {
+            (Recording::Native(queue), Backend::Native(cpu)) => cpu.exclusive(|| {
+                for d in &queue {
+                    d.execute()?;
+                }
+                let mut values = Vec::with_capacity(read_len);
+                for t in &reads {
+                    let host = t
+                        .storage()
+                        .host()
+                        .ok_or_else(|| crate::gpu::tensor::foreign_tensor("step readback", t))?;
+                    // SAFETY: inside `exclusive`, after every launch of the step.
+                    values.extend_from_slice(unsafe { &host.slice()[t.offset()..][..t.len()] });
+                }
+                Ok(Readback { values })
+            }),
+            (Recording::Wgpu { encoder, pass }, Backend::Wgpu { device, queue }) => {
+                drop(pass);
+                finish_wgpu(gpu, device, queue, encoder, &reads, read_len, wait)
+            }
+            _ => unreachable!("a step records for its own device"),
+        }
+    }
+}
+
+fn finish_wgpu(
+    gpu: &Gpu,
+    device: &wgpu::Device,
+    queue: &wgpu::Queue,
+    mut encoder: wgpu::CommandEncoder,
+    reads: &[GpuTensor],
+    read_len: usize,
+    wait: bool,
+) -> Result<Readback> {
+    if !wait {
+        queue.submit([encoder.finish()]);
+        return Ok(Readback { values: Vec::new() });
+    }
+    if read_len == 0 {
+        let idx = queue.submit([encoder.finish()]);
+        device
+            .poll(wgpu::PollType::Wait {
+                submission_index: Some(idx),
+                timeout: None,
+            })
+            .map_err(|e| crate::Error::Gpu {
+                context: "step".into(),
+                message: e.to_string(),
+            })?;
+        gpu.take_uncaptured("step")?;
+        return Ok(Readback { values: Vec::new() });
+    }
+    let bytes = (read_len * 4) as u64;
+    let staging = gpu.pool.take_staging(device, bytes);
+    let mut at = 0u64;
+    for t in reads {
+        let n = (t.len() * 4) as u64;
+        if n > 0 {
+            let buffer = t
+                .storage()
+                .wgpu()
+                .ok_or_else(|| crate::gpu::tensor::foreign_tensor("step readback", t))?;
+            encoder.copy_buffer_to_buffer(buffer, (t.offset() * 4) as u64, &staging, at, n);
+        }
+        at += n;
+    }
+    let idx = queue.submit([encoder.finish()]);
+    let values = gpu.map_staging(&staging, bytes, idx, "step readback");
+    gpu.pool.return_staging(staging);
+    Ok(Readback { values: values? })
 }
 
 impl Gpu {

@@ -7,7 +7,8 @@ use std::fmt;
 use std::sync::Arc;
 
 use crate::error::{shape_err, Error, Result};
-use crate::gpu::pool::PooledBuffer;
+use crate::gpu::device::Backend;
+use crate::gpu::pool::{PooledBuffer, Storage};
 use crate::gpu::Gpu;
 
 /// A view of `batch` row-major `rows × cols` f32 matrices in one GPU buffer.
@@ -65,9 +66,9 @@ impl GpuTensor {
     pub fn is_contiguous(&self) -> bool {
         self.batch <= 1 || self.batch_stride == self.item_len()
     }
-    /// The underlying wgpu buffer.
-    pub fn buffer(&self) -> &wgpu::Buffer {
-        self.buf.buffer()
+    /// The underlying buffer (wgpu or host memory).
+    pub(crate) fn storage(&self) -> &Storage {
+        self.buf.storage()
     }
     /// Elements the underlying buffer holds.
     pub fn capacity(&self) -> usize {
@@ -193,11 +194,20 @@ impl Gpu {
             .and_then(|x| x.checked_mul(cols))
             .ok_or_else(|| shape_err("zeros", format!("{batch}×{rows}×{cols} overflows")))?;
         let bytes = check_elems(self, &format!("tensor [{batch}×{rows}×{cols}]"), elems)?;
-        let buf = self.pool.take(&self.device, bytes);
+        let buf = self.pool.take(&self.backend, bytes);
         // Pooled buffers keep old contents: clear so every new tensor starts at zero.
-        let mut enc = self.device.create_command_encoder(&Default::default());
-        enc.clear_buffer(buf.buffer(), 0, None);
-        self.queue.submit([enc.finish()]);
+        match (&self.backend, buf.storage()) {
+            (Backend::Wgpu { device, queue }, Storage::Wgpu(b)) => {
+                let mut enc = device.create_command_encoder(&Default::default());
+                enc.clear_buffer(b, 0, None);
+                queue.submit([enc.finish()]);
+            }
+            (Backend::Native(cpu), Storage::Host(b)) => cpu.exclusive(|| {
+                // SAFETY: exclusive access; the buffer was just taken from the pool.
+                unsafe { b.slice_mut() }.fill(0.0)
+            }),
+            _ => unreachable!("a pool only holds its own backend's buffers"),
+        }
         Ok(GpuTensor {
             buf: Arc::new(buf),
             capacity: (bytes / 4) as usize,
@@ -243,12 +253,19 @@ impl Gpu {
                 ),
             ));
         }
-        if !data.is_empty() {
-            self.queue.write_buffer(
-                t.buffer(),
-                (t.offset() * 4) as u64,
-                bytemuck::cast_slice(data),
-            );
+        if data.is_empty() {
+            return Ok(());
+        }
+        match (&self.backend, t.storage()) {
+            (Backend::Wgpu { queue, .. }, Storage::Wgpu(b)) => {
+                queue.write_buffer(b, (t.offset() * 4) as u64, bytemuck::cast_slice(data))
+            }
+            (Backend::Native(cpu), Storage::Host(b)) => cpu.exclusive(|| {
+                // SAFETY: exclusive access (queue order, like `queue.write_buffer`).
+                let host = unsafe { b.slice_mut() };
+                host[t.offset()..t.offset() + data.len()].copy_from_slice(data)
+            }),
+            _ => return Err(foreign_tensor("write", t)),
         }
         Ok(())
     }
@@ -261,7 +278,7 @@ impl Gpu {
         } else {
             (t.batch() - 1) * t.batch_stride() + t.item_len()
         };
-        let raw = self.read_raw(t.buffer(), t.offset(), span)?;
+        let raw = self.read_raw(t.storage(), t.offset(), span)?;
         let mut out = Vec::with_capacity(t.len());
         for b in 0..t.batch() {
             let s = b * t.batch_stride();
@@ -271,20 +288,31 @@ impl Gpu {
     }
 
     /// Reads `len` f32 starting at element `offset` of a buffer.
-    pub(crate) fn read_raw(
-        &self,
-        buffer: &wgpu::Buffer,
-        offset: usize,
-        len: usize,
-    ) -> Result<Vec<f32>> {
+    pub(crate) fn read_raw(&self, storage: &Storage, offset: usize, len: usize) -> Result<Vec<f32>> {
         if len == 0 {
             return Ok(Vec::new());
         }
+        let (device, queue, buffer) = match (&self.backend, storage) {
+            (Backend::Wgpu { device, queue }, Storage::Wgpu(b)) => (device, queue, b),
+            (Backend::Native(cpu), Storage::Host(b)) => {
+                return Ok(cpu.exclusive(|| {
+                    // SAFETY: exclusive access.
+                    let host = unsafe { b.slice() };
+                    host[offset..offset + len].to_vec()
+                }))
+            }
+            _ => {
+                return Err(Error::Gpu {
+                    context: "read".into(),
+                    message: "the tensor belongs to another device".into(),
+                })
+            }
+        };
         let bytes = (len * 4) as u64;
-        let staging = self.pool.take_staging(&self.device, bytes);
-        let mut enc = self.device.create_command_encoder(&Default::default());
+        let staging = self.pool.take_staging(device, bytes);
+        let mut enc = device.create_command_encoder(&Default::default());
         enc.copy_buffer_to_buffer(buffer, (offset * 4) as u64, &staging, 0, bytes);
-        let idx = self.queue.submit([enc.finish()]);
+        let idx = queue.submit([enc.finish()]);
         let out = self.map_staging(&staging, bytes, idx, "read")?;
         self.pool.return_staging(staging);
         Ok(out)
@@ -302,7 +330,7 @@ impl Gpu {
         staging.map_async(wgpu::MapMode::Read, ..bytes, move |r| {
             let _ = tx.send(r);
         });
-        self.device
+        self.wgpu_device()?
             .poll(wgpu::PollType::Wait {
                 submission_index: Some(idx),
                 timeout: None,
@@ -332,8 +360,27 @@ impl Gpu {
         Ok(values)
     }
 
+    /// The wgpu device, or an error naming the native backend (for wgpu-only paths).
+    pub(crate) fn wgpu_device(&self) -> Result<&wgpu::Device> {
+        match &self.backend {
+            Backend::Wgpu { device, .. } => Ok(device),
+            Backend::Native(_) => Err(Error::Gpu {
+                context: "wgpu".into(),
+                message: "the native CPU backend has no wgpu device".into(),
+            }),
+        }
+    }
+
     /// Bytes held by live tensors, and the peak so far.
     pub fn memory_in_use(&self) -> (u64, u64) {
         (self.pool.live_bytes(), self.pool.peak_bytes())
+    }
+}
+
+/// The error for a tensor of one device used on another.
+pub(crate) fn foreign_tensor(op: &str, t: &GpuTensor) -> Error {
+    Error::Gpu {
+        context: op.to_string(),
+        message: format!("tensor {} belongs to another device", t.shape_str()),
     }
 }

@@ -31,6 +31,11 @@ impl Activation {
         }
     }
 
+    /// The activation with shader code `code` (`None` for an unknown code).
+    pub fn from_code(code: u32) -> Option<Activation> {
+        Activation::ALL.into_iter().find(|a| a.code() == code)
+    }
+
     /// CPU twin of `act_forward`.
     pub fn forward<T: Real>(self, x: T) -> T {
         match self {

@@ -39,6 +39,7 @@ use crate::ops::{check_output, place, to_u32, Real};
 pub static SHADER: Shader = Shader {
     name: "adamw",
     source: include_str!("../../shaders/adamw.wgsl"),
+    native: crate::native::adamw::run,
 };
 
 /// Hyper-parameters of [`AdamW`] (names and defaults of `optax.adamw`).
@@ -101,19 +102,19 @@ impl AdamWConfig {
 
 #[repr(C)]
 #[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
-struct Params {
-    batch: u32,
-    n: u32,
-    w_off: u32,
-    w_stride: u32,
-    g_off: u32,
-    g_stride: u32,
-    b1: f32,
-    b2: f32,
-    eps: f32,
-    eps_root: f32,
-    max_norm: f32,
-    _pad: [u32; 5],
+pub(crate) struct Params {
+    pub(crate) batch: u32,
+    pub(crate) n: u32,
+    pub(crate) w_off: u32,
+    pub(crate) w_stride: u32,
+    pub(crate) g_off: u32,
+    pub(crate) g_stride: u32,
+    pub(crate) b1: f32,
+    pub(crate) b2: f32,
+    pub(crate) eps: f32,
+    pub(crate) eps_root: f32,
+    pub(crate) max_norm: f32,
+    pub(crate) _pad: [u32; 5],
 }
 
 /// Invocations per workgroup of `update` / `reset` and of `prepare` (the WGSL `WG`, `WG_ITEMS`).

@@ -15,6 +15,7 @@ pub static SHADER: Shader = Shader {
         include_str!("../../shaders/activation.wgsl"),
         include_str!("../../shaders/elementwise.wgsl")
     ),
+    native: crate::native::elementwise::run,
 };
 
 /// Invocations per workgroup (`WG` in the shader).
@@ -22,19 +23,19 @@ const WG: usize = 256;
 
 #[repr(C)]
 #[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
-struct Params {
-    len: u32,
-    total: u32,
-    cols: u32,
-    _pad0: u32,
-    y_off: u32,
-    y_stride: u32,
-    a_off: u32,
-    a_stride: u32,
-    b_off: u32,
-    b_stride: u32,
-    alpha: f32,
-    _pad1: u32,
+pub(crate) struct Params {
+    pub(crate) len: u32,
+    pub(crate) total: u32,
+    pub(crate) cols: u32,
+    pub(crate) _pad0: u32,
+    pub(crate) y_off: u32,
+    pub(crate) y_stride: u32,
+    pub(crate) a_off: u32,
+    pub(crate) a_stride: u32,
+    pub(crate) b_off: u32,
+    pub(crate) b_stride: u32,
+    pub(crate) alpha: f32,
+    pub(crate) _pad1: u32,
 }
 
 /// Which entry point, and the value of its `OP` override.

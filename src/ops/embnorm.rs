@@ -13,6 +13,7 @@ use crate::ops::{check_output, common_batch, place, to_u32, Real};
 pub static SHADER: Shader = Shader {
     name: "embnorm",
     source: include_str!("../../shaders/embnorm.wgsl"),
+    native: crate::native::embnorm::run,
 };
 
 /// Invocations per workgroup (`WG` in the shader).
@@ -20,18 +21,18 @@ const WG: usize = 64;
 
 #[repr(C)]
 #[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
-struct Params {
-    rows: u32,
-    cols: u32,
-    total: u32,
-    _pad0: u32,
-    x_off: u32,
-    x_stride: u32,
-    y_off: u32,
-    y_stride: u32,
-    s_off: u32,
-    s_stride: u32,
-    _pad1: [u32; 2],
+pub(crate) struct Params {
+    pub(crate) rows: u32,
+    pub(crate) cols: u32,
+    pub(crate) total: u32,
+    pub(crate) _pad0: u32,
+    pub(crate) x_off: u32,
+    pub(crate) x_stride: u32,
+    pub(crate) y_off: u32,
+    pub(crate) y_stride: u32,
+    pub(crate) s_off: u32,
+    pub(crate) s_stride: u32,
+    pub(crate) _pad1: [u32; 2],
 }
 
 fn launch(

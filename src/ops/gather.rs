@@ -28,6 +28,7 @@ pub static SHADER: Shader = Shader {
         include_str!("../../shaders/philox.wgsl"),
         include_str!("../../shaders/gather.wgsl")
     ),
+    native: crate::native::gather::run,
 };
 
 /// Invocations per workgroup; each copies one destination row.
@@ -35,19 +36,19 @@ const WG: u32 = 64;
 
 #[repr(C)]
 #[derive(Clone, Copy, Debug, bytemuck::Pod, bytemuck::Zeroable)]
-struct Params {
-    batch: u32,
-    rows: u32,
-    cols: u32,
-    rows_dst: u32,
-    src_off: u32,
-    src_stride: u32,
-    dst_off: u32,
-    dst_stride: u32,
-    seed_lo: u32,
-    seed_hi: u32,
-    stream_lo: u32,
-    stream_hi: u32,
+pub(crate) struct Params {
+    pub(crate) batch: u32,
+    pub(crate) rows: u32,
+    pub(crate) cols: u32,
+    pub(crate) rows_dst: u32,
+    pub(crate) src_off: u32,
+    pub(crate) src_stride: u32,
+    pub(crate) dst_off: u32,
+    pub(crate) dst_stride: u32,
+    pub(crate) seed_lo: u32,
+    pub(crate) seed_hi: u32,
+    pub(crate) stream_lo: u32,
+    pub(crate) stream_hi: u32,
 }
 
 /// A prepared random gather: an [`RngDispatch`] (`set_stream` replays it with a new stream).

@@ -12,6 +12,7 @@ pub static SHADER: Shader = Shader {
         include_str!("../../shaders/activation.wgsl"),
         include_str!("../../shaders/gemm.wgsl")
     ),
+    native: crate::native::gemm::run,
 };
 
 /// Workgroup shape of the GEMM kernel: a `(4·wg_y) × (4·wg_x)` tile of C per workgroup, K staged
@@ -78,22 +79,22 @@ impl Default for GemmOptions {
 
 #[repr(C)]
 #[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
-struct Params {
-    m: u32,
-    n: u32,
-    k: u32,
-    batch: u32,
-    a_off: u32,
-    a_stride: u32,
-    b_off: u32,
-    b_stride: u32,
-    c_off: u32,
-    c_stride: u32,
-    bias_off: u32,
-    bias_stride: u32,
-    alpha: f32,
-    beta: f32,
-    _pad: [u32; 2],
+pub(crate) struct Params {
+    pub(crate) m: u32,
+    pub(crate) n: u32,
+    pub(crate) k: u32,
+    pub(crate) batch: u32,
+    pub(crate) a_off: u32,
+    pub(crate) a_stride: u32,
+    pub(crate) b_off: u32,
+    pub(crate) b_stride: u32,
+    pub(crate) c_off: u32,
+    pub(crate) c_stride: u32,
+    pub(crate) bias_off: u32,
+    pub(crate) bias_stride: u32,
+    pub(crate) alpha: f32,
+    pub(crate) beta: f32,
+    pub(crate) _pad: [u32; 2],
 }
 
 /// Problem size of a GEMM: (batch, M, N, K).

@@ -10,6 +10,7 @@ use crate::ops::{check_output, common_batch, place, to_u32, Real};
 pub static SHADER: Shader = Shader {
     name: "layernorm",
     source: include_str!("../../shaders/layernorm.wgsl"),
+    native: crate::native::layernorm::run,
 };
 
 /// haiku's default `eps`.
@@ -26,26 +27,26 @@ fn row_workgroup(cols: usize) -> u32 {
 
 #[repr(C)]
 #[derive(Clone, Copy, Default, bytemuck::Pod, bytemuck::Zeroable)]
-struct Params {
-    batch: u32,
-    rows: u32,
-    cols: u32,
-    eps: f32,
-    x_off: u32,
-    x_stride: u32,
-    g_off: u32,
-    g_stride: u32,
-    in3_off: u32,
-    in3_stride: u32,
-    out4_off: u32,
-    out4_stride: u32,
-    m_off: u32,
-    m_stride: u32,
-    r_off: u32,
-    r_stride: u32,
-    out7_off: u32,
-    out7_stride: u32,
-    _pad: [u32; 2],
+pub(crate) struct Params {
+    pub(crate) batch: u32,
+    pub(crate) rows: u32,
+    pub(crate) cols: u32,
+    pub(crate) eps: f32,
+    pub(crate) x_off: u32,
+    pub(crate) x_stride: u32,
+    pub(crate) g_off: u32,
+    pub(crate) g_stride: u32,
+    pub(crate) in3_off: u32,
+    pub(crate) in3_stride: u32,
+    pub(crate) out4_off: u32,
+    pub(crate) out4_stride: u32,
+    pub(crate) m_off: u32,
+    pub(crate) m_stride: u32,
+    pub(crate) r_off: u32,
+    pub(crate) r_stride: u32,
+    pub(crate) out7_off: u32,
+    pub(crate) out7_stride: u32,
+    pub(crate) _pad: [u32; 2],
 }
 
 /// Checks that `t` is `[batch × rows × cols]`, naming `what` and the input shape otherwise.

@@ -15,25 +15,26 @@ use crate::ops::{check_output, common_batch, place, to_u32, Real};
 pub static SHADER: Shader = Shader {
     name: "loss",
     source: include_str!("../../shaders/loss.wgsl"),
+    native: crate::native::loss::run,
 };
 
 #[repr(C)]
 #[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
-struct Params {
-    rows: u32,
-    cols: u32,
-    _pad0: [u32; 2],
-    z_off: u32,
-    z_stride: u32,
-    t_off: u32,
-    t_stride: u32,
-    l_off: u32,
-    l_stride: u32,
-    g_off: u32,
-    g_stride: u32,
-    norm: f32,
-    gscale: f32,
-    _pad1: [u32; 2],
+pub(crate) struct Params {
+    pub(crate) rows: u32,
+    pub(crate) cols: u32,
+    pub(crate) _pad0: [u32; 2],
+    pub(crate) z_off: u32,
+    pub(crate) z_stride: u32,
+    pub(crate) t_off: u32,
+    pub(crate) t_stride: u32,
+    pub(crate) l_off: u32,
+    pub(crate) l_stride: u32,
+    pub(crate) g_off: u32,
+    pub(crate) g_stride: u32,
+    pub(crate) norm: f32,
+    pub(crate) gscale: f32,
+    pub(crate) _pad1: [u32; 2],
 }
 
 /// The per-row value a launch reduces (the shader's `LOSS` override).

@@ -22,6 +22,7 @@ use crate::ops::{check_output, place, to_u32, Real};
 pub static SHADER: Shader = Shader {
     name: "reduce",
     source: include_str!("../../shaders/reduce.wgsl"),
+    native: crate::native::reduce::run,
 };
 
 /// Which axis of `x [B×R×C]` a [`reduce`] sums over.
@@ -51,19 +52,19 @@ impl Reduction {
 
 #[repr(C)]
 #[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
-struct Params {
-    n_out: u32,
-    per_item: u32,
-    n_red: u32,
-    limit: u32,
-    j_step: u32,
-    k_step: u32,
-    x_off: u32,
-    x_stride: u32,
-    y_off: u32,
-    y_stride: u32,
-    alpha: f32,
-    beta: f32,
+pub(crate) struct Params {
+    pub(crate) n_out: u32,
+    pub(crate) per_item: u32,
+    pub(crate) n_red: u32,
+    pub(crate) limit: u32,
+    pub(crate) j_step: u32,
+    pub(crate) k_step: u32,
+    pub(crate) x_off: u32,
+    pub(crate) x_stride: u32,
+    pub(crate) y_off: u32,
+    pub(crate) y_stride: u32,
+    pub(crate) alpha: f32,
+    pub(crate) beta: f32,
 }
 
 /// Elements of one sum-of-squares pass-1 partial: 16 terms per invocation of a 256-wide workgroup,

@@ -45,6 +45,7 @@ pub static SHADER: Shader = Shader {
         include_str!("../../shaders/philox.wgsl"),
         include_str!("../../shaders/rng.wgsl")
     ),
+    native: crate::native::rng::run,
 };
 
 /// Invocations per workgroup; each handles one Philox block of 4 elements.
@@ -98,19 +99,19 @@ impl Distribution {
 
 #[repr(C)]
 #[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
-struct Params {
-    len: u32,
-    item_len: u32,
-    out_off: u32,
-    out_stride: u32,
-    seed_lo: u32,
-    seed_hi: u32,
-    stream_lo: u32,
-    stream_hi: u32,
-    a: f32,
-    s: f32,
-    zero: u32,
-    blocks: u32,
+pub(crate) struct Params {
+    pub(crate) len: u32,
+    pub(crate) item_len: u32,
+    pub(crate) out_off: u32,
+    pub(crate) out_stride: u32,
+    pub(crate) seed_lo: u32,
+    pub(crate) seed_hi: u32,
+    pub(crate) stream_lo: u32,
+    pub(crate) stream_hi: u32,
+    pub(crate) a: f32,
+    pub(crate) s: f32,
+    pub(crate) zero: u32,
+    pub(crate) blocks: u32,
 }
 
 /// A prepared launch keyed by the Philox generator (a random fill, a random gather). Replay it

@@ -11,6 +11,7 @@ use crate::ops::{check_output, common_batch, place, to_u32, Real};
 pub static SHADER: Shader = Shader {
     name: "softmax",
     source: include_str!("../../shaders/softmax.wgsl"),
+    native: crate::native::softmax::run,
 };
 
 /// Invocations per workgroup (`WG` in the shader).
@@ -18,21 +19,21 @@ const WG: usize = 64;
 
 #[repr(C)]
 #[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
-struct Params {
-    batch: u32,
-    rows: u32,
-    cols: u32,
-    _pad0: u32,
-    x_off: u32,
-    x_stride: u32,
-    y_off: u32,
-    y_stride: u32,
-    mean_off: u32,
-    mean_stride: u32,
-    std_off: u32,
-    std_stride: u32,
-    inv_temperature: f32,
-    _pad1: [u32; 3],
+pub(crate) struct Params {
+    pub(crate) batch: u32,
+    pub(crate) rows: u32,
+    pub(crate) cols: u32,
+    pub(crate) _pad0: u32,
+    pub(crate) x_off: u32,
+    pub(crate) x_stride: u32,
+    pub(crate) y_off: u32,
+    pub(crate) y_stride: u32,
+    pub(crate) mean_off: u32,
+    pub(crate) mean_stride: u32,
+    pub(crate) std_off: u32,
+    pub(crate) std_stride: u32,
+    pub(crate) inv_temperature: f32,
+    pub(crate) _pad1: [u32; 3],
 }
 
 /// Checks `stats` is `[batch × 1 × cols]` per item.

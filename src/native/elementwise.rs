@@ -1,0 +1,88 @@
+//! Native `shaders/elementwise.wgsl`: `apply_inplace` (scale, fill), `apply_unary` (activation /
+//! copy, axpy, bias) and `apply_binary` (activation backward), one output element at a time, items
+//! in parallel.
+
+use rayon::prelude::*;
+
+use crate::error::Result;
+use crate::native::{item, items_mut, Launch};
+use crate::ops::elementwise::Params;
+use crate::ops::Activation;
+
+/// Runs one launch of an element-wise entry point.
+pub(crate) fn run(l: &mut Launch<'_>) -> Result<()> {
+    let p: Params = l.params()?;
+    let op = l.constant("OP", 0.0) as u32;
+    let act = activation(l)?;
+    let (len, batch) = (p.len as usize, batch_of(&p));
+    let alpha = p.alpha;
+    match l.entry {
+        "apply_inplace" => {
+            let y = l.write(1)?;
+            let ys = items_mut(y, p.y_off as usize, p.y_stride as usize, len, batch)?;
+            ys.into_par_iter().for_each(|y| match op {
+                1 => y.fill(alpha),
+                _ => y.iter_mut().for_each(|v| *v *= alpha),
+            });
+        }
+        "apply_unary" => {
+            let a = l.read(2)?;
+            let y = l.write(1)?;
+            let cols = p.cols.max(1) as usize;
+            let a_len = if op == 2 { cols } else { len };
+            let ys = items_mut(y, p.y_off as usize, p.y_stride as usize, len, batch)?;
+            let inputs = (0..batch)
+                .map(|b| item(a, p.a_off as usize, p.a_stride as usize, b, a_len))
+                .collect::<Result<Vec<_>>>()?;
+            ys.into_par_iter()
+                .zip(inputs)
+                .for_each(|(y, a)| match op {
+                    1 => y
+                        .iter_mut()
+                        .zip(a)
+                        .for_each(|(y, &a)| *y = alpha.mul_add(a, *y)),
+                    2 => y
+                        .chunks_mut(cols)
+                        .for_each(|row| row.iter_mut().zip(a).for_each(|(y, &b)| *y += b)),
+                    _ => y
+                        .iter_mut()
+                        .zip(a)
+                        .for_each(|(y, &a)| *y = act.forward(a)),
+                });
+        }
+        "apply_binary" => {
+            let (a, b) = (l.read(2)?, l.read(3)?);
+            let y = l.write(1)?;
+            let ys = items_mut(y, p.y_off as usize, p.y_stride as usize, len, batch)?;
+            let inputs = (0..batch)
+                .map(|i| {
+                    Ok((
+                        item(a, p.a_off as usize, p.a_stride as usize, i, len)?,
+                        item(b, p.b_off as usize, p.b_stride as usize, i, len)?,
+                    ))
+                })
+                .collect::<Result<Vec<_>>>()?;
+            ys.into_par_iter().zip(inputs).for_each(|(y, (dy, out))| {
+                for ((y, &dy), &o) in y.iter_mut().zip(dy).zip(out) {
+                    *y = act.backward(dy, o);
+                }
+            });
+        }
+        _ => return Err(l.unknown_entry()),
+    }
+    Ok(())
+}
+
+fn batch_of(p: &Params) -> usize {
+    if p.len == 0 {
+        0
+    } else {
+        (p.total / p.len) as usize
+    }
+}
+
+/// The `ACT` override constant as an [`Activation`].
+pub(crate) fn activation(l: &Launch<'_>) -> Result<Activation> {
+    let code = l.constant("ACT", 0.0) as u32;
+    Activation::from_code(code).ok_or_else(|| l.err(format!("unknown activation code {code}")))
+}

@@ -1,0 +1,3 @@
+//! Native `shaders/softmax.wgsl` (port in progress).
+
+pub(crate) use super::not_ported as run;
