@@ -24,6 +24,9 @@ pub enum BenchSize {
     Quick,
     /// The real table, including the Schug student shapes and a 4096³ GEMM. GPU only.
     Full,
+    /// The CPU table that `benches/peers/run` compares with numpy/OpenBLAS: 256³–1024³ GEMMs and
+    /// the Schug per-task shapes at 16 tasks × 256 shots, width 128.
+    Cpu,
 }
 
 /// What a case builds: something that owns prepared launches (and their tensors).
@@ -161,6 +164,7 @@ pub fn kernel_cases(size: BenchSize) -> Vec<BenchCase> {
         BenchSize::Tiny => (&[17], (3, 9, 7), (3, 2, 33)),
         BenchSize::Quick => (&[128, 256], (16, 64, 32), (16, 8, 4096)),
         BenchSize::Full => (&[1024, 2048, 4096], (128, 256, 128), (128, 8, 16384)),
+        BenchSize::Cpu => (&[256, 512, 1024], (16, 256, 128), (16, 4, 16384)),
     };
     let mut cases = Vec::new();
     for &s in squares {

@@ -17,13 +17,22 @@ use hypermod::gpu::{list_adapters, Gpu};
     about = "GPU training engine for modular and hypernetwork learning"
 )]
 struct Cli {
+    /// Where kernels run: auto (a real GPU if wgpu finds one, else the native CPU backend),
+    /// gpu, cpu (native), lavapipe (the WGSL kernels on a software adapter) or wgpu (best
+    /// adapter of any kind). Also `HYPERMOD_DEVICE`.
+    #[arg(long, global = true, value_name = "DEVICE")]
+    device: Option<String>,
+    /// Threads of the native CPU backend (default: all cores). Also `HYPERMOD_THREADS`.
+    #[arg(long, global = true, value_name = "N")]
+    threads: Option<usize>,
     #[command(subcommand)]
     command: Command,
 }
 
 #[derive(Subcommand)]
 enum Command {
-    /// Print the selected adapter, its limits and optional features (and every adapter seen).
+    /// Print the selected device and why it was chosen, its limits and optional features (and
+    /// every wgpu adapter seen).
     Info {
         /// Print JSON instead of text.
         #[arg(long)]
@@ -136,7 +145,16 @@ fn main() {
     // First, while the process has one thread: keeps display-server probes off stderr.
     hypermod::gpu::quiet_display_probes();
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn")).init();
-    if let Err(e) = run(Cli::parse()) {
+    let cli = Cli::parse();
+    // Every part of the engine opens its device with `Gpu::new()`, which reads these; setting
+    // them here, before any thread starts, is what makes the flags reach all of them.
+    if let Some(d) = &cli.device {
+        std::env::set_var(hypermod::gpu::DEVICE_ENV, d);
+    }
+    if let Some(t) = cli.threads {
+        std::env::set_var(hypermod::native::THREADS_ENV, t.to_string());
+    }
+    if let Err(e) = run(cli) {
         eprintln!("error: {e:#}");
         std::process::exit(1);
     }
@@ -348,7 +366,8 @@ fn info(json: bool) -> Result<()> {
         return Ok(());
     }
     println!("hypermod {}", env!("CARGO_PKG_VERSION"));
-    println!("adapter:      {}", r.name);
+    println!("device:       {}", r.name);
+    println!("chosen:       {}", r.selection);
     println!("backend:      {}", r.backend);
     println!("device type:  {}", r.device_type);
     println!("driver:       {} ({})", r.driver, r.driver_info);
@@ -388,7 +407,7 @@ fn info(json: bool) -> Result<()> {
     println!("  subgroup         {}", on(r.features.subgroup));
     println!("  shader_f16       {}", on(r.features.shader_f16));
     let all = list_adapters();
-    println!("adapters seen ({}):", all.len());
+    println!("wgpu adapters seen ({}):", all.len());
     for a in all {
         println!("  {} ({:?}, {:?})", a.name, a.backend, a.device_type);
     }
@@ -409,7 +428,12 @@ fn bench_kernels(
     } else {
         BenchSize::Full
     });
-    if is_cpu {
+    if gpu.is_native() {
+        eprintln!(
+            "note: {}: figures are this CPU's, not a GPU's",
+            gpu.adapter_info().name
+        );
+    } else if is_cpu {
         eprintln!(
             "note: '{}' is a CPU adapter: figures say nothing about GPU performance",
             gpu.adapter_info().name
@@ -421,6 +445,8 @@ fn bench_kernels(
     }
     let method = if gpu.features().timestamp_query {
         "GPU timestamp queries"
+    } else if gpu.is_native() {
+        "wall clock (native CPU backend)"
     } else {
         "wall clock (no timestamp queries)"
     };

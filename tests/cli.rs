@@ -6,7 +6,7 @@ mod common;
 use std::process::Command;
 
 fn hypermod() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_hypermod"))
+    common::hypermod_bin()
 }
 
 #[test]

@@ -10,7 +10,6 @@
 mod common;
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 /// Short enough for CI (about 10 s a student on lavapipe), long enough that the outer AdamW,
 /// best-by-valid and the evaluation sets all move.
@@ -64,7 +63,7 @@ fn run_student(student: &str) {
     let out =
         std::env::temp_dir().join(format!("hypermod-golden-{student}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&out);
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_hypermod"));
+    let mut cmd = common::hypermod_bin();
     cmd.arg("train")
         .arg(format!("configs/hyperteacher/quick/{student}.toml"))
         .arg("--out")

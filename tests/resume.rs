@@ -20,7 +20,7 @@ fn out_dir(name: &str) -> PathBuf {
 }
 
 fn hypermod(args: &[&str], out: Option<&Path>) -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_hypermod"));
+    let mut c = common::hypermod_bin();
     c.args(args);
     if let Some(o) = out {
         c.arg("--out").arg(o);

@@ -5,7 +5,7 @@
 mod common;
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Output;
 
 const TINY: &str = "tests/data/tiny_hyperteacher.toml";
 const SHORT: [&str; 6] = [
@@ -25,7 +25,7 @@ fn temp_dir(name: &str) -> PathBuf {
 }
 
 fn hypermod(args: &[&str], out: &Path) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_hypermod"))
+    common::hypermod_bin()
         .args(args)
         .arg("--out")
         .arg(out)

@@ -5,7 +5,6 @@
 mod common;
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 const TINY: &str = "tests/data/tiny_hyperteacher.toml";
 
@@ -16,7 +15,7 @@ fn out_dir(name: &str) -> PathBuf {
 }
 
 fn train(out: &Path, set: &[&str]) -> std::process::Output {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_hypermod"));
+    let mut cmd = common::hypermod_bin();
     cmd.arg("train").arg(TINY).arg("--out").arg(out);
     for s in set {
         cmd.args(["--set", s]);
@@ -187,7 +186,7 @@ fn config_errors_are_reported_before_gpu_work() {
     let err = String::from_utf8_lossy(&o.stderr);
     assert_eq!(o.status.code(), Some(1), "{err}");
     assert!(!err.contains("panicked"), "{err}");
-    let o = Command::new(env!("CARGO_BIN_EXE_hypermod"))
+    let o = common::hypermod_bin()
         .args(["train", "no/such/config.toml"])
         .output()
         .unwrap();
@@ -214,7 +213,7 @@ fn sweep_writes_one_csv_row_per_run_and_resumes() {
     .unwrap();
     let runs = out.join("runs");
     let sweep_cmd = || {
-        Command::new(env!("CARGO_BIN_EXE_hypermod"))
+        common::hypermod_bin()
             .arg("sweep")
             .arg(&sweep)
             .arg("--out")
@@ -269,7 +268,7 @@ fn bench_step_reports_steps_and_tasks_per_second() {
     let out = out_dir("bench-step");
     std::fs::create_dir_all(&out).unwrap();
     let json_path = out.join("step.json");
-    let o = Command::new(env!("CARGO_BIN_EXE_hypermod"))
+    let o = common::hypermod_bin()
         .args([
             "bench", "step", TINY, "--steps", "2", "--warmup", "1", "--json",
         ])

@@ -404,10 +404,10 @@ impl Gpu {
         let cached = self.pipeline(spec)?;
         let device = self.wgpu_device()?;
         let params_buf = device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
-                label: Some(&label),
-                contents: &padded_bytes(bytemuck::bytes_of(params)),
-                usage: wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
-            });
+            label: Some(&label),
+            contents: &padded_bytes(bytemuck::bytes_of(params)),
+            usage: wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
+        });
         let mut entries = vec![wgpu::BindGroupEntry {
             binding: 0,
             resource: params_buf.as_entire_binding(),

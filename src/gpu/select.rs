@@ -115,7 +115,11 @@ impl Gpu {
                     .ok_or_else(|| Error::NoAdapter {
                         tried: format!(
                             "--device {choice}: no {} adapter among [{seen}]",
-                            if want_software { "software (CPU)" } else { "hardware GPU" }
+                            if want_software {
+                                "software (CPU)"
+                            } else {
+                                "hardware GPU"
+                            }
                         ),
                     })?;
                 let mut gpu = Gpu::from_adapter(adapter, options)?;

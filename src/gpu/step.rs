@@ -41,7 +41,9 @@ pub struct Step<'g> {
     read_len: usize,
 }
 
-/// What a step records into.
+/// What a step records into. (One per step, so the size difference between the variants is not
+/// worth a box.)
+#[allow(clippy::large_enum_variant)]
 enum Recording {
     Wgpu {
         encoder: wgpu::CommandEncoder,
@@ -87,7 +89,10 @@ impl<'g> Step<'g> {
             }
             Recording::Native(queue) => match d.native() {
                 Some(n) => queue.push(n.clone()),
-                None => log::error!("{}: a wgpu dispatch recorded on the native device", d.label()),
+                None => log::error!(
+                    "{}: a wgpu dispatch recorded on the native device",
+                    d.label()
+                ),
             },
         }
     }

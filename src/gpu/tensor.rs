@@ -288,7 +288,12 @@ impl Gpu {
     }
 
     /// Reads `len` f32 starting at element `offset` of a buffer.
-    pub(crate) fn read_raw(&self, storage: &Storage, offset: usize, len: usize) -> Result<Vec<f32>> {
+    pub(crate) fn read_raw(
+        &self,
+        storage: &Storage,
+        offset: usize,
+        len: usize,
+    ) -> Result<Vec<f32>> {
         if len == 0 {
             return Ok(Vec::new());
         }
@@ -299,7 +304,7 @@ impl Gpu {
                     // SAFETY: exclusive access.
                     let host = unsafe { b.slice() };
                     host[offset..offset + len].to_vec()
-                }))
+                }));
             }
             _ => {
                 return Err(Error::Gpu {

@@ -34,21 +34,16 @@ pub(crate) fn run(l: &mut Launch<'_>) -> Result<()> {
             let inputs = (0..batch)
                 .map(|b| item(a, p.a_off as usize, p.a_stride as usize, b, a_len))
                 .collect::<Result<Vec<_>>>()?;
-            ys.into_par_iter()
-                .zip(inputs)
-                .for_each(|(y, a)| match op {
-                    1 => y
-                        .iter_mut()
-                        .zip(a)
-                        .for_each(|(y, &a)| *y = alpha.mul_add(a, *y)),
-                    2 => y
-                        .chunks_mut(cols)
-                        .for_each(|row| row.iter_mut().zip(a).for_each(|(y, &b)| *y += b)),
-                    _ => y
-                        .iter_mut()
-                        .zip(a)
-                        .for_each(|(y, &a)| *y = act.forward(a)),
-                });
+            ys.into_par_iter().zip(inputs).for_each(|(y, a)| match op {
+                1 => y
+                    .iter_mut()
+                    .zip(a)
+                    .for_each(|(y, &a)| *y = alpha.mul_add(a, *y)),
+                2 => y
+                    .chunks_mut(cols)
+                    .for_each(|row| row.iter_mut().zip(a).for_each(|(y, &b)| *y += b)),
+                _ => y.iter_mut().zip(a).for_each(|(y, &a)| *y = act.forward(a)),
+            });
         }
         "apply_binary" => {
             let (a, b) = (l.read(2)?, l.read(3)?);
@@ -74,11 +69,7 @@ pub(crate) fn run(l: &mut Launch<'_>) -> Result<()> {
 }
 
 fn batch_of(p: &Params) -> usize {
-    if p.len == 0 {
-        0
-    } else {
-        (p.total / p.len) as usize
-    }
+    p.total.checked_div(p.len).unwrap_or(0) as usize
 }
 
 /// The `ACT` override constant as an [`Activation`].

@@ -52,7 +52,13 @@ pub(crate) fn run(l: &mut Launch<'_>) -> Result<()> {
             a: item(a, p.a_off as usize, p.a_stride as usize, i, m * k)?,
             b: item(b, p.b_off as usize, p.b_stride as usize, i, k * n)?,
             bias: if has_bias {
-                Some(item(bias, p.bias_off as usize, p.bias_stride as usize, i, n)?)
+                Some(item(
+                    bias,
+                    p.bias_off as usize,
+                    p.bias_stride as usize,
+                    i,
+                    n,
+                )?)
             } else {
                 None
             },

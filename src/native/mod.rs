@@ -114,12 +114,15 @@ impl NativeCpu {
 fn threads_from_env() -> Result<usize> {
     match std::env::var(THREADS_ENV) {
         Err(_) => Ok(std::thread::available_parallelism().map_or(1, |n| n.get())),
-        Ok(v) => v.trim().parse::<usize>().ok().filter(|&t| t > 0).ok_or_else(|| {
-            Error::InvalidArgument {
+        Ok(v) => v
+            .trim()
+            .parse::<usize>()
+            .ok()
+            .filter(|&t| t > 0)
+            .ok_or_else(|| Error::InvalidArgument {
                 op: "native backend",
                 detail: format!("{THREADS_ENV}={v:?} is not a positive thread count"),
-            }
-        }),
+            }),
     }
 }
 

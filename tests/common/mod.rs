@@ -4,17 +4,46 @@
 use std::io::Write;
 use std::sync::OnceLock;
 
-use hypermod::gpu::{Gpu, GpuTensor};
+use hypermod::gpu::{DeviceChoice, Gpu, GpuOptions, GpuTensor, DEVICE_ENV};
 use rand::rngs::ChaCha8Rng;
 use rand::{RngExt, SeedableRng};
 
 static GPU: OnceLock<Option<Gpu>> = OnceLock::new();
+static NATIVE: OnceLock<Gpu> = OnceLock::new();
 
-/// The device every test uses (honours `WGPU_BACKEND` and `HYPERMOD_ADAPTER`).
+/// The device the tests run on: `$HYPERMOD_DEVICE` when set (`.ci/run` runs the suite once on
+/// lavapipe and once with `cpu`, the native backend), else `wgpu` — the WGSL kernels on the best
+/// adapter (lavapipe in CI), so that a plain `cargo test` checks the kernels and a missing
+/// adapter is noticed.
+pub fn device_name() -> String {
+    match std::env::var(DEVICE_ENV) {
+        Ok(v) if !v.trim().is_empty() => v,
+        _ => "wgpu".into(),
+    }
+}
+
+/// The `hypermod` binary, told to use the tests' device.
+pub fn hypermod_bin() -> std::process::Command {
+    let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_hypermod"));
+    c.env(DEVICE_ENV, device_name());
+    c
+}
+
+/// The native CPU backend, whatever the tests' device (for native-vs-WGSL comparisons).
+pub fn native() -> &'static Gpu {
+    NATIVE.get_or_init(|| Gpu::native(None).expect("the native backend always opens"))
+}
+
+/// The device every test uses (see [`device_name`]; honours `WGPU_BACKEND` and
+/// `HYPERMOD_ADAPTER`).
 ///
 /// With `CI=true` a missing adapter fails the test; elsewhere the test is skipped loudly.
 pub fn gpu() -> Option<&'static Gpu> {
-    GPU.get_or_init(|| match Gpu::new() {
+    let open = || -> hypermod::Result<Gpu> {
+        let choice: DeviceChoice = device_name().parse()?;
+        Gpu::open(choice, GpuOptions::default())
+    };
+    GPU.get_or_init(|| match open() {
         Ok(g) => {
             let i = g.adapter_info();
             // Written to the stderr handle, not with eprintln!: libtest captures the print macros,

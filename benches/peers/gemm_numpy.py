@@ -1,0 +1,86 @@
+"""numpy (OpenBLAS) on the GEMM shapes of a `hypermod bench kernels --json` report.
+
+Reads hypermod's records, times the same computation with numpy on this machine (same
+dtype, preallocated outputs, median of N after warm-up) and writes a JSON list of
+{kernel, shape, numpy_ms, numpy_gflops}. Shapes are parsed from hypermod's shape strings:
+"B × (M×K)[ᵀ]·(K×N)[ shared][ +bias Relu]".
+"""
+import json
+import re
+import sys
+import time
+
+import numpy as np
+
+SHAPE = re.compile(
+    r"(\d+) × \((\d+)×(\d+)\)(ᵀ?)·\((\d+)×(\d+)\)( shared)?( \+bias (\w+))?"
+)
+
+
+def bench(fn, warmup=3, iters=15):
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(iters):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return float(np.median(times))
+
+
+def case(shape):
+    m = SHAPE.fullmatch(shape.strip())
+    if not m:
+        return None
+    b, rows, k, trans, k2, n = (int(m.group(i)) if i != 4 else m.group(i) for i in range(1, 7))
+    shared, act = m.group(7) is not None, m.group(9)
+    rng = np.random.default_rng(0)
+    a = rng.standard_normal((b, k, rows) if trans else (b, rows, k), dtype=np.float32)
+    if trans:
+        a = a.transpose(0, 2, 1)  # a view, as hypermod reads the stored K×M operand
+    w = rng.standard_normal((k, n) if shared else (b, k, n), dtype=np.float32)
+    bias = rng.standard_normal((b, 1, n), dtype=np.float32)
+    c = np.empty((b, rows, n), dtype=np.float32)
+    if b == 1 and not shared:
+        a2, w2, c2 = a[0], w[0], c[0]
+        mm = lambda: np.matmul(a2, w2, out=c2)
+    else:
+        mm = lambda: np.matmul(a, w, out=c)
+    if act:
+        def fn():
+            mm()
+            c += bias
+            np.maximum(c, 0.0, out=c)
+    else:
+        fn = mm
+    return fn, 2.0 * b * rows * n * k
+
+
+def main(report_path, out_path):
+    records = json.load(open(report_path))["records"]
+    out = []
+    for r in records:
+        if not r["kernel"].startswith("gemm"):
+            continue
+        c = case(r["shape"])
+        if c is None:
+            print(f"skipping unparsed shape {r['shape']!r}", file=sys.stderr)
+            continue
+        fn, flops = c
+        s = bench(fn)
+        out.append({"kernel": r["kernel"], "shape": r["shape"], "numpy_ms": s * 1e3,
+                    "numpy_gflops": flops / s / 1e9})
+    json.dump({"numpy": np.__version__, "blas": blas_name(), "records": out},
+              open(out_path, "w"), indent=1)
+
+
+def blas_name():
+    try:
+        cfg = np.show_config(mode="dicts")
+        return cfg["Build Dependencies"]["blas"]["name"]
+    except Exception:  # older numpy
+        return "unknown"
+
+
+if __name__ == "__main__":
+    main(sys.argv[1], sys.argv[2])

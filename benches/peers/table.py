@@ -1,0 +1,74 @@
+"""Merges the peers measurements of one `benches/peers/run` into the ratio tables (markdown to
+stdout and DIR/peers.md, everything to DIR/peers.json)."""
+import json
+import os
+import platform
+import sys
+
+
+def load(path):
+    return json.load(open(path)) if os.path.exists(path) else None
+
+
+def main(d):
+    native = load(f"{d}/hypermod_native_kernels.json")
+    lavapipe = load(f"{d}/hypermod_lavapipe_kernels.json")
+    numpy = load(f"{d}/numpy_gemm.json")
+    lines = []
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as f:
+            cpu = next(l.split(":", 1)[1].strip() for l in f if l.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    lines.append(f"machine: {cpu}, {os.cpu_count()} logical CPUs")
+    if native:
+        lines.append(f"hypermod native: {native['adapter']['name']}")
+    if numpy:
+        lines.append(f"numpy {numpy['numpy']} ({numpy['blas']})")
+    lines.append("")
+    lines.append("| GEMM | shape | hypermod native GFLOP/s | numpy GFLOP/s | native / numpy "
+                 "| hypermod lavapipe GFLOP/s | native / lavapipe |")
+    lines.append("|---|---|---|---|---|---|---|")
+    by_key = lambda recs: {(r["kernel"], r["shape"]): r for r in recs}
+    nat = by_key(native["records"]) if native else {}
+    lav = by_key(lavapipe["records"]) if lavapipe else {}
+    rows = []
+    for r in numpy["records"] if numpy else []:
+        key = (r["kernel"], r["shape"])
+        n, l = nat.get(key), lav.get(key)
+        row = {"kernel": r["kernel"], "shape": r["shape"], "numpy_gflops": r["numpy_gflops"],
+               "native_gflops": n["gflops"] if n else None,
+               "lavapipe_gflops": l["gflops"] if l else None}
+        rows.append(row)
+        f = lambda v: f"{v:.1f}" if v is not None else "—"
+        ratio = lambda a, b: f"{a / b:.2f}×" if a and b else "—"
+        lines.append(f"| {r['kernel']} | {r['shape']} | {f(row['native_gflops'])} | "
+                     f"{f(r['numpy_gflops'])} | {ratio(row['native_gflops'], r['numpy_gflops'])} | "
+                     f"{f(row['lavapipe_gflops'])} | "
+                     f"{ratio(row['native_gflops'], row['lavapipe_gflops'])} |")
+    steps = {k: load(f"{d}/{k}.json") for k in
+             ["hypermod_native_step", "hypermod_lavapipe_step", "jax_step"]}
+    lines.append("")
+    lines.append("| hyperteacher outer step (hnet_linear, M = 4, K = 2, 16 tasks, 256 + 256 shots, "
+                 "width 128, 10 inner steps, first-order) | s/step | vs official JAX |")
+    lines.append("|---|---|---|")
+    jax_s = steps["jax_step"]["median_s"] if steps["jax_step"] else None
+    names = {"hypermod_native_step": "hypermod, native CPU backend",
+             "hypermod_lavapipe_step": "hypermod, WGSL on lavapipe",
+             "jax_step": "official JAX code (jit, CPU)"}
+    for k, v in steps.items():
+        if v is None:
+            continue
+        s = v["median_s"]
+        speed = f"{jax_s / s:.2f}× faster" if jax_s and k != "jax_step" else "—"
+        lines.append(f"| {names[k]} | {s:.4f} | {speed} |")
+    text = "\n".join(lines)
+    print(text)
+    open(f"{d}/peers.md", "w").write(text + "\n")
+    json.dump({"gemm": rows, "steps": steps, "machine": cpu}, open(f"{d}/peers.json", "w"),
+              indent=1)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1])

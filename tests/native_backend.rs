@@ -1,0 +1,291 @@
+//! The native CPU backend against the WGSL kernels and itself: whole programs (GEMM chains, a
+//! training run) agree between native and WGSL within f32 tolerance; native results are bitwise
+//! identical for 1, 2 and 3 threads and for an item alone vs inside a batch; device selection and
+//! its errors from the CLI.
+//!
+//! The per-family kernel tests (`ops_*.rs`) compare the native kernels with their CPU twins when
+//! the suite runs with `HYPERMOD_DEVICE=cpu` (as `.ci/run` does).
+
+mod common;
+
+use std::path::{Path, PathBuf};
+
+use hypermod::gpu::{Gpu, GpuTensor, Step};
+use hypermod::ops::gemm::{gemm, gemm_cpu, GemmOptions, GemmShape};
+use hypermod::ops::Activation;
+
+/// One batched GEMM with the given options on `gpu`, from host data (C a NaN-padded strided
+/// view); returns the logical C.
+fn run_gemm(gpu: &Gpu, host: &Case, opts: &GemmOptions) -> Vec<f32> {
+    let Case {
+        batch,
+        m,
+        n,
+        k,
+        a,
+        b,
+        bias,
+        c0,
+        shared_b,
+    } = host;
+    let (ar, ac) = if opts.trans_a { (*k, *m) } else { (*m, *k) };
+    let (br, bc) = if opts.trans_b { (*n, *k) } else { (*k, *n) };
+    let at = common::put(gpu, a, *batch, ar, ac, false);
+    let bt: GpuTensor = common::put(gpu, b, *batch, br, bc, *shared_b);
+    let biast = common::put(gpu, bias, *batch, 1, *n, false);
+    let ct = common::padded(gpu, c0, *batch, *m, *n);
+    let d = gemm(gpu, &at, &bt, Some(&biast), &ct, opts).unwrap();
+    let mut s = Step::new(gpu);
+    s.run(&d);
+    s.finish().unwrap();
+    gpu.read(&ct).unwrap()
+}
+
+struct Case {
+    batch: usize,
+    m: usize,
+    n: usize,
+    k: usize,
+    a: Vec<f32>,
+    b: Vec<f32>,
+    bias: Vec<f32>,
+    c0: Vec<f32>,
+    shared_b: bool,
+}
+
+fn case(seed: u64, batch: usize, m: usize, n: usize, k: usize, shared_b: bool) -> Case {
+    let mut r = common::rng(seed);
+    Case {
+        batch,
+        m,
+        n,
+        k,
+        a: common::uniform(&mut r, batch * m * k),
+        b: common::data(&mut r, batch, k * n, shared_b),
+        bias: common::uniform(&mut r, batch * n),
+        c0: common::uniform(&mut r, batch * m * n),
+        shared_b,
+    }
+}
+
+fn opts(trans_a: bool, trans_b: bool, beta: f32, activation: Activation) -> GemmOptions {
+    GemmOptions {
+        trans_a,
+        trans_b,
+        alpha: 0.75,
+        beta,
+        activation,
+        tile: None,
+    }
+}
+
+#[test]
+fn gemm_native_and_wgsl_agree_with_the_twin_on_odd_shapes() {
+    let gpu = gpu_or_skip!();
+    let native = common::native();
+    let mut r = common::rng(7);
+    for i in 0..24 {
+        let (m, n, k) = (
+            common::size(&mut r, 1, 70),
+            common::size(&mut r, 1, 70),
+            common::size(&mut r, 1, 90),
+        );
+        let batch = common::size(&mut r, 1, 4);
+        let o = opts(
+            i % 2 == 1,
+            i % 3 == 1,
+            [0.0, 0.5][i % 2],
+            Activation::ALL[i % 3],
+        );
+        let h = case(i as u64, batch, m, n, k, i % 4 == 0);
+        let want = {
+            let mut c = common::widen(&h.c0);
+            let shape = GemmShape { batch, m, n, k };
+            gemm_cpu(
+                &common::widen(&h.a),
+                &common::widen(&h.b),
+                Some(&common::widen(&h.bias)),
+                &mut c,
+                shape,
+                &o,
+            );
+            c
+        };
+        let tol = |_: usize| 1e-4 * (k as f64).sqrt() + 1e-5;
+        let ctx = format!("case {i}: {batch}×({m}×{k})·({k}×{n}) {o:?}");
+        for (name, dev) in [("wgsl", gpu), ("native", native)] {
+            let got = run_gemm(dev, &h, &o);
+            common::assert_close(&got, &want, tol, &format!("{name} {ctx}"));
+        }
+    }
+}
+
+#[test]
+fn native_gemm_bits_do_not_depend_on_threads_or_batch() {
+    // Large enough that one item is split over the threads by the GEMM itself.
+    let shapes = [
+        (1, 300, 260, 280),
+        (3, 97, 130, 61),
+        (16, 20, 33, 45),
+        (2, 520, 40, 700),
+    ];
+    let pools: Vec<Gpu> = [1, 2, 3]
+        .into_iter()
+        .map(|t| Gpu::native(Some(t)).unwrap())
+        .collect();
+    for (i, &(batch, m, n, k)) in shapes.iter().enumerate() {
+        let h = case(100 + i as u64, batch, m, n, k, i % 2 == 0);
+        let o = opts(i == 1, i == 2, 0.5, Activation::Elu);
+        let runs: Vec<Vec<u32>> = pools
+            .iter()
+            .map(|g| run_gemm(g, &h, &o).iter().map(|v| v.to_bits()).collect())
+            .collect();
+        assert!(
+            runs.windows(2).all(|w| w[0] == w[1]),
+            "shape {i}: native GEMM bits change with the thread count"
+        );
+        // Item b alone (a batch of one) gives the bits it gets inside the batch.
+        for b in 0..batch {
+            let one = Case {
+                batch: 1,
+                m,
+                n,
+                k,
+                a: h.a[b * m * k..(b + 1) * m * k].to_vec(),
+                b: if h.shared_b {
+                    h.b[..k * n].to_vec()
+                } else {
+                    h.b[b * k * n..(b + 1) * k * n].to_vec()
+                },
+                bias: h.bias[b * n..(b + 1) * n].to_vec(),
+                c0: h.c0[b * m * n..(b + 1) * m * n].to_vec(),
+                shared_b: false,
+            };
+            let alone = run_gemm(&pools[1], &one, &o);
+            let bits: Vec<u32> = alone.iter().map(|x| x.to_bits()).collect();
+            assert_eq!(
+                bits,
+                runs[1][b * m * n..(b + 1) * m * n].to_vec(),
+                "shape {i} item {b}: alone vs in the batch"
+            );
+        }
+    }
+}
+
+fn out_dir(name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("hypermod-native-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    d
+}
+
+/// Trains the tiny hyperteacher config on `device` with `threads`; returns metrics.jsonl with
+/// the wall-clock fields removed.
+fn train(device: &str, threads: usize, name: &str) -> Vec<serde_json::Value> {
+    let out = out_dir(name);
+    let o = common::hypermod_bin()
+        .args(["--device", device, "--threads", &threads.to_string()])
+        .args(["train", "tests/data/tiny_hyperteacher.toml", "--out"])
+        .arg(&out)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let records = read_metrics(&out);
+    let _ = std::fs::remove_dir_all(&out);
+    records
+}
+
+fn read_metrics(dir: &Path) -> Vec<serde_json::Value> {
+    std::fs::read_to_string(dir.join("metrics.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| {
+            let mut v: serde_json::Value = serde_json::from_str(l).unwrap();
+            v.as_object_mut().unwrap().remove("seconds");
+            v
+        })
+        .collect()
+}
+
+#[test]
+fn native_training_is_bitwise_identical_for_1_and_2_threads() {
+    let one = train("cpu", 1, "t1");
+    let two = train("cpu", 2, "t2");
+    assert!(!one.is_empty());
+    assert_eq!(one, two, "metrics differ between 1 and 2 threads");
+}
+
+#[test]
+fn native_training_matches_the_wgsl_run_within_tolerance() {
+    let _gpu = gpu_or_skip!();
+    let native = train("cpu", 2, "nat");
+    let wgsl = train(&common::device_name(), 2, "wgsl");
+    assert_eq!(native.len(), wgsl.len());
+    let mut compared = 0;
+    for (a, b) in native.iter().zip(&wgsl) {
+        for (key, va) in a.as_object().unwrap() {
+            let (Some(x), Some(y)) = (va.as_f64(), b[key].as_f64()) else {
+                continue;
+            };
+            if key.contains("loss") {
+                // Different summation orders, a few steps of training: losses stay close.
+                assert!(
+                    (x - y).abs() <= 2e-3 * (1.0 + y.abs()),
+                    "{key}: native {x} vs wgsl {y}"
+                );
+                compared += 1;
+            }
+        }
+    }
+    assert!(compared > 0, "no loss fields compared");
+}
+
+#[test]
+fn device_flag_selects_the_backend_and_rejects_unknown_names() {
+    let o = common::hypermod_bin()
+        .args(["--device", "cpu", "info"])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&o.stdout);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(text.contains("native CPU"), "{text}");
+    assert!(text.contains("backend:      Native"), "{text}");
+
+    let o = common::hypermod_bin()
+        .args(["--device", "tpu", "info"])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("unknown device 'tpu'") && err.contains("auto, gpu, cpu, lavapipe, wgpu"),
+        "{err}"
+    );
+    assert!(!err.contains("panicked"), "{err}");
+
+    let o = common::hypermod_bin()
+        .args(["--threads", "0", "--device", "cpu", "info"])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert!(err.contains("HYPERMOD_THREADS"), "{err}");
+}
+
+#[test]
+fn auto_prefers_a_hardware_gpu_and_otherwise_runs_natively() {
+    let hardware = hypermod::gpu::list_adapters()
+        .iter()
+        .any(|a| a.device_type != wgpu::DeviceType::Cpu);
+    let o = common::hypermod_bin()
+        .args(["--device", "auto", "info"])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&o.stdout);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    if hardware {
+        assert!(text.contains("auto: GPU found"), "{text}");
+    } else {
+        assert!(text.contains("auto: no hardware GPU"), "{text}");
+        assert!(text.contains("native CPU"), "{text}");
+    }
+}
