@@ -221,8 +221,8 @@ impl<'a> Launch<'a> {
         self.constant(name, 0.0) != 0.0
     }
 
-    /// Read-only binding `binding` (numbered from 1). A read-write binding may be read here as
-    /// long as it has not been taken with [`Launch::write`].
+    /// Read-only binding `binding` (numbered from 1). A read-write binding is only reachable
+    /// through [`Launch::write`] (its `&mut` reads too).
     pub fn read(&self, binding: usize) -> Result<&'a [f32]> {
         match self.slots.get(binding.wrapping_sub(1)) {
             Some(Slot::Read(s)) => Ok(s),

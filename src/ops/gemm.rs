@@ -168,6 +168,57 @@ pub fn gemm_shape(
     Ok(GemmShape { batch, m, n, k: ka })
 }
 
+/// The operands of a batch that is one GEMM in disguise, seen as that GEMM (candle's
+/// `check_batch_collapse`): when B (and the bias) are shared by every item and A and C are packed
+/// item after item, `B × [M × K]·[K × N]` is `[B·M × K]·[K × N]`. On the GPU that fills tiles a
+/// small per-item M would leave mostly empty, and it moves no bits: every C element still sums
+/// its K products in the same order. Not on the native backend, where each item is its own
+/// `gemm` call so that its bits cannot depend on the rest of the batch.
+struct Collapsed {
+    a: GpuTensor,
+    b: GpuTensor,
+    bias: Option<GpuTensor>,
+    c: GpuTensor,
+    shape: GemmShape,
+}
+
+fn check_batch_collapse(
+    gpu: &Gpu,
+    a: &GpuTensor,
+    b: &GpuTensor,
+    bias: Option<&GpuTensor>,
+    c: &GpuTensor,
+    s: GemmShape,
+    opts: &GemmOptions,
+) -> Result<Option<Collapsed>> {
+    let shared = |t: &GpuTensor| t.batch_stride() == 0;
+    let packed = |t: &GpuTensor| t.batch_stride() == t.item_len();
+    if gpu.is_native()
+        || s.batch < 2
+        || opts.trans_a
+        || opts.tile.is_some()
+        || !shared(b)
+        || !bias.is_none_or(shared)
+        || !packed(a)
+        || !packed(c)
+    {
+        return Ok(None);
+    }
+    let rows = s.batch * s.m;
+    let one = |t: &GpuTensor| t.view(t.offset(), 1, t.rows(), t.cols(), t.item_len());
+    Ok(Some(Collapsed {
+        a: a.view(a.offset(), 1, rows, s.k, rows * s.k)?,
+        b: one(b)?,
+        bias: bias.map(one).transpose()?,
+        c: c.view(c.offset(), 1, rows, s.n, rows * s.n)?,
+        shape: GemmShape {
+            batch: 1,
+            m: rows,
+            ..s
+        },
+    }))
+}
+
 /// Prepares `C = act(α·op(A)·op(B) + β·C + bias)` over the batch.
 pub fn gemm(
     gpu: &Gpu,
@@ -177,8 +228,24 @@ pub fn gemm(
     c: &GpuTensor,
     opts: &GemmOptions,
 ) -> Result<Dispatch> {
-    const OP: &str = "gemm";
     let s = gemm_shape(a, b, bias, c, opts)?;
+    match check_batch_collapse(gpu, a, b, bias, c, s, opts)? {
+        Some(one) => launch(gpu, &one.a, &one.b, one.bias.as_ref(), &one.c, one.shape, opts),
+        None => launch(gpu, a, b, bias, c, s, opts),
+    }
+}
+
+/// Builds the launch of a checked GEMM problem.
+fn launch(
+    gpu: &Gpu,
+    a: &GpuTensor,
+    b: &GpuTensor,
+    bias: Option<&GpuTensor>,
+    c: &GpuTensor,
+    s: GemmShape,
+    opts: &GemmOptions,
+) -> Result<Dispatch> {
+    const OP: &str = "gemm";
     if !opts.alpha.is_finite() || !opts.beta.is_finite() {
         return Err(arg_err(
             OP,
