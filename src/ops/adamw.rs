@@ -444,7 +444,7 @@ impl<T: Real> AdamWHostState<T> {
 }
 
 /// `base^e` by binary powering, the exact multiply sequence of `powi` in `shaders/adamw.wgsl`.
-fn powi<T: Real>(base: T, mut e: u32) -> T {
+pub(crate) fn powi<T: Real>(base: T, mut e: u32) -> T {
     let mut r = T::one();
     let mut sq = base;
     loop {

@@ -368,7 +368,7 @@ pub fn normal_icdf(m: u32) -> f32 {
 }
 
 /// The value `dist` gives the random bits `bits` (a, s as in the launchers).
-fn value(dist: Distribution, bits: u32, a: f32, s: f32) -> f32 {
+pub(crate) fn value(dist: Distribution, bits: u32, a: f32, s: f32) -> f32 {
     match dist {
         Distribution::Uniform => s * ((bits >> 8) as f32 * 5.960_464_5e-8) + a,
         Distribution::Normal => s * normal_icdf(bits) + a,
