@@ -1,3 +1,157 @@
-//! Native `shaders/loss.wgsl` (port in progress).
+//! Native `shaders/loss.wgsl`: `value` and `value_grad` of the per-item losses (softmax
+//! cross-entropy, KL divergence, squared error, accuracy; the `LOSS` override picks one).
+//!
+//! One task per item, as one workgroup per item in the shader, and the same order of additions:
+//! row `r` goes to partial `r mod 64`, rows in increasing order, then the 64 partials are added by
+//! the shader's binary tree. An item's loss thus depends on its own rows alone.
 
-pub(crate) use super::not_ported as run;
+use rayon::prelude::*;
+
+use crate::error::Result;
+use crate::native::reduce::tree;
+use crate::native::{item, items_mut, Launch};
+use crate::ops::loss::Params;
+
+/// Invocations per workgroup in the shader (`WG`): the number of partial sums of an item.
+const WG: usize = 64;
+
+/// The `LOSS` override. As in the shader's `switch`, any code but 1, 2 and 3 is cross-entropy.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    CrossEntropy,
+    Kl,
+    Mse,
+    Accuracy,
+}
+
+/// One row's value and the softmax statistics its gradient reuses.
+struct Row {
+    value: f32,
+    m: f32,
+    log_s: f32,
+    tsum: f32,
+}
+
+/// Runs one launch of a loss entry point.
+pub(crate) fn run(l: &mut Launch<'_>) -> Result<()> {
+    let with_grad = match l.entry {
+        "value" => false,
+        "value_grad" => true,
+        _ => return Err(l.unknown_entry()),
+    };
+    let kind = match l.constant("LOSS", 0.0) as u32 {
+        1 => Kind::Kl,
+        2 => Kind::Mse,
+        3 => Kind::Accuracy,
+        _ => Kind::CrossEntropy,
+    };
+    let p: Params = l.params()?;
+    let (batch, rows, cols) = (p.batch as usize, p.rows as usize, p.cols as usize);
+    if rows == 0 || cols == 0 {
+        return Err(l.err(format!("a loss over {rows} rows of {cols} columns")));
+    }
+    let len = rows * cols;
+    let (z, t) = (l.read(1)?, l.read(2)?);
+    let losses = items_mut(l.write(3)?, p.l_off as usize, p.l_stride as usize, 1, batch)?;
+    let grads: Vec<Option<&mut [f32]>> = if with_grad {
+        let g = l.write(4)?;
+        let gs = items_mut(g, p.g_off as usize, p.g_stride as usize, len, batch)?;
+        gs.into_iter().map(Some).collect()
+    } else {
+        (0..batch).map(|_| None).collect()
+    };
+    let inputs = (0..batch)
+        .map(|b| {
+            Ok((
+                item(z, p.z_off as usize, p.z_stride as usize, b, len)?,
+                item(t, p.t_off as usize, p.t_stride as usize, b, len)?,
+            ))
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let (norm, gscale) = (p.norm, p.gscale);
+    losses
+        .into_par_iter()
+        .zip(grads)
+        .zip(inputs)
+        .for_each(|((loss, grad), (z, t))| {
+            loss[0] = item_loss(kind, cols, z, t, grad, gscale) * norm;
+        });
+    Ok(())
+}
+
+/// Sum of an item's row values in the shader's order, writing each row's gradient on the way.
+fn item_loss(
+    kind: Kind,
+    cols: usize,
+    z: &[f32],
+    t: &[f32],
+    grad: Option<&mut [f32]>,
+    gscale: f32,
+) -> f32 {
+    let mut sums = [0.0f32; WG];
+    let mut grad_rows = grad.map(|g| g.chunks_exact_mut(cols));
+    for (r, (z, t)) in z.chunks_exact(cols).zip(t.chunks_exact(cols)).enumerate() {
+        let o = row(kind, z, t);
+        sums[r % WG] += o.value;
+        if let Some(g) = grad_rows.as_mut().and_then(|g| g.next()) {
+            for ((g, &zc), &yc) in g.iter_mut().zip(z).zip(t) {
+                let raw = if kind == Kind::Mse {
+                    zc - yc
+                } else {
+                    ((zc - o.m) - o.log_s).exp() * o.tsum - yc
+                };
+                *g = gscale * raw;
+            }
+        }
+    }
+    tree(&mut sums, 1);
+    sums[0]
+}
+
+/// The shader's `row`: one row's value, and for the softmax losses `log softmax(z)_c =
+/// (z_c − m) − log_s` and `Σ y`.
+fn row(kind: Kind, z: &[f32], t: &[f32]) -> Row {
+    let mut o = Row {
+        value: 0.0,
+        m: 0.0,
+        log_s: 0.0,
+        tsum: 0.0,
+    };
+    match kind {
+        Kind::Mse => {
+            for (&zc, &yc) in z.iter().zip(t) {
+                let d = zc - yc;
+                o.value = d.mul_add(d, o.value);
+            }
+        }
+        Kind::Accuracy => {
+            o.value = if argmax(z) == argmax(t) { 1.0 } else { 0.0 };
+        }
+        Kind::CrossEntropy | Kind::Kl => {
+            // Subtracting the row max keeps every exp argument ≤ 0 (no overflow, no underflow
+            // of the sum, whose largest term is 1).
+            o.m = z.iter().fold(z[0], |m, &v| m.max(v));
+            let s: f32 = z.iter().map(|&v| (v - o.m).exp()).sum();
+            o.log_s = s.ln();
+            for (&zc, &y) in z.iter().zip(t) {
+                o.tsum += y;
+                o.value -= y * ((zc - o.m) - o.log_s);
+                if kind == Kind::Kl && y > 0.0 {
+                    o.value += y * y.ln();
+                }
+            }
+        }
+    }
+    o
+}
+
+/// Index of the largest value, the lowest on ties (strict `>`, as the shader).
+fn argmax(v: &[f32]) -> usize {
+    let mut best = 0;
+    for (i, &x) in v.iter().enumerate() {
+        if x > v[best] {
+            best = i;
+        }
+    }
+    best
+}

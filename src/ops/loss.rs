@@ -23,7 +23,10 @@ pub static SHADER: Shader = Shader {
 pub(crate) struct Params {
     pub(crate) rows: u32,
     pub(crate) cols: u32,
-    pub(crate) _pad0: [u32; 2],
+    /// Items (the workgroup count). The shader ignores it (its items are its workgroups; this is
+    /// its `_pad0`); the native kernel, which sees no grid, reads it.
+    pub(crate) batch: u32,
+    pub(crate) _pad0: u32,
     pub(crate) z_off: u32,
     pub(crate) z_stride: u32,
     pub(crate) t_off: u32,
@@ -173,7 +176,8 @@ fn launch(
     let params = Params {
         rows: to_u32(op, "rows", s.rows)?,
         cols: to_u32(op, "cols", s.cols)?,
-        _pad0: [0; 2],
+        batch: to_u32(op, "batch", s.batch)?,
+        _pad0: 0,
         z_off,
         z_stride,
         t_off,
