@@ -1,3 +1,76 @@
-//! Native `shaders/gather.wgsl` (port in progress).
+//! Native `shaders/gather.wgsl`: `main`, destination row `i` of item `b` copies source row
+//! `j = bits mod R`, the bits drawn with the Philox twin of [`crate::ops::rng`] under the same
+//! counter layouts (shared key: index `b·Rd + i`; per item: index `i`, key `seeds[b]`), so the
+//! rows picked are bit-identical to the shader's and the CPU twin's. Rows run in parallel.
 
-pub(crate) use super::not_ported as run;
+use rayon::prelude::*;
+
+use crate::error::Result;
+use crate::native::layernorm::rows_mut;
+use crate::native::{item, Launch};
+use crate::ops::gather::Params;
+use crate::ops::rng::{random_bits, RngKey};
+
+/// Runs one launch of `gather::main`.
+pub(crate) fn run(l: &mut Launch<'_>) -> Result<()> {
+    if l.entry != "main" {
+        return Err(l.unknown_entry());
+    }
+    let p: Params = l.params()?;
+    let (batch, nrows, cols, rd) = (
+        p.batch as usize,
+        p.rows as usize,
+        p.cols as usize,
+        p.rows_dst as usize,
+    );
+    if batch == 0 || rd == 0 || cols == 0 {
+        return Ok(());
+    }
+    if nrows == 0 {
+        return Err(l.err("a gather needs at least one source row".into()));
+    }
+    let shared = RngKey::new(
+        u64::from(p.seed_hi) << 32 | u64::from(p.seed_lo),
+        u64::from(p.stream_hi) << 32 | u64::from(p.stream_lo),
+    );
+    // Per item: (key, whether the index is item-local). Seeds are u32 words stored as f32 bits.
+    let keys = if l.flag("PER_ITEM") {
+        let words = l.read(3)?;
+        (0..batch)
+            .map(|b| {
+                let w = item(words, 2 * b, 0, 0, 2)?;
+                let seed = u64::from(w[1].to_bits()) << 32 | u64::from(w[0].to_bits());
+                Ok((RngKey::new(seed, shared.stream), true))
+            })
+            .collect::<Result<Vec<_>>>()?
+    } else {
+        vec![(shared, false); batch]
+    };
+    let src = l.read(1)?;
+    let srcs = (0..batch)
+        .map(|b| {
+            item(
+                src,
+                p.src_off as usize,
+                p.src_stride as usize,
+                b,
+                nrows * cols,
+            )
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let dst = l.write(2)?;
+    let dsts = rows_mut(
+        dst,
+        p.dst_off as usize,
+        p.dst_stride as usize,
+        (batch, rd, cols),
+    )?;
+    dsts.into_par_iter().enumerate().for_each(|(n, d)| {
+        let (b, i) = (n / rd, n % rd);
+        let (key, local) = keys[b];
+        let idx = if local { i } else { n };
+        let j = random_bits(key, idx as u32) as usize % nrows;
+        d.copy_from_slice(&srcs[b][j * cols..(j + 1) * cols]);
+    });
+    Ok(())
+}
