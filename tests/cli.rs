@@ -70,9 +70,18 @@ fn bench_kernels_writes_one_json_record_per_case() {
 
 #[test]
 fn unmatched_adapter_pin_is_a_clear_error_not_a_panic() {
+    // The pin names a wgpu adapter: it applies to `wgpu` and to `auto` (which must not fall
+    // back to the CPU when the adapter asked for is missing); `--device cpu` ignores it.
+    for device in ["wgpu", "auto"] {
+        unmatched_pin_fails_clearly(device);
+    }
+}
+
+fn unmatched_pin_fails_clearly(device: &str) {
     let out = hypermod()
         .arg("info")
         .env("HYPERMOD_ADAPTER", "no-such-adapter-xyz")
+        .env("HYPERMOD_DEVICE", device)
         .output()
         .unwrap();
     let err = String::from_utf8_lossy(&out.stderr);

@@ -178,16 +178,18 @@ fn out_dir(name: &str) -> PathBuf {
     d
 }
 
-/// Trains the tiny hyperteacher config on `device` with `threads`; returns metrics.jsonl with
-/// the wall-clock fields removed.
-fn train(device: &str, threads: usize, name: &str) -> Vec<serde_json::Value> {
+/// Trains the tiny hyperteacher config on `device` with `threads` and `--set` overrides; returns
+/// metrics.jsonl with the wall-clock fields removed.
+fn train(device: &str, threads: usize, name: &str, set: &[&str]) -> Vec<serde_json::Value> {
     let out = out_dir(name);
-    let o = common::hypermod_bin()
-        .args(["--device", device, "--threads", &threads.to_string()])
+    let mut cmd = common::hypermod_bin();
+    cmd.args(["--device", device, "--threads", &threads.to_string()])
         .args(["train", "tests/data/tiny_hyperteacher.toml", "--out"])
-        .arg(&out)
-        .output()
-        .unwrap();
+        .arg(&out);
+    for s in set {
+        cmd.args(["--set", s]);
+    }
+    let o = cmd.output().unwrap();
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let records = read_metrics(&out);
     let _ = std::fs::remove_dir_all(&out);
@@ -208,35 +210,67 @@ fn read_metrics(dir: &Path) -> Vec<serde_json::Value> {
 
 #[test]
 fn native_training_is_bitwise_identical_for_1_and_2_threads() {
-    let one = train("cpu", 1, "t1");
-    let two = train("cpu", 2, "t2");
+    let one = train("cpu", 1, "t1", &[]);
+    let two = train("cpu", 2, "t2", &[]);
     assert!(!one.is_empty());
     assert_eq!(one, two, "metrics differ between 1 and 2 threads");
 }
 
+/// Every number in a JSON tree with its path (`sets.valid.loss`).
+fn numbers(v: &serde_json::Value, path: String, out: &mut Vec<(String, f64)>) {
+    match v {
+        serde_json::Value::Object(o) => {
+            for (k, x) in o {
+                let p = if path.is_empty() {
+                    k.clone()
+                } else {
+                    format!("{path}.{k}")
+                };
+                numbers(x, p, out);
+            }
+        }
+        serde_json::Value::Number(n) => out.push((path, n.as_f64().unwrap())),
+        _ => {}
+    }
+}
+
 #[test]
 fn native_training_matches_the_wgsl_run_within_tolerance() {
-    let _gpu = gpu_or_skip!();
-    let native = train("cpu", 2, "nat");
-    let wgsl = train(&common::device_name(), 2, "wgsl");
+    // The WGSL side: the tests' device, or the best wgpu adapter when the suite runs natively.
+    let wgsl = match common::device_name().as_str() {
+        "cpu" => "wgpu".to_string(),
+        d => d.to_string(),
+    };
+    if hypermod::gpu::list_adapters().is_empty() && !std::env::var("CI").is_ok_and(|v| v == "true")
+    {
+        eprintln!("no wgpu adapter: native-vs-WGSL training comparison skipped");
+        return;
+    }
+    // Short: the two backends sum in different orders, and training amplifies those roundings
+    // (measured: ~1e-7 at step 3, ~2e-6 at step 12, ~1e-2 by step 60 on this config), while a
+    // wrong kernel shows at once.
+    let set = ["train.steps_outer=12", "train.eval_every=3"];
+    let native = train("cpu", 2, "nat", &set);
+    let wgsl = train(&wgsl, 2, "wgsl", &set);
     assert_eq!(native.len(), wgsl.len());
     let mut compared = 0;
     for (a, b) in native.iter().zip(&wgsl) {
-        for (key, va) in a.as_object().unwrap() {
-            let (Some(x), Some(y)) = (va.as_f64(), b[key].as_f64()) else {
-                continue;
-            };
-            if key.contains("loss") {
-                // Different summation orders, a few steps of training: losses stay close.
+        let (mut na, mut nb) = (Vec::new(), Vec::new());
+        numbers(a, String::new(), &mut na);
+        numbers(b, String::new(), &mut nb);
+        assert_eq!(na.len(), nb.len(), "records have different fields");
+        for ((key, x), (_, y)) in na.iter().zip(&nb) {
+            if key.ends_with("loss") {
                 assert!(
-                    (x - y).abs() <= 2e-3 * (1.0 + y.abs()),
-                    "{key}: native {x} vs wgsl {y}"
+                    (x - y).abs() <= 1e-4 * (1.0 + y.abs()),
+                    "step {}: {key}: native {x} vs wgsl {y}",
+                    a["step"]
                 );
                 compared += 1;
             }
         }
     }
-    assert!(compared > 0, "no loss fields compared");
+    assert!(compared > 10, "only {compared} loss fields compared");
 }
 
 #[test]

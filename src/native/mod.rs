@@ -256,11 +256,6 @@ impl<'a> Launch<'a> {
     }
 }
 
-/// Placeholder for a family whose native port is in progress.
-pub(crate) fn not_ported(l: &mut Launch<'_>) -> Result<()> {
-    Err(l.err("no native port of this kernel family yet".into()))
-}
-
 /// Splits `buf` into `batch` disjoint mutable item slices of `len` elements, item `b` starting
 /// at `off + b·stride` (a batch-1 output may have any stride). Bounds and overlap are checked.
 pub fn items_mut(

@@ -230,7 +230,15 @@ pub fn gemm(
 ) -> Result<Dispatch> {
     let s = gemm_shape(a, b, bias, c, opts)?;
     match check_batch_collapse(gpu, a, b, bias, c, s, opts)? {
-        Some(one) => launch(gpu, &one.a, &one.b, one.bias.as_ref(), &one.c, one.shape, opts),
+        Some(one) => launch(
+            gpu,
+            &one.a,
+            &one.b,
+            one.bias.as_ref(),
+            &one.c,
+            one.shape,
+            opts,
+        ),
         None => launch(gpu, a, b, bias, c, s, opts),
     }
 }
