@@ -1,7 +1,8 @@
 //! Native `shaders/embnorm.wgsl`: `main` in MODE 0 (normalise: `s = √C / ‖x_row‖₂`, `y = x·s`,
 //! writing y and s) and MODE 1 (scale rows by the given `s`, which is only read). One task per
-//! row, rows of all items in parallel; the sum of squares runs serially with fused multiply-adds,
-//! as the shader's loop does.
+//! row, rows of all items in parallel; the sum of squares runs serially in the shader's order,
+//! unfused like the twin (`f32::mul_add` without a build-time FMA target feature is a libm call,
+//! far slower than the loop it sits in).
 
 use rayon::prelude::*;
 
@@ -42,7 +43,7 @@ pub(crate) fn run(l: &mut Launch<'_>) -> Result<()> {
         let sqrt_c = (cols as f32).sqrt();
         xs.into_par_iter().zip(ys).zip(ss).for_each(|((x, y), s)| {
             // A zero row gives +∞ (and NaN outputs), as the CPU twin does.
-            let sumsq = x.iter().fold(0.0f32, |acc, &v| v.mul_add(v, acc));
+            let sumsq = x.iter().fold(0.0f32, |acc, &v| acc + v * v);
             s[0] = sqrt_c / sumsq.sqrt();
             scale(x, s[0], y);
         });

@@ -121,7 +121,7 @@ fn row(kind: Kind, z: &[f32], t: &[f32]) -> Row {
         Kind::Mse => {
             for (&zc, &yc) in z.iter().zip(t) {
                 let d = zc - yc;
-                o.value = d.mul_add(d, o.value);
+                o.value += d * d;
             }
         }
         Kind::Accuracy => {

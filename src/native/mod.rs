@@ -10,6 +10,10 @@
 //! Determinism: work is partitioned by the shape of the launch (items, rows, output elements),
 //! never by the number of threads, and every reduction runs in a fixed serial order inside one
 //! partition. So the same launch gives the same bits with 1 thread or 16 (tested).
+//!
+//! No `f32::mul_add` in kernel loops: in a portable build (no `-C target-cpu`) it is a libm call
+//! per element. Products and sums stay unfused, as in the CPU twins; the GEMM reaches FMA and
+//! AVX-512 through the `gemm` crate's run-time dispatch.
 
 pub(crate) mod adamw;
 pub(crate) mod elementwise;
