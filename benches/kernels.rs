@@ -14,6 +14,7 @@ fn main() -> anyhow::Result<()> {
         Some("tiny") => BenchSize::Tiny,
         Some("quick") => BenchSize::Quick,
         Some("full") => BenchSize::Full,
+        Some("cpu") => BenchSize::Cpu,
         _ if gpu.adapter_info().device_type == wgpu::DeviceType::Cpu => BenchSize::Quick,
         _ => BenchSize::Full,
     };

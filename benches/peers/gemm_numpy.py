@@ -49,7 +49,7 @@ def case(shape):
     if act:
         def fn():
             mm()
-            c += bias
+            np.add(c, bias, out=c)
             np.maximum(c, 0.0, out=c)
     else:
         fn = mm

@@ -61,7 +61,10 @@ def main(d):
         if v is None:
             continue
         s = v["median_s"]
-        speed = f"{jax_s / s:.2f}× faster" if jax_s and k != "jax_step" else "—"
+        if jax_s and k != "jax_step":
+            speed = f"{jax_s / s:.2f}× faster" if s <= jax_s else f"{s / jax_s:.1f}× slower"
+        else:
+            speed = "—"
         lines.append(f"| {names[k]} | {s:.4f} | {speed} |")
     text = "\n".join(lines)
     print(text)

@@ -312,11 +312,16 @@ impl Gpu {
             transient_saves_memory: Some(false),
             limit_bucket: None,
         };
-        // Tensors are indexed with u32 element offsets, as on the GPU.
+        // Tensors are indexed with u32 element offsets, as on the GPU. The workgroup limits are
+        // a desktop GPU's, so that no launcher refuses a WGSL tile choice the native kernels
+        // ignore anyway.
         let max_bytes = 4 * u32::MAX as u64;
         let limits = wgpu::Limits {
             max_storage_buffer_binding_size: max_bytes,
             max_buffer_size: max_bytes,
+            max_compute_workgroup_storage_size: 64 << 10,
+            max_compute_invocations_per_workgroup: 1024,
+            max_storage_buffers_per_shader_stage: 16,
             ..wgpu::Limits::default()
         };
         Ok(Gpu {
