@@ -142,3 +142,60 @@ fn tensor_past_binding_limit_is_a_clear_error() {
         "{err}"
     );
 }
+
+#[test]
+fn tile_table_picks_by_shape_and_covers_every_shape() {
+    let t = |wg_x, wg_y| GemmTile { wg_x, wg_y, bk: 16 };
+    // Each side independently: ≤ 32 → 8 invocations, larger → 16 (the goldens were pinned with
+    // exactly these tiles; a new row must not move an existing shape by accident).
+    for (m, n, want) in [
+        (1, 1, t(8, 8)),
+        (32, 32, t(8, 8)),
+        (33, 32, t(8, 16)),
+        (32, 33, t(16, 8)),
+        (4096, 4096, t(16, 16)),
+        (usize::MAX, usize::MAX, t(16, 16)),
+    ] {
+        assert_eq!(GemmTile::for_shape(m, n), want, "{m}×{n}");
+    }
+}
+
+#[test]
+fn batch_collapse_gives_the_bits_of_separate_items() {
+    // A shared B and bias over packed A and C is launched as one [B·M × K] GEMM on wgpu; every
+    // item must still get exactly the bits a batch-1 launch gives it.
+    let gpu = gpu_or_skip!();
+    let mut r = common::rng(31);
+    // 6 × 7 = 42 collapsed rows get a different tile (M > 32) than 7 rows alone.
+    let (batch, m, k, n) = (6, 7, 37, 45);
+    let a = common::uniform(&mut r, batch * m * k);
+    let b = common::uniform(&mut r, k * n);
+    let bias = common::uniform(&mut r, n);
+    let opts = GemmOptions {
+        activation: Activation::Elu,
+        ..GemmOptions::default()
+    };
+    let run = |a: &[f32], items: usize| {
+        let at = gpu.upload(a, items, m, k).unwrap();
+        let bt = gpu.upload(&b, 1, k, n).unwrap().broadcast(items).unwrap();
+        let biast = gpu
+            .upload(&bias, 1, 1, n)
+            .unwrap()
+            .broadcast(items)
+            .unwrap();
+        let c = gpu.zeros(items, m, n).unwrap();
+        let d = gemm(gpu, &at, &bt, Some(&biast), &c, &opts).unwrap();
+        gpu.run(&[&d]).unwrap();
+        gpu.read(&c).unwrap()
+    };
+    let together = run(&a, batch);
+    for i in 0..batch {
+        let alone = run(&a[i * m * k..(i + 1) * m * k], 1);
+        let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+        assert_eq!(
+            bits(&alone),
+            bits(&together[i * m * n..(i + 1) * m * n]),
+            "item {i}"
+        );
+    }
+}

@@ -36,14 +36,35 @@ impl GemmTile {
     pub fn tile_n(self) -> u32 {
         self.wg_x * 4
     }
-    /// A tile that does not waste most of a workgroup on small matrices.
+    /// The tile for a C of `m × n` (after batch collapse): the first row of [`TILE_TABLE`]
+    /// whose bounds hold.
     pub fn for_shape(m: usize, n: usize) -> GemmTile {
-        let side = |d: usize| if d <= 32 { 8 } else { 16 };
-        GemmTile {
-            wg_x: side(n),
-            wg_y: side(m),
-            bk: 16,
-        }
+        TILE_TABLE
+            .iter()
+            .find(|(max_m, max_n, _)| m <= *max_m && n <= *max_n)
+            .map_or(TILE_TABLE[TILE_TABLE.len() - 1].2, |row| row.2)
+    }
+}
+
+const fn tile(wg_x: u32, wg_y: u32) -> GemmTile {
+    GemmTile { wg_x, wg_y, bk: 16 }
+}
+
+/// Shape-keyed tiles, `(max M, max N, tile)`, first match wins: a side of at most 32 gets 8
+/// invocations (a 32-wide tile) so small per-task matrices do not leave most of a workgroup
+/// idle; larger sides get 16 (64-wide tiles). Measured only on lavapipe so far; the rows to add
+/// for large GPUs (vec4 loads, subgroup tiles) wait for `hypermod bench kernels` on one.
+pub const TILE_TABLE: &[(usize, usize, GemmTile)] = &[
+    (32, 32, tile(8, 8)),
+    (32, usize::MAX, tile(16, 8)),
+    (usize::MAX, 32, tile(8, 16)),
+    (usize::MAX, usize::MAX, tile(16, 16)),
+];
+
+impl GemmTile {
+    /// Invocations of one workgroup.
+    pub fn invocations(self) -> u32 {
+        self.wg_x * self.wg_y
     }
 }
 
@@ -261,7 +282,7 @@ fn launch(
         ));
     }
     let tile = opts.tile.unwrap_or_else(|| GemmTile::for_shape(s.m, s.n));
-    let invocations = tile.wg_x * tile.wg_y;
+    let invocations = tile.invocations();
     if invocations == 0
         || invocations > gpu.limits().max_compute_invocations_per_workgroup
         || tile.bk == 0
