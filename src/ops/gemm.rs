@@ -363,7 +363,7 @@ fn launch(
     gpu.dispatch(&spec, &params, &[a, b, bias_t, c], workgroups, cost)
 }
 
-/// CPU twin of [`gemm`] on logical contiguous data (`a`: batch·(rows·cols of A), etc.).
+/// CPU twin of [`gemm()`] on logical contiguous data (`a`: batch·(rows·cols of A), etc.).
 pub fn gemm_cpu<T: Real>(
     a: &[T],
     b: &[T],
