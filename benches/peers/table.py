@@ -25,11 +25,13 @@ def main(d):
     if native:
         lines.append(f"hypermod native: {native['adapter']['name']}")
     if numpy:
-        lines.append(f"numpy {numpy['numpy']} ({numpy['blas']})")
+        lines.append(f"numpy {numpy['numpy']} ({numpy['blas']})"
+                     + (f", PyTorch {numpy['torch']}" if "torch" in numpy else ""))
     lines.append("")
     lines.append("| GEMM | shape | hypermod native GFLOP/s | numpy GFLOP/s | native / numpy "
-                 "| hypermod lavapipe GFLOP/s | native / lavapipe |")
-    lines.append("|---|---|---|---|---|---|---|")
+                 "| PyTorch GFLOP/s | native / PyTorch | hypermod lavapipe GFLOP/s "
+                 "| native / lavapipe |")
+    lines.append("|---|---|---|---|---|---|---|---|---|")
     by_key = lambda recs: {(r["kernel"], r["shape"]): r for r in recs}
     nat = by_key(native["records"]) if native else {}
     lav = by_key(lavapipe["records"]) if lavapipe else {}
@@ -38,6 +40,7 @@ def main(d):
         key = (r["kernel"], r["shape"])
         n, l = nat.get(key), lav.get(key)
         row = {"kernel": r["kernel"], "shape": r["shape"], "numpy_gflops": r["numpy_gflops"],
+               "torch_gflops": r.get("torch_gflops"),
                "native_gflops": n["gflops"] if n else None,
                "lavapipe_gflops": l["gflops"] if l else None}
         rows.append(row)
@@ -45,6 +48,8 @@ def main(d):
         ratio = lambda a, b: f"{a / b:.2f}×" if a and b else "—"
         lines.append(f"| {r['kernel']} | {r['shape']} | {f(row['native_gflops'])} | "
                      f"{f(r['numpy_gflops'])} | {ratio(row['native_gflops'], r['numpy_gflops'])} | "
+                     f"{f(row['torch_gflops'])} | "
+                     f"{ratio(row['native_gflops'], row['torch_gflops'])} | "
                      f"{f(row['lavapipe_gflops'])} | "
                      f"{ratio(row['native_gflops'], row['lavapipe_gflops'])} |")
     steps = {k: load(f"{d}/{k}.json") for k in

@@ -1,9 +1,10 @@
-"""numpy (OpenBLAS) on the GEMM shapes of a `hypermod bench kernels --json` report.
+"""numpy (OpenBLAS) and PyTorch (CPU, when installed) on the GEMM shapes of a
+`hypermod bench kernels --json` report.
 
-Reads hypermod's records, times the same computation with numpy on this machine (same
+Reads hypermod's records, times the same computation with each peer on this machine (same
 dtype, preallocated outputs, median of N after warm-up) and writes a JSON list of
-{kernel, shape, numpy_ms, numpy_gflops}. Shapes are parsed from hypermod's shape strings:
-"B × (M×K)[ᵀ]·(K×N)[ shared][ +bias Relu]".
+{kernel, shape, numpy_ms, numpy_gflops, torch_ms, torch_gflops}. Shapes are parsed from
+hypermod's shape strings: "B × (M×K)[ᵀ]·(K×N)[ shared][ +bias Relu]".
 """
 import json
 import re
@@ -26,6 +27,39 @@ def bench(fn, warmup=3, iters=15):
         fn()
         times.append(time.perf_counter() - t0)
     return float(np.median(times))
+
+
+def parse(shape):
+    m = SHAPE.fullmatch(shape.strip())
+    if not m:
+        return None
+    b, rows, k, trans, _, n = (int(m.group(i)) if i != 4 else m.group(i) for i in range(1, 7))
+    return b, rows, k, n, bool(trans), m.group(7) is not None, m.group(9)
+
+
+def torch_case(shape):
+    """The same computation in PyTorch (`torch.matmul` with `out=`, then bias + ReLU in place)."""
+    import torch
+
+    p = parse(shape)
+    if p is None:
+        return None
+    b, rows, k, n, trans, shared, act = p
+    g = torch.Generator().manual_seed(0)
+    a = torch.randn((b, k, rows) if trans else (b, rows, k), generator=g)
+    if trans:
+        a = a.transpose(1, 2)
+    w = torch.randn((k, n) if shared else (b, k, n), generator=g)
+    bias = torch.randn((b, 1, n), generator=g)
+    c = torch.empty((b, rows, n))
+
+    def fn():
+        with torch.no_grad():
+            torch.matmul(a, w, out=c)
+            if act:
+                c.add_(bias).relu_()
+
+    return fn, 2.0 * b * rows * n * k
 
 
 def case(shape):
@@ -68,10 +102,25 @@ def main(report_path, out_path):
             continue
         fn, flops = c
         s = bench(fn)
-        out.append({"kernel": r["kernel"], "shape": r["shape"], "numpy_ms": s * 1e3,
-                    "numpy_gflops": flops / s / 1e9})
-    json.dump({"numpy": np.__version__, "blas": blas_name(), "records": out},
-              open(out_path, "w"), indent=1)
+        rec = {"kernel": r["kernel"], "shape": r["shape"], "numpy_ms": s * 1e3,
+               "numpy_gflops": flops / s / 1e9}
+        if TORCH:
+            fn, flops = torch_case(r["shape"])
+            s = bench(fn)
+            rec.update({"torch_ms": s * 1e3, "torch_gflops": flops / s / 1e9})
+        out.append(rec)
+    versions = {"numpy": np.__version__, "blas": blas_name()}
+    if TORCH:
+        import torch
+        versions["torch"] = f"{torch.__version__} ({torch.get_num_threads()} threads)"
+    json.dump({**versions, "records": out}, open(out_path, "w"), indent=1)
+
+
+try:
+    import torch  # noqa: F401
+    TORCH = True
+except Exception:  # not installed, or a build that cannot load here
+    TORCH = False
 
 
 def blas_name():
