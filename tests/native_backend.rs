@@ -8,7 +8,7 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use hypermod::gpu::{Gpu, GpuTensor, Step};
 use hypermod::ops::gemm::{gemm, gemm_cpu, GemmOptions, GemmShape};
@@ -191,21 +191,9 @@ fn train(device: &str, threads: usize, name: &str, set: &[&str]) -> Vec<serde_js
     }
     let o = cmd.output().unwrap();
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    let records = read_metrics(&out);
+    let records = common::metrics_without_times(&out);
     let _ = std::fs::remove_dir_all(&out);
     records
-}
-
-fn read_metrics(dir: &Path) -> Vec<serde_json::Value> {
-    std::fs::read_to_string(dir.join("metrics.jsonl"))
-        .unwrap()
-        .lines()
-        .map(|l| {
-            let mut v: serde_json::Value = serde_json::from_str(l).unwrap();
-            v.as_object_mut().unwrap().remove("seconds");
-            v
-        })
-        .collect()
 }
 
 #[test]

@@ -113,18 +113,11 @@ fn sigkill_at_a_random_step_then_resume_gives_the_same_final_numbers() {
             "{key} differs after kill at ~step {step} + resume"
         );
     }
-    let metrics = |d: &Path| -> Vec<serde_json::Value> {
-        std::fs::read_to_string(d.join("metrics.jsonl"))
-            .unwrap()
-            .lines()
-            .map(|l| {
-                let mut v: serde_json::Value = serde_json::from_str(l).unwrap();
-                v.as_object_mut().unwrap().remove("seconds");
-                v
-            })
-            .collect()
-    };
-    assert_eq!(metrics(&full), metrics(&killed), "metrics.jsonl differs");
+    assert_eq!(
+        common::metrics_without_times(&full),
+        common::metrics_without_times(&killed),
+        "metrics.jsonl differs"
+    );
     std::fs::remove_dir_all(&full).ok();
     std::fs::remove_dir_all(&killed).ok();
 }

@@ -80,6 +80,19 @@ fn per_item(
         .collect()
 }
 
+/// γ per item (binding 2), when the launch has one.
+fn gamma_items<'a>(l: &Launch<'a>, p: &Params) -> Result<Vec<Option<&'a [f32]>>> {
+    let (batch, _, cols) = dims(p);
+    per_item(
+        l.read(2)?,
+        l.flag("HAS_GAMMA"),
+        p.g_off,
+        p.g_stride,
+        batch,
+        cols,
+    )
+}
+
 fn dims(p: &Params) -> (usize, usize, usize) {
     (p.batch as usize, p.rows as usize, p.cols as usize)
 }
@@ -88,14 +101,7 @@ fn dims(p: &Params) -> (usize, usize, usize) {
 fn forward(l: &mut Launch<'_>, p: &Params) -> Result<()> {
     let (batch, nrows, cols) = dims(p);
     let x = l.read(1)?;
-    let gamma = per_item(
-        l.read(2)?,
-        l.flag("HAS_GAMMA"),
-        p.g_off,
-        p.g_stride,
-        batch,
-        cols,
-    )?;
+    let gamma = gamma_items(l, p)?;
     let beta = per_item(
         l.read(3)?,
         l.flag("HAS_BETA"),
@@ -138,14 +144,7 @@ fn forward(l: &mut Launch<'_>, p: &Params) -> Result<()> {
 fn backward(l: &mut Launch<'_>, p: &Params) -> Result<()> {
     let (batch, nrows, cols) = dims(p);
     let (x, dy) = (l.read(1)?, l.read(3)?);
-    let gamma = per_item(
-        l.read(2)?,
-        l.flag("HAS_GAMMA"),
-        p.g_off,
-        p.g_stride,
-        batch,
-        cols,
-    )?;
+    let gamma = gamma_items(l, p)?;
     let dx = l.write(4)?;
     // mean/rstd are read_write bindings (for the forward); here they are only read.
     let (mean, rstd): (&[f32], &[f32]) = (l.write(5)?, l.write(6)?);

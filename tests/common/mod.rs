@@ -258,3 +258,16 @@ pub fn assert_fd(what: &str, analytic: &[f64], numeric: &[f64]) {
         );
     }
 }
+
+/// A run directory's `metrics.jsonl` records without their wall-clock `seconds`.
+pub fn metrics_without_times(dir: &std::path::Path) -> Vec<serde_json::Value> {
+    std::fs::read_to_string(dir.join("metrics.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| {
+            let mut v: serde_json::Value = serde_json::from_str(l).unwrap();
+            v.as_object_mut().unwrap().remove("seconds");
+            v
+        })
+        .collect()
+}
