@@ -136,6 +136,17 @@ pub enum Error {
         /// The run directory.
         dir: PathBuf,
     },
+    /// The run was asked to stop (see [`crate::train::interrupt`]) and left a checkpoint.
+    #[error(
+        "interrupted after step {step}; checkpoint written, continue with `hypermod train --resume {}`",
+        dir.display()
+    )]
+    Interrupted {
+        /// The last step trained (its state is in the checkpoint).
+        step: usize,
+        /// The run directory.
+        dir: PathBuf,
+    },
     /// A run or sweep directory would be overwritten.
     #[error("{} already holds {what}; {hint}", dir.display())]
     RunExists {

@@ -8,6 +8,7 @@
 //! default would make a file's meaning depend on which experiments exist.
 
 pub mod hyperteacher;
+pub mod session;
 
 use std::path::Path;
 
@@ -118,7 +119,16 @@ impl ExperimentConfig {
     /// Reads `path`, finds its experiment (first, before any other key), applies `overrides`
     /// and validates. Returns the config and the resolved table (file plus overrides).
     pub fn load(path: &Path, overrides: &[String]) -> Result<(ExperimentConfig, toml::Table)> {
-        let table = read_table(path)?;
+        Self::from_table(read_table(path)?, path, overrides)
+    }
+
+    /// [`ExperimentConfig::load`] of a table already in memory; `origin` names it in errors.
+    pub fn from_table(
+        table: toml::Table,
+        origin: &Path,
+        overrides: &[String],
+    ) -> Result<(ExperimentConfig, toml::Table)> {
+        let path = origin;
         match Kind::of_table(&table, path)? {
             Kind::Hyperteacher => {
                 let (cfg, table) = HyperteacherConfig::from_table(table, path, overrides)?;

@@ -1,7 +1,9 @@
 //! Training: the one loop every experiment runs ([`runner`], with its checkpointed progress
 //! [`loop_state`] and [`progress`] display), first-order meta-learning ([`meta`]), and
-//! independent supervised runs on the batch axis ([`supervised`]).
+//! independent supervised runs on the batch axis ([`supervised`]); stopping a run from outside
+//! ([`interrupt`]).
 
+pub mod interrupt;
 pub mod loop_state;
 pub mod meta;
 pub mod progress;

@@ -167,7 +167,8 @@ fn start<E: Experiment>(gpu: &Gpu, exp: &E, plan: &RunPlan) -> Result<LoopState<
     Ok(st)
 }
 
-/// Training step `done − 1`; stops the run with a checkpoint after too many non-finite steps.
+/// Training step `done − 1`; stops the run with a checkpoint after too many non-finite steps or
+/// when an embedder asks it to ([`crate::train::interrupt`]).
 fn train_one<E: Experiment>(
     gpu: &Gpu,
     exp: &E,
@@ -192,6 +193,15 @@ fn train_one<E: Experiment>(
         });
     }
     progress.step(done, E::describe_step(&st.train));
+    if crate::train::interrupt::requested() {
+        st.step = done;
+        st.save(gpu, &exp.state(), &plan.dir.join(CHECKPOINT), plan.started)?;
+        progress.finish();
+        return Err(Error::Interrupted {
+            step: done,
+            dir: plan.dir.clone(),
+        });
+    }
     Ok(())
 }
 
