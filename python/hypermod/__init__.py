@@ -30,8 +30,10 @@ Config = Union[PathLike, Mapping[str, Any]]
 
 __all__ = [
     "Experiment",
+    "activation",
     "device_info",
     "gemm",
+    "layer_norm",
     "load_run",
     "resume",
     "sweep",
@@ -189,10 +191,31 @@ def gemm(
     (or [M, K]); B is [B, K, N], or one [K, N] matrix shared by every item (stride 0); bias is
     [N] or [B, N]; op transposes each item when `trans_*`. float32 in, float32 out ([B, M, N],
     or [M, N] for 2-D operands). Includes the upload and readback."""
-    f32 = lambda x: None if x is None else np.ascontiguousarray(x, dtype=np.float32)  # noqa: E731
     return _hypermod.gemm(
-        f32(a), f32(b), f32(bias), f32(c), trans_a, trans_b, alpha, beta, activation, device
+        _f32(a), _f32(b), _f32(bias), _f32(c), trans_a, trans_b, alpha, beta, activation, device
     )
+
+
+def _f32(x: Optional[np.ndarray]) -> Optional[np.ndarray]:
+    return None if x is None else np.ascontiguousarray(x, dtype=np.float32)
+
+
+def layer_norm(
+    x: np.ndarray,
+    gamma: Optional[np.ndarray] = None,
+    beta: Optional[np.ndarray] = None,
+    *,
+    eps: float = 1e-5,
+    device: Optional[str] = None,
+) -> np.ndarray:
+    """LayerNorm over the last axis of `x` ([B, R, C] or [R, C]), haiku semantics:
+    `(x − mean)/sqrt(var + eps)·gamma + beta`; gamma/beta are [C] (shared) or [B, C]."""
+    return _hypermod.layer_norm(_f32(x), _f32(gamma), _f32(beta), eps, device)
+
+
+def activation(x: np.ndarray, kind: str = "relu", *, device: Optional[str] = None) -> np.ndarray:
+    """An element-wise activation ("identity", "relu" or "elu") of a [B, R, C] or [R, C] array."""
+    return _hypermod.activation(_f32(x), kind, device)
 
 
 def device_info(device: Optional[str] = None) -> Dict[str, Any]:

@@ -82,5 +82,20 @@ def gemm(
 ) -> npt.NDArray[np.float32]:
     """act(alpha·op(A)·op(B) + beta·C + bias), batched; a 2-D B is shared by every item."""
 
+def layer_norm(
+    x: npt.ArrayLike,
+    gamma: Optional[npt.ArrayLike] = ...,
+    beta: Optional[npt.ArrayLike] = ...,
+    *,
+    eps: float = ...,
+    device: Optional[str] = ...,
+) -> npt.NDArray[np.float32]:
+    """LayerNorm over the last axis (haiku semantics); gamma/beta [C] shared or [B, C]."""
+
+def activation(
+    x: npt.ArrayLike, kind: str = ..., *, device: Optional[str] = ...
+) -> npt.NDArray[np.float32]:
+    """Element-wise "identity", "relu" or "elu"."""
+
 def device_info(device: Optional[str] = ...) -> Dict[str, Any]:
     """`hypermod info --json` for `device`."""

@@ -53,12 +53,13 @@ fn put(gpu: &Gpu, name: &str, op: &Host, batch: usize) -> Result<GpuTensor, Erro
 }
 
 fn activation(name: &str) -> Result<Activation, Error> {
+    let op = "activation";
     match name.to_lowercase().as_str() {
         "identity" | "none" | "linear" => Ok(Activation::Identity),
         "relu" => Ok(Activation::Relu),
         "elu" => Ok(Activation::Elu),
         other => Err(Error::InvalidArgument {
-            op: "gemm",
+            op,
             detail: format!("unknown activation '{other}': expected identity, relu or elu"),
         }),
     }
@@ -79,15 +80,11 @@ impl GemmCall {
         };
         let a = put(gpu, "a", &self.a, batch)?;
         let b = put(gpu, "b", &self.b, batch)?;
-        let bias = match &self.bias {
-            Some((shape, v)) => {
-                // [N], [B, N] or [B, 1, N]: one row of N per item.
-                let items = if shape.len() == 1 { 1 } else { shape[0] };
-                let op = (vec![items, 1, v.len() / items.max(1)], v.clone());
-                Some(put(gpu, "bias", &op, batch)?)
-            }
-            None => None,
-        };
+        let bias = self
+            .bias
+            .as_ref()
+            .map(|op| per_column(gpu, "bias", op, batch))
+            .transpose()?;
         let c = gpu.zeros(batch, m, n)?;
         if let Some((shape, v)) = &self.c {
             if v.len() != batch * m * n {
@@ -115,4 +112,66 @@ impl GemmCall {
         };
         Ok((shape, out))
     }
+}
+
+/// Runs `d` once and reads `out` back with `shape` (the input's, 2-D or 3-D).
+fn finish(
+    gpu: &Gpu,
+    d: &hypermod::gpu::Dispatch,
+    out: &GpuTensor,
+    shape: &[usize],
+) -> Result<(Vec<usize>, Vec<f32>), Error> {
+    gpu.run(&[d])?;
+    Ok((shape.to_vec(), gpu.read(out)?))
+}
+
+/// A per-column parameter (γ or β): `[C]` shared by every item, or `[B, C]`.
+fn per_column(gpu: &Gpu, name: &str, op: &Host, batch: usize) -> Result<GpuTensor, Error> {
+    let (shape, v) = op;
+    let items = if shape.len() == 1 { 1 } else { shape[0] };
+    let row = (vec![items, 1, v.len() / items.max(1)], v.clone());
+    put(gpu, name, &row, batch)
+}
+
+/// `hypermod.layer_norm`: LayerNorm over the last axis (haiku semantics).
+pub fn layer_norm(
+    gpu: &Gpu,
+    x: &Host,
+    gamma: Option<&Host>,
+    beta: Option<&Host>,
+    eps: f32,
+) -> Result<(Vec<usize>, Vec<f32>), Error> {
+    let (batch, rows, cols) = dims("x", &x.0)?;
+    let xt = gpu.upload(&x.1, batch, rows, cols)?;
+    let g = gamma
+        .map(|g| per_column(gpu, "gamma", g, batch))
+        .transpose()?;
+    let b = beta
+        .map(|b| per_column(gpu, "beta", b, batch))
+        .transpose()?;
+    let (y, mean, rstd) = (
+        gpu.zeros(batch, rows, cols)?,
+        gpu.zeros(batch, rows, 1)?,
+        gpu.zeros(batch, rows, 1)?,
+    );
+    let d = hypermod::ops::layernorm::layernorm_forward(
+        gpu,
+        &xt,
+        g.as_ref(),
+        b.as_ref(),
+        &y,
+        &mean,
+        &rstd,
+        eps,
+    )?;
+    finish(gpu, &d, &y, &x.0)
+}
+
+/// `hypermod.activation`: an element-wise activation.
+pub fn activation_forward(gpu: &Gpu, x: &Host, act: &str) -> Result<(Vec<usize>, Vec<f32>), Error> {
+    let (batch, rows, cols) = dims("x", &x.0)?;
+    let xt = gpu.upload(&x.1, batch, rows, cols)?;
+    let y = gpu.zeros(batch, rows, cols)?;
+    let d = hypermod::ops::elementwise::activation_forward(gpu, &xt, &y, activation(act)?)?;
+    finish(gpu, &d, &y, &x.0)
 }

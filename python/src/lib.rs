@@ -330,11 +330,8 @@ fn gemm<'py>(
     activation: String,
     device: Option<String>,
 ) -> PyResult<Bound<'py, PyArrayDyn<f32>>> {
-    let operand = |x: &PyReadonlyArrayDyn<'py, f32>| -> (Vec<usize>, Vec<f32>) {
-        (x.shape().to_vec(), x.as_array().iter().copied().collect())
-    };
-    let (a, b) = (operand(&a), operand(&b));
-    let (bias, c) = (bias.as_ref().map(operand), c.as_ref().map(operand));
+    let (a, b) = (host(&a), host(&b));
+    let (bias, c) = (bias.as_ref().map(host), c.as_ref().map(host));
     let call = kernels::GemmCall {
         a,
         b,
@@ -349,6 +346,47 @@ fn gemm<'py>(
     let (shape, values) = engine(py, move || {
         let gpu = shared_device(device.as_deref())?;
         call.run(gpu)
+    })?;
+    PyArray1::from_vec(py, values).reshape(shape)
+}
+
+/// A host array as (shape, values).
+fn host(x: &PyReadonlyArrayDyn<'_, f32>) -> kernels::Host {
+    (x.shape().to_vec(), x.as_array().iter().copied().collect())
+}
+
+/// LayerNorm over the last axis of a [B, R, C] or [R, C] array.
+#[pyfunction]
+#[pyo3(signature = (x, gamma, beta, eps, device))]
+fn layer_norm<'py>(
+    py: Python<'py>,
+    x: PyReadonlyArrayDyn<'py, f32>,
+    gamma: Option<PyReadonlyArrayDyn<'py, f32>>,
+    beta: Option<PyReadonlyArrayDyn<'py, f32>>,
+    eps: f32,
+    device: Option<String>,
+) -> PyResult<Bound<'py, PyArrayDyn<f32>>> {
+    let (x, gamma, beta) = (host(&x), gamma.as_ref().map(host), beta.as_ref().map(host));
+    let (shape, values) = engine(py, move || {
+        let gpu = shared_device(device.as_deref())?;
+        kernels::layer_norm(gpu, &x, gamma.as_ref(), beta.as_ref(), eps)
+    })?;
+    PyArray1::from_vec(py, values).reshape(shape)
+}
+
+/// An element-wise activation of a [B, R, C] or [R, C] array.
+#[pyfunction]
+#[pyo3(signature = (x, activation, device))]
+fn activation<'py>(
+    py: Python<'py>,
+    x: PyReadonlyArrayDyn<'py, f32>,
+    activation: String,
+    device: Option<String>,
+) -> PyResult<Bound<'py, PyArrayDyn<f32>>> {
+    let x = host(&x);
+    let (shape, values) = engine(py, move || {
+        let gpu = shared_device(device.as_deref())?;
+        kernels::activation_forward(gpu, &x, &activation)
     })?;
     PyArray1::from_vec(py, values).reshape(shape)
 }
@@ -374,6 +412,8 @@ fn _hypermod(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(sweep, m)?)?;
     m.add_function(wrap_pyfunction!(load_run, m)?)?;
     m.add_function(wrap_pyfunction!(gemm, m)?)?;
+    m.add_function(wrap_pyfunction!(layer_norm, m)?)?;
+    m.add_function(wrap_pyfunction!(activation, m)?)?;
     m.add_function(wrap_pyfunction!(device_info, m)?)?;
     m.add_class::<PyExperiment>()?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;

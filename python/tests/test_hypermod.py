@@ -69,6 +69,28 @@ def test_gemm_2d_and_bad_shapes():
         hypermod.gemm(a, b, activation="gelu", device=DEVICE)
 
 
+@pytest.mark.parametrize("shape,shared", [((7, 13), True), ((3, 5, 33), True), ((2, 4, 9), False)])
+def test_layer_norm_and_activation_match_numpy(shape, shared):
+    rng = np.random.default_rng(len(shape) * 10 + shape[-1])
+    x = rng.standard_normal(shape).astype(np.float32)
+    cols = shape[-1]
+    gshape = (cols,) if shared else (shape[0], cols)
+    gamma = rng.standard_normal(gshape).astype(np.float32)
+    beta = rng.standard_normal(gshape).astype(np.float32)
+    got = hypermod.layer_norm(x, gamma, beta, device=DEVICE)
+    x64 = x.astype(np.float64)
+    norm = (x64 - x64.mean(-1, keepdims=True)) / np.sqrt(x64.var(-1, keepdims=True) + 1e-5)
+    g = gamma if shared else gamma[:, None, :]
+    b = beta if shared else beta[:, None, :]
+    np.testing.assert_allclose(got, norm * g + b, rtol=1e-4, atol=1e-4)
+    assert got.shape == shape
+    np.testing.assert_array_equal(hypermod.activation(x, "relu", device=DEVICE), np.maximum(x, 0))
+    np.testing.assert_allclose(hypermod.activation(x, "elu", device=DEVICE),
+                               np.where(x > 0, x, np.expm1(x)), rtol=1e-6, atol=1e-6)
+    with pytest.raises(ValueError):
+        hypermod.layer_norm(x, np.ones(cols + 1, np.float32), device=DEVICE)
+
+
 def test_train_returns_the_cli_summary(tmp_path):
     py = hypermod.train(TINY, overrides=SHORT, out=tmp_path / "py", device=DEVICE)
     sets = [f"--set={k}={v}" for k, v in SHORT.items()]
