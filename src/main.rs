@@ -154,10 +154,37 @@ fn main() {
     if let Some(t) = cli.threads {
         std::env::set_var(hypermod::native::THREADS_ENV, t.to_string());
     }
+    stop_on_ctrl_c();
     if let Err(e) = run(cli) {
         eprintln!("error: {e:#}");
-        std::process::exit(1);
+        let interrupted = e
+            .downcast_ref::<hypermod::Error>()
+            .is_some_and(|e| matches!(e, hypermod::Error::Interrupted { .. }));
+        // 130 = killed by SIGINT, as shells report it; the checkpoint is written.
+        std::process::exit(if interrupted { 130 } else { 1 });
     }
+}
+
+/// Set by the first Ctrl-C: the training loop stops after the current step with a checkpoint.
+static STOP: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// First Ctrl-C: finish the current step, write a checkpoint, exit 130 (resumable); a second one
+/// exits at once (losing only what the last checkpoint does not hold).
+fn stop_on_ctrl_c() {
+    let installed = ctrlc::set_handler(|| {
+        if STOP.swap(true, std::sync::atomic::Ordering::SeqCst) {
+            std::process::exit(130);
+        }
+        eprintln!("\nstopping after the current step (Ctrl-C again to abort)");
+    });
+    if let Err(e) = installed {
+        log::warn!("Ctrl-C will kill runs without a final checkpoint: {e}");
+    }
+}
+
+/// Runs `f` with the training loop asking [`STOP`] after every step.
+fn stoppable<R>(f: impl FnOnce() -> R) -> R {
+    hypermod::train::interrupt::with_check(|| STOP.load(std::sync::atomic::Ordering::SeqCst), f)
 }
 
 fn run(cli: Cli) -> Result<()> {
@@ -256,7 +283,7 @@ fn run_sweep(sweep: PathBuf, out: Option<PathBuf>, overwrite: bool) -> Result<()
         gpu.adapter_info().name,
         out.display()
     );
-    let csv = hypermod::sweep::run_sweep(&gpu, &sweep, &out, overwrite)?;
+    let csv = stoppable(|| hypermod::sweep::run_sweep(&gpu, &sweep, &out, overwrite))?;
     println!("wrote {}", csv.display());
     Ok(())
 }
@@ -275,7 +302,7 @@ fn train(config: PathBuf, set: Vec<String>, out: Option<PathBuf>, overwrite: boo
         cfg.describe(),
         out.display()
     );
-    let s = cfg.train(&gpu, &resolved, &out, overwrite)?;
+    let s = stoppable(|| cfg.train(&gpu, &resolved, &out, overwrite))?;
     println!("{}", serde_json::to_string_pretty(&s)?);
     Ok(())
 }
@@ -287,7 +314,7 @@ fn resume_run(dir: PathBuf) -> Result<()> {
         dir.display(),
         gpu.adapter_info().name
     );
-    let s = hypermod::experiments::resume(&gpu, &dir)?;
+    let s = stoppable(|| hypermod::experiments::resume(&gpu, &dir))?;
     println!("{}", serde_json::to_string_pretty(&s)?);
     Ok(())
 }

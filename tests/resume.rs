@@ -1,6 +1,7 @@
 //! Runs a researcher can trust: a run killed with SIGKILL at a random moment and resumed ends
 //! with exactly the numbers of an uninterrupted run; a non-finite meta-gradient is skipped on the
-//! GPU and counted; too many in a row stop the run with a usable checkpoint.
+//! GPU and counted; too many in a row stop the run with a usable checkpoint; Ctrl-C stops after
+//! the current step with a checkpoint that resumes exactly.
 
 mod common;
 
@@ -226,4 +227,74 @@ fn resume_errors_are_clear() {
         "{e}"
     );
     std::fs::remove_dir_all(&dir).ok();
+}
+
+#[test]
+fn ctrl_c_stops_after_the_step_with_a_checkpoint_that_resumes_exactly() {
+    let gpu = gpu_or_skip!();
+    // Signal handling does not depend on the device; the run must be long enough for the
+    // signal to arrive mid-run, which is quick only on the native backend.
+    if !gpu.is_native() {
+        eprintln!("Ctrl-C test runs on the native backend only (HYPERMOD_DEVICE=cpu)");
+        return;
+    }
+    let sets = [
+        "--set",
+        "train.steps_outer=3000",
+        "--set",
+        "train.eval_every=1000",
+    ];
+    let mut args = vec!["train", TINY];
+    args.extend(sets);
+    let full = out_dir("int-full");
+    ok(hypermod(&args, Some(&full)).output().unwrap());
+
+    let cut = out_dir("int-cut");
+    let child = hypermod(&args, Some(&cut))
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let t0 = Instant::now();
+    while records(&cut) < 1 {
+        assert!(t0.elapsed() < Duration::from_secs(60), "no progress");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    std::thread::sleep(Duration::from_millis(200));
+    let kill = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(kill.success());
+    let o = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(130), "{err}");
+    assert!(
+        err.contains("interrupted after step") && err.contains("--resume"),
+        "{err}"
+    );
+    assert!(!err.contains("panicked"), "{err}");
+    assert!(!cut.join("summary.json").exists(), "stopped before the end");
+    let ck = Checkpoint::load(&cut.join("checkpoint.safetensors")).unwrap();
+    let step: usize = ck.metadata["step"].parse().unwrap();
+    assert!(step > 0 && step < 3000, "checkpoint at step {step}");
+
+    ok(
+        hypermod(&["train", "--resume", cut.to_str().unwrap()], None)
+            .output()
+            .unwrap(),
+    );
+    let (a, b) = (summary(&full), summary(&cut));
+    for key in ["final", "best", "best_step", "decoder_r2", "skipped_steps"] {
+        assert_eq!(
+            a[key], b[key],
+            "{key} differs after Ctrl-C at step {step} + resume"
+        );
+    }
+    assert_eq!(
+        common::metrics_without_times(&full),
+        common::metrics_without_times(&cut)
+    );
+    std::fs::remove_dir_all(&full).ok();
+    std::fs::remove_dir_all(&cut).ok();
 }
