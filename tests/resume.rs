@@ -49,6 +49,20 @@ fn records(dir: &Path) -> usize {
         .unwrap_or(0)
 }
 
+/// The interrupted-and-resumed run `cut` ended with the numbers of the uninterrupted `full`:
+/// summary fields and every metrics.jsonl record (times aside).
+fn assert_same_numbers(full: &Path, cut: &Path, what: &str) {
+    let (a, b) = (summary(full), summary(cut));
+    for key in ["final", "best", "best_step", "decoder_r2", "skipped_steps"] {
+        assert_eq!(a[key], b[key], "{key} differs after {what}");
+    }
+    assert_eq!(
+        common::metrics_without_times(full),
+        common::metrics_without_times(cut),
+        "metrics.jsonl differs after {what}"
+    );
+}
+
 const SETS: [&str; 8] = [
     "--set",
     "train.steps_outer=60",
@@ -107,18 +121,7 @@ fn sigkill_at_a_random_step_then_resume_gives_the_same_final_numbers() {
             .unwrap(),
     );
     assert!(String::from_utf8_lossy(&o.stdout).contains("resuming"));
-    let (a, b) = (summary(&full), summary(&killed));
-    for key in ["final", "best", "best_step", "decoder_r2", "skipped_steps"] {
-        assert_eq!(
-            a[key], b[key],
-            "{key} differs after kill at ~step {step} + resume"
-        );
-    }
-    assert_eq!(
-        common::metrics_without_times(&full),
-        common::metrics_without_times(&killed),
-        "metrics.jsonl differs"
-    );
+    assert_same_numbers(&full, &killed, &format!("kill at ~step {step} + resume"));
     std::fs::remove_dir_all(&full).ok();
     std::fs::remove_dir_all(&killed).ok();
 }
@@ -284,17 +287,7 @@ fn ctrl_c_stops_after_the_step_with_a_checkpoint_that_resumes_exactly() {
             .output()
             .unwrap(),
     );
-    let (a, b) = (summary(&full), summary(&cut));
-    for key in ["final", "best", "best_step", "decoder_r2", "skipped_steps"] {
-        assert_eq!(
-            a[key], b[key],
-            "{key} differs after Ctrl-C at step {step} + resume"
-        );
-    }
-    assert_eq!(
-        common::metrics_without_times(&full),
-        common::metrics_without_times(&cut)
-    );
+    assert_same_numbers(&full, &cut, &format!("Ctrl-C at step {step} + resume"));
     std::fs::remove_dir_all(&full).ok();
     std::fs::remove_dir_all(&cut).ok();
 }
