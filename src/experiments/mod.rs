@@ -9,6 +9,7 @@
 
 pub mod hyperteacher;
 pub mod session;
+pub mod theory;
 
 use std::path::Path;
 
