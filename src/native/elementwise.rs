@@ -5,7 +5,7 @@
 use rayon::prelude::*;
 
 use crate::error::Result;
-use crate::native::{item, items_mut, Launch};
+use crate::native::{items, items_mut, Launch};
 use crate::ops::elementwise::Params;
 use crate::ops::Activation;
 
@@ -31,9 +31,7 @@ pub(crate) fn run(l: &mut Launch<'_>) -> Result<()> {
             let cols = p.cols.max(1) as usize;
             let a_len = if op == 2 { cols } else { len };
             let ys = items_mut(y, p.y_off as usize, p.y_stride as usize, len, batch)?;
-            let inputs = (0..batch)
-                .map(|b| item(a, p.a_off as usize, p.a_stride as usize, b, a_len))
-                .collect::<Result<Vec<_>>>()?;
+            let inputs = items(a, p.a_off as usize, p.a_stride as usize, a_len, batch)?;
             ys.into_par_iter().zip(inputs).for_each(|(y, a)| match op {
                 1 => y.iter_mut().zip(a).for_each(|(y, &a)| *y += alpha * a),
                 2 => y
@@ -46,16 +44,10 @@ pub(crate) fn run(l: &mut Launch<'_>) -> Result<()> {
             let (a, b) = (l.read(2)?, l.read(3)?);
             let y = l.write(1)?;
             let ys = items_mut(y, p.y_off as usize, p.y_stride as usize, len, batch)?;
-            let inputs = (0..batch)
-                .map(|i| {
-                    Ok((
-                        item(a, p.a_off as usize, p.a_stride as usize, i, len)?,
-                        item(b, p.b_off as usize, p.b_stride as usize, i, len)?,
-                    ))
-                })
-                .collect::<Result<Vec<_>>>()?;
+            let dys = items(a, p.a_off as usize, p.a_stride as usize, len, batch)?;
+            let outs = items(b, p.b_off as usize, p.b_stride as usize, len, batch)?;
             ys.into_par_iter()
-                .zip(inputs)
+                .zip(dys.into_par_iter().zip(outs))
                 .for_each(|(y, (dy, out))| backward(act, dy, out, y));
         }
         _ => return Err(l.unknown_entry()),

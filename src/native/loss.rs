@@ -9,7 +9,7 @@ use rayon::prelude::*;
 
 use crate::error::Result;
 use crate::native::reduce::tree;
-use crate::native::{item, items_mut, Launch};
+use crate::native::{items, items_mut, Launch};
 use crate::ops::loss::Params;
 
 /// Invocations per workgroup in the shader (`WG`): the number of partial sums of an item.
@@ -60,19 +60,13 @@ pub(crate) fn run(l: &mut Launch<'_>) -> Result<()> {
     } else {
         (0..batch).map(|_| None).collect()
     };
-    let inputs = (0..batch)
-        .map(|b| {
-            Ok((
-                item(z, p.z_off as usize, p.z_stride as usize, b, len)?,
-                item(t, p.t_off as usize, p.t_stride as usize, b, len)?,
-            ))
-        })
-        .collect::<Result<Vec<_>>>()?;
+    let zs = items(z, p.z_off as usize, p.z_stride as usize, len, batch)?;
+    let ts = items(t, p.t_off as usize, p.t_stride as usize, len, batch)?;
     let (norm, gscale) = (p.norm, p.gscale);
     losses
         .into_par_iter()
         .zip(grads)
-        .zip(inputs)
+        .zip(zs.into_par_iter().zip(ts))
         .for_each(|((loss, grad), (z, t))| {
             loss[0] = item_loss(kind, cols, z, t, grad, gscale) * norm;
         });

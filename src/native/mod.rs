@@ -303,6 +303,18 @@ pub fn items_mut(
     Ok(out)
 }
 
+/// The `len` elements of each of `batch` input items (offset `off`, batch stride `stride`;
+/// 0 = one item shared by the batch), bounds-checked: the read-side twin of [`items_mut`].
+pub fn items(
+    buf: &[f32],
+    off: usize,
+    stride: usize,
+    len: usize,
+    batch: usize,
+) -> Result<Vec<&[f32]>> {
+    (0..batch).map(|b| item(buf, off, stride, b, len)).collect()
+}
+
 /// The `len` elements of input item `b` (offset `off`, batch stride `stride`; 0 = shared), with
 /// a bounds check instead of a panic.
 pub fn item(buf: &[f32], off: usize, stride: usize, b: usize, len: usize) -> Result<&[f32]> {

@@ -8,7 +8,7 @@
 use rayon::prelude::*;
 
 use crate::error::Result;
-use crate::native::{item, items_mut, Launch};
+use crate::native::{items, items_mut, Launch};
 use crate::ops::softmax::Params;
 
 /// Rows per parallel task of the softmax (rows are short: a few classes).
@@ -43,9 +43,7 @@ fn column_stats(l: &mut Launch<'_>, p: &Params) -> Result<()> {
         batch,
     )?;
     let sds = items_mut(sd, p.std_off as usize, p.std_stride as usize, cols, batch)?;
-    let xs = (0..batch)
-        .map(|b| item(x, p.x_off as usize, p.x_stride as usize, b, rows * cols))
-        .collect::<Result<Vec<_>>>()?;
+    let xs = items(x, p.x_off as usize, p.x_stride as usize, rows * cols, batch)?;
     let n = rows as f32;
     means
         .into_par_iter()
@@ -82,22 +80,25 @@ fn standardized_softmax(l: &mut Launch<'_>, p: &Params) -> Result<()> {
     let sd: &[f32] = l.write(3)?;
     let y = l.write(4)?;
     let ys = items_mut(y, p.y_off as usize, p.y_stride as usize, rows * cols, batch)?;
-    let inputs = (0..batch)
-        .map(|b| {
-            Ok((
-                item(x, p.x_off as usize, p.x_stride as usize, b, rows * cols)?,
-                item(mean, p.mean_off as usize, p.mean_stride as usize, b, cols)?,
-                item(sd, p.std_off as usize, p.std_stride as usize, b, cols)?,
-            ))
-        })
-        .collect::<Result<Vec<_>>>()?;
+    let xs = items(x, p.x_off as usize, p.x_stride as usize, rows * cols, batch)?;
+    let mus = items(
+        mean,
+        p.mean_off as usize,
+        p.mean_stride as usize,
+        cols,
+        batch,
+    )?;
+    let sds = items(sd, p.std_off as usize, p.std_stride as usize, cols, batch)?;
+    let inputs = xs.into_par_iter().zip(mus).zip(sds);
     let inv_t = p.inv_temperature;
-    ys.into_par_iter().zip(inputs).for_each(|(y, (x, mu, sd))| {
-        y.par_chunks_mut(cols)
-            .zip(x.par_chunks(cols))
-            .with_min_len(ROWS_PER_TASK)
-            .for_each(|(y, x)| softmax_row(x, mu, sd, inv_t, y));
-    });
+    ys.into_par_iter()
+        .zip(inputs)
+        .for_each(|(y, ((x, mu), sd))| {
+            y.par_chunks_mut(cols)
+                .zip(x.par_chunks(cols))
+                .with_min_len(ROWS_PER_TASK)
+                .for_each(|(y, x)| softmax_row(x, mu, sd, inv_t, y));
+        });
     Ok(())
 }
 
