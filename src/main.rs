@@ -381,6 +381,24 @@ fn bench_step(
                 hypermod::run::write_json(&path, &r)?;
             }
         }
+        ExperimentConfig::Theory(c) => {
+            println!(
+                "hypermod bench step {} on {}: {}, {} tasks × {} inner steps",
+                config.display(),
+                gpu.adapter_info().name,
+                cfg.describe(),
+                c.train.meta_batch,
+                c.train.steps_inner
+            );
+            let r = hypermod::experiments::theory::bench::bench_step(&gpu, c, warmup, steps)?;
+            println!(
+                "median {:.4} s/step  →  {:.3} outer steps/s, {:.0} task inner steps/s (wall clock, median of {steps})",
+                r.median_s, r.steps_per_s, r.task_inner_steps_per_s
+            );
+            if let Some(path) = json {
+                hypermod::run::write_json(&path, &r)?;
+            }
+        }
     }
     Ok(())
 }

@@ -21,15 +21,18 @@ use crate::gpu::Gpu;
 use crate::report::plot::SweepPlot;
 use crate::report::runs_table::Measure;
 use hyperteacher::HyperteacherConfig;
+use theory::TheoryConfig;
 
 /// Every experiment's name, as configs spell it.
-pub const KNOWN: &[&str] = &[hyperteacher::NAME];
+pub const KNOWN: &[&str] = &[hyperteacher::NAME, theory::NAME];
 
 /// Which experiment a config is for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Kind {
     /// Schug et al.'s hyperteacher ([`hyperteacher`]).
     Hyperteacher,
+    /// Schug et al.'s theory-verification experiment ([`theory`]).
+    Theory,
 }
 
 impl Kind {
@@ -38,6 +41,7 @@ impl Kind {
     pub fn from_name(name: &str, file: &Path) -> Result<Kind> {
         match name {
             hyperteacher::NAME => Ok(Kind::Hyperteacher),
+            theory::NAME => Ok(Kind::Theory),
             other => Err(Error::Experiment {
                 file: file.to_path_buf(),
                 problem: format!("unknown experiment `{other}`"),
@@ -69,13 +73,14 @@ impl Kind {
     pub fn name(self) -> &'static str {
         match self {
             Kind::Hyperteacher => hyperteacher::NAME,
+            Kind::Theory => theory::NAME,
         }
     }
 
     /// The config key a sweep's `seeds` set.
     pub fn seed_key(self) -> &'static str {
         match self {
-            Kind::Hyperteacher => "train.seed",
+            Kind::Hyperteacher | Kind::Theory => "train.seed",
         }
     }
 
@@ -83,6 +88,7 @@ impl Kind {
     pub fn summary_columns(self, path: &Path) -> Result<Vec<(String, String)>> {
         match self {
             Kind::Hyperteacher => hyperteacher::columns::summary_columns(path),
+            Kind::Theory => theory::columns::summary_columns(path),
         }
     }
 
@@ -90,6 +96,7 @@ impl Kind {
     pub fn sweep_plot(self) -> SweepPlot {
         match self {
             Kind::Hyperteacher => hyperteacher::columns::SWEEP_PLOT,
+            Kind::Theory => theory::columns::SWEEP_PLOT,
         }
     }
 
@@ -97,6 +104,7 @@ impl Kind {
     pub fn measures(self) -> &'static [Measure] {
         match self {
             Kind::Hyperteacher => hyperteacher::columns::MEASURES,
+            Kind::Theory => theory::columns::MEASURES,
         }
     }
 }
@@ -106,6 +114,8 @@ impl Kind {
 pub enum ExperimentConfig {
     /// A hyperteacher config.
     Hyperteacher(HyperteacherConfig),
+    /// A theory config.
+    Theory(TheoryConfig),
 }
 
 /// A finished run's `summary.json`, whatever the experiment (serialises as the experiment's own).
@@ -114,6 +124,8 @@ pub enum ExperimentConfig {
 pub enum RunSummary {
     /// A hyperteacher run's summary.
     Hyperteacher(hyperteacher::Summary),
+    /// A theory run's (or batch's) summary.
+    Theory(theory::Summary),
 }
 
 impl ExperimentConfig {
@@ -135,6 +147,10 @@ impl ExperimentConfig {
                 let (cfg, table) = HyperteacherConfig::from_table(table, path, overrides)?;
                 Ok((ExperimentConfig::Hyperteacher(cfg), table))
             }
+            Kind::Theory => {
+                let (cfg, table) = TheoryConfig::from_table(table, path, overrides)?;
+                Ok((ExperimentConfig::Theory(cfg), table))
+            }
         }
     }
 
@@ -142,6 +158,7 @@ impl ExperimentConfig {
     pub fn kind(&self) -> Kind {
         match self {
             ExperimentConfig::Hyperteacher(_) => Kind::Hyperteacher,
+            ExperimentConfig::Theory(_) => Kind::Theory,
         }
     }
 
@@ -149,6 +166,7 @@ impl ExperimentConfig {
     pub fn as_hyperteacher(&self) -> Option<&HyperteacherConfig> {
         match self {
             ExperimentConfig::Hyperteacher(c) => Some(c),
+            ExperimentConfig::Theory(_) => None,
         }
     }
 
@@ -159,6 +177,7 @@ impl ExperimentConfig {
                 let (meta, task) = hyperteacher::param_counts(c);
                 format!("{:?}, {meta} meta / {task} task parameters", c.model.kind)
             }
+            ExperimentConfig::Theory(c) => theory::describe(c),
         }
     }
 
@@ -174,6 +193,9 @@ impl ExperimentConfig {
         match self {
             ExperimentConfig::Hyperteacher(c) => {
                 hyperteacher::run(gpu, c, resolved, out, overwrite).map(RunSummary::Hyperteacher)
+            }
+            ExperimentConfig::Theory(c) => {
+                theory::run(gpu, c, resolved, out, overwrite).map(RunSummary::Theory)
             }
         }
     }
@@ -192,5 +214,6 @@ pub fn resume(gpu: &Gpu, dir: &Path) -> Result<RunSummary> {
         ExperimentConfig::Hyperteacher(c) => {
             hyperteacher::resume(gpu, &c, dir).map(RunSummary::Hyperteacher)
         }
+        ExperimentConfig::Theory(c) => theory::resume(gpu, &c, dir).map(RunSummary::Theory),
     }
 }

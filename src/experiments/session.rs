@@ -13,13 +13,15 @@ use std::path::Path;
 use crate::checkpoint::{Checkpoint, TensorState};
 use crate::error::{Error, Result};
 use crate::experiments::hyperteacher::Hyperteacher;
+use crate::experiments::theory::Theory;
 use crate::experiments::ExperimentConfig;
 use crate::gpu::Gpu;
 use crate::train::runner::{Experiment, Schedule};
 
 /// The experiment behind a session.
 enum Inner {
-    Hyperteacher(Hyperteacher),
+    Hyperteacher(Box<Hyperteacher>),
+    Theory(Box<Theory>),
 }
 
 /// One experiment, its device, and how many steps it has trained.
@@ -44,7 +46,11 @@ impl Session {
             ExperimentConfig::Hyperteacher(c) => {
                 c.validate()?;
                 let (exp, schedule) = Hyperteacher::new(&gpu, c)?;
-                (Inner::Hyperteacher(exp), schedule)
+                (Inner::Hyperteacher(Box::new(exp)), schedule)
+            }
+            ExperimentConfig::Theory(c) => {
+                let (exp, schedule) = Theory::new(&gpu, std::slice::from_ref(c))?;
+                (Inner::Theory(Box::new(exp)), schedule)
             }
         };
         Ok(Session {
@@ -58,14 +64,21 @@ impl Session {
     /// Trains one step and returns its report: `{"step", "train": {...}, "consecutive_skips"}`
     /// (`step` counts the steps done, as in `metrics.jsonl`).
     pub fn step(&mut self) -> Result<serde_json::Value> {
-        let report = match &self.inner {
-            Inner::Hyperteacher(e) => e.train_step(&self.gpu, self.steps_done)?,
+        let (train, consecutive_skips) = match &self.inner {
+            Inner::Hyperteacher(e) => {
+                let r = e.train_step(&self.gpu, self.steps_done)?;
+                (json(&r.metrics)?, r.consecutive_skips)
+            }
+            Inner::Theory(e) => {
+                let r = e.train_step(&self.gpu, self.steps_done)?;
+                (json(&r.metrics)?, r.consecutive_skips)
+            }
         };
         self.steps_done += 1;
         Ok(serde_json::json!({
             "step": self.steps_done,
-            "train": json(&report.metrics)?,
-            "consecutive_skips": report.consecutive_skips,
+            "train": train,
+            "consecutive_skips": consecutive_skips,
         }))
     }
 
@@ -73,12 +86,14 @@ impl Session {
     pub fn evaluate(&self) -> Result<serde_json::Value> {
         match &self.inner {
             Inner::Hyperteacher(e) => json(&e.evaluate(&self.gpu)?),
+            Inner::Theory(e) => json(&e.evaluate(&self.gpu)?),
         }
     }
 
     fn state(&self) -> TensorState<'_> {
         match &self.inner {
             Inner::Hyperteacher(e) => e.state(),
+            Inner::Theory(e) => e.state(),
         }
     }
 

@@ -10,16 +10,17 @@ pub const LAMBDA: f64 = 1.0;
 /// Conjugate-gradient iterations of the reference decoder.
 pub const CG_ITERS: usize = 10;
 
-/// Rows of features with an appended intercept column of ones.
+/// Rows of features, with an appended intercept column of ones when `intercept`.
 struct Design<'a> {
     x: &'a [f32],
     rows: usize,
     dim: usize,
+    intercept: bool,
 }
 
 impl Design<'_> {
     fn cols(&self) -> usize {
-        self.dim + 1
+        self.dim + usize::from(self.intercept)
     }
     fn at(&self, i: usize, j: usize) -> f64 {
         if j == self.dim {
@@ -81,6 +82,74 @@ fn ridge_cg(d: &Design<'_>, y: &[f64], lambda: f64, iters: usize) -> Vec<f64> {
     w
 }
 
+/// A ridge regression solved like the reference's `RidgeRegression`: at most `iters` CG steps
+/// from w = 0 on `(XᵀX + λI) w = Xᵀy`, the penalty on every coefficient (intercept included).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Ridge {
+    /// The penalty λ.
+    pub lambda: f64,
+    /// Whether a column of ones is appended.
+    pub intercept: bool,
+    /// CG iterations.
+    pub iters: usize,
+}
+
+/// A ridge fit of one target and its R² on a test set.
+#[derive(Clone, Debug, PartialEq)]
+pub struct RidgeFit {
+    /// Coefficients (`dim`, plus the intercept last when fitted with one).
+    pub weights: Vec<f64>,
+    /// R² on the test set; `None` when the test target is constant.
+    pub r2: Option<f64>,
+}
+
+impl Ridge {
+    /// Fits target column `c` of `fit_y` (`n_fit × k`) from `fit_x` (`n_fit × dim`) and scores
+    /// it on `test_x`/`test_y`.
+    #[allow(clippy::too_many_arguments)]
+    pub fn fit_score(
+        &self,
+        fit_x: &[f32],
+        fit_y: &[f32],
+        test_x: &[f32],
+        test_y: &[f32],
+        dim: usize,
+        k: usize,
+        c: usize,
+    ) -> RidgeFit {
+        let (n_fit, n_test) = (fit_y.len() / k.max(1), test_y.len() / k.max(1));
+        let design = |x, rows| Design {
+            x,
+            rows,
+            dim,
+            intercept: self.intercept,
+        };
+        let (fit, test) = (design(fit_x, n_fit), design(test_x, n_test));
+        let y: Vec<f64> = (0..n_fit).map(|i| fit_y[i * k + c] as f64).collect();
+        let weights = ridge_cg(&fit, &y, self.lambda, self.iters);
+        let pred = test.mul(&weights);
+        let truth: Vec<f64> = (0..n_test).map(|i| test_y[i * k + c] as f64).collect();
+        let mean = truth.iter().sum::<f64>() / n_test.max(1) as f64;
+        let ss_tot: f64 = truth.iter().map(|t| (t - mean) * (t - mean)).sum();
+        let ss_res: f64 = truth
+            .iter()
+            .zip(&pred)
+            .map(|(t, p)| (t - p) * (t - p))
+            .sum();
+        RidgeFit {
+            weights,
+            r2: (ss_tot > 0.0).then(|| 1.0 - ss_res / ss_tot),
+        }
+    }
+}
+
+/// The hyperteacher decoder's ridge (spec §6.2).
+pub const DECODER: Ridge = Ridge {
+    lambda: LAMBDA,
+    intercept: true,
+    iters: CG_ITERS,
+};
+
 /// R² of every latent coordinate: `fit_x` (`n_fit × dim`) with latents `fit_z` (`n_fit × k`),
 /// scored on `test_x`/`test_z`. A coordinate constant over the test set has no defined R² and
 /// gives `None`.
@@ -92,31 +161,11 @@ pub fn decoder_r2(
     dim: usize,
     k: usize,
 ) -> Vec<Option<f64>> {
-    let (n_fit, n_test) = (fit_z.len() / k.max(1), test_z.len() / k.max(1));
-    let fit = Design {
-        x: fit_x,
-        rows: n_fit,
-        dim,
-    };
-    let test = Design {
-        x: test_x,
-        rows: n_test,
-        dim,
-    };
     (0..k)
         .map(|c| {
-            let y: Vec<f64> = (0..n_fit).map(|i| fit_z[i * k + c] as f64).collect();
-            let w = ridge_cg(&fit, &y, LAMBDA, CG_ITERS);
-            let pred = test.mul(&w);
-            let truth: Vec<f64> = (0..n_test).map(|i| test_z[i * k + c] as f64).collect();
-            let mean = truth.iter().sum::<f64>() / n_test.max(1) as f64;
-            let ss_tot: f64 = truth.iter().map(|t| (t - mean) * (t - mean)).sum();
-            let ss_res: f64 = truth
-                .iter()
-                .zip(&pred)
-                .map(|(t, p)| (t - p) * (t - p))
-                .sum();
-            (ss_tot > 0.0).then(|| 1.0 - ss_res / ss_tot)
+            DECODER
+                .fit_score(fit_x, fit_z, test_x, test_z, dim, k, c)
+                .r2
         })
         .collect()
 }

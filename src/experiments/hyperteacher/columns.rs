@@ -5,7 +5,7 @@ use std::path::Path;
 
 use super::Summary;
 use crate::error::Result;
-use crate::report::plot::SweepPlot;
+use crate::report::plot::{SecondPanel, SweepPlot};
 use crate::report::runs_table::{Col, Measure};
 use crate::run::read_json;
 
@@ -37,6 +37,7 @@ pub const SWEEP_PLOT: SweepPlot = SweepPlot {
     metric: "accuracy",
     first: ("test", "final_test_acc"),
     second: ("ood", "final_ood_acc"),
+    right: SecondPanel::Gap,
 };
 
 const TEST_ACC: Col = Col::Set("test_acc");

@@ -161,24 +161,28 @@ impl Task {
             match rng.as_deref_mut() {
                 None => layer.iter().for_each(|&m| row[m] = 1.0),
                 Some(rng) => {
-                    // w ~ Exp(1) on the active entries, then w / (Σw + 1): uniform on the simplex
-                    // (Willms 2021). The reference normalises per layer (its sum runs over the
-                    // module axis of the L×M latent), so this does too.
-                    let w: Vec<f64> = layer
-                        .iter()
-                        .map(|_| -(1.0 - rng.random::<f64>()).ln())
-                        .collect();
-                    let norm = w.iter().sum::<f64>() + 1.0;
-                    // Shifting into [0.5, 1) keeps active modules clearly active: without it a
-                    // small weight would act like an extra zero and make tasks sparser than
-                    // their support says.
+                    // The reference normalises per layer (its sum runs over the module axis of
+                    // the L×M latent), so this does too.
+                    let w = simplex_coefficients(rng, layer.len());
                     for (&m, &wm) in layer.iter().zip(&w) {
-                        row[m] = (0.5 * wm / norm + 0.5) as f32;
+                        row[m] = wm as f32;
                     }
                 }
             }
         }
     }
+}
+
+/// The continuous coefficients of `count` active modules (spec §2.2): w ~ Exp(1) each, then
+/// w / (Σw + 1), uniform on the simplex (Willms 2021), shifted into [0.5, 1). The shift keeps
+/// active modules clearly active: without it a small weight would act like an extra zero and
+/// make tasks sparser than their support says.
+pub fn simplex_coefficients(rng: &mut ChaCha8Rng, count: usize) -> Vec<f64> {
+    let w: Vec<f64> = (0..count)
+        .map(|_| -(1.0 - rng.random::<f64>()).ln())
+        .collect();
+    let norm = w.iter().sum::<f64>() + 1.0;
+    w.iter().map(|wm| 0.5 * wm / norm + 0.5).collect()
 }
 
 /// How the active entries of a latent are valued (spec §2.2).

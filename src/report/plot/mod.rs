@@ -14,7 +14,7 @@ use crate::report::runs_table::RunsTableError;
 
 pub use curves::plot_run;
 pub use render::wants_log;
-pub use sweep::{plot_sweep, SweepPlot};
+pub use sweep::{plot_sweep, SecondPanel, SweepPlot};
 
 /// What can go wrong while plotting.
 #[derive(Debug, Error)]

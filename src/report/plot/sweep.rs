@@ -21,6 +21,24 @@ pub struct SweepPlot {
     pub first: (&'static str, &'static str),
     /// Legend name and `runs.csv` column of the second series.
     pub second: (&'static str, &'static str),
+    /// What the right-hand panel shows.
+    pub right: SecondPanel,
+}
+
+/// The right-hand panel of a sweep plot.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SecondPanel {
+    /// The gap first − second, per grid point.
+    Gap,
+    /// Another `runs.csv` column, per grid point.
+    Metric {
+        /// Panel caption.
+        title: &'static str,
+        /// Axis title.
+        metric: &'static str,
+        /// Its column.
+        column: &'static str,
+    },
 }
 
 /// One grid point of a sweep: its label and the per-seed values of both series.
@@ -28,6 +46,8 @@ struct SweepPoint {
     label: String,
     test: Vec<f64>,
     ood: Vec<f64>,
+    /// The right panel's column (empty for a gap).
+    right: Vec<f64>,
 }
 
 struct Sweep {
@@ -73,6 +93,10 @@ fn read_sweep(path: &Path, table: &RunsTable, spec: SweepPlot) -> Result<Sweep> 
         table.column(spec.second.1).map_err(bad)?,
         table.column("run").map_err(bad)?,
     );
+    let right = match spec.right {
+        SecondPanel::Gap => None,
+        SecondPanel::Metric { column, .. } => Some(table.column(column).map_err(bad)?),
+    };
     let values = |rows: &[usize], col: usize| -> Result<Vec<f64>> {
         rows.iter()
             .map(|&i| table.number(i, col).map_err(bad))
@@ -85,6 +109,10 @@ fn read_sweep(path: &Path, table: &RunsTable, spec: SweepPlot) -> Result<Sweep> 
             Ok(SweepPoint {
                 test: values(&p.rows, test)?,
                 ood: values(&p.rows, ood)?,
+                right: match right {
+                    Some(col) => values(&p.rows, col)?,
+                    None => Vec::new(),
+                },
                 label: p.label,
             })
         })
@@ -224,16 +252,32 @@ fn draw_sweep<DB: DrawingBackend>(
         ],
         false,
     )?;
-    let gap_name = format!("{} − {}", spec.first.0, spec.second.0);
-    bar_panel(
-        &panels[1],
-        &format!("generalisation gap ({gap_name}, {metric})"),
-        &x_desc,
-        &format!("{metric} gap"),
-        &labels,
-        &[(&gap_name, COLORS[4], 0.0, gap)],
-        true,
-    )
+    match spec.right {
+        SecondPanel::Gap => {
+            let gap_name = format!("{} − {}", spec.first.0, spec.second.0);
+            bar_panel(
+                &panels[1],
+                &format!("generalisation gap ({gap_name}, {metric})"),
+                &x_desc,
+                &format!("{metric} gap"),
+                &labels,
+                &[(&gap_name, COLORS[4], 0.0, gap)],
+                true,
+            )
+        }
+        SecondPanel::Metric { title, metric, .. } => {
+            let right: Vec<_> = sweep.points.iter().map(|p| mean_std(&p.right)).collect();
+            bar_panel(
+                &panels[1],
+                title,
+                &x_desc,
+                metric,
+                &labels,
+                &[(metric, COLORS[4], 0.0, right)],
+                false,
+            )
+        }
+    }
 }
 
 /// Plots a sweep directory: every run's learning curves and `sweep.{svg,png}` (what it compares
