@@ -25,7 +25,7 @@ use serde::Deserialize;
 
 use crate::config::{read_table, ConfigError};
 use crate::error::{arg_err, file_err, Error, Result};
-use crate::experiments::{ExperimentConfig, Kind};
+use crate::experiments::{BatchMember, ExperimentConfig, Kind};
 use crate::gpu::Gpu;
 use crate::report::{summary_markdown, RunsTable};
 use crate::run::{create_dir, holds_run, write_atomic};
@@ -51,6 +51,15 @@ pub struct SweepConfig {
     /// where the reference code fails an assertion) instead of refusing the whole sweep.
     #[serde(default)]
     pub skip_invalid: bool,
+    /// Most runs trained together as one batch, for experiments that batch runs (theory: runs
+    /// differing only in seed, task list, latent weighting, learning rates or weight decay share
+    /// every dispatch). Default 64; 1 runs them one after the other.
+    #[serde(default = "default_batch")]
+    pub batch: usize,
+}
+
+fn default_batch() -> usize {
+    64
 }
 
 /// One run of a sweep: its label, overrides and validated config.
@@ -250,13 +259,39 @@ pub fn run_sweep(gpu: &Gpu, sweep_path: &Path, out: &Path, overwrite: bool) -> R
     };
     let keys: Vec<&String> = sweep.grid.keys().collect();
     let mut table = RunsTable::default();
+    let mut trained = vec![false; runs.len()];
     for (i, r) in runs.iter().enumerate() {
         let dir = out.join(dir_name(i, &r.label));
         let summary = dir.join("summary.json");
-        println!("sweep run {}/{}: {}", i + 1, runs.len(), r.label);
-        if overwrite || !summary.exists() {
-            // The sweep's own run directory: a run cut short restarts from scratch.
-            r.config.train(gpu, &r.resolved, &dir, true)?;
+        if !trained[i] && (overwrite || !summary.exists()) {
+            let batch = batch_of(&runs, i, &trained, out, overwrite, sweep.batch);
+            if batch.len() > 1 {
+                println!(
+                    "sweep runs {} of {} as one batch: {}",
+                    batch
+                        .iter()
+                        .map(|&j| (j + 1).to_string())
+                        .collect::<Vec<_>>()
+                        .join(","),
+                    runs.len(),
+                    r.label
+                );
+                let members: Vec<BatchMember<'_>> = batch
+                    .iter()
+                    .map(|&j| BatchMember {
+                        config: &runs[j].config,
+                        resolved: &runs[j].resolved,
+                        dir: out.join(dir_name(j, &runs[j].label)),
+                    })
+                    .collect();
+                let batch_dir = out.join("batches").join(dir_name(i, &r.label));
+                ExperimentConfig::train_batch(gpu, &members, &batch_dir)?;
+            } else {
+                println!("sweep run {}/{}: {}", i + 1, runs.len(), r.label);
+                // The sweep's own run directory: a run cut short restarts from scratch.
+                r.config.train(gpu, &r.resolved, &dir, true)?;
+            }
+            batch.iter().for_each(|&j| trained[j] = true);
         }
         let cols = kind.summary_columns(&summary)?;
         if table.header.is_empty() {
@@ -281,6 +316,35 @@ pub fn run_sweep(gpu: &Gpu, sweep_path: &Path, out: &Path, overwrite: bool) -> R
         write_atomic(&out.join("summary.md"), markdown.as_bytes())?;
     }
     Ok(out.join("runs.csv"))
+}
+
+/// Run `i` and the later runs still to train that can share its batch (same batch key), at most
+/// the sweep's `batch` and what fits the device budget; just `[i]` for an experiment that does
+/// not batch.
+fn batch_of(
+    runs: &[SweepRun],
+    i: usize,
+    trained: &[bool],
+    out: &Path,
+    overwrite: bool,
+    limit: usize,
+) -> Vec<usize> {
+    let Some(key) = runs[i].config.batch_key() else {
+        return vec![i];
+    };
+    let most = runs[i].config.max_batch(limit);
+    let pending = |j: &usize| {
+        let done = out
+            .join(dir_name(*j, &runs[*j].label))
+            .join("summary.json")
+            .exists();
+        !trained[*j] && (overwrite || !done)
+    };
+    (i..runs.len())
+        .filter(pending)
+        .filter(|&j| runs[j].config.batch_key().as_ref() == Some(&key))
+        .take(most)
+        .collect()
 }
 
 /// Refuses a sweep directory that holds a single run, another sweep, or a sweep whose file is

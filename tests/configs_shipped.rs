@@ -28,11 +28,21 @@ fn every_experiment_config_loads() {
             // Through the CLI's loader: every shipped config names its experiment.
             let (cfg, _) = ExperimentConfig::load(&f, &[])
                 .unwrap_or_else(|e| panic!("{}: {}", f.display(), hypermod::error::report(&e)));
-            assert_eq!(cfg.kind(), Kind::Hyperteacher, "{}", f.display());
+            let want = if f.to_string_lossy().contains("theory") {
+                Kind::Theory
+            } else {
+                Kind::Hyperteacher
+            };
+            assert_eq!(cfg.kind(), want, "{}", f.display());
             n += 1;
         }
     }
     assert!(n >= 10, "only {n} configs found");
+    for f in toml_files("configs/theory") {
+        let (cfg, _) = ExperimentConfig::load(&f, &[])
+            .unwrap_or_else(|e| panic!("{}: {}", f.display(), hypermod::error::report(&e)));
+        assert_eq!(cfg.kind(), Kind::Theory, "{}", f.display());
+    }
     for (model, file) in [
         ("hnet_linear", "hnet_linear"),
         ("hnet_deepmlp", "hnet_deepmlp"),
@@ -79,6 +89,35 @@ fn every_sweep_expands_into_valid_runs() {
         assert_eq!(r.len(), runs, "{path}");
         let labels: std::collections::HashSet<_> = r.iter().map(|x| x.label.clone()).collect();
         assert_eq!(labels.len(), runs, "{path}: duplicate run labels");
+    }
+    // The theory sweeps: the authors' grids (spec §7.5) with every list's annotation.
+    for (name, runs, blessed) in [
+        ("overlap_discrete", 11 * 3, 4 * 3),
+        ("overlap_continuous", 8 * 3, 4 * 3),
+        ("quick_overlap_discrete", 11 * 3, 4 * 3),
+        ("quick_overlap_continuous", 8 * 3, 4 * 3),
+        ("overparam", 5 * 5 * 4 * 2 * 3, 5 * 5 * 4 * 2 * 3),
+    ] {
+        let path = format!("configs/theory/sweeps/{name}.toml");
+        let (_, r) =
+            hypermod::sweep::expand(Path::new(&path)).unwrap_or_else(|e| panic!("{path}: {e}"));
+        assert_eq!(r.len(), runs, "{path}");
+        let labels = r.iter().filter_map(|x| match &x.config {
+            ExperimentConfig::Theory(c) => Some(c.label().unwrap()),
+            _ => None,
+        });
+        let n_blessed = labels
+            .filter(|l| *l == hypermod::experiments::theory::task_list::Label::Blessed)
+            .count();
+        assert_eq!(n_blessed, blessed, "{path}: blessed runs");
+        // Every run of an overlap sweep shares one shape, so they batch together.
+        let keys: std::collections::HashSet<_> =
+            r.iter().map(|x| x.config.batch_key().unwrap()).collect();
+        assert_eq!(
+            keys.len(),
+            if name == "overparam" { 25 } else { 1 },
+            "{path}"
+        );
     }
     for f in toml_files("configs/hyperteacher/quick/sweeps") {
         let (_, r) = hypermod::sweep::expand(&f).unwrap_or_else(|e| panic!("{}: {e}", f.display()));

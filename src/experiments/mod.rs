@@ -201,6 +201,59 @@ impl ExperimentConfig {
     }
 }
 
+/// One run of a batch handed to [`ExperimentConfig::train_batch`]: its config, stored config
+/// text and run directory.
+pub struct BatchMember<'a> {
+    /// The validated config.
+    pub config: &'a ExperimentConfig,
+    /// Its resolved text (`config.toml`).
+    pub resolved: &'a str,
+    /// Its run directory.
+    pub dir: std::path::PathBuf,
+}
+
+impl ExperimentConfig {
+    /// For experiments that train several runs as one batch (theory), the key runs must share to
+    /// be batched together; `None` for experiments that run one at a time.
+    pub fn batch_key(&self) -> Option<String> {
+        match self {
+            ExperimentConfig::Hyperteacher(_) => None,
+            ExperimentConfig::Theory(c) => Some(theory::batch_key(c)),
+        }
+    }
+
+    /// How many runs of this config's shape one batch may hold, at most `limit`.
+    pub fn max_batch(&self, limit: usize) -> usize {
+        match self {
+            ExperimentConfig::Hyperteacher(_) => 1,
+            ExperimentConfig::Theory(c) => theory::batch::max_runs(c, limit),
+        }
+    }
+
+    /// Trains `members` (all with this config's [`ExperimentConfig::batch_key`]) as one batch in
+    /// `batch_dir` and writes each member's run directory as if it had run alone.
+    pub fn train_batch(gpu: &Gpu, members: &[BatchMember<'_>], batch_dir: &Path) -> Result<()> {
+        let theory: Option<Vec<theory::batch::Member<'_>>> = members
+            .iter()
+            .map(|m| match m.config {
+                ExperimentConfig::Theory(cfg) => Some(theory::batch::Member {
+                    cfg,
+                    resolved: m.resolved,
+                    dir: m.dir.clone(),
+                }),
+                ExperimentConfig::Hyperteacher(_) => None,
+            })
+            .collect();
+        match theory {
+            Some(ms) => theory::batch::train_batch(gpu, &ms, batch_dir),
+            None => Err(crate::error::arg_err(
+                "sweep",
+                "only theory runs train as a batch",
+            )),
+        }
+    }
+}
+
 /// Continues the run in `dir` from its last checkpoint, with the config stored there.
 pub fn resume(gpu: &Gpu, dir: &Path) -> Result<RunSummary> {
     let path = dir.join("config.toml");

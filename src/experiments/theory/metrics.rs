@@ -31,7 +31,8 @@ pub struct TheoryMetrics {
     /// The training step's ½·MSE after the last inner step (support loss).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub inner_loss: Option<f64>,
-    /// ½·mean over samples of mean_o (y − ŷ)² / mean_o y².
+    /// ½·mean over samples of mean_o (y − ŷ)² / mean_o y²; absent when a sample's teacher
+    /// output is exactly 0 (every hidden unit off: the reference reports inf).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rel_loss_sample: Option<f64>,
     /// ½·mean((y − ŷ)²) / mean(y²).

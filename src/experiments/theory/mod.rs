@@ -12,8 +12,8 @@
 //! [`Theory`] holds R independent runs (a single `hypermod train` is R = 1): each has its own
 //! seed, teacher, student, task list and learning rates, and draws exactly what it draws alone.
 
+pub mod batch;
 pub mod bench;
-// pub mod batch;
 pub mod columns;
 pub mod config;
 pub mod latents;
@@ -105,7 +105,8 @@ pub struct RunExtras {
     pub gen_alignment: Option<f64>,
 }
 
-/// Every run's extras (one run: its extras alone).
+/// Every run's extras: one run's extras alone, several as `runs: [...]` (`summary.json`
+/// flattens the extras into its top level, so they must be a map).
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(from = "ExtrasOneOrMany", into = "ExtrasOneOrMany")]
 pub struct RunsExtras(pub Vec<RunExtras>);
@@ -114,14 +115,14 @@ pub struct RunsExtras(pub Vec<RunExtras>);
 #[serde(untagged)]
 enum ExtrasOneOrMany {
     One(RunExtras),
-    Many(Vec<RunExtras>),
+    Many { runs: Vec<RunExtras> },
 }
 
 impl From<ExtrasOneOrMany> for RunsExtras {
     fn from(v: ExtrasOneOrMany) -> Self {
         match v {
             ExtrasOneOrMany::One(m) => RunsExtras(vec![m]),
-            ExtrasOneOrMany::Many(v) => RunsExtras(v),
+            ExtrasOneOrMany::Many { runs } => RunsExtras(runs),
         }
     }
 }
@@ -130,7 +131,7 @@ impl From<RunsExtras> for ExtrasOneOrMany {
     fn from(v: RunsExtras) -> Self {
         match <[RunExtras; 1]>::try_from(v.0) {
             Ok([one]) => ExtrasOneOrMany::One(one),
-            Err(many) => ExtrasOneOrMany::Many(many),
+            Err(runs) => ExtrasOneOrMany::Many { runs },
         }
     }
 }
@@ -417,7 +418,8 @@ impl Theory {
                 let metrics = TheoryMetrics {
                     loss,
                     inner_loss: None,
-                    rel_loss_sample: Some(rel_s),
+                    // Undefined (the reference's inf) when a sample's teacher output is 0.
+                    rel_loss_sample: rel_s.is_finite().then_some(rel_s),
                     rel_loss_population: Some(rel_p),
                     r2_train_vs_ood: r2_train,
                     r2_ood_vs_ood: r2_ood,
