@@ -261,6 +261,7 @@ fn a_run_in_a_batch_equals_the_run_alone() {
     let mut b = tiny(12, "0;1;2", false);
     b.train.lr = 3e-3;
     b.train.weight_decay = 1e-3;
+    b.train.lr_inner = 0.01;
     let train = |cfgs: &[TheoryConfig]| {
         let (exp, _) = Theory::new(gpu, cfgs).unwrap();
         for s in 0..3 {

@@ -270,13 +270,7 @@ impl Theory {
             student: student_t,
             seeds: ItemSeeds::upload(gpu, &seeds)?,
         };
-        let lr_inner = first.train.lr_inner as f32;
-        if cfgs.iter().any(|c| c.train.lr_inner as f32 != lr_inner) {
-            return Err(arg_err(
-                "theory",
-                "runs of one batch must share train.lr_inner",
-            ));
-        }
+        let lr_inner: Vec<f32> = cfgs.iter().map(|c| c.train.lr_inner as f32).collect();
         let train_size = EpisodeSize {
             tasks: tr.meta_batch,
             inner_inputs: tr.inputs,
@@ -288,8 +282,8 @@ impl Theory {
             query_inputs: tr.eval_inputs,
             ..train_size
         };
-        let train = Episode::new(gpu, &nets, train_size, &init, lr_inner)?;
-        let eval = Episode::new(gpu, &nets, eval_size, &init, lr_inner)?;
+        let train = Episode::new(gpu, &nets, train_size, &init, &lr_inner)?;
+        let eval = Episode::new(gpu, &nets, eval_size, &init, &lr_inner)?;
         let lr: Vec<f32> = cfgs.iter().map(|c| c.lr_at(0) as f32).collect();
         let wd: Vec<f32> = cfgs.iter().map(|c| c.train.weight_decay as f32).collect();
         let outer_cfg = AdamWConfig {

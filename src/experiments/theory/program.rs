@@ -153,8 +153,14 @@ pub struct Episode {
 
 impl Episode {
     /// Allocates and prepares an episode of `size` for `nets`; `init` is every run's constant
-    /// initial latent (`R · M̂` values).
-    pub fn new(gpu: &Gpu, nets: &Nets, size: EpisodeSize, init: &[f32], lr: f32) -> Result<Self> {
+    /// initial latent (`R · M̂` values), `lr` every run's inner Adam learning rate.
+    pub fn new(
+        gpu: &Gpu,
+        nets: &Nets,
+        size: EpisodeSize,
+        init: &[f32],
+        lr: &[f32],
+    ) -> Result<Self> {
         let (r, tt) = (nets.runs, size.tasks);
         let (t, s) = (nets.teacher_shape, nets.student_shape);
         let items = r * tt;
@@ -172,16 +178,19 @@ impl Episode {
         let inner = Pass::new(gpu, nets, items, size.inner_inputs)?;
         let query = Pass::new(gpu, nets, items, size.query_inputs)?;
         let per_item_latents = |t: &GpuTensor| t.view(t.offset(), items, 1, s.modules, s.modules);
+        // Adam is AdamW without weight decay; one learning rate per task, its run's.
         let adam_cfg = AdamWConfig {
-            lr,
             weight_decay: 0.0,
             ..AdamWConfig::default()
         };
-        let adam = AdamW::new(
+        let task_lr: Vec<f32> = lr.iter().flat_map(|&l| vec![l; tt]).collect();
+        let adam = AdamW::new_per_item(
             gpu,
             &per_item_latents(&inferred)?,
             &per_item_latents(&d_inferred)?,
             adam_cfg,
+            &task_lr,
+            &vec![0.0; items],
         )?;
         let generated = [&teacher_generated, &student_generated];
         let hnet_t = Dense::new(t.modules, t.generated_len());
