@@ -376,6 +376,23 @@ pub fn experiment_of<'t>(
     }
 }
 
+/// An experiment's own loader: the table's [`EXPERIMENT_KEY`] may be absent (the caller chose
+/// the experiment), but must not name another than `expected`.
+pub fn expect_experiment(
+    table: &toml::Table,
+    file: &Path,
+    expected: &'static str,
+) -> Result<(), ConfigError> {
+    match experiment_of(table, file)? {
+        Some(found) if found != expected => Err(ConfigError::WrongExperiment {
+            file: file.into(),
+            expected,
+            found: found.to_string(),
+        }),
+        _ => Ok(()),
+    }
+}
+
 /// Applies `overrides` to `table`, checks its keys against `T`'s [`Schema`] and deserialises.
 /// The [`EXPERIMENT_KEY`] is set aside first (type-checked, never overridable) and put back into
 /// the returned resolved table.

@@ -274,6 +274,22 @@ fn summarise<E: Experiment>(
     })
 }
 
+/// [`train`] into `dir`, fresh or (`resume`) from its checkpoint, timed from now.
+pub fn train_in<E: Experiment>(
+    gpu: &Gpu,
+    exp: &E,
+    schedule: &Schedule,
+    dir: &Path,
+    resume: bool,
+) -> Result<Summary<E::Metrics, E::Extras>> {
+    let plan = RunPlan {
+        dir: dir.to_path_buf(),
+        resume,
+        started: Instant::now(),
+    };
+    train(gpu, exp, schedule, &plan)
+}
+
 /// Refuses `--resume` of a directory without a checkpoint.
 pub fn check_resumable(dir: &Path) -> Result<()> {
     if dir.join(CHECKPOINT).exists() {

@@ -13,7 +13,6 @@ mod student;
 pub mod tasks;
 
 use std::path::Path;
-use std::time::Instant;
 
 use serde::{Deserialize, Serialize};
 
@@ -30,7 +29,7 @@ use crate::error::Result;
 use crate::gpu::Gpu;
 use crate::run::start_run_dir;
 use crate::train::meta::{data_stream, sample_latents, EpisodeMetrics, MetaLearner};
-use crate::train::runner::{self, Experiment, RunPlan, Schedule, SetMetrics, StepReport};
+use crate::train::runner::{self, Experiment, Schedule, SetMetrics, StepReport};
 
 /// The name configs give this experiment (`experiment = "hyperteacher"`).
 pub const NAME: &str = "hyperteacher";
@@ -227,11 +226,6 @@ pub fn resume(gpu: &Gpu, cfg: &HyperteacherConfig, dir: &Path) -> Result<Summary
 }
 
 fn train(gpu: &Gpu, cfg: &HyperteacherConfig, dir: &Path, resume: bool) -> Result<Summary> {
-    let plan = RunPlan {
-        dir: dir.to_path_buf(),
-        resume,
-        started: Instant::now(),
-    };
     let (exp, schedule) = Hyperteacher::new(gpu, cfg)?;
-    runner::train(gpu, &exp, &schedule, &plan)
+    runner::train_in(gpu, &exp, &schedule, dir, resume)
 }

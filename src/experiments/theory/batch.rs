@@ -9,7 +9,6 @@
 //! step, by the mean training-set loss of its runs.
 
 use std::path::{Path, PathBuf};
-use std::time::Instant;
 
 use serde_json::Value;
 
@@ -17,7 +16,7 @@ use super::{RunsExtras, RunsMetrics, Summary, Theory, TheoryConfig};
 use crate::error::{arg_err, Error, Result};
 use crate::gpu::Gpu;
 use crate::run::{create_dir, start_run_dir, write_atomic, write_json};
-use crate::train::runner::{self, RunPlan, SetMetrics};
+use crate::train::runner::{self, SetMetrics};
 
 /// Device memory one batch may use for its evaluation episode (the larger of the two).
 pub const BATCH_BYTES: usize = 2 << 30;
@@ -48,12 +47,7 @@ pub fn train_batch(gpu: &Gpu, members: &[Member<'_>], batch_dir: &Path) -> Resul
         .map(|m| format!("{}\n", m.dir.display()))
         .collect();
     write_atomic(&batch_dir.join("runs.txt"), listing.as_bytes())?;
-    let plan = RunPlan {
-        dir: batch_dir.to_path_buf(),
-        resume: false,
-        started: Instant::now(),
-    };
-    let summary = runner::train(gpu, &exp, &schedule, &plan)?;
+    let summary = runner::train_in(gpu, &exp, &schedule, batch_dir, false)?;
     let log = std::fs::read_to_string(batch_dir.join("metrics.jsonl")).map_err(
         crate::error::file_err("read", &batch_dir.join("metrics.jsonl")),
     )?;

@@ -23,7 +23,6 @@ pub mod program;
 pub mod task_list;
 
 use std::path::Path;
-use std::time::Instant;
 
 use serde::{Deserialize, Serialize};
 
@@ -41,7 +40,7 @@ use crate::ops::elementwise::copy;
 use crate::ops::rng::{fill_cpu, Distribution, ItemSeeds, RngKey};
 use crate::run::start_run_dir;
 use crate::train::meta::data_stream;
-use crate::train::runner::{self, Experiment, RunPlan, Schedule, SetMetrics, StepReport};
+use crate::train::runner::{self, Experiment, Schedule, SetMetrics, StepReport};
 
 /// The name configs give this experiment (`experiment = "theory"`).
 pub const NAME: &str = "theory";
@@ -208,6 +207,24 @@ fn shapes(cfg: &TheoryConfig) -> (NetShape, NetShape) {
     (teacher, student)
 }
 
+/// The training and evaluation episodes' sizes. Evaluation infers latents with the training
+/// inputs per inner step, as the reference, and scores on `eval_inputs`.
+fn episode_sizes(cfg: &TheoryConfig) -> (EpisodeSize, EpisodeSize) {
+    let tr = &cfg.train;
+    let train = EpisodeSize {
+        tasks: tr.meta_batch,
+        inner_inputs: tr.inputs,
+        query_inputs: tr.inputs,
+        steps_inner: tr.steps_inner,
+    };
+    let eval = EpisodeSize {
+        tasks: tr.eval_tasks,
+        query_inputs: tr.eval_inputs,
+        ..train
+    };
+    (train, eval)
+}
+
 impl Theory {
     /// Sets up the runs of `cfgs` (validated, all with one [`batch_key`]) and the loop's schedule.
     pub fn new(gpu: &Gpu, cfgs: &[TheoryConfig]) -> Result<(Theory, Schedule)> {
@@ -271,17 +288,7 @@ impl Theory {
             seeds: ItemSeeds::upload(gpu, &seeds)?,
         };
         let lr_inner: Vec<f32> = cfgs.iter().map(|c| c.train.lr_inner as f32).collect();
-        let train_size = EpisodeSize {
-            tasks: tr.meta_batch,
-            inner_inputs: tr.inputs,
-            query_inputs: tr.inputs,
-            steps_inner: tr.steps_inner,
-        };
-        let eval_size = EpisodeSize {
-            tasks: tr.eval_tasks,
-            query_inputs: tr.eval_inputs,
-            ..train_size
-        };
+        let (train_size, eval_size) = episode_sizes(first);
         let train = Episode::new(gpu, &nets, train_size, &init, &lr_inner)?;
         let eval = Episode::new(gpu, &nets, eval_size, &init, &lr_inner)?;
         let lr: Vec<f32> = cfgs.iter().map(|c| c.lr_at(0) as f32).collect();
@@ -323,14 +330,7 @@ impl Theory {
     /// The device bytes an evaluation episode of `runs` runs of `cfg` needs.
     pub fn eval_bytes(cfg: &TheoryConfig, runs: usize) -> usize {
         let (t, s) = shapes(cfg);
-        let tr = &cfg.train;
-        let size = EpisodeSize {
-            tasks: tr.eval_tasks,
-            inner_inputs: tr.inputs,
-            query_inputs: tr.eval_inputs,
-            steps_inner: tr.steps_inner,
-        };
-        size.bytes(runs, t, s)
+        episode_sizes(cfg).1.bytes(runs, t, s)
     }
 
     /// The parameters of every run, on the device.
@@ -632,13 +632,8 @@ pub fn resume(gpu: &Gpu, cfg: &TheoryConfig, dir: &Path) -> Result<Summary> {
 }
 
 fn train(gpu: &Gpu, cfg: &TheoryConfig, dir: &Path, resume: bool) -> Result<Summary> {
-    let plan = RunPlan {
-        dir: dir.to_path_buf(),
-        resume,
-        started: Instant::now(),
-    };
     let (exp, schedule) = Theory::new(gpu, std::slice::from_ref(cfg))?;
-    runner::train(gpu, &exp, &schedule, &plan)
+    runner::train_in(gpu, &exp, &schedule, dir, resume)
 }
 
 /// One line about the run for the CLI: the task list, its label and the parameter counts.
