@@ -193,3 +193,19 @@ def test_sweep_returns_runs_csv_rows(tmp_path):
     )
     rows = hypermod.sweep(sweep, out=tmp_path / "s", device=DEVICE)
     assert len(rows) == 2 and {r["seed"] for r in rows} == {"1", "2"}
+
+
+def test_theory_experiment_from_python(tmp_path):
+    # The theory experiment through the same API: step loop == train, and a batched sweep.
+    theory = str(REPO / "tests" / "data" / "tiny_theory.toml")
+    summary = hypermod.train(theory, out=tmp_path / "run", device=DEVICE)
+    assert summary["label"] == "blessed" and set(summary["final"]) == {"train", "h1", "h2", "h3"}
+    exp = hypermod.Experiment(theory, device=DEVICE)
+    for _ in range(exp.steps):
+        exp.step()
+    assert exp.evaluate() == summary["final"]
+    assert set(exp.state_dict()) >= {"student", "best_student", "outer.m"}
+    rows = hypermod.sweep(REPO / "tests" / "data" / "sweeps" / "tiny_theory.toml",
+                          out=tmp_path / "sweep", device=DEVICE)
+    assert len(rows) == 4 and {r["label"] for r in rows} == {"blessed", "doomed"}
+    assert all(float(r["ood_loss"]) > 0 for r in rows)
