@@ -98,7 +98,16 @@ fn a_batched_sweep_run_equals_the_run_alone() {
     assert!(csv.contains("blessed") && csv.contains("doomed"), "{csv}");
     assert!(sweep.join("summary.md").exists());
     run_ok(&["plot", sweep.to_str().unwrap()]);
-    assert!(sweep.join("sweep.svg").exists());
+    let sweep_svg = std::fs::read_to_string(sweep.join("sweep.svg")).unwrap();
+    assert!(
+        sweep_svg.contains("OOD loss"),
+        "the sweep plot's right panel"
+    );
+    let curves = std::fs::read_to_string(twin.join("learning_curves.svg")).unwrap();
+    assert!(
+        curves.contains("latent R²") && curves.contains("½·MSE"),
+        "theory curves' axes"
+    );
 }
 
 #[test]

@@ -1,4 +1,5 @@
-//! Learning curves of one run: query loss and accuracy vs step for every evaluation set.
+//! Learning curves of one run: query loss and accuracy vs step for every evaluation set (for an
+//! experiment without accuracy, the theory experiment, its latent R² in [0, 1] instead).
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -11,11 +12,14 @@ use serde::Deserialize;
 use super::render::*;
 use super::{check_dir, io_err, run_name, PlotError, Result};
 
-/// Loss and accuracy of one evaluation set (nulls, as JSON writes NaN, are kept as gaps).
+/// Loss and accuracy (or latent R²) of one evaluation set (nulls, as JSON writes NaN, are kept
+/// as gaps).
 #[derive(Debug, Clone, Deserialize)]
 struct SetMetrics {
     loss: Option<f64>,
     acc: Option<f64>,
+    #[serde(default)]
+    r2_train_vs_ood: Option<f64>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -33,6 +37,10 @@ type Pick = fn(&Point) -> Option<f64>;
 /// One line per evaluation set: (step, loss, acc) points.
 struct Curves {
     sets: Vec<(String, Vec<Point>)>,
+    /// The loss axis: the hyperteacher's KL (a run with accuracy) or the theory's ½·MSE.
+    loss: &'static str,
+    /// What the right panel shows (accuracy, or R² when the run logs no accuracy).
+    second: &'static str,
 }
 
 /// Plot order: valid, test, ood, ood_k1, ood_k2, …, then the rest alphabetically.
@@ -55,6 +63,7 @@ fn read_metrics(path: &Path) -> Result<Curves> {
     let text = std::fs::read_to_string(path).map_err(io_err(path))?;
     let mut by_set: BTreeMap<String, Vec<Point>> = BTreeMap::new();
     let mut records = 0;
+    let mut has_acc = false;
     for (i, line) in text.lines().enumerate() {
         if line.trim().is_empty() {
             continue;
@@ -67,10 +76,12 @@ fn read_metrics(path: &Path) -> Result<Curves> {
         records += 1;
         for (name, m) in r.sets {
             let fin = |v: Option<f64>| v.filter(|x| x.is_finite());
-            by_set
-                .entry(name)
-                .or_default()
-                .push((r.step, fin(m.loss), fin(m.acc)));
+            has_acc |= m.acc.is_some();
+            by_set.entry(name).or_default().push((
+                r.step,
+                fin(m.loss),
+                fin(m.acc.or(m.r2_train_vs_ood)),
+            ));
         }
     }
     if records == 0 || by_set.is_empty() {
@@ -80,7 +91,12 @@ fn read_metrics(path: &Path) -> Result<Curves> {
     }
     let mut sets: Vec<_> = by_set.into_iter().collect();
     sets.sort_by_key(|(n, _)| set_rank(n));
-    Ok(Curves { sets })
+    let (loss, second) = if has_acc {
+        ("query KL loss", "query accuracy")
+    } else {
+        ("query ½·MSE", "latent R² (train → set), clipped to [0, 1]")
+    };
+    Ok(Curves { sets, loss, second })
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -274,7 +290,7 @@ fn draw_curves<DB: DrawingBackend>(
         curve_panel(
             &panels[0],
             "query loss (log scale)",
-            "query KL loss",
+            curves.loss,
             x_range.clone(),
             (lo.exp()..hi.exp()).log_scale(),
             curves,
@@ -285,7 +301,7 @@ fn draw_curves<DB: DrawingBackend>(
         curve_panel(
             &panels[0],
             "query loss",
-            "query KL loss",
+            curves.loss,
             x_range.clone(),
             {
                 let r = padded(llo, lhi);
@@ -316,8 +332,8 @@ fn draw_curves<DB: DrawingBackend>(
     };
     curve_panel(
         &panels[1],
-        "query accuracy",
-        "query accuracy",
+        curves.second,
+        curves.second,
         x_range,
         lo..hi,
         curves,
