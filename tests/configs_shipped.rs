@@ -96,6 +96,8 @@ fn every_sweep_expands_into_valid_runs() {
         ("overlap_continuous", 8 * 3, 4 * 3),
         ("quick_overlap_discrete", 11 * 3, 4 * 3),
         ("quick_overlap_continuous", 8 * 3, 4 * 3),
+        ("medium_overlap_discrete", 11 * 3, 4 * 3),
+        ("medium_overlap_continuous", 8 * 3, 4 * 3),
         ("overparam", 5 * 5 * 4 * 2 * 3, 5 * 5 * 4 * 2 * 3),
     ] {
         let path = format!("configs/theory/sweeps/{name}.toml");
