@@ -491,3 +491,27 @@ fn fill_rejects_overlapping_output_and_bad_parameters() {
     let t = gpu.zeros(1, 2, 3).unwrap();
     assert!(fill_normal(gpu, &t, RngKey::default(), 0.0, f32::NAN).is_err());
 }
+
+/// Fills larger than the native backend's parallel chunks (4,096 elements) and its 64-element
+/// lane groups, with items that start at indices that are not multiples of 4 (shared keying),
+/// are bit-identical to the twin.
+#[test]
+fn large_fills_across_chunk_and_lane_boundaries_match_the_twin() {
+    let gpu = gpu_or_skip!();
+    let (batch, rows, cols) = (3, 101, 99); // 9,999 elements per item
+    let t = gpu.zeros(batch, rows, cols).unwrap();
+    let n = rows * cols;
+    for dist in DISTS {
+        let key = RngKey::new(77, 1 << 35);
+        let got = run_fill(gpu, dist, &t, key, -1.0, 3.0);
+        assert_bitwise(
+            &got,
+            &fill_cpu(dist, key, batch * n, -1.0, 3.0),
+            "shared keying",
+        );
+        let seeds = ItemSeeds::upload(gpu, &[5, 6, 7]).unwrap();
+        let got = run_fill(gpu, dist, &t, Keying::per_item(&seeds, 9), -1.0, 3.0);
+        let want = fill_per_item_cpu(dist, &[5, 6, 7], 9, n, -1.0, 3.0);
+        assert_bitwise(&got, &want, "per-item keying");
+    }
+}

@@ -16,6 +16,33 @@ use crate::ops::rng::{philox4x32_10, value, Distribution, Params, TRUNC_P_LO};
 /// Elements per parallel task inside one item.
 const CHUNK: usize = 4096;
 
+/// Philox blocks computed side by side (structure of arrays, so the rounds vectorise).
+const LANES: usize = 16;
+
+/// [`philox4x32_10`] of the blocks `first..first + LANES` (counter words `[block, 0, stream]`),
+/// word-major: `out[w][j]` is word `w` of block `first + j`. The same integer operations as the
+/// twin, so the same bits.
+fn philox_lanes(first: u32, stream: [u32; 2], key: [u32; 2]) -> [[u32; LANES]; 4] {
+    let mut c0: [u32; LANES] = std::array::from_fn(|j| first.wrapping_add(j as u32));
+    let (mut c1, mut c2, mut c3) = ([0u32; LANES], [stream[0]; LANES], [stream[1]; LANES]);
+    let mut k = key;
+    for _ in 0..10 {
+        for j in 0..LANES {
+            let m0 = 0xD251_1F53u64 * c0[j] as u64;
+            let m1 = 0xCD9E_8D57u64 * c2[j] as u64;
+            c0[j] = (m1 >> 32) as u32 ^ c1[j] ^ k[0];
+            c1[j] = m1 as u32;
+            c2[j] = (m0 >> 32) as u32 ^ c3[j] ^ k[1];
+            c3[j] = m0 as u32;
+        }
+        k = [
+            k[0].wrapping_add(0x9E37_79B9),
+            k[1].wrapping_add(0xBB67_AE85),
+        ];
+    }
+    [c0, c1, c2, c3]
+}
+
 /// What decides every value of a launch except the key and the index.
 #[derive(Clone, Copy)]
 struct Draw {
@@ -28,8 +55,30 @@ struct Draw {
 
 impl Draw {
     /// Writes the values of logical indices `start..start + out.len()` under `key`, one Philox
-    /// block per 4 indices (index `i` takes word `i % 4` of block `i / 4`).
+    /// block per 4 indices (index `i` takes word `i % 4` of block `i / 4`): whole groups of
+    /// [`LANES`] blocks through the lane-parallel Philox, the unaligned head and tail one by one.
     fn span(&self, out: &mut [f32], start: u32, key: [u32; 2]) {
+        let head = ((4 - start % 4) % 4).min(out.len() as u32) as usize;
+        let (first, rest) = out.split_at_mut(head);
+        self.scalar_span(first, start, key);
+        let group = 4 * LANES;
+        let whole = rest.len() / group * group;
+        let (body, tail) = rest.split_at_mut(whole);
+        let body_start = start + head as u32;
+        for (g, chunk) in body.chunks_exact_mut(group).enumerate() {
+            let block = (body_start as usize / 4 + g * LANES) as u32;
+            let words = philox_lanes(block, self.stream, key);
+            for (j, quad) in chunk.chunks_exact_mut(4).enumerate() {
+                for (w, o) in quad.iter_mut().enumerate() {
+                    *o = value(self.dist, words[w][j], self.a, self.s);
+                }
+            }
+        }
+        self.scalar_span(tail, body_start + whole as u32, key);
+    }
+
+    /// [`Draw::span`] one index at a time (the twin's order of operations).
+    fn scalar_span(&self, out: &mut [f32], start: u32, key: [u32; 2]) {
         let mut block: Option<(u32, [u32; 4])> = None;
         for (k, o) in out.iter_mut().enumerate() {
             let i = start + k as u32;
