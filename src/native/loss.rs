@@ -88,13 +88,15 @@ fn item_loss(
         let o = row(kind, z, t);
         sums[r % WG] += o.value;
         if let Some(g) = grad_rows.as_mut().and_then(|g| g.next()) {
-            for ((g, &zc), &yc) in g.iter_mut().zip(z).zip(t) {
-                let raw = if kind == Kind::Mse {
-                    zc - yc
-                } else {
-                    ((zc - o.m) - o.log_s).exp() * o.tsum - yc
-                };
-                *g = gscale * raw;
+            // One loop per kind: with the kind tested inside, the compiler if-converts the loop
+            // and evaluates the softmax's exp for MSE rows too.
+            let cells = g.iter_mut().zip(z).zip(t);
+            if kind == Kind::Mse {
+                cells.for_each(|((g, &zc), &yc)| *g = gscale * (zc - yc));
+            } else {
+                cells.for_each(|((g, &zc), &yc)| {
+                    *g = gscale * (((zc - o.m) - o.log_s).exp() * o.tsum - yc)
+                });
             }
         }
     }
