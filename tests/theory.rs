@@ -110,29 +110,27 @@ fn twin_step(
         f64s(&x)
     };
     let task = |v: &[f64], t: usize, len: usize| v[t * len..(t + 1) * len].to_vec();
+    // Task t's gradients of ½·MSE (scaled by `weight`) on inputs x at latents e_hat.
+    let grads = |x: &[f64], e_hat: &[f64], t: usize, weight: f64| {
+        let xt = task(x, t, n * ts.inputs);
+        let y = forward_cpu(ts, &teacher, &task(&e, t, ts.modules), &xt).y;
+        let et = task(e_hat, t, ss.modules);
+        let cache = forward_cpu(ss, &student, &et, &xt);
+        let (_, dy) = half_mse_cpu(&cache.y, &y);
+        let dy: Vec<f64> = dy.iter().map(|d| d * weight).collect();
+        backward_cpu(ss, &student, &et, &xt, &cache, &dy)
+    };
     for i in 0..k {
         let x = x_of(i);
-        let mut de = Vec::new();
-        for t in 0..tasks {
-            let xt = task(&x, t, n * ts.inputs);
-            let y = forward_cpu(ts, &teacher, &task(&e, t, ts.modules), &xt).y;
-            let et = task(&e_hat, t, ss.modules);
-            let cache = forward_cpu(ss, &student, &et, &xt);
-            let (_, dy) = half_mse_cpu(&cache.y, &y);
-            de.extend(backward_cpu(ss, &student, &et, &xt, &cache, &dy).de);
-        }
+        let de: Vec<f64> = (0..tasks)
+            .flat_map(|t| grads(&x, &e_hat, t, 1.0).de)
+            .collect();
         adamw_cpu(&mut e_hat, &de, &mut adam, &adam_cfg);
     }
     let x = x_of(k);
     let mut grad = vec![0.0; ss.param_len()];
     for t in 0..tasks {
-        let xt = task(&x, t, n * ts.inputs);
-        let y = forward_cpu(ts, &teacher, &task(&e, t, ts.modules), &xt).y;
-        let et = task(&e_hat, t, ss.modules);
-        let cache = forward_cpu(ss, &student, &et, &xt);
-        let (_, dy) = half_mse_cpu(&cache.y, &y);
-        let dy: Vec<f64> = dy.iter().map(|d| d / tasks as f64).collect();
-        let g = backward_cpu(ss, &student, &et, &xt, &cache, &dy);
+        let g = grads(&x, &e_hat, t, 1.0 / tasks as f64);
         for (acc, v) in grad.iter_mut().zip(g.dh.iter().chain(&g.dw2)) {
             *acc += v;
         }
@@ -342,4 +340,34 @@ fn metrics_on_known_answers() {
         assert!(err(&apa, &a) < 1e-9, "A·A⁺·A ≠ A for {m}×{n} rank {rank}");
         assert!(err(&pap, &p) < 1e-6, "A⁺·A·A⁺ ≠ A⁺ for {m}×{n} rank {rank}");
     }
+}
+
+/// One run's metrics serialise as a plain object, several as `{"runs": [...]}`; both read back.
+#[test]
+fn per_run_values_round_trip_as_one_object_or_a_runs_list() {
+    use hypermod::experiments::theory::{PerRun, TheoryMetrics};
+    let m = |loss| TheoryMetrics {
+        loss,
+        r2_train_vs_ood: Some(0.5),
+        ..TheoryMetrics::default()
+    };
+    let one = PerRun(vec![m(1.0)]);
+    let text = serde_json::to_string(&one).unwrap();
+    assert!(text.starts_with("{\"loss\":1.0"), "{text}");
+    assert_eq!(
+        serde_json::from_str::<PerRun<TheoryMetrics>>(&text).unwrap(),
+        one
+    );
+    let two = PerRun(vec![m(1.0), m(2.0)]);
+    let text = serde_json::to_string(&two).unwrap();
+    assert!(text.starts_with("{\"runs\":["), "{text}");
+    assert_eq!(
+        serde_json::from_str::<PerRun<TheoryMetrics>>(&text).unwrap(),
+        two
+    );
+    let empty = serde_json::to_string(&PerRun::<TheoryMetrics>(vec![])).unwrap();
+    assert_eq!(
+        empty,
+        serde_json::to_string(&TheoryMetrics::default()).unwrap()
+    );
 }

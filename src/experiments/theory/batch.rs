@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 
 use serde_json::Value;
 
-use super::{RunsExtras, RunsMetrics, Summary, Theory, TheoryConfig};
+use super::{PerRun, RunsMetrics, Summary, Theory, TheoryConfig};
 use crate::error::{arg_err, Error, Result};
 use crate::gpu::Gpu;
 use crate::run::{create_dir, start_run_dir, write_atomic, write_json};
@@ -59,11 +59,12 @@ pub fn train_batch(gpu: &Gpu, members: &[Member<'_>], batch_dir: &Path) -> Resul
     Ok(())
 }
 
-/// Element `k` of a batch value: a list's `k`-th entry, or the value itself for a batch of one.
+/// Element `k` of a batch value ([`super::PerRun`]): entry `k` of its `runs`, or the value
+/// itself for a batch of one.
 fn member(v: &Value, k: usize) -> Value {
-    match v {
-        Value::Array(items) => items.get(k).cloned().unwrap_or(Value::Null),
-        other => other.clone(),
+    match v.get("runs") {
+        Some(Value::Array(runs)) => runs.get(k).cloned().unwrap_or(Value::Null),
+        _ => v.clone(),
     }
 }
 
@@ -96,7 +97,7 @@ fn member_sets(sets: &SetMetrics<RunsMetrics>, k: usize) -> Result<SetMetrics<Ru
                 m.0.get(k)
                     .cloned()
                     .ok_or_else(|| arg_err("theory batch", format!("set {name} lacks run {k}")))?;
-            Ok((name.clone(), RunsMetrics(vec![one])))
+            Ok((name.clone(), PerRun(vec![one])))
         })
         .collect()
 }
@@ -116,7 +117,7 @@ fn member_summary(s: &Summary, k: usize) -> Result<Summary> {
         steps: s.steps,
         seconds: s.seconds,
         skipped_steps: s.skipped_steps,
-        extras: RunsExtras(vec![extras]),
+        extras: PerRun(vec![extras]),
         adapter: s.adapter.clone(),
     })
 }

@@ -48,41 +48,48 @@ pub const NAME: &str = "theory";
 /// Streams of the initial weights (above every data stream, whose purpose byte is < 0x80).
 const INIT_STREAM: u64 = 1 << 63;
 
-/// Every run's metrics of one step or evaluation set. One run serialises as its metrics alone
-/// (`metrics.jsonl` of `hypermod train`), several as a list.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
-#[serde(from = "OneOrMany", into = "OneOrMany")]
-pub struct RunsMetrics(pub Vec<TheoryMetrics>);
+/// One value per run of a batch. One run serialises as its value alone (so a single
+/// `hypermod train` writes plain metrics and summary fields), several as `{"runs": [...]}` (a
+/// map, because `summary.json` flattens the extras into its top level). Empty — the loop's
+/// step-0 training metrics, before any step — writes one default value.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct PerRun<T>(pub Vec<T>);
 
-#[derive(Serialize, Deserialize)]
+#[derive(Serialize)]
 #[serde(untagged)]
-enum OneOrMany {
-    One(TheoryMetrics),
-    Many(Vec<TheoryMetrics>),
+enum OneOrManyRef<'a, T> {
+    One(&'a T),
+    Many { runs: &'a [T] },
 }
 
-impl From<OneOrMany> for RunsMetrics {
-    fn from(v: OneOrMany) -> Self {
-        match v {
-            OneOrMany::One(m) => RunsMetrics(vec![m]),
-            OneOrMany::Many(v) => RunsMetrics(v),
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum OneOrMany<T> {
+    One(T),
+    Many { runs: Vec<T> },
+}
+
+impl<T: Serialize + Default> Serialize for PerRun<T> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        match self.0.as_slice() {
+            [] => OneOrManyRef::One(&T::default()).serialize(s),
+            [one] => OneOrManyRef::One(one).serialize(s),
+            runs => OneOrManyRef::Many { runs }.serialize(s),
         }
     }
 }
 
-impl From<RunsMetrics> for OneOrMany {
-    // Empty (the loop's step-0 training metrics, before any step) writes as one default
-    // record, so a single run's `metrics.jsonl` holds objects only.
-    fn from(v: RunsMetrics) -> Self {
-        if v.0.is_empty() {
-            return OneOrMany::One(TheoryMetrics::default());
-        }
-        match <[TheoryMetrics; 1]>::try_from(v.0) {
-            Ok([one]) => OneOrMany::One(one),
-            Err(many) => OneOrMany::Many(many),
-        }
+impl<'de, T: Deserialize<'de>> Deserialize<'de> for PerRun<T> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        Ok(match OneOrMany::deserialize(d)? {
+            OneOrMany::One(v) => PerRun(vec![v]),
+            OneOrMany::Many { runs } => PerRun(runs),
+        })
     }
 }
+
+/// Every run's metrics of one step or evaluation set.
+pub type RunsMetrics = PerRun<TheoryMetrics>;
 
 /// A run's `summary.json` fields of its own: the task list, its label and the three numbers a
 /// sweep compares (means over the h-hot families at the final state).
@@ -104,36 +111,8 @@ pub struct RunExtras {
     pub gen_alignment: Option<f64>,
 }
 
-/// Every run's extras: one run's extras alone, several as `runs: [...]` (`summary.json`
-/// flattens the extras into its top level, so they must be a map).
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
-#[serde(from = "ExtrasOneOrMany", into = "ExtrasOneOrMany")]
-pub struct RunsExtras(pub Vec<RunExtras>);
-
-#[derive(Serialize, Deserialize)]
-#[serde(untagged)]
-enum ExtrasOneOrMany {
-    One(RunExtras),
-    Many { runs: Vec<RunExtras> },
-}
-
-impl From<ExtrasOneOrMany> for RunsExtras {
-    fn from(v: ExtrasOneOrMany) -> Self {
-        match v {
-            ExtrasOneOrMany::One(m) => RunsExtras(vec![m]),
-            ExtrasOneOrMany::Many { runs } => RunsExtras(runs),
-        }
-    }
-}
-
-impl From<RunsExtras> for ExtrasOneOrMany {
-    fn from(v: RunsExtras) -> Self {
-        match <[RunExtras; 1]>::try_from(v.0) {
-            Ok([one]) => ExtrasOneOrMany::One(one),
-            Err(runs) => ExtrasOneOrMany::Many { runs },
-        }
-    }
-}
+/// Every run's extras.
+pub type RunsExtras = PerRun<RunExtras>;
 
 /// What `hypermod train` writes to `summary.json` for this experiment.
 pub type Summary = runner::Summary<RunsMetrics, RunsExtras>;
@@ -513,7 +492,7 @@ impl Experiment for Theory {
             .collect();
         let consecutive_skips = out.get(skips).iter().cloned().fold(0.0, f32::max) as u32;
         Ok(StepReport {
-            metrics: RunsMetrics(metrics),
+            metrics: PerRun(metrics),
             consecutive_skips,
         })
     }
@@ -584,7 +563,7 @@ impl Experiment for Theory {
             .zip(&per_run)
             .map(|(run, sets)| run_extras(&run.cfg, sets))
             .collect::<Result<_>>()?;
-        Ok(RunsExtras(extras))
+        Ok(PerRun(extras))
     }
 }
 

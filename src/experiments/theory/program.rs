@@ -139,7 +139,6 @@ pub struct Episode {
     pub latents: GpuTensor,
     /// Inferred student latents ê `[R × T × M̂]` (the inner loop's result).
     pub inferred: GpuTensor,
-    init: GpuTensor,
     inner: Pass,
     query: Pass,
     inner_inputs: Vec<RngDispatch>,
@@ -246,7 +245,6 @@ impl Episode {
             size,
             latents,
             inferred,
-            init: init_t,
             inner,
             query,
             inner_inputs,
@@ -315,16 +313,6 @@ impl Episode {
     /// The inputs the last inner step drew `[R·T × n × inputs]` (tests).
     pub fn inner_x(&self) -> &GpuTensor {
         &self.inner.x
-    }
-
-    /// The constant initial latents, tiled over tasks (tests).
-    pub fn initial_latents(&self) -> &GpuTensor {
-        &self.init
-    }
-
-    /// The input dispatch of inner step `i` (tests).
-    pub fn inner_input_dispatch(&self, i: usize) -> &RngDispatch {
-        &self.inner_inputs[i]
     }
 }
 
