@@ -5,8 +5,12 @@
 //   MODE 0 (normalise): s[row] = √C / ‖x[row]‖₂ and y[row] = x[row] · s[row]   (writes y and s)
 //   MODE 1 (scale):     y[row] = x[row] · s[row]                               (s only read)
 //
-// MODE 1 is the backward of MODE 0 under stop-gradient on the scale (de = dê · s). `s` is one
-// read_write binding in both modes so that a single pipeline layout serves them.
+//   MODE 2 (unit columns): s[col] = 1 / ‖x[:, col]‖₂ and y[:, col] = x[:, col] · s[col]; one
+//                          invocation per column, `total` = batch · cols, s is [batch × 1 × C]
+//
+// MODE 1 is the backward of MODE 0 under stop-gradient on the scale (de = dê · s). MODE 2 keeps
+// projection vectors on the unit sphere (the sine experiment's kernel initialisation). `s` is
+// one read_write binding in every mode so that a single pipeline layout serves them.
 
 struct Params {
     rows: u32,     // rows per item
@@ -33,6 +37,23 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
         @builtin(local_invocation_id) lid: vec3<u32>) {
     let g = (wid.x + wid.y * nwg.x) * WG + lid.x;
     if (g >= p.total) { return; }
+    if (MODE == 2u) {
+        let item = g / p.cols;
+        let c = g % p.cols;
+        let xb = p.x_off + item * p.x_stride + c;
+        let yb = p.y_off + item * p.y_stride + c;
+        var ss = 0.0;
+        for (var r = 0u; r < p.rows; r++) {
+            let v = x[xb + r * p.cols];
+            ss = fma(v, v, ss);
+        }
+        let sc = 1.0 / sqrt(ss);
+        s[p.s_off + item * p.s_stride + c] = sc;
+        for (var r = 0u; r < p.rows; r++) {
+            y[yb + r * p.cols] = x[xb + r * p.cols] * sc;
+        }
+        return;
+    }
     let item = g / p.rows;
     let r = g % p.rows;
     let xb = p.x_off + item * p.x_stride + r * p.cols;

@@ -9,6 +9,7 @@ use clap::{Parser, Subcommand};
 use hypermod::bench::{kernel_cases, run_cases, table_row, BenchReport, BenchSize};
 use hypermod::experiments::ExperimentConfig;
 use hypermod::gpu::{list_adapters, Gpu};
+use hypermod::sweep::Shard;
 
 #[derive(Parser)]
 #[command(
@@ -57,27 +58,89 @@ enum Command {
         overwrite: bool,
     },
     /// Run a sweep (grid × seeds over a base config); one row per run in `runs.csv`.
+    ///
+    /// `hypermod sweep FILE --out DIR` runs the sweep; with `--shard I/N` only the I-th of N
+    /// contiguous slices of its runs (one task of a job array, see tools/slurm_sweep.sh).
+    /// `hypermod sweep merge OUT DIR...` merges the shard directories into OUT as if the sweep
+    /// had run unsharded. A sweep file named `merge` must be given as a path (`./merge`).
+    #[command(
+        args_conflicts_with_subcommands = true,
+        subcommand_negates_reqs = true,
+        disable_help_subcommand = true,
+        override_usage = "hypermod sweep [OPTIONS] <SWEEP>\n       hypermod sweep merge <OUT> <DIRS>..."
+    )]
     Sweep {
+        /// Merge shard directories instead of running a sweep.
+        #[command(subcommand)]
+        action: Option<SweepCommand>,
         /// The sweep file (see configs/hyperteacher/sweeps/).
-        sweep: PathBuf,
-        /// Sweep directory (default: runs/<sweep name>-<unix time>). A sweep run again into its
-        /// own directory continues there.
+        #[arg(required = true)]
+        sweep: Option<PathBuf>,
+        /// Sweep directory (default: runs/<sweep name>-<unix time>, with `-shard-I` for a
+        /// shard). A sweep run again into its own directory continues there.
         #[arg(long)]
         out: Option<PathBuf>,
         /// Run into --out even if it holds a run or another sweep, running every run again.
         #[arg(long)]
         overwrite: bool,
+        /// Run only shard I of N (0 ≤ I < N): the runs ⌊I·len/N⌋ .. ⌊(I+1)·len/N⌋ of the sweep's
+        /// run list, a contiguous block (runs that batch together stay together). Run
+        /// directories keep their global index; --out records the shard (shard.json) and
+        /// refuses another. Join the shards with `hypermod sweep merge`.
+        #[arg(long, value_name = "I/N", value_parser = parse_shard)]
+        shard: Option<Shard>,
     },
     /// Plot a run directory (learning curves) or a sweep directory (every run plus sweep.svg/png).
     Plot {
         /// A run directory (has metrics.jsonl) or a sweep directory (has runs.csv).
         dir: PathBuf,
     },
+    /// The sine experiment's theory curves: the closed-form expected train / test loss of the
+    /// spec's reconstruction of Boopathy et al.'s Theorem 1 (and our overparameterised form) vs
+    /// n, p and m, with a sine sweep's monolithic test MSE overlaid and Ω fitted to it.
+    SineTheory {
+        /// Output directory: theory_curves.csv, theory_fit.json, theory_vs_{n,p,m}.{svg,png}.
+        #[arg(long)]
+        out: PathBuf,
+        /// A sine sweep directory (its runs.csv): overlay its monolithic mean test MSE and fit Ω.
+        #[arg(long, value_name = "SWEEP_DIR")]
+        sweep: Option<PathBuf>,
+        /// Model parameters p (default: the default monolithic MLP's [m,256,256,1] count per m).
+        #[arg(long)]
+        p: Option<usize>,
+        /// Training samples n of the p and m curves (default 1000, or the sweep's).
+        #[arg(long)]
+        n: Option<usize>,
+        /// The spectrum's Ω, α = Ω^(−m) (default: fitted to --sweep, else 2).
+        #[arg(long)]
+        omega: Option<f64>,
+    },
     /// Benchmarks.
     Bench {
         #[command(subcommand)]
         what: BenchCommand,
     },
+}
+
+#[derive(Subcommand)]
+enum SweepCommand {
+    /// Merge the shard directories of one sweep (`hypermod sweep FILE --shard I/N`) into OUT as
+    /// if the sweep had run unsharded there: every run directory (hard-linked, else copied),
+    /// then sweep.toml, runs.csv and summary.md. Refuses shards of different sweeps and lists
+    /// the runs no shard finished.
+    Merge {
+        /// The merged sweep directory (new, or one holding this sweep: runs it holds finished
+        /// are kept).
+        out: PathBuf,
+        /// The shard directories (e.g. OUT_ROOT/shard-*).
+        #[arg(required = true)]
+        dirs: Vec<PathBuf>,
+    },
+}
+
+/// `--shard I/N`, with the library's message for a bad value.
+fn parse_shard(s: &str) -> std::result::Result<Shard, String> {
+    s.parse::<Shard>().map_err(|e| e.to_string())
 }
 
 #[derive(Subcommand)]
@@ -202,10 +265,36 @@ fn run(cli: Cli) -> Result<()> {
             (None, None) => anyhow::bail!("give a config file or --resume RUN_DIR"),
         },
         Command::Sweep {
+            action: Some(SweepCommand::Merge { out, dirs }),
+            ..
+        } => {
+            let csv = hypermod::sweep::merge(&out, &dirs)?;
+            println!(
+                "merged {} shard directories → {}",
+                dirs.len(),
+                out.display()
+            );
+            println!("wrote {}", csv.display());
+            Ok(())
+        }
+        Command::Sweep {
+            action: None,
             sweep,
             out,
             overwrite,
-        } => run_sweep(sweep, out, overwrite),
+            shard,
+        } => {
+            // clap requires the file whenever there is no subcommand.
+            let sweep = sweep.context("give a sweep file")?;
+            run_sweep(sweep, out, overwrite, shard)
+        }
+        Command::SineTheory {
+            out,
+            sweep,
+            p,
+            n,
+            omega,
+        } => sine_theory(out, sweep, p, n, omega),
         Command::Plot { dir } => {
             for f in hypermod::report::plot_dir(&dir)? {
                 println!("wrote {}", f.display());
@@ -270,21 +359,55 @@ fn default_out(config: &std::path::Path) -> PathBuf {
     PathBuf::from("runs").join(format!("{stem}-{secs}"))
 }
 
-fn run_sweep(sweep: PathBuf, out: Option<PathBuf>, overwrite: bool) -> Result<()> {
+fn run_sweep(
+    sweep: PathBuf,
+    out: Option<PathBuf>,
+    overwrite: bool,
+    shard: Option<Shard>,
+) -> Result<()> {
     // Expanding validates every run's config before any GPU work starts.
     let (_, runs) = hypermod::sweep::expand(&sweep)?;
-    let out = out.unwrap_or_else(|| default_out(&sweep));
-    hypermod::sweep::check_sweep_dir(&sweep, &out, overwrite)?;
+    let out = out.unwrap_or_else(|| match shard {
+        // Shards started in the same second must not share a directory.
+        Some(s) => {
+            let mut d = default_out(&sweep).into_os_string();
+            d.push(format!("-shard-{}", s.index));
+            PathBuf::from(d)
+        }
+        None => default_out(&sweep),
+    });
+    hypermod::sweep::check_shard_dir(&sweep, &out, overwrite, shard)?;
     let gpu = Gpu::new()?;
-    println!(
-        "hypermod sweep {}: {} runs on {} → {}",
-        sweep.display(),
-        runs.len(),
-        gpu.adapter_info().name,
-        out.display()
-    );
-    let csv = stoppable(|| hypermod::sweep::run_sweep(&gpu, &sweep, &out, overwrite))?;
-    println!("wrote {}", csv.display());
+    match shard {
+        None => println!(
+            "hypermod sweep {}: {} runs on {} → {}",
+            sweep.display(),
+            runs.len(),
+            gpu.adapter_info().name,
+            out.display()
+        ),
+        Some(s) => {
+            let r = s.runs(runs.len());
+            let which = if r.is_empty() {
+                "no runs".to_string()
+            } else {
+                format!("runs {:03} to {:03}", r.start, r.end - 1)
+            };
+            println!(
+                "hypermod sweep {}, shard {s}: {} of {} runs ({which}) on {} → {}",
+                sweep.display(),
+                r.len(),
+                runs.len(),
+                gpu.adapter_info().name,
+                out.display()
+            );
+        }
+    }
+    let csv = stoppable(|| hypermod::sweep::run_sweep_shard(&gpu, &sweep, &out, overwrite, shard))?;
+    match csv {
+        Some(csv) => println!("wrote {}", csv.display()),
+        None => println!("shard without runs (more shards than the sweep's runs): nothing to run"),
+    }
     Ok(())
 }
 
@@ -316,6 +439,49 @@ fn resume_run(dir: PathBuf) -> Result<()> {
     );
     let s = stoppable(|| hypermod::experiments::resume(&gpu, &dir))?;
     println!("{}", serde_json::to_string_pretty(&s)?);
+    Ok(())
+}
+
+/// `hypermod sine-theory`: evaluates, writes and plots the sine theory curves.
+fn sine_theory(
+    out: PathBuf,
+    sweep: Option<PathBuf>,
+    p: Option<usize>,
+    n: Option<usize>,
+    omega: Option<f64>,
+) -> Result<()> {
+    use hypermod::experiments::sine::theory_curve as tc;
+    let table = match &sweep {
+        Some(dir) => Some(hypermod::report::RunsTable::read(&dir.join("runs.csv"))?),
+        None => None,
+    };
+    let theory = tc::evaluate(&tc::TheoryOptions { p, n, omega }, table.as_ref())?;
+    let s = theory.spectrum;
+    match (theory.omega_source, theory.fit) {
+        (tc::OmegaSource::Fitted, Some(f)) => println!(
+            "Ω = {:.4} fitted to {} empirical monolithic points (rms log error {:.3}); c = {}, d = {}",
+            s.omega, f.points, f.rms_log_error, s.c, s.d
+        ),
+        (source, _) => println!(
+            "Ω = {:.4} ({}); c = {}, d = {}{}",
+            s.omega,
+            match source {
+                tc::OmegaSource::Given => "given",
+                _ => "default: no sweep to fit",
+            },
+            s.c,
+            s.d,
+            theory
+                .rms_log_error
+                .map_or(String::new(), |e| format!("; rms log error on the sweep {e:.3}"))
+        ),
+    }
+    for f in tc::write(&out, &theory)? {
+        println!("wrote {}", f.display());
+    }
+    for f in tc::plot(&out, &theory)? {
+        println!("wrote {}", f.display());
+    }
     Ok(())
 }
 
@@ -399,6 +565,11 @@ fn bench_step(
                 hypermod::run::write_json(&path, &r)?;
             }
         }
+        ExperimentConfig::Sine(_) => anyhow::bail!(
+            "{}: a sine run is many small runs; measure them with `hypermod bench sweep {}`",
+            config.display(),
+            config.display()
+        ),
     }
     Ok(())
 }

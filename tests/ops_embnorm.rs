@@ -85,3 +85,43 @@ fn embnorm_rejects_bad_shapes_naming_them() {
         .to_string();
     assert!(err.contains("batch"), "{err}");
 }
+
+#[test]
+fn normalize_columns_matches_cpu_twin_on_random_shapes() {
+    use hypermod::ops::embnorm::{normalize_columns, normalize_columns_cpu};
+    let gpu = gpu_or_skip!();
+    let mut rng = common::rng(43);
+    for case in 0..22 {
+        let batch = if case % 4 == 0 {
+            1
+        } else {
+            common::size(&mut rng, 2, 9)
+        };
+        let rows = common::size(&mut rng, 1, 70);
+        let cols = common::size(&mut rng, 1, 5);
+        let ctx = format!("case {case} [{batch}×{rows}×{cols}]");
+        let x = common::uniform(&mut rng, batch * rows * cols);
+        let (want, want_s) = normalize_columns_cpu(&common::widen(&x), rows, cols);
+        let xt = if case % 2 == 1 {
+            common::padded(gpu, &x, batch, rows, cols)
+        } else {
+            gpu.upload(&x, batch, rows, cols).unwrap()
+        };
+        let yt = common::padded(gpu, &vec![f32::NAN; x.len()], batch, rows, cols);
+        let st = common::padded(gpu, &vec![f32::NAN; batch * cols], batch, 1, cols);
+        let d = normalize_columns(gpu, &xt, &yt, &st).unwrap();
+        gpu.run(&[&d]).unwrap();
+        // As for the row normalisation, with the column length R in place of C.
+        let rel = (rows as f64 / 2.0 + 4.0) * U * 2.0;
+        let got = gpu.read(&yt).unwrap();
+        common::assert_close(&got, &want, |i| rel * want[i].abs(), &ctx);
+        let s = gpu.read(&st).unwrap();
+        common::assert_close(&s, &want_s, |i| rel * want_s[i].abs(), &ctx);
+        common::assert_gaps_untouched(gpu, &yt, &ctx);
+        common::assert_gaps_untouched(gpu, &st, &ctx);
+    }
+    let x = gpu.zeros(2, 3, 4).unwrap();
+    let y = gpu.zeros(2, 3, 4).unwrap();
+    let wrong = gpu.zeros(2, 3, 1).unwrap();
+    assert!(normalize_columns(gpu, &x, &y, &wrong).is_err());
+}

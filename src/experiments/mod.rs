@@ -8,10 +8,12 @@
 //! default would make a file's meaning depend on which experiments exist.
 
 pub mod hyperteacher;
+pub mod per_run;
 pub mod session;
+pub mod sine;
 pub mod theory;
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
@@ -20,11 +22,13 @@ use crate::error::{Error, Result};
 use crate::gpu::Gpu;
 use crate::report::plot::SweepPlot;
 use crate::report::runs_table::Measure;
+use crate::report::RunsTable;
 use hyperteacher::HyperteacherConfig;
+use sine::SineConfig;
 use theory::TheoryConfig;
 
 /// Every experiment's name, as configs spell it.
-pub const KNOWN: &[&str] = &[hyperteacher::NAME, theory::NAME];
+pub const KNOWN: &[&str] = &[hyperteacher::NAME, theory::NAME, sine::NAME];
 
 /// Which experiment a config is for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -33,6 +37,8 @@ pub enum Kind {
     Hyperteacher,
     /// Schug et al.'s theory-verification experiment ([`theory`]).
     Theory,
+    /// Boopathy et al.'s sine-wave modular regression ([`sine`]).
+    Sine,
 }
 
 impl Kind {
@@ -42,6 +48,7 @@ impl Kind {
         match name {
             hyperteacher::NAME => Ok(Kind::Hyperteacher),
             theory::NAME => Ok(Kind::Theory),
+            sine::NAME => Ok(Kind::Sine),
             other => Err(Error::Experiment {
                 file: file.to_path_buf(),
                 problem: format!("unknown experiment `{other}`"),
@@ -74,13 +81,14 @@ impl Kind {
         match self {
             Kind::Hyperteacher => hyperteacher::NAME,
             Kind::Theory => theory::NAME,
+            Kind::Sine => sine::NAME,
         }
     }
 
     /// The config key a sweep's `seeds` set.
     pub fn seed_key(self) -> &'static str {
         match self {
-            Kind::Hyperteacher | Kind::Theory => "train.seed",
+            Kind::Hyperteacher | Kind::Theory | Kind::Sine => "train.seed",
         }
     }
 
@@ -89,14 +97,17 @@ impl Kind {
         match self {
             Kind::Hyperteacher => hyperteacher::columns::summary_columns(path),
             Kind::Theory => theory::columns::summary_columns(path),
+            Kind::Sine => sine::columns::summary_columns(path),
         }
     }
 
-    /// What `hypermod plot SWEEP_DIR` compares per grid point.
-    pub fn sweep_plot(self) -> SweepPlot {
+    /// What `hypermod plot SWEEP_DIR` compares per grid point; `None` for the sine experiment,
+    /// whose grids are too large for one panel per point (its scaling plots replace it).
+    pub fn sweep_plot(self) -> Option<SweepPlot> {
         match self {
-            Kind::Hyperteacher => hyperteacher::columns::SWEEP_PLOT,
-            Kind::Theory => theory::columns::SWEEP_PLOT,
+            Kind::Hyperteacher => Some(hyperteacher::columns::SWEEP_PLOT),
+            Kind::Theory => Some(theory::columns::SWEEP_PLOT),
+            Kind::Sine => None,
         }
     }
 
@@ -105,6 +116,29 @@ impl Kind {
         match self {
             Kind::Hyperteacher => hyperteacher::columns::MEASURES,
             Kind::Theory => theory::columns::MEASURES,
+            Kind::Sine => sine::columns::MEASURES,
+        }
+    }
+
+    /// Writes the experiment's own sweep-level files from the sweep's `runs.csv` table (the
+    /// sine experiment's `summary.csv`); nothing for the others.
+    pub fn write_sweep_summary(self, out: &Path, table: &RunsTable) -> Result<()> {
+        match self {
+            Kind::Sine => sine::sample_complexity::write_summary(out, table),
+            Kind::Hyperteacher | Kind::Theory => Ok(()),
+        }
+    }
+
+    /// The experiment's own sweep plots (the sine experiment's scaling plots); none for the
+    /// others.
+    pub fn plot_sweep_extra(
+        self,
+        out: &Path,
+        table: &RunsTable,
+    ) -> std::result::Result<Vec<PathBuf>, crate::report::plot::PlotError> {
+        match self {
+            Kind::Sine => sine::sample_complexity::plot(out, table),
+            Kind::Hyperteacher | Kind::Theory => Ok(Vec::new()),
         }
     }
 }
@@ -116,6 +150,8 @@ pub enum ExperimentConfig {
     Hyperteacher(HyperteacherConfig),
     /// A theory config.
     Theory(TheoryConfig),
+    /// A sine config.
+    Sine(SineConfig),
 }
 
 /// A finished run's `summary.json`, whatever the experiment (serialises as the experiment's own).
@@ -126,6 +162,8 @@ pub enum RunSummary {
     Hyperteacher(hyperteacher::Summary),
     /// A theory run's (or batch's) summary.
     Theory(theory::Summary),
+    /// A sine run's (or batch's) summary.
+    Sine(sine::Summary),
 }
 
 impl ExperimentConfig {
@@ -151,6 +189,10 @@ impl ExperimentConfig {
                 let (cfg, table) = TheoryConfig::from_table(table, path, overrides)?;
                 Ok((ExperimentConfig::Theory(cfg), table))
             }
+            Kind::Sine => {
+                let (cfg, table) = SineConfig::from_table(table, path, overrides)?;
+                Ok((ExperimentConfig::Sine(cfg), table))
+            }
         }
     }
 
@@ -159,6 +201,7 @@ impl ExperimentConfig {
         match self {
             ExperimentConfig::Hyperteacher(_) => Kind::Hyperteacher,
             ExperimentConfig::Theory(_) => Kind::Theory,
+            ExperimentConfig::Sine(_) => Kind::Sine,
         }
     }
 
@@ -166,7 +209,7 @@ impl ExperimentConfig {
     pub fn as_hyperteacher(&self) -> Option<&HyperteacherConfig> {
         match self {
             ExperimentConfig::Hyperteacher(c) => Some(c),
-            ExperimentConfig::Theory(_) => None,
+            ExperimentConfig::Theory(_) | ExperimentConfig::Sine(_) => None,
         }
     }
 
@@ -178,6 +221,7 @@ impl ExperimentConfig {
                 format!("{:?}, {meta} meta / {task} task parameters", c.model.kind)
             }
             ExperimentConfig::Theory(c) => theory::describe(c),
+            ExperimentConfig::Sine(c) => sine::describe(c),
         }
     }
 
@@ -196,6 +240,9 @@ impl ExperimentConfig {
             }
             ExperimentConfig::Theory(c) => {
                 theory::run(gpu, c, resolved, out, overwrite).map(RunSummary::Theory)
+            }
+            ExperimentConfig::Sine(c) => {
+                sine::run(gpu, c, resolved, out, overwrite).map(RunSummary::Sine)
             }
         }
     }
@@ -219,6 +266,7 @@ impl ExperimentConfig {
         match self {
             ExperimentConfig::Hyperteacher(_) => None,
             ExperimentConfig::Theory(c) => Some(theory::batch_key(c)),
+            ExperimentConfig::Sine(c) => Some(sine::batch_key(c)),
         }
     }
 
@@ -227,31 +275,57 @@ impl ExperimentConfig {
         match self {
             ExperimentConfig::Hyperteacher(_) => 1,
             ExperimentConfig::Theory(c) => theory::batch::max_runs(c, limit),
+            ExperimentConfig::Sine(c) => sine::max_runs(c, limit),
         }
     }
 
     /// Trains `members` (all with this config's [`ExperimentConfig::batch_key`]) as one batch in
     /// `batch_dir` and writes each member's run directory as if it had run alone.
     pub fn train_batch(gpu: &Gpu, members: &[BatchMember<'_>], batch_dir: &Path) -> Result<()> {
-        let theory: Option<Vec<theory::batch::Member<'_>>> = members
-            .iter()
-            .map(|m| match m.config {
-                ExperimentConfig::Theory(cfg) => Some(theory::batch::Member {
-                    cfg,
-                    resolved: m.resolved,
-                    dir: m.dir.clone(),
-                }),
-                ExperimentConfig::Hyperteacher(_) => None,
-            })
-            .collect();
-        match theory {
-            Some(ms) => theory::batch::train_batch(gpu, &ms, batch_dir),
-            None => Err(crate::error::arg_err(
+        let dir = |m: &BatchMember<'_>| m.dir.clone();
+        match members.first().map(|m| m.config) {
+            Some(ExperimentConfig::Theory(_)) => {
+                let ms: Option<Vec<theory::batch::Member<'_>>> = members
+                    .iter()
+                    .map(|m| match m.config {
+                        ExperimentConfig::Theory(cfg) => Some(theory::batch::Member {
+                            cfg,
+                            resolved: m.resolved,
+                            dir: dir(m),
+                        }),
+                        _ => None,
+                    })
+                    .collect();
+                let ms = ms.ok_or_else(mixed_batch)?;
+                theory::batch::train_batch(gpu, &ms, batch_dir)
+            }
+            Some(ExperimentConfig::Sine(_)) => {
+                let ms: Option<Vec<(&SineConfig, per_run::MemberDir<'_>)>> = members
+                    .iter()
+                    .map(|m| match m.config {
+                        ExperimentConfig::Sine(cfg) => Some((
+                            cfg,
+                            per_run::MemberDir {
+                                resolved: m.resolved,
+                                dir: dir(m),
+                            },
+                        )),
+                        _ => None,
+                    })
+                    .collect();
+                let ms = ms.ok_or_else(mixed_batch)?;
+                sine::train_batch(gpu, &ms, batch_dir)
+            }
+            _ => Err(crate::error::arg_err(
                 "sweep",
-                "only theory runs train as a batch",
+                "only theory and sine runs train as a batch",
             )),
         }
     }
+}
+
+fn mixed_batch() -> Error {
+    crate::error::arg_err("sweep", "a batch mixes experiments")
 }
 
 /// Continues the run in `dir` from its last checkpoint, with the config stored there.
@@ -268,5 +342,6 @@ pub fn resume(gpu: &Gpu, dir: &Path) -> Result<RunSummary> {
             hyperteacher::resume(gpu, &c, dir).map(RunSummary::Hyperteacher)
         }
         ExperimentConfig::Theory(c) => theory::resume(gpu, &c, dir).map(RunSummary::Theory),
+        ExperimentConfig::Sine(c) => sine::resume(gpu, &c, dir).map(RunSummary::Sine),
     }
 }

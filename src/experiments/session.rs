@@ -13,6 +13,7 @@ use std::path::Path;
 use crate::checkpoint::{Checkpoint, TensorState};
 use crate::error::{Error, Result};
 use crate::experiments::hyperteacher::Hyperteacher;
+use crate::experiments::sine::Sine;
 use crate::experiments::theory::Theory;
 use crate::experiments::ExperimentConfig;
 use crate::gpu::Gpu;
@@ -22,6 +23,7 @@ use crate::train::runner::{Experiment, Schedule};
 enum Inner {
     Hyperteacher(Box<Hyperteacher>),
     Theory(Box<Theory>),
+    Sine(Box<Sine>),
 }
 
 /// One experiment, its device, and how many steps it has trained.
@@ -52,6 +54,10 @@ impl Session {
                 let (exp, schedule) = Theory::new(&gpu, std::slice::from_ref(c))?;
                 (Inner::Theory(Box::new(exp)), schedule)
             }
+            ExperimentConfig::Sine(c) => {
+                let (exp, schedule) = Sine::new(&gpu, std::slice::from_ref(c), false)?;
+                (Inner::Sine(Box::new(exp)), schedule)
+            }
         };
         Ok(Session {
             gpu,
@@ -73,6 +79,10 @@ impl Session {
                 let r = e.train_step(&self.gpu, self.steps_done)?;
                 (json(&r.metrics)?, r.consecutive_skips)
             }
+            Inner::Sine(e) => {
+                let r = e.train_step(&self.gpu, self.steps_done)?;
+                (json(&r.metrics)?, r.consecutive_skips)
+            }
         };
         self.steps_done += 1;
         Ok(serde_json::json!({
@@ -87,6 +97,7 @@ impl Session {
         match &self.inner {
             Inner::Hyperteacher(e) => json(&e.evaluate(&self.gpu)?),
             Inner::Theory(e) => json(&e.evaluate(&self.gpu)?),
+            Inner::Sine(e) => json(&e.evaluate(&self.gpu)?),
         }
     }
 
@@ -94,6 +105,7 @@ impl Session {
         match &self.inner {
             Inner::Hyperteacher(e) => e.state(),
             Inner::Theory(e) => e.state(),
+            Inner::Sine(e) => e.state(),
         }
     }
 

@@ -8,7 +8,7 @@ use rayon::prelude::*;
 
 use crate::error::Result;
 use crate::native::layernorm::{rows, rows_mut};
-use crate::native::Launch;
+use crate::native::{items, items_mut, Launch};
 use crate::ops::embnorm::Params;
 
 /// Runs one launch of `embnorm::main`.
@@ -20,6 +20,7 @@ pub(crate) fn run(l: &mut Launch<'_>) -> Result<()> {
     let normalise = match l.constant("MODE", 0.0) as u32 {
         0 => true,
         1 => false,
+        2 => return unit_columns(l, &p),
         m => return Err(l.err(format!("unknown MODE {m}"))),
     };
     let (nrows, cols, total) = (p.rows as usize, p.cols as usize, p.total as usize);
@@ -61,4 +62,28 @@ pub(crate) fn run(l: &mut Launch<'_>) -> Result<()> {
 /// `y = x · s` element-wise.
 fn scale(x: &[f32], s: f32, y: &mut [f32]) {
     y.iter_mut().zip(x).for_each(|(y, &v)| *y = v * s);
+}
+
+/// MODE 2: every column of every item scaled to unit norm; one task per item, the columns' sums
+/// of squares in the shader's row order.
+fn unit_columns(l: &mut Launch<'_>, p: &Params) -> Result<()> {
+    let (nrows, cols, total) = (p.rows as usize, p.cols as usize, p.total as usize);
+    if total == 0 || cols == 0 {
+        return Ok(());
+    }
+    let batch = total / cols;
+    let x = l.read(1)?;
+    let (y, s) = (l.write(2)?, l.write(3)?);
+    let len = nrows * cols;
+    let xs = items(x, p.x_off as usize, p.x_stride as usize, len, batch)?;
+    let ys = items_mut(y, p.y_off as usize, p.y_stride as usize, len, batch)?;
+    let ss = items_mut(s, p.s_off as usize, p.s_stride as usize, cols, batch)?;
+    xs.into_par_iter().zip(ys).zip(ss).for_each(|((x, y), s)| {
+        for (c, sc) in s.iter_mut().enumerate() {
+            let sumsq = (0..nrows).fold(0.0f32, |acc, r| acc + x[r * cols + c] * x[r * cols + c]);
+            *sc = 1.0 / sumsq.sqrt();
+            (0..nrows).for_each(|r| y[r * cols + c] = x[r * cols + c] * *sc);
+        }
+    });
+    Ok(())
 }

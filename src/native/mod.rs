@@ -16,6 +16,7 @@
 //! AVX-512 through the `gemm` crate's run-time dispatch.
 
 pub(crate) mod adamw;
+pub(crate) mod cholesky;
 pub(crate) mod elementwise;
 pub(crate) mod embnorm;
 pub(crate) mod gather;
@@ -24,6 +25,7 @@ pub(crate) mod layernorm;
 pub(crate) mod loss;
 pub(crate) mod reduce;
 pub(crate) mod rng;
+pub(crate) mod sine;
 pub(crate) mod softmax;
 
 use std::cell::UnsafeCell;

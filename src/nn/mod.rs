@@ -7,6 +7,7 @@
 //! |---|---|---|
 //! | [`Dense`] `act(scale·x@w + b)` | one GEMM forward; dW, db, dx | [`linear_forward`], [`linear_backward`] |
 //! | [`Mlp`] stack of `Dense` | forward, backward to the lowest trained layer | [`mlp_forward`], [`mlp_backward`] |
+//! | [`PackedMlp`] an `Mlp` per item, parameters packed `[items × 1 × P]` | init from per-item seeds | (the `Mlp` twin) |
 //! | [`LayerNorm`] | forward with kept stats; dx, dγ, dβ | [`layernorm_forward`], [`layernorm_backward`] |
 //! | [`EmbeddingNorm`] `ê = e·sg(√T/‖e‖)` | slot-major ê for banked GEMMs | [`embedding_norm_forward`] |
 //! | linear bank `gen = ê @ B` | `Dense::new(T, chunk)` over the slot's rows of all items, `B` shared | `linear_forward` |
@@ -53,6 +54,7 @@ mod dense;
 mod embnorm;
 mod layernorm;
 mod mlp;
+mod packed;
 mod param;
 
 pub use deep_bank::{DeepBank, DeepBankCache, DeepBankProgram, ParamFn};
@@ -65,4 +67,5 @@ pub use embnorm::{
 };
 pub use layernorm::{layernorm_backward, layernorm_forward, LayerNorm, LnCache, LnStats, LN_EPS};
 pub use mlp::{mlp_backward, mlp_forward, LayerGrads, LayerParams, Mlp, MlpCache, MlpProgram};
+pub use packed::{PackedMlp, WeightInit};
 pub use param::{Binding, Param};

@@ -45,11 +45,13 @@ fn launch(
 ) -> Result<Dispatch> {
     common_batch(op, &[("x", x), ("y", y), ("s", s)])?;
     let (r, c) = (x.rows(), x.cols());
-    if y.rows() != r || y.cols() != c || s.rows() != r || s.cols() != 1 {
+    // Row modes scale rows ([·×R×1] scales), the column mode columns ([·×1×C]).
+    let (sr, sc) = if mode == 2 { (1, c) } else { (r, 1) };
+    if y.rows() != r || y.cols() != c || s.rows() != sr || s.cols() != sc {
         return Err(shape_err(
             op,
             format!(
-                "x {} needs y [·×{r}×{c}] and scales [·×{r}×1], got y {} and scales {}",
+                "x {} needs y [·×{r}×{c}] and scales [·×{sr}×{sc}], got y {} and scales {}",
                 x.shape_str(),
                 y.shape_str(),
                 s.shape_str()
@@ -57,13 +59,13 @@ fn launch(
         ));
     }
     check_output(op, "y", y)?;
-    if mode == 0 {
+    if mode != 1 {
         check_output(op, "scales", s)?;
     }
     let (x_off, x_stride) = place(op, "x", x)?;
     let (y_off, y_stride) = place(op, "y", y)?;
     let (s_off, s_stride) = place(op, "scales", s)?;
-    let total = x.batch() * r;
+    let total = x.batch() * if mode == 2 { c } else { r };
     let params = Params {
         rows: to_u32(op, "rows", r)?,
         cols: to_u32(op, "cols", c)?,
@@ -86,7 +88,7 @@ fn launch(
     };
     let n = x.len() as f64;
     let cost = Cost {
-        flops: if mode == 0 { 3.0 * n } else { n },
+        flops: if mode == 1 { n } else { 3.0 * n },
         bytes: 4.0 * (2.0 * n + total as f64),
     };
     gpu.dispatch(
@@ -115,6 +117,36 @@ pub fn embedding_normalize(
 /// buffer with `x` or `y`.
 pub fn scale_rows(gpu: &Gpu, x: &GpuTensor, scales: &GpuTensor, y: &GpuTensor) -> Result<Dispatch> {
     launch(gpu, "scale_rows", 1, x, y, scales)
+}
+
+/// Prepares `s[b, c] = 1 / ‖x[b, :, c]‖₂` and `y = x · s` column-wise, for `x`, `y`
+/// `[B × R × C]` and `scales` `[B × 1 × C]`: every column of every item scaled to unit norm (a
+/// zero column yields an infinite scale). `y` may not share a buffer with `x`.
+pub fn normalize_columns(
+    gpu: &Gpu,
+    x: &GpuTensor,
+    y: &GpuTensor,
+    scales: &GpuTensor,
+) -> Result<Dispatch> {
+    launch(gpu, "normalize_columns", 2, x, y, scales)
+}
+
+/// CPU twin of [`normalize_columns`] on contiguous host data (`items` of `rows × cols`):
+/// returns `(y, scales)`.
+pub fn normalize_columns_cpu<T: Real>(x: &[T], rows: usize, cols: usize) -> (Vec<T>, Vec<T>) {
+    let mut y = x.to_vec();
+    let mut scales = Vec::new();
+    for item in y.chunks_mut(rows * cols) {
+        for c in 0..cols {
+            let ss: T = (0..rows)
+                .map(|r| item[r * cols + c] * item[r * cols + c])
+                .sum();
+            let s = T::from_f64(1.0) / ss.sqrt();
+            (0..rows).for_each(|r| item[r * cols + c] = item[r * cols + c] * s);
+            scales.push(s);
+        }
+    }
+    (y, scales)
 }
 
 /// CPU twin of [`embedding_normalize`] on contiguous host data (`e`: rows·C values, any number

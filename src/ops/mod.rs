@@ -11,6 +11,7 @@
 
 pub mod activation;
 pub mod adamw;
+pub mod cholesky;
 pub mod elementwise;
 pub mod embnorm;
 pub mod gather;
@@ -19,6 +20,7 @@ pub mod layernorm;
 pub mod loss;
 pub mod reduce;
 pub mod rng;
+pub mod sine;
 pub mod softmax;
 
 use crate::error::{shape_err, Result};

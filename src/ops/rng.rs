@@ -38,11 +38,13 @@ use crate::ops::to_u32;
 mod keying;
 pub use keying::{ItemSeeds, Keying};
 
-/// `shaders/rng.wgsl` after the shared Philox of `shaders/philox.wgsl`.
+/// `shaders/rng.wgsl` after the shared Philox (`shaders/philox.wgsl`) and normal
+/// (`shaders/normal.wgsl`).
 pub static SHADER: Shader = Shader {
     name: "rng",
     source: concat!(
         include_str!("../../shaders/philox.wgsl"),
+        include_str!("../../shaders/normal.wgsl"),
         include_str!("../../shaders/rng.wgsl")
     ),
     native: crate::native::rng::run,
@@ -223,8 +225,7 @@ fn fill(
     }
     let (params, seeds) = fill_params(op, t, key)?;
     let params = Params { a, s, ..params };
-    let table = gpu.zeros(1, 1, NORMAL_TABLE.len())?;
-    gpu.write(&table, bytemuck::cast_slice(&NORMAL_TABLE))?;
+    let table = normal_table(gpu)?;
     let constants = [
         ("WG", WG as f64),
         ("DIST", dist.code() as f64),
@@ -318,6 +319,14 @@ pub fn fill_truncated_normal<'k>(
         mean,
         std,
     )
+}
+
+/// The polynomial table of `Φ⁻¹` on the device, as the kernels that draw normals bind it
+/// (`shaders/normal.wgsl`).
+pub(crate) fn normal_table(gpu: &Gpu) -> Result<GpuTensor> {
+    let table = gpu.zeros(1, 1, NORMAL_TABLE.len())?;
+    gpu.write(&table, bytemuck::cast_slice(&NORMAL_TABLE))?;
+    Ok(table)
 }
 
 /// Philox4x32-10 of Random123: 10 rounds of the multiply/xor bijection with a Weyl key schedule.

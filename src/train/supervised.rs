@@ -14,16 +14,15 @@
 //! One training step is one [`Step`]: one encoder, one submit, one readback of the `B` losses.
 
 mod bench;
-mod mlp;
 
 pub use bench::{bench_runs, RunsBench, RunsBenchSpec};
 
 use crate::error::{arg_err, Result};
 use crate::gpu::{Dispatch, Gpu, GpuTensor, Step};
+use crate::nn::PackedMlp;
 use crate::ops::adamw::{AdamW, AdamWConfig};
 use crate::ops::loss::mse;
 use crate::ops::rng::{fill_uniform, ItemSeeds, Keying, RngDispatch};
-use mlp::PackedMlp;
 
 /// Stream purposes (the high 16 bits of the stream).
 const STUDENT_INIT: u64 = 1 << 48;
@@ -97,12 +96,12 @@ impl SupervisedRuns {
         let (b, n) = (runs.len(), data.samples_per_step);
         let w = &mlp.widths;
         let seeds = ItemSeeds::upload(gpu, &runs.iter().map(|r| r.seed).collect::<Vec<_>>())?;
-        let student = PackedMlp::new(gpu, b, w)?;
+        let student = PackedMlp::relu(gpu, b, w)?;
         let teacher_widths: Vec<usize> = std::iter::once(w[0])
             .chain(data.teacher_hidden.iter().copied())
             .chain(std::iter::once(w[w.len() - 1]))
             .collect();
-        let teacher = PackedMlp::new(gpu, b, &teacher_widths)?;
+        let teacher = PackedMlp::relu(gpu, b, &teacher_widths)?;
         let mut init = student.init(gpu, &seeds, STUDENT_INIT, 1.0)?;
         init.extend(teacher.init(gpu, &seeds, TEACHER_INIT, TEACHER_GAIN)?);
         gpu.run(&init.iter().map(|d| d.dispatch()).collect::<Vec<_>>())?;

@@ -48,45 +48,7 @@ pub const NAME: &str = "theory";
 /// Streams of the initial weights (above every data stream, whose purpose byte is < 0x80).
 const INIT_STREAM: u64 = 1 << 63;
 
-/// One value per run of a batch. One run serialises as its value alone (so a single
-/// `hypermod train` writes plain metrics and summary fields), several as `{"runs": [...]}` (a
-/// map, because `summary.json` flattens the extras into its top level). Empty — the loop's
-/// step-0 training metrics, before any step — writes one default value.
-#[derive(Clone, Debug, Default, PartialEq)]
-pub struct PerRun<T>(pub Vec<T>);
-
-#[derive(Serialize)]
-#[serde(untagged)]
-enum OneOrManyRef<'a, T> {
-    One(&'a T),
-    Many { runs: &'a [T] },
-}
-
-#[derive(Deserialize)]
-#[serde(untagged)]
-enum OneOrMany<T> {
-    One(T),
-    Many { runs: Vec<T> },
-}
-
-impl<T: Serialize + Default> Serialize for PerRun<T> {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
-        match self.0.as_slice() {
-            [] => OneOrManyRef::One(&T::default()).serialize(s),
-            [one] => OneOrManyRef::One(one).serialize(s),
-            runs => OneOrManyRef::Many { runs }.serialize(s),
-        }
-    }
-}
-
-impl<'de, T: Deserialize<'de>> Deserialize<'de> for PerRun<T> {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
-        Ok(match OneOrMany::deserialize(d)? {
-            OneOrMany::One(v) => PerRun(vec![v]),
-            OneOrMany::Many { runs } => PerRun(runs),
-        })
-    }
-}
+pub use crate::experiments::per_run::PerRun;
 
 /// Every run's metrics of one step or evaluation set.
 pub type RunsMetrics = PerRun<TheoryMetrics>;

@@ -3,6 +3,7 @@
 //! `render.rs` holds the drawing helpers both use.
 
 mod curves;
+mod lines;
 mod render;
 mod sweep;
 
@@ -13,6 +14,7 @@ use thiserror::Error;
 use crate::report::runs_table::RunsTableError;
 
 pub use curves::plot_run;
+pub use lines::{plot_line_panels, LinePanel, LineSeries};
 pub use render::wants_log;
 pub use sweep::{plot_sweep, SecondPanel, SweepPlot};
 

@@ -54,12 +54,11 @@ struct Sweep {
     spec: SweepPlot,
     grid_keys: Vec<String>,
     points: Vec<SweepPoint>,
-    runs: Vec<String>,
 }
 
-/// The experiment's [`SweepPlot`], from the config of the sweep's first run (every run of a sweep
-/// is the same experiment).
-fn sweep_plot_of(dir: &Path, table: &RunsTable, csv: &Path) -> Result<SweepPlot> {
+/// The sweep's experiment, from the config of its first run (every run of a sweep is the same
+/// experiment).
+fn kind_of(dir: &Path, table: &RunsTable, csv: &Path) -> Result<crate::experiments::Kind> {
     let run = table.column("run").map_err(|message| PlotError::BadCsv {
         path: csv.display().to_string(),
         message,
@@ -78,9 +77,7 @@ fn sweep_plot_of(dir: &Path, table: &RunsTable, csv: &Path) -> Result<SweepPlot>
         }))
     })?;
     let t = crate::config::read_table(&config).map_err(|e| err(e.into()))?;
-    Ok(crate::experiments::Kind::of_table(&t, &config)
-        .map_err(err)?
-        .sweep_plot())
+    crate::experiments::Kind::of_table(&t, &config).map_err(err)
 }
 
 fn read_sweep(path: &Path, table: &RunsTable, spec: SweepPlot) -> Result<Sweep> {
@@ -88,10 +85,9 @@ fn read_sweep(path: &Path, table: &RunsTable, spec: SweepPlot) -> Result<Sweep> 
         path: path.display().to_string(),
         message,
     };
-    let (test, ood, run) = (
+    let (test, ood) = (
         table.column(spec.first.1).map_err(bad)?,
         table.column(spec.second.1).map_err(bad)?,
-        table.column("run").map_err(bad)?,
     );
     let right = match spec.right {
         SecondPanel::Gap => None,
@@ -121,7 +117,6 @@ fn read_sweep(path: &Path, table: &RunsTable, spec: SweepPlot) -> Result<Sweep> 
         spec,
         grid_keys: table.grid_keys().to_vec(),
         points,
-        runs: table.rows.iter().map(|r| r[run].clone()).collect(),
     })
 }
 
@@ -291,12 +286,20 @@ pub fn plot_sweep(dir: &Path) -> Result<Vec<PathBuf>> {
         });
     }
     let table = RunsTable::read(&csv)?;
-    let spec = sweep_plot_of(dir, &table, &csv)?;
-    let sweep = read_sweep(&csv, &table, spec)?;
+    let kind = kind_of(dir, &table, &csv)?;
+    let run = table.column("run").map_err(|message| PlotError::BadCsv {
+        path: csv.display().to_string(),
+        message,
+    })?;
     let mut written = Vec::new();
-    for run in &sweep.runs {
-        written.extend(plot_run(&dir.join(run))?);
+    for row in &table.rows {
+        written.extend(plot_run(&dir.join(&row[run]))?);
     }
+    written.extend(kind.plot_sweep_extra(dir, &table)?);
+    let Some(spec) = kind.sweep_plot() else {
+        return Ok(written);
+    };
+    let sweep = read_sweep(&csv, &table, spec)?;
     let title = format!("sweep: {}", run_name(dir));
     let width = (1400).max(2 * (200 + 90 * sweep.points.len() as u32));
     written.extend(render_both(

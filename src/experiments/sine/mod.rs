@@ -1,0 +1,763 @@
+//! Boopathy et al.'s sine-wave modular regression (spec `boopathy-modular.md`; the paper's code
+//! was never released, so the task, networks and Algorithm 1 are the spec's reconstruction,
+//! every choice named in the config): monolithic vs modular networks, and the kernel-based
+//! initialisation of module projections, over many small runs on the batch axis.
+//!
+//! - [`config`]: the config sections and §9's defaults; [`task`]: one run's true modules and
+//!   the exact target moments, module recovery;
+//! - [`net`]: the networks of R runs; [`kernel_init`]: Algorithm 1 for every module at once;
+//! - [`columns`]: `runs.csv` / `summary.md` columns; [`sample_complexity`]: the sweep's
+//!   `summary.csv` and plots.
+//!
+//! [`Sine`] holds R independent runs of one shape (a single `hypermod train` is R = 1): each has
+//! its own seed (task, data, initialisation, minibatches), training-set size n, learning rate
+//! and weight decay, and gets exactly the numbers it gets alone. Data never lives in memory: a
+//! run's training set is the first n samples of its data stream, drawn on the device when a
+//! minibatch needs them (`ops::sine`), so runs with different n share every dispatch.
+
+pub mod columns;
+pub mod config;
+pub mod kernel_init;
+pub mod net;
+pub mod sample_complexity;
+pub mod task;
+pub mod theory_curve;
+
+use std::cell::{Cell, RefCell};
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+
+pub use self::config::{Method, SineConfig};
+use self::kernel_init::{InitSettings, KernelInit};
+use self::net::{NetProgram, Network};
+use self::task::{recovery, Task};
+use crate::checkpoint::TensorState;
+use crate::error::{arg_err, Result};
+use crate::experiments::per_run::{train_members, MemberDir, PerRun};
+use crate::gpu::{Dispatch, Gpu, GpuTensor, Step};
+use crate::ops::adamw::{AdamW, AdamWConfig};
+use crate::ops::loss::mse;
+use crate::ops::rng::ItemSeeds;
+use crate::ops::sine::{sample, Fold, Rows, SampleSpec, SineSample, SineShape};
+use crate::run::start_run_dir;
+use crate::train::runner::{self, Experiment, Schedule, SetMetrics, StepReport};
+
+/// The name configs give this experiment (`experiment = "sine"`).
+pub const NAME: &str = "sine";
+
+/// Data streams (the high byte names the set; training minibatch picks add the step).
+const TRAIN_DATA: u64 = 0x01 << 56;
+const VALID_DATA: u64 = 0x02 << 56;
+const TEST_DATA: u64 = 0x03 << 56;
+const OOD_DATA: u64 = 0x04 << 56;
+const COMBINATION_DATA: u64 = 0x05 << 56;
+const TRAIN_PICK: u64 = 0x11 << 56;
+const INIT_PICK: u64 = 0x12 << 56;
+
+/// Most floats one evaluation chunk's widest activation may hold (chunks are sized to it).
+const CHUNK_FLOATS: usize = 1 << 23;
+
+/// Device memory one batch may use (the sweep sizes its batches to it).
+pub const BATCH_BYTES: usize = 2 << 30;
+
+/// One run's metrics of a step or an evaluation set.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct SineMetrics {
+    /// Mean squared error (targets have variance 1, so it is also the fraction of Var(y)).
+    pub mse: f64,
+}
+
+/// Every run's metrics.
+pub type RunsMetrics = PerRun<SineMetrics>;
+
+/// A run's `summary.json` fields of its own.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct RunExtras {
+    /// `monolithic`, `modular_random` or `modular_kernel`.
+    pub method: String,
+    /// Input dimension.
+    pub m: usize,
+    /// Training samples.
+    pub n: usize,
+    /// Seed.
+    pub seed: u64,
+    /// Test MSE at the run's own best evaluation by validation MSE (early stopping).
+    pub test_mse: f64,
+    /// Wide-input OOD MSE at that evaluation.
+    pub ood_mse: f64,
+    /// Held-out-combination MSE at that evaluation, when the task holds one out.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ood_combination_mse: Option<f64>,
+    /// Validation MSE at that evaluation.
+    pub valid_mse: f64,
+    /// Step of that evaluation (the run's own; the batch's `best_step` is by mean validation).
+    pub selected_step: usize,
+    /// Test MSE at the last step.
+    pub final_test_mse: f64,
+    /// Module recovery at the end (modular networks).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub recovery: Option<f64>,
+    /// Module recovery right after initialisation (modular networks).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub recovery_init: Option<f64>,
+    /// Mean over modules of yᵀ(K + εI)⁻¹y at the last kernel-initialisation step.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kernel_objective: Option<f64>,
+    /// Training steps whose update was skipped as non-finite (the run's own guard; the
+    /// summary's `skipped_steps` is the batch's largest).
+    pub run_skipped_steps: f64,
+    /// The sample-complexity threshold (fraction of Var(y)) of the run's config.
+    pub threshold: f64,
+    /// Whether the run diverged (skipped updates or non-finite metrics): its numbers are not
+    /// to be trusted, and it never poisoned the other runs of its batch.
+    pub diverged: bool,
+}
+
+/// Every run's extras.
+pub type RunsExtras = PerRun<RunExtras>;
+
+/// What `hypermod train` writes to `summary.json` for this experiment.
+pub type Summary = runner::Summary<RunsMetrics, RunsExtras>;
+
+/// The settings a batch of runs must share: everything but seed, n, learning rates and weight
+/// decay.
+pub fn batch_key(cfg: &SineConfig) -> String {
+    let mut shape = cfg.clone();
+    shape.task.n_train = 0;
+    shape.train.seed = 0;
+    shape.train.lr = 0.0;
+    shape.train.weight_decay = 0.0;
+    shape.kernel_init.lr = 0.0;
+    format!("{shape:?}")
+}
+
+/// One chunk of an evaluation set: its samples, which forward program (by chunk size) sees
+/// them, and its loss launch.
+struct Chunk {
+    sample: SineSample,
+    forward: usize,
+    loss: Dispatch,
+}
+
+/// An evaluation set, evaluated chunk by chunk with one forward program per chunk size.
+struct EvalSet {
+    name: &'static str,
+    chunks: Vec<Chunk>,
+    forwards: Vec<Vec<Dispatch>>,
+    /// `[chunks·R × 1 × 1]`: chunk c's per-run MSE at rows `c·R..`.
+    loss: GpuTensor,
+    /// Rows of each chunk.
+    rows: Vec<usize>,
+}
+
+/// Per-run bookkeeping across evaluations (checkpointed as a tensor): best validation MSE and
+/// the test / OOD / combination MSE and step there.
+const BEST_FIELDS: usize = 5;
+
+/// R sine runs of one shape on the device.
+pub struct Sine {
+    cfgs: Vec<SineConfig>,
+    tasks: Vec<Task>,
+    net: Network,
+    /// Keeps the task tensors and seeds the samplers bind alive.
+    _data: (GpuTensor, ItemSeeds, ItemSeeds),
+    train_sample: SineSample,
+    /// The training step's inputs and targets (what `train_sample` writes).
+    train_xy: (GpuTensor, GpuTensor),
+    train: Vec<Dispatch>,
+    train_loss: GpuTensor,
+    sets: Vec<EvalSet>,
+    opt: AdamW,
+    /// `[R × 1 × BEST_FIELDS]`: valid, test, ood, combination, step at each run's best.
+    best: GpuTensor,
+    /// Host copy of `best`, updated at every evaluation.
+    best_host: RefCell<Vec<f32>>,
+    init_recovery: Vec<Option<f64>>,
+    kernel_objective: Vec<Option<f64>>,
+    /// Steps trained, for the best-state record.
+    steps_done: Cell<usize>,
+}
+
+/// The sample settings of a set: fold, input scale, data stream.
+fn set_spec(shape: SineShape, fold: Fold, sigma: f32, data_stream: u64, rows: Rows) -> SampleSpec {
+    SampleSpec {
+        shape,
+        rows,
+        fold,
+        sigma,
+        data_stream,
+    }
+}
+
+/// Rows of one evaluation chunk of `n` samples for R runs whose widest activation is `width`.
+fn chunk_rows(n: usize, runs: usize, width: usize) -> usize {
+    (CHUNK_FLOATS / (runs * width).max(1)).max(64).min(n).max(1)
+}
+
+impl Sine {
+    /// Sets up the runs of `cfgs` (validated, one [`batch_key`]) and the loop's schedule; runs
+    /// the kernel initialisation unless `resume` (the checkpoint then holds the parameters).
+    pub fn new(gpu: &Gpu, cfgs: &[SineConfig], resume: bool) -> Result<(Sine, Schedule)> {
+        let Some(first) = cfgs.first() else {
+            return Err(arg_err("sine", "a batch needs at least one run"));
+        };
+        if let Some(other) = cfgs.iter().find(|c| batch_key(c) != batch_key(first)) {
+            return Err(arg_err(
+                "sine",
+                format!(
+                    "runs of one batch must share every size and step count (seed {} differs \
+                     from seed {} in more than seed, n and learning rates)",
+                    other.train.seed, first.train.seed
+                ),
+            ));
+        }
+        for c in cfgs {
+            c.validate()?;
+        }
+        let r = cfgs.len();
+        let seeds: Vec<u64> = cfgs.iter().map(|c| c.train.seed).collect();
+        let tasks: Vec<Task> = cfgs.iter().map(|c| Task::new(c, c.train.seed)).collect();
+        let shape = tasks[0].shape;
+        let task_t = gpu.upload(
+            &tasks
+                .iter()
+                .flat_map(|t| t.tensor.clone())
+                .collect::<Vec<_>>(),
+            r,
+            1,
+            shape.task_len(),
+        )?;
+        let run_seeds = ItemSeeds::upload(gpu, &seeds)?;
+        let net = Network::new(gpu, first, r)?;
+        let (init, item_seeds) = net.init(gpu, &seeds)?;
+        gpu.run(&init.iter().map(|d| d.dispatch()).collect::<Vec<_>>())?;
+        let train_fold = if first.task.holdout_combination {
+            Fold::Exclude
+        } else {
+            Fold::None
+        };
+        let reps = net.x_copies();
+        let tr = &first.train;
+
+        // Training step: sample → forward → MSE → backward → AdamW per run.
+        let x = gpu.zeros(r * reps, tr.batch, shape.m)?;
+        let y = gpu.zeros(r, tr.batch, 1)?;
+        let pick = Rows::Pick { stream: TRAIN_PICK };
+        let spec = set_spec(shape, train_fold, 1.0, TRAIN_DATA, pick);
+        let train_sample = sample(gpu, &spec, &task_t, &run_seeds, &x, &y)?;
+        let (y_hat, dy) = (gpu.zeros(r, tr.batch, 1)?, gpu.zeros(r, tr.batch, 1)?);
+        let NetProgram { forward, backward } = net.program(gpu, &x, &y_hat, Some(&dy))?;
+        let train_loss = gpu.zeros(r, 1, 1)?;
+        let mut train = forward;
+        train.push(mse(gpu, &y_hat, &y, &train_loss, Some(&dy), 1.0)?);
+        train.extend(backward);
+        let (params, grads) = net.run_views()?;
+        let lr: Vec<f32> = cfgs.iter().map(|c| c.train.lr as f32).collect();
+        let wd: Vec<f32> = cfgs.iter().map(|c| c.train.weight_decay as f32).collect();
+        let opt_cfg = AdamWConfig {
+            max_grad_norm: 0.0,
+            ..AdamWConfig::default()
+        };
+        let opt = AdamW::new_per_item(gpu, &params, &grads, opt_cfg, &lr, &wd)?;
+
+        let sets = Self::eval_sets_of(gpu, first, &net, &task_t, &run_seeds, train_fold)?;
+        let best = gpu.zeros(r, 1, BEST_FIELDS)?;
+        let mut exp = Sine {
+            cfgs: cfgs.to_vec(),
+            tasks,
+            net,
+            _data: (task_t, run_seeds, item_seeds),
+            train_sample,
+            train_xy: (x, y),
+            train,
+            train_loss,
+            sets,
+            opt,
+            best,
+            best_host: RefCell::new(vec![f32::INFINITY; r * BEST_FIELDS]),
+            init_recovery: vec![None; r],
+            kernel_objective: vec![None; r],
+            steps_done: Cell::new(0),
+        };
+        if !resume && first.model.method.modular() {
+            if first.model.method == Method::ModularKernel {
+                exp.kernel_init(gpu, train_fold)?;
+            }
+            exp.init_recovery = exp.recoveries(gpu)?;
+        }
+        gpu.write(&exp.best, &exp.best_host.borrow())?;
+        let schedule = Schedule {
+            steps: tr.steps,
+            eval_every: tr.eval_every,
+            max_consecutive_skips: 50,
+        };
+        Ok((exp, schedule))
+    }
+
+    /// Algorithm 1 on every module of every run.
+    fn kernel_init(&mut self, gpu: &Gpu, fold: Fold) -> Result<()> {
+        let first = &self.cfgs[0];
+        let k = &first.kernel_init;
+        let (r, reps, shape) = (self.cfgs.len(), self.net.x_copies(), self.tasks[0].shape);
+        let x = gpu.zeros(r * reps, k.batch, shape.m)?;
+        let y = gpu.zeros(r * reps, k.batch, 1)?;
+        let spec = set_spec(
+            shape,
+            fold,
+            1.0,
+            TRAIN_DATA,
+            Rows::Pick { stream: INIT_PICK },
+        );
+        let task_t = &self._data.0;
+        let sampler = sample(gpu, &spec, task_t, &self._data.1, &x, &y)?;
+        let settings: Vec<InitSettings> = self
+            .cfgs
+            .iter()
+            .map(|c| InitSettings {
+                lr: c.kernel_init.lr as f32,
+                ridge: c.kernel_init.ridge as f32,
+            })
+            .collect();
+        let init = KernelInit::new(gpu, &self.net, sampler, &x, &y, &settings)?;
+        let objective = init.run(gpu, k.steps, |t| INIT_PICK + t as u64)?;
+        self.kernel_objective = objective
+            .chunks(self.net.modules)
+            .map(|o| Some(o.iter().map(|&v| v as f64).sum::<f64>() / o.len() as f64))
+            .collect();
+        Ok(())
+    }
+
+    /// The evaluation sets of `cfg`: valid and test from the training distribution, the wide
+    /// OOD set, and the held-out combination when the task holds one out.
+    fn eval_sets_of(
+        gpu: &Gpu,
+        cfg: &SineConfig,
+        net: &Network,
+        task_t: &GpuTensor,
+        seeds: &ItemSeeds,
+        train_fold: Fold,
+    ) -> Result<Vec<EvalSet>> {
+        let e = &cfg.eval;
+        let mut defs = vec![
+            ("valid", e.n_valid, VALID_DATA, train_fold, 1.0),
+            ("test", e.n_test, TEST_DATA, train_fold, 1.0),
+            ("ood", e.n_test, OOD_DATA, Fold::None, e.ood_scale as f32),
+        ];
+        if cfg.task.holdout_combination {
+            defs.push((
+                "ood_combination",
+                e.n_test,
+                COMBINATION_DATA,
+                Fold::Inside,
+                1.0,
+            ));
+        }
+        let shape = SineShape {
+            m: cfg.task.m,
+            modules: cfg.task.modules,
+            dim: cfg.task.module_dim,
+            comps: cfg.task.frequencies.len(),
+        };
+        let r = net.runs;
+        let widest = net.x_copies()
+            * cfg
+                .task
+                .m
+                .max(cfg.model.hidden.iter().copied().max().unwrap_or(1))
+                .max(cfg.model.module_hidden.iter().copied().max().unwrap_or(1));
+        defs.into_iter()
+            .map(|(name, n, stream, fold, sigma)| {
+                let c = chunk_rows(n, r, widest);
+                let rows: Vec<usize> = (0..n.div_ceil(c)).map(|i| c.min(n - i * c)).collect();
+                let loss = gpu.zeros(rows.len() * r, 1, 1)?;
+                let mut sizes: Vec<usize> = rows.clone();
+                sizes.dedup();
+                let mut forwards = Vec::new();
+                let mut buffers = Vec::new();
+                for &size in &sizes {
+                    let x = gpu.zeros(r * net.x_copies(), size, cfg.task.m)?;
+                    let y = gpu.zeros(r, size, 1)?;
+                    let y_hat = gpu.zeros(r, size, 1)?;
+                    forwards.push(net.program(gpu, &x, &y_hat, None)?.forward);
+                    buffers.push((x, y, y_hat));
+                }
+                let mut chunks = Vec::new();
+                for (i, &size) in rows.iter().enumerate() {
+                    let forward = sizes.iter().position(|&s| s == size).expect("a chunk size");
+                    let (x, y, y_hat) = &buffers[forward];
+                    let spec = set_spec(shape, fold, sigma, stream, Rows::Fixed { row0: i * c });
+                    chunks.push(Chunk {
+                        sample: sample(gpu, &spec, task_t, seeds, x, y)?,
+                        forward,
+                        loss: mse(gpu, y_hat, y, &loss.view(i * r, r, 1, 1, 1)?, None, 1.0)?,
+                    });
+                }
+                Ok(EvalSet {
+                    name,
+                    chunks,
+                    forwards,
+                    loss,
+                    rows,
+                })
+            })
+            .collect()
+    }
+
+    /// Runs in the batch.
+    pub fn runs(&self) -> usize {
+        self.cfgs.len()
+    }
+
+    /// The network (its packed parameters, for tests and embedders).
+    pub fn network(&self) -> &Network {
+        &self.net
+    }
+
+    /// The loss gradient of training step `step` at the current parameters, without an update:
+    /// `(x, y, per-run MSE, ∂MSE/∂parameters)` as the device computed them (for tests).
+    #[allow(clippy::type_complexity)]
+    pub fn probe_gradient(
+        &self,
+        gpu: &Gpu,
+        step: usize,
+    ) -> Result<(Vec<f32>, Vec<f32>, Vec<f32>, Vec<f32>)> {
+        self.train_sample.set_stream(gpu, TRAIN_PICK + step as u64);
+        let mut rec = Step::new(gpu);
+        rec.run(self.train_sample.dispatch());
+        rec.run_all(&self.train);
+        let slots = [
+            rec.read(&self.train_xy.0)?,
+            rec.read(&self.train_xy.1)?,
+            rec.read(&self.train_loss)?,
+            rec.read(self.net.packed.grads())?,
+        ];
+        let out = rec.finish()?;
+        let [x, y, l, g] = slots.map(|s| out.get(s).to_vec());
+        Ok((x, y, l, g))
+    }
+
+    /// Run `r`'s task.
+    pub fn task(&self, r: usize) -> &Task {
+        &self.tasks[r]
+    }
+
+    /// The device bytes a batch of `runs` runs of `cfg` needs, roughly: parameters with their
+    /// optimiser state and the largest of the step's, the kernel initialisation's and an
+    /// evaluation chunk's activations.
+    pub fn batch_bytes(cfg: &SineConfig, runs: usize) -> usize {
+        let (k, m) = (cfg.net_modules(), cfg.task.m);
+        let modular = cfg.model.method.modular();
+        let copies = if modular { k } else { 1 };
+        let params = if modular {
+            let b = cfg.net_module_dim();
+            let widths: Vec<usize> = std::iter::once(b)
+                .chain(cfg.model.module_hidden.iter().copied())
+                .chain([1])
+                .collect();
+            k * (m * b + widths.windows(2).map(|w| w[0] * w[1] + w[1]).sum::<usize>())
+        } else {
+            let widths: Vec<usize> = std::iter::once(m)
+                .chain(cfg.model.hidden.iter().copied())
+                .chain([1])
+                .collect();
+            widths.windows(2).map(|w| w[0] * w[1] + w[1]).sum()
+        };
+        let widest = m
+            .max(cfg.model.hidden.iter().copied().max().unwrap_or(1))
+            .max(cfg.model.module_hidden.iter().copied().max().unwrap_or(1));
+        let layers = cfg.model.hidden.len().max(cfg.model.module_hidden.len()) + 2;
+        let step = copies * cfg.train.batch * widest * layers * 3;
+        let kb = cfg.kernel_init.batch;
+        let init = if cfg.model.method == Method::ModularKernel {
+            k * (2 * kb * kb + kb * (m + 3 * widest * layers))
+        } else {
+            0
+        };
+        // Evaluation chunks are sized to CHUNK_FLOATS whatever the batch: up to two chunk sizes
+        // for each of up to four sets.
+        let eval = CHUNK_FLOATS * layers * 2 * 4;
+        4 * (runs * (6 * params + step.max(init)) + eval)
+    }
+
+    /// Every run's module recovery (None for the monolithic network).
+    fn recoveries(&self, gpu: &Gpu) -> Result<Vec<Option<f64>>> {
+        if !self.net.modular() {
+            return Ok(vec![None; self.runs()]);
+        }
+        let proj = gpu.read(&self.net.projections()?)?;
+        let (m, bh, k) = (self.net.m, self.net.module_dim, self.net.modules);
+        let per_run = m * bh * k;
+        Ok(self
+            .tasks
+            .iter()
+            .enumerate()
+            .map(|(ri, t)| {
+                let s = t.shape;
+                let truth = &t.tensor[4..4 + s.modules * s.dim * s.m];
+                let learned = &proj[ri * per_run..(ri + 1) * per_run];
+                Some(recovery(truth, s.dim, learned, bh, m))
+            })
+            .collect())
+    }
+
+    /// Every set's per-run MSE, in one submit.
+    fn eval_mse(&self, gpu: &Gpu) -> Result<Vec<Vec<f64>>> {
+        let mut step = Step::new(gpu);
+        let mut slots = Vec::new();
+        for set in &self.sets {
+            for chunk in &set.chunks {
+                step.run(chunk.sample.dispatch());
+                step.run_all(&set.forwards[chunk.forward]);
+                step.run(&chunk.loss);
+            }
+            slots.push(step.read(&set.loss)?);
+        }
+        let out = step.finish()?;
+        let r = self.runs();
+        Ok(self
+            .sets
+            .iter()
+            .zip(slots)
+            .map(|(set, slot)| {
+                let v = out.get(slot);
+                let n: usize = set.rows.iter().sum();
+                (0..r)
+                    .map(|ri| {
+                        set.rows
+                            .iter()
+                            .enumerate()
+                            .map(|(c, &rows)| v[c * r + ri] as f64 * rows as f64)
+                            .sum::<f64>()
+                            / n as f64
+                    })
+                    .collect()
+            })
+            .collect())
+    }
+}
+
+/// Index of a set's field in the best-state record.
+fn best_field(name: &str) -> Option<usize> {
+    match name {
+        "valid" => Some(0),
+        "test" => Some(1),
+        "ood" => Some(2),
+        "ood_combination" => Some(3),
+        _ => None,
+    }
+}
+
+impl Experiment for Sine {
+    type Metrics = RunsMetrics;
+    type Extras = RunsExtras;
+
+    fn train_step(&self, gpu: &Gpu, step: usize) -> Result<StepReport<RunsMetrics>> {
+        self.train_sample.set_stream(gpu, TRAIN_PICK + step as u64);
+        self.steps_done.set(step + 1);
+        let mut rec = Step::new(gpu);
+        rec.run(self.train_sample.dispatch());
+        rec.run_all(&self.train);
+        self.opt.record_step(&mut rec);
+        let loss = rec.read(&self.train_loss)?;
+        let skips = rec.read(self.opt.consecutive_skips())?;
+        let out = rec.finish()?;
+        let metrics = out
+            .get(loss)
+            .iter()
+            .map(|&l| SineMetrics { mse: l as f64 })
+            .collect();
+        // A diverging run must not stop its batch: only when every run keeps skipping.
+        let consecutive_skips = out.get(skips).iter().cloned().fold(f32::MAX, f32::min) as u32;
+        Ok(StepReport {
+            metrics: PerRun(metrics),
+            consecutive_skips,
+        })
+    }
+
+    fn eval_sets(&self) -> Vec<String> {
+        self.sets.iter().map(|s| s.name.to_string()).collect()
+    }
+
+    fn evaluate(&self, gpu: &Gpu) -> Result<SetMetrics<RunsMetrics>> {
+        let per_set = self.eval_mse(gpu)?;
+        let step = self.steps_done.get();
+        let mut best = self.best_host.borrow_mut();
+        let valid = &per_set[0];
+        for (ri, &v) in valid.iter().enumerate() {
+            let rec = &mut best[ri * BEST_FIELDS..(ri + 1) * BEST_FIELDS];
+            // NaN never wins; a run's first finite evaluation always does.
+            if v.is_finite() && (v as f32) < rec[0] {
+                for (set, values) in self.sets.iter().zip(&per_set) {
+                    if let Some(f) = best_field(set.name) {
+                        rec[f] = values[ri] as f32;
+                    }
+                }
+                rec[4] = step as f32;
+            }
+        }
+        gpu.write(&self.best, &best)?;
+        Ok(self
+            .sets
+            .iter()
+            .zip(per_set)
+            .map(|(set, values)| {
+                let m = values.into_iter().map(|mse| SineMetrics { mse }).collect();
+                (set.name.to_string(), PerRun(m))
+            })
+            .collect())
+    }
+
+    fn selection_set(&self) -> &str {
+        "valid"
+    }
+
+    fn score(m: &RunsMetrics) -> f64 {
+        m.0.iter().map(|r| r.mse).sum::<f64>() / m.0.len().max(1) as f64
+    }
+
+    fn save_best(&self, _gpu: &Gpu) -> Result<()> {
+        // Each run keeps its own best (by its validation MSE) in `best`, not the batch's.
+        Ok(())
+    }
+
+    fn skipped_steps(&self, gpu: &Gpu) -> Result<f64> {
+        let skipped = gpu.read(self.opt.skipped())?;
+        Ok(skipped.iter().cloned().fold(0.0, f32::max) as f64)
+    }
+
+    fn state(&self) -> TensorState<'_> {
+        TensorState::new()
+            .with("params", self.net.packed.params())
+            .with("best", &self.best)
+            .nest("opt", self.opt.state())
+    }
+
+    fn describe_step(m: &RunsMetrics) -> String {
+        format!("mse {:.4}", Self::score(m))
+    }
+
+    fn describe_eval(train: &RunsMetrics, sets: &SetMetrics<RunsMetrics>) -> String {
+        let mean = |name: &str| {
+            sets.get(name)
+                .map_or("–".into(), |m| format!("{:.4}", Self::score(m)))
+        };
+        format!(
+            "train {:.4}  valid {}  test {}  ood {}",
+            Self::score(train),
+            mean("valid"),
+            mean("test"),
+            mean("ood")
+        )
+    }
+
+    fn summary_extras(&self, gpu: &Gpu) -> Result<RunsExtras> {
+        // A resumed run reads its best-state record back from the checkpoint.
+        let best = gpu.read(&self.best)?;
+        *self.best_host.borrow_mut() = best.clone();
+        let final_sets = self.eval_mse(gpu)?;
+        let recovery = self.recoveries(gpu)?;
+        let skipped = gpu.read(self.opt.skipped())?;
+        let combination = self.sets.iter().any(|s| s.name == "ood_combination");
+        let extras = self
+            .cfgs
+            .iter()
+            .enumerate()
+            .map(|(ri, cfg)| {
+                let rec = &best[ri * BEST_FIELDS..(ri + 1) * BEST_FIELDS];
+                let diverged = skipped[ri] > 0.0 || !rec[1].is_finite() || !rec[0].is_finite();
+                RunExtras {
+                    method: cfg.model.method.name().to_string(),
+                    m: cfg.task.m,
+                    n: cfg.task.n_train,
+                    seed: cfg.train.seed,
+                    valid_mse: rec[0] as f64,
+                    test_mse: rec[1] as f64,
+                    ood_mse: rec[2] as f64,
+                    ood_combination_mse: combination.then_some(rec[3] as f64),
+                    selected_step: rec[4] as usize,
+                    final_test_mse: final_sets[1][ri],
+                    recovery: recovery[ri],
+                    recovery_init: self.init_recovery[ri],
+                    kernel_objective: self.kernel_objective[ri],
+                    run_skipped_steps: skipped[ri] as f64,
+                    threshold: cfg.eval.threshold,
+                    diverged,
+                }
+            })
+            .collect();
+        Ok(PerRun(extras))
+    }
+}
+
+/// How many runs of `cfg`'s shape fit one batch: at most `limit` and within [`BATCH_BYTES`].
+pub fn max_runs(cfg: &SineConfig, limit: usize) -> usize {
+    let fixed = Sine::batch_bytes(cfg, 0);
+    let per_run = (Sine::batch_bytes(cfg, 1) - fixed).max(1);
+    (BATCH_BYTES.saturating_sub(fixed) / per_run).clamp(1, limit.max(1))
+}
+
+/// Trains the sweep runs `members` (configs with their stored text and directories) as one
+/// batch in `batch_dir`, then writes each member's run directory.
+pub fn train_batch(
+    gpu: &Gpu,
+    members: &[(&SineConfig, MemberDir<'_>)],
+    batch_dir: &Path,
+) -> Result<()> {
+    let cfgs: Vec<SineConfig> = members.iter().map(|(c, _)| (*c).clone()).collect();
+    let (exp, schedule) = Sine::new(gpu, &cfgs, false)?;
+    let dirs: Vec<MemberDir<'_>> = members
+        .iter()
+        .map(|(_, d)| MemberDir {
+            resolved: d.resolved,
+            dir: d.dir.clone(),
+        })
+        .collect();
+    train_members(gpu, &exp, &schedule, &dirs, batch_dir)
+}
+
+/// Runs the experiment of `cfg` into `out` (refused when `out` holds a run, unless `overwrite`).
+pub fn run(
+    gpu: &Gpu,
+    cfg: &SineConfig,
+    resolved: &str,
+    out: &Path,
+    overwrite: bool,
+) -> Result<Summary> {
+    cfg.validate()?;
+    start_run_dir(gpu, out, resolved, overwrite)?;
+    let (exp, schedule) = Sine::new(gpu, std::slice::from_ref(cfg), false)?;
+    runner::train_in(gpu, &exp, &schedule, out, false)
+}
+
+/// Continues the run in `dir` from its last checkpoint (exact: every step's data is a function
+/// of the seed and the step).
+pub fn resume(gpu: &Gpu, cfg: &SineConfig, dir: &Path) -> Result<Summary> {
+    cfg.validate()?;
+    runner::check_resumable(dir)?;
+    let (exp, schedule) = Sine::new(gpu, std::slice::from_ref(cfg), true)?;
+    runner::train_in(gpu, &exp, &schedule, dir, true)
+}
+
+/// One line about the run for the CLI.
+pub fn describe(cfg: &SineConfig) -> String {
+    let t = &cfg.task;
+    let net = if cfg.model.method.modular() {
+        format!(
+            "{} modules of b̂ = {} with MLPs {:?}",
+            cfg.net_modules(),
+            cfg.net_module_dim(),
+            cfg.model.module_hidden
+        )
+    } else {
+        format!("MLP {:?}", cfg.model.hidden)
+    };
+    format!(
+        "{}: m = {}, K = {} true modules (b = {}), n = {}, {net}",
+        cfg.model.method.name(),
+        t.m,
+        t.modules,
+        t.module_dim,
+        t.n_train
+    )
+}
