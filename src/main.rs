@@ -162,6 +162,25 @@ enum BenchCommand {
         #[arg(long)]
         json: Option<PathBuf>,
     },
+    /// Train R sine runs of a config end to end as one batch and the first few one after
+    /// another: runs/s of both, their ratio, and a bitwise check of run 1 (seeds 1..=R, n cycling
+    /// over the sample-complexity grid).
+    Sweep {
+        /// A sine config (e.g. configs/sine/default.toml).
+        config: PathBuf,
+        /// Override a config value (repeatable).
+        #[arg(long = "set", value_name = "KEY=VALUE")]
+        set: Vec<String>,
+        /// Runs in the batch.
+        #[arg(long, default_value_t = 108)]
+        runs: usize,
+        /// Runs timed one after another (the first ones of the batch).
+        #[arg(long, default_value_t = 4)]
+        sequential: usize,
+        /// Also write the result as JSON to this file.
+        #[arg(long)]
+        json: Option<PathBuf>,
+    },
     /// Train B independent MLP regression runs as one batch and one after another: run-steps/s
     /// of both, their ratio, and a bitwise check that a run gives the same numbers both ways.
     Runs {
@@ -338,6 +357,16 @@ fn run(cli: Cli) -> Result<()> {
         }
         Command::Bench {
             what:
+                BenchCommand::Sweep {
+                    config,
+                    set,
+                    runs,
+                    sequential,
+                    json,
+                },
+        } => bench_sweep(config, set, runs, sequential, json),
+        Command::Bench {
+            what:
                 BenchCommand::Kernels {
                     json,
                     size,
@@ -506,6 +535,50 @@ fn bench_runs(
         r.batched_run_steps_per_s,
         r.sequential_s,
         r.sequential_run_steps_per_s,
+        r.speedup,
+        r.identical
+    );
+    if let Some(path) = json {
+        hypermod::run::write_json(&path, &r)?;
+    }
+    anyhow::ensure!(
+        r.identical,
+        "run 1 differs between the batch and its standalone run"
+    );
+    Ok(())
+}
+
+fn bench_sweep(
+    config: PathBuf,
+    set: Vec<String>,
+    runs: usize,
+    sequential: usize,
+    json: Option<PathBuf>,
+) -> Result<()> {
+    let (cfg, _) = ExperimentConfig::load(&config, &set)?;
+    let ExperimentConfig::Sine(c) = &cfg else {
+        anyhow::bail!(
+            "{}: `bench sweep` measures sine runs; use `hypermod bench step` for {} configs",
+            config.display(),
+            cfg.kind().name()
+        );
+    };
+    let gpu = Gpu::new()?;
+    println!(
+        "hypermod bench sweep {} on {}: {}, {runs} runs as one batch, {sequential} alone",
+        config.display(),
+        gpu.adapter_info().name,
+        cfg.describe()
+    );
+    let r = hypermod::experiments::sine::bench::bench_sweep(&gpu, c, runs, sequential)?;
+    println!(
+        "batched {:.2} runs/s ({:.1} s for {}), one at a time {:.3} runs/s ({:.1} s for {}): {:.1}× ; run 1 identical: {}",
+        r.batched_runs_per_s,
+        r.batched_s,
+        r.runs,
+        r.sequential_runs_per_s,
+        r.sequential_s,
+        r.sequential_sampled_runs,
         r.speedup,
         r.identical
     );

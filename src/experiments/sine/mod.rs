@@ -15,6 +15,7 @@
 //! run's training set is the first n samples of its data stream, drawn on the device when a
 //! minibatch needs them (`ops::sine`), so runs with different n share every dispatch.
 
+pub mod bench;
 pub mod columns;
 pub mod config;
 pub mod kernel_init;
@@ -55,8 +56,10 @@ const COMBINATION_DATA: u64 = 0x05 << 56;
 const TRAIN_PICK: u64 = 0x11 << 56;
 const INIT_PICK: u64 = 0x12 << 56;
 
-/// Most floats one evaluation chunk's widest activation may hold (chunks are sized to it).
-const CHUNK_FLOATS: usize = 1 << 23;
+/// Most floats one run's widest activation may hold in an evaluation chunk. Chunks are sized
+/// per RUN, never by the batch, so a run's evaluation sums the same rows in the same chunks
+/// alone or in any batch (bit-identical metrics).
+const CHUNK_FLOATS: usize = 1 << 19;
 
 /// Device memory one batch may use (the sweep sizes its batches to it).
 pub const BATCH_BYTES: usize = 2 << 30;
@@ -151,9 +154,10 @@ struct EvalSet {
     rows: Vec<usize>,
 }
 
-/// Per-run bookkeeping across evaluations (checkpointed as a tensor): best validation MSE and
-/// the test / OOD / combination MSE and step there.
-const BEST_FIELDS: usize = 5;
+/// Per-run bookkeeping (checkpointed as a tensor, so a resumed run reports it too): best
+/// validation MSE and the test / OOD / combination MSE and step there, then the recovery after
+/// initialisation and the final kernel objective (NaN when undefined).
+const BEST_FIELDS: usize = 7;
 
 /// R sine runs of one shape on the device.
 pub struct Sine {
@@ -169,12 +173,11 @@ pub struct Sine {
     train_loss: GpuTensor,
     sets: Vec<EvalSet>,
     opt: AdamW,
-    /// `[R × 1 × BEST_FIELDS]`: valid, test, ood, combination, step at each run's best.
+    /// `[R × 1 × BEST_FIELDS]`: valid, test, ood, combination, step at each run's best; initial
+    /// recovery, kernel objective.
     best: GpuTensor,
     /// Host copy of `best`, updated at every evaluation.
     best_host: RefCell<Vec<f32>>,
-    init_recovery: Vec<Option<f64>>,
-    kernel_objective: Vec<Option<f64>>,
     /// Steps trained, for the best-state record.
     steps_done: Cell<usize>,
 }
@@ -190,9 +193,9 @@ fn set_spec(shape: SineShape, fold: Fold, sigma: f32, data_stream: u64, rows: Ro
     }
 }
 
-/// Rows of one evaluation chunk of `n` samples for R runs whose widest activation is `width`.
-fn chunk_rows(n: usize, runs: usize, width: usize) -> usize {
-    (CHUNK_FLOATS / (runs * width).max(1)).max(64).min(n).max(1)
+/// Rows of one evaluation chunk of `n` samples for a run whose widest activation is `width`.
+fn chunk_rows(n: usize, width: usize) -> usize {
+    (CHUNK_FLOATS / width.max(1)).max(64).min(n).max(1)
 }
 
 impl Sine {
@@ -276,15 +279,20 @@ impl Sine {
             opt,
             best,
             best_host: RefCell::new(vec![f32::INFINITY; r * BEST_FIELDS]),
-            init_recovery: vec![None; r],
-            kernel_objective: vec![None; r],
             steps_done: Cell::new(0),
         };
         if !resume && first.model.method.modular() {
-            if first.model.method == Method::ModularKernel {
-                exp.kernel_init(gpu, train_fold)?;
+            let objective = if first.model.method == Method::ModularKernel {
+                exp.kernel_init(gpu, train_fold)?
+            } else {
+                vec![f64::NAN; r]
+            };
+            let recovery = exp.recoveries(gpu)?;
+            let mut best = exp.best_host.borrow_mut();
+            for ri in 0..r {
+                best[ri * BEST_FIELDS + 5] = recovery[ri].unwrap_or(f64::NAN) as f32;
+                best[ri * BEST_FIELDS + 6] = objective[ri] as f32;
             }
-            exp.init_recovery = exp.recoveries(gpu)?;
         }
         gpu.write(&exp.best, &exp.best_host.borrow())?;
         let schedule = Schedule {
@@ -295,8 +303,9 @@ impl Sine {
         Ok((exp, schedule))
     }
 
-    /// Algorithm 1 on every module of every run.
-    fn kernel_init(&mut self, gpu: &Gpu, fold: Fold) -> Result<()> {
+    /// Algorithm 1 on every module of every run; returns each run's final objective (mean over
+    /// its modules).
+    fn kernel_init(&self, gpu: &Gpu, fold: Fold) -> Result<Vec<f64>> {
         let first = &self.cfgs[0];
         let k = &first.kernel_init;
         let (r, reps, shape) = (self.cfgs.len(), self.net.x_copies(), self.tasks[0].shape);
@@ -321,11 +330,10 @@ impl Sine {
             .collect();
         let init = KernelInit::new(gpu, &self.net, sampler, &x, &y, &settings)?;
         let objective = init.run(gpu, k.steps, |t| INIT_PICK + t as u64)?;
-        self.kernel_objective = objective
+        Ok(objective
             .chunks(self.net.modules)
-            .map(|o| Some(o.iter().map(|&v| v as f64).sum::<f64>() / o.len() as f64))
-            .collect();
-        Ok(())
+            .map(|o| o.iter().map(|&v| v as f64).sum::<f64>() / o.len() as f64)
+            .collect())
     }
 
     /// The evaluation sets of `cfg`: valid and test from the training distribution, the wide
@@ -368,7 +376,7 @@ impl Sine {
                 .max(cfg.model.module_hidden.iter().copied().max().unwrap_or(1));
         defs.into_iter()
             .map(|(name, n, stream, fold, sigma)| {
-                let c = chunk_rows(n, r, widest);
+                let c = chunk_rows(n, widest);
                 let rows: Vec<usize> = (0..n.div_ceil(c)).map(|i| c.min(n - i * c)).collect();
                 let loss = gpu.zeros(rows.len() * r, 1, 1)?;
                 let mut sizes: Vec<usize> = rows.clone();
@@ -474,10 +482,9 @@ impl Sine {
         } else {
             0
         };
-        // Evaluation chunks are sized to CHUNK_FLOATS whatever the batch: up to two chunk sizes
-        // for each of up to four sets.
+        // Evaluation: up to two chunk sizes for each of up to four sets, every layer kept.
         let eval = CHUNK_FLOATS * layers * 2 * 4;
-        4 * (runs * (6 * params + step.max(init)) + eval)
+        4 * runs * (6 * params + step.max(init) + eval)
     }
 
     /// Every run's module recovery (None for the monolithic network).
@@ -535,6 +542,11 @@ impl Sine {
             })
             .collect())
     }
+}
+
+/// A recorded value, `None` when undefined (NaN).
+fn defined(v: f32) -> Option<f64> {
+    v.is_finite().then_some(v as f64)
 }
 
 /// Index of a set's field in the best-state record.
@@ -678,8 +690,8 @@ impl Experiment for Sine {
                     selected_step: rec[4] as usize,
                     final_test_mse: final_sets[1][ri],
                     recovery: recovery[ri],
-                    recovery_init: self.init_recovery[ri],
-                    kernel_objective: self.kernel_objective[ri],
+                    recovery_init: defined(rec[5]),
+                    kernel_objective: defined(rec[6]),
                     run_skipped_steps: skipped[ri] as f64,
                     threshold: cfg.eval.threshold,
                     diverged,
@@ -692,9 +704,8 @@ impl Experiment for Sine {
 
 /// How many runs of `cfg`'s shape fit one batch: at most `limit` and within [`BATCH_BYTES`].
 pub fn max_runs(cfg: &SineConfig, limit: usize) -> usize {
-    let fixed = Sine::batch_bytes(cfg, 0);
-    let per_run = (Sine::batch_bytes(cfg, 1) - fixed).max(1);
-    (BATCH_BYTES.saturating_sub(fixed) / per_run).clamp(1, limit.max(1))
+    let per_run = Sine::batch_bytes(cfg, 1).max(1);
+    (BATCH_BYTES / per_run).clamp(1, limit.max(1))
 }
 
 /// Trains the sweep runs `members` (configs with their stored text and directories) as one
