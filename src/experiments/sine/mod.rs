@@ -266,7 +266,7 @@ impl Sine {
 
         let sets = Self::eval_sets_of(gpu, first, &net, &task_t, &run_seeds, train_fold)?;
         let best = gpu.zeros(r, 1, BEST_FIELDS)?;
-        let mut exp = Sine {
+        let exp = Sine {
             cfgs: cfgs.to_vec(),
             tasks,
             net,
