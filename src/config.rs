@@ -393,6 +393,22 @@ pub fn expect_experiment(
     }
 }
 
+/// An experiment config loaded from a table: the table names no other experiment than
+/// `expected`, `overrides` apply, keys check against `T`'s [`Schema`], then `validate` runs;
+/// errors name `file`. Every experiment's `from_table` is this.
+pub fn experiment_from_table<T: DeserializeOwned + Schema>(
+    table: toml::Table,
+    file: &Path,
+    overrides: &[String],
+    expected: &'static str,
+    validate: impl FnOnce(&T) -> Result<(), ConfigError>,
+) -> Result<(T, toml::Table), ConfigError> {
+    expect_experiment(&table, file, expected)?;
+    let (cfg, table) = from_table::<T>(table, file, overrides)?;
+    validate(&cfg).map_err(|e| e.in_file(file))?;
+    Ok((cfg, table))
+}
+
 /// Applies `overrides` to `table`, checks its keys against `T`'s [`Schema`] and deserialises.
 /// The [`EXPERIMENT_KEY`] is set aside first (type-checked, never overridable) and put back into
 /// the returned resolved table.

@@ -538,11 +538,21 @@ fn bench_runs(
         r.speedup,
         r.identical
     );
+    finish_identity_bench(json, &r, r.identical)
+}
+
+/// Writes a batch-vs-alone benchmark's JSON (when asked) and fails unless run 1 came out
+/// bit-identical both ways.
+fn finish_identity_bench<T: serde::Serialize>(
+    json: Option<PathBuf>,
+    report: &T,
+    identical: bool,
+) -> Result<()> {
     if let Some(path) = json {
-        hypermod::run::write_json(&path, &r)?;
+        hypermod::run::write_json(&path, report)?;
     }
     anyhow::ensure!(
-        r.identical,
+        identical,
         "run 1 differs between the batch and its standalone run"
     );
     Ok(())
@@ -582,14 +592,7 @@ fn bench_sweep(
         r.speedup,
         r.identical
     );
-    if let Some(path) = json {
-        hypermod::run::write_json(&path, &r)?;
-    }
-    anyhow::ensure!(
-        r.identical,
-        "run 1 differs between the batch and its standalone run"
-    );
-    Ok(())
+    finish_identity_bench(json, &r, r.identical)
 }
 
 fn bench_step(

@@ -11,7 +11,7 @@ use super::NAME;
 use crate::config::check::{
     invalid, positive_finite as check_positive_finite, range as check_range,
 };
-use crate::config::{expect_experiment, from_table, read_table, ConfigError, Field, Schema};
+use crate::config::{experiment_from_table, read_table, ConfigError, Field, Schema};
 
 /// Largest network width or teacher hidden size accepted (a guard against typos, far above the
 /// paper's 512).
@@ -295,10 +295,7 @@ impl HyperteacherConfig {
         path: &Path,
         overrides: &[String],
     ) -> Result<(Self, toml::Table), ConfigError> {
-        expect_experiment(&table, path, NAME)?;
-        let (cfg, table) = from_table::<Self>(table, path, overrides)?;
-        cfg.validate().map_err(|e| e.in_file(path))?;
-        Ok((cfg, table))
+        experiment_from_table(table, path, overrides, NAME, Self::validate)
     }
 
     /// The student's hidden width, the model default when `[model] width` is absent.

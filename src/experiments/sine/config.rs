@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 
 use super::NAME;
 use crate::config::check::{invalid, positive_finite, range};
-use crate::config::{expect_experiment, from_table, ConfigError, Field, Schema};
+use crate::config::{experiment_from_table, ConfigError, Field, Schema};
 use crate::ops::sine::MAX_MODULE_DIM;
 
 /// Largest input dimension, width or set size accepted: a typo guard.
@@ -284,10 +284,7 @@ impl SineConfig {
         path: &Path,
         overrides: &[String],
     ) -> Result<(Self, toml::Table), ConfigError> {
-        expect_experiment(&table, path, NAME)?;
-        let (cfg, table) = from_table::<Self>(table, path, overrides)?;
-        cfg.validate().map_err(|e| e.in_file(path))?;
-        Ok((cfg, table))
+        experiment_from_table(table, path, overrides, NAME, Self::validate)
     }
 
     /// Checks every value before any GPU work.

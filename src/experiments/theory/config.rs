@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 use super::task_list::{Label, TaskList};
 use super::NAME;
 use crate::config::check::{invalid, positive_finite, range};
-use crate::config::{expect_experiment, from_table, ConfigError, Field, Schema};
+use crate::config::{experiment_from_table, ConfigError, Field, Schema};
 
 /// Largest size of any one dimension (modules, units, inputs, tasks) accepted: a typo guard.
 pub const MAX_DIM: usize = 1 << 16;
@@ -177,10 +177,7 @@ impl TheoryConfig {
         path: &Path,
         overrides: &[String],
     ) -> Result<(Self, toml::Table), ConfigError> {
-        expect_experiment(&table, path, NAME)?;
-        let (cfg, table) = from_table::<Self>(table, path, overrides)?;
-        cfg.validate().map_err(|e| e.in_file(path))?;
-        Ok((cfg, table))
+        experiment_from_table(table, path, overrides, NAME, Self::validate)
     }
 
     /// Checks every value before any GPU work.
