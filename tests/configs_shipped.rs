@@ -28,8 +28,11 @@ fn every_experiment_config_loads() {
             // Through the CLI's loader: every shipped config names its experiment.
             let (cfg, _) = ExperimentConfig::load(&f, &[])
                 .unwrap_or_else(|e| panic!("{}: {}", f.display(), hypermod::error::report(&e)));
-            let want = if f.to_string_lossy().contains("theory") {
+            let name = f.to_string_lossy();
+            let want = if name.contains("theory") {
                 Kind::Theory
+            } else if name.contains("sine") {
+                Kind::Sine
             } else {
                 Kind::Hyperteacher
             };
@@ -42,6 +45,11 @@ fn every_experiment_config_loads() {
         let (cfg, _) = ExperimentConfig::load(&f, &[])
             .unwrap_or_else(|e| panic!("{}: {}", f.display(), hypermod::error::report(&e)));
         assert_eq!(cfg.kind(), Kind::Theory, "{}", f.display());
+    }
+    for f in toml_files("configs/sine") {
+        let (cfg, _) = ExperimentConfig::load(&f, &[])
+            .unwrap_or_else(|e| panic!("{}: {}", f.display(), hypermod::error::report(&e)));
+        assert_eq!(cfg.kind(), Kind::Sine, "{}", f.display());
     }
     for (model, file) in [
         ("hnet_linear", "hnet_linear"),
@@ -120,6 +128,22 @@ fn every_sweep_expands_into_valid_runs() {
             if name == "overparam" { 25 } else { 1 },
             "{path}"
         );
+    }
+    // The sine sweeps: the grid (3 methods × 8 m × 9 n × 3 seeds), one batch per
+    // (method, m) — runs differing only in n and seed share every dispatch.
+    for (name, runs, batches) in [
+        ("sample_complexity", 3 * 8 * 9 * 3, 3 * 8),
+        ("quick", 3 * 3 * 6 * 2, 3 * 3),
+        ("m1024", 3 * 3, 3),
+        ("monolithic_width", 7 * 3, 7),
+    ] {
+        let path = format!("configs/sine/sweeps/{name}.toml");
+        let (_, r) =
+            hypermod::sweep::expand(Path::new(&path)).unwrap_or_else(|e| panic!("{path}: {e}"));
+        assert_eq!(r.len(), runs, "{path}");
+        let keys: std::collections::HashSet<_> =
+            r.iter().map(|x| x.config.batch_key().unwrap()).collect();
+        assert_eq!(keys.len(), batches, "{path}");
     }
     for f in toml_files("configs/hyperteacher/quick/sweeps") {
         let (_, r) = hypermod::sweep::expand(&f).unwrap_or_else(|e| panic!("{}: {e}", f.display()));
