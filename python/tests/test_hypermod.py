@@ -209,3 +209,21 @@ def test_theory_experiment_from_python(tmp_path):
                           out=tmp_path / "sweep", device=DEVICE)
     assert len(rows) == 4 and {r["label"] for r in rows} == {"blessed", "doomed"}
     assert all(float(r["ood_loss"]) > 0 for r in rows)
+
+
+def test_sine_experiment_from_python(tmp_path):
+    # Boopathy's sine regression: train == the step loop, a batched sweep with its summary.csv.
+    sine = str(REPO / "tests" / "data" / "tiny_sine.toml")
+    summary = hypermod.train(sine, out=tmp_path / "run", device=DEVICE)
+    assert summary["method"] == "modular_kernel" and set(summary["final"]) == {"valid", "test", "ood"}
+    assert 0.0 <= summary["recovery"] <= 1.0 and summary["kernel_objective"] > 0
+    exp = hypermod.Experiment(sine, device=DEVICE)
+    for _ in range(exp.steps):
+        exp.step()
+    assert exp.evaluate() == summary["final"]
+    assert set(exp.state_dict()) >= {"params", "best", "opt.m"}
+    rows = hypermod.sweep(REPO / "tests" / "data" / "sweeps" / "tiny_sine.toml",
+                          out=tmp_path / "sweep", device=DEVICE)
+    assert len(rows) == 18 and {r["method"] for r in rows} == {"monolithic", "modular_random", "modular_kernel"}
+    lines = (tmp_path / "sweep" / "summary.csv").read_text().splitlines()
+    assert lines[0].startswith("method,m,sample_complexity") and len(lines) == 4

@@ -24,8 +24,9 @@ pub mod sample_complexity;
 pub mod task;
 pub mod theory_curve;
 
-use std::cell::{Cell, RefCell};
 use std::path::Path;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Mutex;
 
 use serde::{Deserialize, Serialize};
 
@@ -177,9 +178,9 @@ pub struct Sine {
     /// recovery, kernel objective.
     best: GpuTensor,
     /// Host copy of `best`, updated at every evaluation.
-    best_host: RefCell<Vec<f32>>,
+    best_host: Mutex<Vec<f32>>,
     /// Steps trained, for the best-state record.
-    steps_done: Cell<usize>,
+    steps_done: AtomicUsize,
 }
 
 /// The sample settings of a set: fold, input scale, data stream.
@@ -278,8 +279,8 @@ impl Sine {
             sets,
             opt,
             best,
-            best_host: RefCell::new(vec![f32::INFINITY; r * BEST_FIELDS]),
-            steps_done: Cell::new(0),
+            best_host: Mutex::new(vec![f32::INFINITY; r * BEST_FIELDS]),
+            steps_done: AtomicUsize::new(0),
         };
         if !resume && first.model.method.modular() {
             let objective = if first.model.method == Method::ModularKernel {
@@ -288,13 +289,13 @@ impl Sine {
                 vec![f64::NAN; r]
             };
             let recovery = exp.recoveries(gpu)?;
-            let mut best = exp.best_host.borrow_mut();
+            let mut best = exp.host_best();
             for ri in 0..r {
                 best[ri * BEST_FIELDS + 5] = recovery[ri].unwrap_or(f64::NAN) as f32;
                 best[ri * BEST_FIELDS + 6] = objective[ri] as f32;
             }
         }
-        gpu.write(&exp.best, &exp.best_host.borrow())?;
+        gpu.write(&exp.best, &exp.host_best())?;
         let schedule = Schedule {
             steps: tr.steps,
             eval_every: tr.eval_every,
@@ -410,6 +411,13 @@ impl Sine {
                 })
             })
             .collect()
+    }
+
+    /// The host copy of the best-state record (a poisoned lock still holds valid numbers).
+    fn host_best(&self) -> std::sync::MutexGuard<'_, Vec<f32>> {
+        self.best_host
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     /// Runs in the batch.
@@ -566,7 +574,7 @@ impl Experiment for Sine {
 
     fn train_step(&self, gpu: &Gpu, step: usize) -> Result<StepReport<RunsMetrics>> {
         self.train_sample.set_stream(gpu, TRAIN_PICK + step as u64);
-        self.steps_done.set(step + 1);
+        self.steps_done.store(step + 1, Ordering::Relaxed);
         let mut rec = Step::new(gpu);
         rec.run(self.train_sample.dispatch());
         rec.run_all(&self.train);
@@ -593,8 +601,8 @@ impl Experiment for Sine {
 
     fn evaluate(&self, gpu: &Gpu) -> Result<SetMetrics<RunsMetrics>> {
         let per_set = self.eval_mse(gpu)?;
-        let step = self.steps_done.get();
-        let mut best = self.best_host.borrow_mut();
+        let step = self.steps_done.load(Ordering::Relaxed);
+        let mut best = self.host_best();
         let valid = &per_set[0];
         for (ri, &v) in valid.iter().enumerate() {
             let rec = &mut best[ri * BEST_FIELDS..(ri + 1) * BEST_FIELDS];
@@ -666,7 +674,7 @@ impl Experiment for Sine {
     fn summary_extras(&self, gpu: &Gpu) -> Result<RunsExtras> {
         // A resumed run reads its best-state record back from the checkpoint.
         let best = gpu.read(&self.best)?;
-        *self.best_host.borrow_mut() = best.clone();
+        *self.host_best() = best.clone();
         let final_sets = self.eval_mse(gpu)?;
         let recovery = self.recoveries(gpu)?;
         let skipped = gpu.read(self.opt.skipped())?;
