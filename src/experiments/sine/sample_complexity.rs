@@ -163,6 +163,7 @@ pub fn plot(dir: &Path, table: &RunsTable) -> std::result::Result<Vec<PathBuf>, 
             })
             .collect(),
         hline: None,
+        legend_left: true,
     };
     let mut ms: Vec<usize> = curves.iter().map(|c| c.m).collect();
     ms.sort_unstable();
@@ -184,6 +185,7 @@ pub fn plot(dir: &Path, table: &RunsTable) -> std::result::Result<Vec<PathBuf>, 
                 })
                 .collect(),
             hline: Some(threshold),
+            legend_left: false,
         })
         .collect();
     let mut files = plot_line_panels(dir, "sample_complexity", &[complexity], 1)?;

@@ -730,6 +730,7 @@ fn panels(
             y_log: true,
             series: test,
             hline: None,
+            legend_left: false,
         },
         LinePanel {
             caption: format!("train, {caption}"),
@@ -739,6 +740,7 @@ fn panels(
             y_log: false,
             series: train,
             hline: None,
+            legend_left: false,
         },
     ]
 }

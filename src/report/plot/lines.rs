@@ -39,6 +39,15 @@ pub struct LinePanel {
     pub series: Vec<LineSeries>,
     /// A dashed horizontal line at this y (a threshold).
     pub hline: Option<f64>,
+    /// Legend in the upper left corner (for rising curves) instead of the upper right.
+    pub legend_left: bool,
+}
+
+/// A log axis's tick label: the value with three significant digits (`398`, `0.0316`).
+fn log_tick(v: f64) -> String {
+    let x = 10f64.powf(v);
+    let digits = (2 - x.abs().log10().floor() as i32).max(0) as usize;
+    tick(format!("{x:.digits$}").parse().unwrap_or(x))
 }
 
 fn axis(v: f64, log: bool) -> Option<f64> {
@@ -72,7 +81,7 @@ fn draw_panel<DB: DrawingBackend>(
         .y_label_area_size(70)
         .build_cartesian_2d(padded(x0, x1), padded(y0, y1))
         .map_err(s)?;
-    let label = |log: bool| move |v: &f64| tick(if log { 10f64.powf(*v) } else { *v });
+    let label = |log: bool| move |v: &f64| if log { log_tick(*v) } else { tick(*v) };
     chart
         .configure_mesh()
         .x_desc(&p.x_desc)
@@ -111,7 +120,11 @@ fn draw_panel<DB: DrawingBackend>(
         .background_style(WHITE.mix(0.85))
         .border_style(BLACK.mix(0.3))
         .label_font((FONT, 14))
-        .position(SeriesLabelPosition::UpperRight)
+        .position(if p.legend_left {
+            SeriesLabelPosition::UpperLeft
+        } else {
+            SeriesLabelPosition::UpperRight
+        })
         .draw()
         .map_err(s)
 }
