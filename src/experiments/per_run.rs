@@ -2,6 +2,7 @@
 //! batch axis), and the batch's results written out as single runs.
 
 use std::path::{Path, PathBuf};
+use std::time::Instant;
 
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
@@ -62,13 +63,15 @@ pub struct MemberDir<'a> {
 
 /// Trains the batch `exp` (its runs in the order of `members`) by `schedule` in its own
 /// directory `batch_dir` (the loop's `metrics.jsonl`, checkpoint and summary over all runs, and
-/// `runs.txt` naming the members), then writes every member's run directory.
+/// `runs.txt` naming the members), then writes every member's run directory. `started` is when
+/// the batch's set-up began (its `seconds` count from there).
 pub fn train_members<E, M, X>(
     gpu: &Gpu,
     exp: &E,
     schedule: &Schedule,
     members: &[MemberDir<'_>],
     batch_dir: &Path,
+    started: Instant,
 ) -> Result<()>
 where
     E: Experiment<Metrics = PerRun<M>, Extras = PerRun<X>>,
@@ -81,7 +84,12 @@ where
         .map(|m| format!("{}\n", m.dir.display()))
         .collect();
     write_atomic(&batch_dir.join("runs.txt"), listing.as_bytes())?;
-    let summary = runner::train_in(gpu, exp, schedule, batch_dir, false)?;
+    let plan = runner::RunPlan {
+        dir: batch_dir.to_path_buf(),
+        resume: false,
+        started,
+    };
+    let summary = runner::train(gpu, exp, schedule, &plan)?;
     write_members(gpu, members, batch_dir, &summary)
 }
 

@@ -27,6 +27,7 @@ pub mod theory_curve;
 use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
+use std::time::Instant;
 
 use serde::{Deserialize, Serialize};
 
@@ -723,6 +724,8 @@ pub fn train_batch(
     members: &[(&SineConfig, MemberDir<'_>)],
     batch_dir: &Path,
 ) -> Result<()> {
+    // The kernel initialisation is set-up: the batch's `seconds` include it.
+    let started = Instant::now();
     let cfgs: Vec<SineConfig> = members.iter().map(|(c, _)| (*c).clone()).collect();
     let (exp, schedule) = Sine::new(gpu, &cfgs, false)?;
     let dirs: Vec<MemberDir<'_>> = members
@@ -732,7 +735,7 @@ pub fn train_batch(
             dir: d.dir.clone(),
         })
         .collect();
-    train_members(gpu, &exp, &schedule, &dirs, batch_dir)
+    train_members(gpu, &exp, &schedule, &dirs, batch_dir, started)
 }
 
 /// Runs the experiment of `cfg` into `out` (refused when `out` holds a run, unless `overwrite`).
@@ -745,8 +748,14 @@ pub fn run(
 ) -> Result<Summary> {
     cfg.validate()?;
     start_run_dir(gpu, out, resolved, overwrite)?;
+    let started = Instant::now();
     let (exp, schedule) = Sine::new(gpu, std::slice::from_ref(cfg), false)?;
-    runner::train_in(gpu, &exp, &schedule, out, false)
+    let plan = runner::RunPlan {
+        dir: out.to_path_buf(),
+        resume: false,
+        started,
+    };
+    runner::train(gpu, &exp, &schedule, &plan)
 }
 
 /// Continues the run in `dir` from its last checkpoint (exact: every step's data is a function

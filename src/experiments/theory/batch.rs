@@ -36,6 +36,7 @@ pub struct Member<'a> {
 
 /// Trains `members` as one batch in `batch_dir`, then writes every member's run directory.
 pub fn train_batch(gpu: &Gpu, members: &[Member<'_>], batch_dir: &Path) -> Result<()> {
+    let started = std::time::Instant::now();
     let cfgs: Vec<TheoryConfig> = members.iter().map(|m| m.cfg.clone()).collect();
     let (exp, schedule) = Theory::new(gpu, &cfgs)?;
     let dirs: Vec<MemberDir<'_>> = members
@@ -45,5 +46,5 @@ pub fn train_batch(gpu: &Gpu, members: &[Member<'_>], batch_dir: &Path) -> Resul
             dir: m.dir.clone(),
         })
         .collect();
-    train_members(gpu, &exp, &schedule, &dirs, batch_dir)
+    train_members(gpu, &exp, &schedule, &dirs, batch_dir, started)
 }
