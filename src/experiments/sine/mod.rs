@@ -18,6 +18,7 @@
 pub mod bench;
 pub mod columns;
 pub mod config;
+mod eval;
 pub mod kernel_init;
 pub mod net;
 pub mod sample_complexity;
@@ -32,6 +33,7 @@ use std::time::Instant;
 use serde::{Deserialize, Serialize};
 
 pub use self::config::{Method, SineConfig};
+use self::eval::{set_spec, EvalSet, CHUNK_FLOATS};
 use self::kernel_init::{InitSettings, KernelInit};
 use self::net::{NetProgram, Network};
 use self::task::{recovery, Task};
@@ -42,7 +44,7 @@ use crate::gpu::{Dispatch, Gpu, GpuTensor, Step};
 use crate::ops::adamw::{AdamW, AdamWConfig};
 use crate::ops::loss::mse;
 use crate::ops::rng::ItemSeeds;
-use crate::ops::sine::{sample, Fold, Rows, SampleSpec, SineSample, SineShape};
+use crate::ops::sine::{sample, Fold, Rows, SineSample};
 use crate::run::start_run_dir;
 use crate::train::runner::{self, Experiment, Schedule, SetMetrics, StepReport};
 
@@ -51,17 +53,8 @@ pub const NAME: &str = "sine";
 
 /// Data streams (the high byte names the set; training minibatch picks add the step).
 const TRAIN_DATA: u64 = 0x01 << 56;
-const VALID_DATA: u64 = 0x02 << 56;
-const TEST_DATA: u64 = 0x03 << 56;
-const OOD_DATA: u64 = 0x04 << 56;
-const COMBINATION_DATA: u64 = 0x05 << 56;
 const TRAIN_PICK: u64 = 0x11 << 56;
 const INIT_PICK: u64 = 0x12 << 56;
-
-/// Most floats one run's widest activation may hold in an evaluation chunk. Chunks are sized
-/// per RUN, never by the batch, so a run's evaluation sums the same rows in the same chunks
-/// alone or in any batch (bit-identical metrics).
-const CHUNK_FLOATS: usize = 1 << 19;
 
 /// Device memory one batch may use (the sweep sizes its batches to it).
 pub const BATCH_BYTES: usize = 2 << 30;
@@ -137,25 +130,6 @@ pub fn batch_key(cfg: &SineConfig) -> String {
     format!("{shape:?}")
 }
 
-/// One chunk of an evaluation set: its samples, which forward program (by chunk size) sees
-/// them, and its loss launch.
-struct Chunk {
-    sample: SineSample,
-    forward: usize,
-    loss: Dispatch,
-}
-
-/// An evaluation set, evaluated chunk by chunk with one forward program per chunk size.
-struct EvalSet {
-    name: &'static str,
-    chunks: Vec<Chunk>,
-    forwards: Vec<Vec<Dispatch>>,
-    /// `[chunks·R × 1 × 1]`: chunk c's per-run MSE at rows `c·R..`.
-    loss: GpuTensor,
-    /// Rows of each chunk.
-    rows: Vec<usize>,
-}
-
 /// Per-run bookkeeping (checkpointed as a tensor, so a resumed run reports it too): best
 /// validation MSE and the test / OOD / combination MSE and step there, then the recovery after
 /// initialisation and the final kernel objective (NaN when undefined).
@@ -182,22 +156,6 @@ pub struct Sine {
     best_host: Mutex<Vec<f32>>,
     /// Steps trained, for the best-state record.
     steps_done: AtomicUsize,
-}
-
-/// The sample settings of a set: fold, input scale, data stream.
-fn set_spec(shape: SineShape, fold: Fold, sigma: f32, data_stream: u64, rows: Rows) -> SampleSpec {
-    SampleSpec {
-        shape,
-        rows,
-        fold,
-        sigma,
-        data_stream,
-    }
-}
-
-/// Rows of one evaluation chunk of `n` samples for a run whose widest activation is `width`.
-fn chunk_rows(n: usize, width: usize) -> usize {
-    (CHUNK_FLOATS / width.max(1)).max(64).min(n).max(1)
 }
 
 impl Sine {
@@ -266,7 +224,7 @@ impl Sine {
         };
         let opt = AdamW::new_per_item(gpu, &params, &grads, opt_cfg, &lr, &wd)?;
 
-        let sets = Self::eval_sets_of(gpu, first, &net, &task_t, &run_seeds, train_fold)?;
+        let sets = EvalSet::all(gpu, first, &net, &task_t, &run_seeds, train_fold)?;
         let best = gpu.zeros(r, 1, BEST_FIELDS)?;
         let exp = Sine {
             cfgs: cfgs.to_vec(),
@@ -336,82 +294,6 @@ impl Sine {
             .chunks(self.net.modules)
             .map(|o| o.iter().map(|&v| v as f64).sum::<f64>() / o.len() as f64)
             .collect())
-    }
-
-    /// The evaluation sets of `cfg`: valid and test from the training distribution, the wide
-    /// OOD set, and the held-out combination when the task holds one out.
-    fn eval_sets_of(
-        gpu: &Gpu,
-        cfg: &SineConfig,
-        net: &Network,
-        task_t: &GpuTensor,
-        seeds: &ItemSeeds,
-        train_fold: Fold,
-    ) -> Result<Vec<EvalSet>> {
-        let e = &cfg.eval;
-        let mut defs = vec![
-            ("valid", e.n_valid, VALID_DATA, train_fold, 1.0),
-            ("test", e.n_test, TEST_DATA, train_fold, 1.0),
-            ("ood", e.n_test, OOD_DATA, Fold::None, e.ood_scale as f32),
-        ];
-        if cfg.task.holdout_combination {
-            defs.push((
-                "ood_combination",
-                e.n_test,
-                COMBINATION_DATA,
-                Fold::Inside,
-                1.0,
-            ));
-        }
-        let shape = SineShape {
-            m: cfg.task.m,
-            modules: cfg.task.modules,
-            dim: cfg.task.module_dim,
-            comps: cfg.task.frequencies.len(),
-        };
-        let r = net.runs;
-        let widest = net.x_copies()
-            * cfg
-                .task
-                .m
-                .max(cfg.model.hidden.iter().copied().max().unwrap_or(1))
-                .max(cfg.model.module_hidden.iter().copied().max().unwrap_or(1));
-        defs.into_iter()
-            .map(|(name, n, stream, fold, sigma)| {
-                let c = chunk_rows(n, widest);
-                let rows: Vec<usize> = (0..n.div_ceil(c)).map(|i| c.min(n - i * c)).collect();
-                let loss = gpu.zeros(rows.len() * r, 1, 1)?;
-                let mut sizes: Vec<usize> = rows.clone();
-                sizes.dedup();
-                let mut forwards = Vec::new();
-                let mut buffers = Vec::new();
-                for &size in &sizes {
-                    let x = gpu.zeros(r * net.x_copies(), size, cfg.task.m)?;
-                    let y = gpu.zeros(r, size, 1)?;
-                    let y_hat = gpu.zeros(r, size, 1)?;
-                    forwards.push(net.program(gpu, &x, &y_hat, None)?.forward);
-                    buffers.push((x, y, y_hat));
-                }
-                let mut chunks = Vec::new();
-                for (i, &size) in rows.iter().enumerate() {
-                    let forward = sizes.iter().position(|&s| s == size).expect("a chunk size");
-                    let (x, y, y_hat) = &buffers[forward];
-                    let spec = set_spec(shape, fold, sigma, stream, Rows::Fixed { row0: i * c });
-                    chunks.push(Chunk {
-                        sample: sample(gpu, &spec, task_t, seeds, x, y)?,
-                        forward,
-                        loss: mse(gpu, y_hat, y, &loss.view(i * r, r, 1, 1, 1)?, None, 1.0)?,
-                    });
-                }
-                Ok(EvalSet {
-                    name,
-                    chunks,
-                    forwards,
-                    loss,
-                    rows,
-                })
-            })
-            .collect()
     }
 
     /// The host copy of the best-state record (a poisoned lock still holds valid numbers).
@@ -516,41 +398,6 @@ impl Sine {
             })
             .collect())
     }
-
-    /// Every set's per-run MSE, in one submit.
-    fn eval_mse(&self, gpu: &Gpu) -> Result<Vec<Vec<f64>>> {
-        let mut step = Step::new(gpu);
-        let mut slots = Vec::new();
-        for set in &self.sets {
-            for chunk in &set.chunks {
-                step.run(chunk.sample.dispatch());
-                step.run_all(&set.forwards[chunk.forward]);
-                step.run(&chunk.loss);
-            }
-            slots.push(step.read(&set.loss)?);
-        }
-        let out = step.finish()?;
-        let r = self.runs();
-        Ok(self
-            .sets
-            .iter()
-            .zip(slots)
-            .map(|(set, slot)| {
-                let v = out.get(slot);
-                let n: usize = set.rows.iter().sum();
-                (0..r)
-                    .map(|ri| {
-                        set.rows
-                            .iter()
-                            .enumerate()
-                            .map(|(c, &rows)| v[c * r + ri] as f64 * rows as f64)
-                            .sum::<f64>()
-                            / n as f64
-                    })
-                    .collect()
-            })
-            .collect())
-    }
 }
 
 /// A recorded value, `None` when undefined (NaN).
@@ -601,7 +448,7 @@ impl Experiment for Sine {
     }
 
     fn evaluate(&self, gpu: &Gpu) -> Result<SetMetrics<RunsMetrics>> {
-        let per_set = self.eval_mse(gpu)?;
+        let per_set = EvalSet::mse_of_all(gpu, &self.sets, self.runs())?;
         let step = self.steps_done.load(Ordering::Relaxed);
         let mut best = self.host_best();
         let valid = &per_set[0];
@@ -676,7 +523,7 @@ impl Experiment for Sine {
         // A resumed run reads its best-state record back from the checkpoint.
         let best = gpu.read(&self.best)?;
         *self.host_best() = best.clone();
-        let final_sets = self.eval_mse(gpu)?;
+        let final_sets = EvalSet::mse_of_all(gpu, &self.sets, self.runs())?;
         let recovery = self.recoveries(gpu)?;
         let skipped = gpu.read(self.opt.skipped())?;
         let combination = self.sets.iter().any(|s| s.name == "ood_combination");
