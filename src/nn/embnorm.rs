@@ -113,10 +113,12 @@ impl EmbeddingNorm {
 // ---------------------------------------------------------------------------------------------
 
 /// Row scales √T / ‖e_r‖₂ of the embedding normalisation (spec §4.2); `e` is `rows × t`.
+/// The scales are under `stop_gradient` in the reference, so they are [`Real::detach`]ed: a
+/// forward-mode derivative through them is zero at every order, as in JAX.
 pub fn embedding_scales<T: Real>(e: &[T], t: usize) -> Vec<T> {
     let sqrt_t = T::from_f64(t as f64).sqrt();
     e.chunks(t)
-        .map(|r| sqrt_t / r.iter().map(|&v| v * v).sum::<T>().sqrt())
+        .map(|r| (sqrt_t / r.iter().map(|&v| v * v).sum::<T>().sqrt()).detach())
         .collect()
 }
 

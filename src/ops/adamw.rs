@@ -551,3 +551,64 @@ fn step_cpu<T: Real>(
         }
     }
 }
+
+/// The adjoint of one AdamW step, element by element (`docs/second-order.md` §3; exact, optax's
+/// operation order): given the adjoints of the step's outputs — `theta_bar` = θ̄′, `m_bar` = m̄′,
+/// `v_bar` = v̄′ — and what the step saw and wrote (its gradient `g`, the moments `m_new`, `v_new`
+/// it wrote, its count `t`), overwrites `theta_bar` with the explicit part `(1 − lr·wd)·θ̄′` of θ̄,
+/// `m_bar`, `v_bar` with m̄, v̄ and writes `g_bar` = ḡ, the adjoint of the gradient (the caller
+/// adds `H·ḡ` to θ̄). With `D = √(v′/(1−b2ᵗ) + eps_root)`, `den = D + eps` and the update
+/// `u = (m′/(1−b1ᵗ))/den`:
+///
+/// ```text
+/// M = m̄′ − lr·θ̄′ / ((1−b1ᵗ)·den)
+/// V = v̄′ + lr·θ̄′·u / (2·D·den·(1−b2ᵗ))
+/// θ̄ = (1 − lr·wd)·θ̄′,   m̄ = b1·M,   v̄ = b2·V,   ḡ = (1−b1)·M + 2(1−b2)·g·V
+/// ```
+///
+/// Item `b` of the batch (`lr.len()` items of `g.len() / lr.len()` elements) uses `lr[b]` and
+/// `weight_decay[b]`. Gradient clipping is not part of the inner loop (`cfg.max_grad_norm` must be
+/// 0) and a skipped step has no adjoint: both are the caller's to exclude.
+#[allow(clippy::too_many_arguments)]
+pub fn adamw_vjp_cpu<T: Real>(
+    cfg: &AdamWConfig,
+    lr: &[f32],
+    weight_decay: &[f32],
+    t: u32,
+    g: &[T],
+    m_new: &[T],
+    v_new: &[T],
+    theta_bar: &mut [T],
+    m_bar: &mut [T],
+    v_bar: &mut [T],
+    g_bar: &mut [T],
+) {
+    let batch = lr.len();
+    assert_eq!(weight_decay.len(), batch, "one weight decay per item");
+    assert!(
+        batch > 0 && g.len().is_multiple_of(batch),
+        "items of equal length"
+    );
+    let n = g.len() / batch;
+    for x in [m_new.len(), v_new.len(), theta_bar.len(), m_bar.len()] {
+        assert_eq!(x, g.len(), "every operand has the gradient's length");
+    }
+    assert_eq!((v_bar.len(), g_bar.len()), (g.len(), g.len()));
+    let c = |x: f32| T::from_f64(x as f64);
+    let (b1, b2, eps, eps_root) = (c(cfg.b1), c(cfg.b2), c(cfg.eps), c(cfg.eps_root));
+    let (bc1, bc2) = (T::one() - powi(b1, t), T::one() - powi(b2, t));
+    let two = T::from_f64(2.0);
+    for e in 0..g.len() {
+        let (lr, wd) = (c(lr[e / n]), c(weight_decay[e / n]));
+        let a = theta_bar[e];
+        let d = (v_new[e] / bc2 + eps_root).sqrt();
+        let den = d + eps;
+        let u = (m_new[e] / bc1) / den;
+        let big_m = m_bar[e] - lr * a / (bc1 * den);
+        let big_v = v_bar[e] + lr * a * u / (two * d * den * bc2);
+        theta_bar[e] = (T::one() - lr * wd) * a;
+        m_bar[e] = b1 * big_m;
+        v_bar[e] = b2 * big_v;
+        g_bar[e] = (T::one() - b1) * big_m + two * (T::one() - b2) * g[e] * big_v;
+    }
+}

@@ -409,3 +409,32 @@ pub fn mse_cpu<T: Real>(
 ) {
     loss_cpu(Kind::Mse, pred, targets, shape, loss, grad, grad_scale);
 }
+
+/// CPU twin of the KL / cross-entropy gradient's TANGENT: the derivative of
+/// `grad = grad_scale·(softmax(z)·Σy − y)/rows` along a tangent `dz` of the logits (targets
+/// fixed), `out = grad_scale·Σy·(p⊙dz − p·(p·dz))/rows` row by row, `p = softmax(z)`. One
+/// Hessian-vector product of the soft-label loss w.r.t. its logits (second-order meta-gradients).
+pub fn kl_tangent_cpu<T: Real>(
+    logits: &[T],
+    targets: &[T],
+    dz: &[T],
+    shape: LossShape,
+    out: &mut [T],
+    grad_scale: T,
+) {
+    let LossShape { batch, rows, cols } = shape;
+    let n = batch * rows * cols;
+    assert!(logits.len() == n && targets.len() == n && dz.len() == n && out.len() == n);
+    let gscale = grad_factor(Kind::Kl, shape, grad_scale);
+    for at in (0..n).step_by(cols.max(1)) {
+        let z = &logits[at..at + cols];
+        let m = z.iter().fold(z[0], |m, &v| m.max(v));
+        let log_s = z.iter().map(|&v| (v - m).exp()).sum::<T>().ln();
+        let p: Vec<T> = z.iter().map(|&v| ((v - m) - log_s).exp()).collect();
+        let tsum: T = targets[at..at + cols].iter().copied().sum();
+        let pdz: T = (0..cols).map(|c| p[c] * dz[at + c]).sum();
+        for c in 0..cols {
+            out[at + c] = gscale * tsum * (p[c] * dz[at + c] - p[c] * pdz);
+        }
+    }
+}

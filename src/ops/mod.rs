@@ -12,6 +12,7 @@
 pub mod activation;
 pub mod adamw;
 pub mod cholesky;
+pub mod dual;
 pub mod elementwise;
 pub mod embnorm;
 pub mod gather;
@@ -55,6 +56,11 @@ pub trait Real:
     fn max(self, other: Self) -> Self;
     /// True unless NaN or ±∞.
     fn is_finite(self) -> bool;
+    /// The same value with no derivative: `jax.lax.stop_gradient` for the forward-mode
+    /// [`dual::Dual`] numbers, the identity for plain floats.
+    fn detach(self) -> Self {
+        self
+    }
     /// 0.
     fn zero() -> Self {
         Self::from_f64(0.0)

@@ -3,6 +3,7 @@
 //! independent supervised runs on the batch axis ([`supervised`]); stopping a run from outside
 //! ([`interrupt`]).
 
+pub mod episode_twin;
 pub mod interrupt;
 pub mod loop_state;
 pub mod meta;
