@@ -12,6 +12,11 @@
 // probability rows; (MSE): z − y. Both are multiplied by gscale (set by the host to
 // grad_scale / rows, resp. 2·grad_scale / (rows·cols)).
 //
+// grad_tangent (CE and KL, whose gradients agree): the gradient's derivative along a tangent dz
+// of the logits (binding 5), written to binding 4 (grad): gscale·Σy·(p⊙dz − p·(p·dz)) per row,
+// p = softmax(z) from the row statistics of `row`. It writes no loss: binding 3 is unused (the
+// launcher binds a read-only stand-in; a pipeline layout covers what its entry uses).
+//
 // Determinism and layout: one workgroup per item. Invocation t handles rows t, t + WG, ... in
 // that order and sums their values sequentially; the WG partial sums are then combined by a
 // fixed binary tree in workgroup memory. The order of every addition is thus fixed by (rows,
@@ -26,7 +31,7 @@ struct Params {
     l_off: u32, l_stride: u32, g_off: u32, g_stride: u32,
     norm: f32,    // 1 / (number of terms of the mean)
     gscale: f32,  // factor of the per-element gradient
-    _pad2: u32, _pad3: u32,
+    d_off: u32, d_stride: u32,  // dz (grad_tangent)
 }
 
 override LOSS: u32 = 0u;
@@ -38,6 +43,7 @@ const WG: u32 = 64u;
 @group(0) @binding(2) var<storage, read> t: array<f32>;
 @group(0) @binding(3) var<storage, read_write> loss: array<f32>;
 @group(0) @binding(4) var<storage, read_write> grad: array<f32>;
+@group(0) @binding(5) var<storage, read> dz: array<f32>;
 
 var<workgroup> sums: array<f32, WG>;
 
@@ -82,6 +88,11 @@ fn row(zb: u32, tb: u32) -> Row {
     return o;
 }
 
+// softmax(z)_c of a row from its statistics.
+fn softmax(zc: f32, o: Row) -> f32 {
+    return exp((zc - o.m) - o.log_s);
+}
+
 fn row_base(off: u32, stride: u32, item: u32, r: u32) -> u32 {
     return off + item * stride + r * p.cols;
 }
@@ -124,10 +135,28 @@ fn value_grad(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_i
             if (LOSS == 2u) {
                 g = zc - yc;
             } else {
-                g = exp((zc - o.m) - o.log_s) * o.tsum - yc;
+                g = softmax(zc, o) * o.tsum - yc;
             }
             grad[gb + c] = p.gscale * g;
         }
     }
     finish(item, lid.x, acc);
+}
+
+@compute @workgroup_size(WG)
+fn grad_tangent(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
+    let item = wid.x;
+    for (var r = lid.x; r < p.rows; r += WG) {
+        let zb = row_base(p.z_off, p.z_stride, item, r);
+        let db = row_base(p.d_off, p.d_stride, item, r);
+        let gb = row_base(p.g_off, p.g_stride, item, r);
+        let o = row(zb, row_base(p.t_off, p.t_stride, item, r));
+        var pdz = 0.0;
+        for (var c = 0u; c < p.cols; c++) { pdz += softmax(z[zb + c], o) * dz[db + c]; }
+        let k = p.gscale * o.tsum;
+        for (var c = 0u; c < p.cols; c++) {
+            let pc = softmax(z[zb + c], o);
+            grad[gb + c] = k * (pc * dz[db + c] - pc * pdz);
+        }
+    }
 }

@@ -2,13 +2,17 @@
 //! on/off, weight decay on/off, strided views, learning-rate changes, per-item learning rates and
 //! weight decays with per-item schedules), reset, skipping of an item with a non-finite gradient,
 //! the first step against optax's closed form, and argument errors (including per-item counts).
+//! The adjoint of one step (`AdamW::vjp`) vs its twin on random shapes, steps and layouts, the
+//! twin vs central differences of the f64 step, and the adjoint's argument errors.
 
 mod common;
 
 use rand::RngExt;
 
 use hypermod::gpu::{Gpu, GpuTensor, Step};
-use hypermod::ops::adamw::{adamw_per_item_cpu, AdamW, AdamWConfig, AdamWHostState};
+use hypermod::ops::adamw::{
+    adamw_per_item_cpu, adamw_vjp_cpu, AdamW, AdamWConfig, AdamWHostState, AdamWVjpIo,
+};
 use hypermod::Error;
 
 /// f32 machine epsilon (2u). Bounds below count roundings in EPS rather than u: the GPU and the
@@ -705,4 +709,443 @@ fn bad_configs_and_shapes_are_errors() {
     assert!(err.contains("overlap"), "{err}");
     let err = AdamW::new(gpu, &p, &p, ok).err().unwrap().to_string();
     assert!(err.contains("share a buffer"), "{err}");
+}
+
+/// The moments and gradient one step saw and wrote, and the adjoints coming back into it, as
+/// logical (item-major) host data: what [`AdamW::vjp`] and [`adamw_vjp_cpu`] take.
+struct VjpData {
+    g: Vec<f32>,
+    m_new: Vec<f32>,
+    v_new: Vec<f32>,
+    theta_bar: Vec<f32>,
+    m_bar: Vec<f32>,
+    v_bar: Vec<f32>,
+}
+
+/// Gradients in [-1, 1) with about one element in six tiny (|g| ≈ √eps_root, or 1e-5 without
+/// eps_root: v′ then sits at the square root's knee), moments of a previous step consistent
+/// with them (none at t = 1: a fresh state), and adjoints in [-1, 1).
+fn vjp_data(rng: &mut rand::rngs::ChaCha8Rng, len: usize, cfg: &AdamWConfig, t: u32) -> VjpData {
+    let tiny = cfg.eps_root.max(1e-10).sqrt();
+    let (b1, b2) = (cfg.b1, cfg.b2);
+    let (mut g, mut m_new, mut v_new) = (vec![0.0; len], vec![0.0; len], vec![0.0; len]);
+    for e in 0..len {
+        let sign = if rng.random_bool(0.5) { 1.0 } else { -1.0 };
+        let scale = if rng.random_range(0..6) == 0 {
+            tiny
+        } else {
+            1.0
+        };
+        g[e] = sign * scale * rng.random_range(0.05f32..1.0);
+        let (m, v) = if t == 1 {
+            (0.0, 0.0)
+        } else {
+            let m = scale * rng.random_range(-0.5f32..0.5);
+            (m, scale * scale * rng.random_range(0.0f32..0.3))
+        };
+        m_new[e] = (1.0 - b1) * g[e] + b1 * m;
+        v_new[e] = (1.0 - b2) * (g[e] * g[e]) + b2 * v;
+    }
+    VjpData {
+        g,
+        m_new,
+        v_new,
+        theta_bar: common::uniform(rng, len),
+        m_bar: common::uniform(rng, len),
+        v_bar: common::uniform(rng, len),
+    }
+}
+
+/// Relative error of `1 − bᵗ` in f32: `powi`'s multiplies, tracked as the algorithm runs (a
+/// squaring doubles its operand's relative error, so bᵗ carries up to ≈ (t − 1)·u), amplified
+/// by bᵗ/(1 − bᵗ) in the subtraction, which rounds once more.
+fn rel_bias_correction(b: f64, t: u32) -> f64 {
+    let (mut r, mut sq, mut e) = (None, 0.0, t);
+    loop {
+        if e & 1 == 1 {
+            // The first multiply, by r = 1, is exact.
+            r = Some(r.map_or(sq, |r: f64| r + sq + U32));
+        }
+        e >>= 1;
+        if e == 0 {
+            break;
+        }
+        sq = 2.0 * sq + U32;
+    }
+    let bt = b.powi(t as i32);
+    r.unwrap_or(0.0) * bt / (1.0 - bt) + U32
+}
+
+/// f32 unit roundoff; the GPU's `+ − ×` are correctly rounded (Vulkan, GL).
+const U32: f64 = EPS / 2.0;
+/// Division: 2.5 ulp on Vulkan and GL, an ulp being ≤ EPS relative.
+const DIV: f64 = 2.5 * EPS;
+/// Square root: inherited from 1/inversesqrt (2 ulp + a 2.5 ulp division).
+const SQRT: f64 = 5.0 * EPS;
+
+/// Per element, bounds on |f32 kernel − exact| of θ̄, m̄, v̄, ḡ, propagating each operation's
+/// relative error through the twin's formulas (the f64 twin's own error is negligible). `e` is
+/// the element, `lr`, `wd` its item's values.
+fn vjp_bounds(cfg: &AdamWConfig, t: u32, d: &VjpData, e: usize, lr: f64, wd: f64) -> [f64; 4] {
+    let (b1, b2) = (cfg.b1 as f64, cfg.b2 as f64);
+    let (eps, eps_root) = (cfg.eps as f64, cfg.eps_root as f64);
+    let (rel_bc1, rel_bc2) = (rel_bias_correction(b1, t), rel_bias_correction(b2, t));
+    let (bc1, bc2) = (1.0 - b1.powi(t as i32), 1.0 - b2.powi(t as i32));
+    let w = |v: &[f32]| v[e] as f64;
+    let (a, g, m_bar, v_bar) = (w(&d.theta_bar), w(&d.g), w(&d.m_bar), w(&d.v_bar));
+    let dd = (w(&d.v_new) / bc2 + eps_root).sqrt();
+    let den = dd + eps;
+    let u = (w(&d.m_new) / bc1) / den;
+    // √(v′/bc2 + eps_root): positive terms, so relative errors add and the root halves them.
+    let rel_d = (rel_bc2 + DIV + U32) / 2.0 + SQRT;
+    let rel_den = rel_d + U32;
+    let rel_u = rel_bc1 + rel_den + 2.0 * DIV;
+    let big_a = lr * a / (bc1 * den);
+    let rel_a = rel_bc1 + rel_den + 2.0 * U32 + DIV;
+    let big_b = lr * a * u / (2.0 * dd * den * bc2);
+    let rel_b = rel_u + rel_d + rel_den + rel_bc2 + 4.0 * U32 + DIV;
+    let (big_m, big_v) = (m_bar - big_a, v_bar + big_b);
+    // The sums M = m̄′ − A and V = v̄′ + B round once on top of their terms' errors.
+    let err_m = rel_a * big_a.abs() + U32 * (m_bar.abs() + big_a.abs());
+    let err_v = rel_b * big_b.abs() + U32 * (v_bar.abs() + big_b.abs());
+    let err_theta = U32 * (lr * wd + 2.0 * (1.0 - lr * wd).abs()) * a.abs();
+    let err_mb = b1 * err_m + U32 * b1 * big_m.abs();
+    let err_vb = b2 * err_v + U32 * b2 * big_v.abs();
+    // ḡ = (1−b1)·M + 2(1−b2)·g·V: each 1 − b rounds at most once, the products and the sum once.
+    let (t1, t2) = (
+        (1.0 - b1) * big_m.abs(),
+        2.0 * (1.0 - b2) * g.abs() * big_v.abs(),
+    );
+    let err_g =
+        (1.0 - b1) * err_m + 2.0 * (1.0 - b2) * g.abs() * err_v + U32 * (3.0 * t1 + 4.0 * t2);
+    [err_theta, err_mb, err_vb, err_g]
+}
+
+#[test]
+fn vjp_matches_cpu_twin_on_random_shapes() {
+    let gpu = gpu_or_skip!();
+    let mut rng = common::rng(27);
+    // Item lengths 1, 7, 257 (one past a 256-wide workgroup), 1000 and random ones.
+    let fixed = [(1, 1), (1, 7), (1, 257), (4, 250)];
+    for case in 0..28 {
+        let batch = if case % 4 == 0 {
+            1
+        } else {
+            common::size(&mut rng, 2, 5)
+        };
+        let (r, c) = match fixed.get(case % 6) {
+            Some(&rc) => rc,
+            None => (common::size(&mut rng, 1, 37), common::size(&mut rng, 1, 41)),
+        };
+        let shape = (batch, r, c);
+        let t = [1u32, 2, 10, 100, 3, 37, 1000][case % 7];
+        let cfg = AdamWConfig {
+            b1: [0.9, 0.8, 0.0][case % 3],
+            b2: [0.999, 0.99][(case / 3) % 2],
+            eps: [1e-8, 1e-6][(case / 2) % 2],
+            eps_root: [0.0, 1e-10, 1e-8][(case / 4) % 3],
+            ..Default::default()
+        };
+        let (lr, wd) = item_hypers(&mut rng, batch);
+        let params = gpu.zeros(batch, r, c).unwrap();
+        let grads = gpu.zeros(batch, r, c).unwrap();
+        let opt = AdamW::new_per_item(gpu, &params, &grads, cfg, &lr, &wd).unwrap();
+        let n = r * c;
+        let d = vjp_data(&mut rng, batch * n, &cfg, t);
+        let (strided_in, strided_out) = (case % 5 == 2, case % 3 == 1);
+        // Inputs are read only: as views of one buffer they may share it.
+        let (g, m_new, v_new) = if case % 6 == 5 {
+            let all = [d.g.clone(), d.m_new.clone(), d.v_new.clone()].concat();
+            let buf = gpu.upload(&all, 1, 1, all.len()).unwrap();
+            let at = |k: usize| buf.view(k * batch * n, batch, r, c, n).unwrap();
+            (at(0), at(1), at(2))
+        } else {
+            let put = |v: &[f32]| place(gpu, v, shape, strided_in);
+            (put(&d.g), put(&d.m_new), put(&d.v_new))
+        };
+        let put = |v: &[f32]| place(gpu, v, shape, strided_out);
+        let (theta_bar, m_bar, v_bar) = (put(&d.theta_bar), put(&d.m_bar), put(&d.v_bar));
+        let g_bar = put(&vec![f32::NAN; batch * n]);
+        let io = AdamWVjpIo {
+            g: &g,
+            m_new: &m_new,
+            v_new: &v_new,
+            theta_bar: &theta_bar,
+            m_bar: &m_bar,
+            v_bar: &v_bar,
+            g_bar: &g_bar,
+        };
+        gpu.run(&[&opt.vjp(gpu, t, &io).unwrap()]).unwrap();
+
+        let w = common::widen;
+        let (mut want_t, mut want_m) = (w(&d.theta_bar), w(&d.m_bar));
+        let (mut want_v, mut want_g) = (w(&d.v_bar), vec![0.0; batch * n]);
+        adamw_vjp_cpu(
+            &cfg,
+            &lr,
+            &wd,
+            t,
+            &w(&d.g),
+            &w(&d.m_new),
+            &w(&d.v_new),
+            &mut want_t,
+            &mut want_m,
+            &mut want_v,
+            &mut want_g,
+        );
+        let bounds: Vec<[f64; 4]> = (0..batch * n)
+            .map(|e| vjp_bounds(&cfg, t, &d, e, lr[e / n] as f64, wd[e / n] as f64))
+            .collect();
+        let ctx = format!("case {case}: shape {shape:?} t {t} {cfg:?} lr {lr:?} wd {wd:?}");
+        let outs = [
+            ("theta_bar", &theta_bar, &want_t),
+            ("m_bar", &m_bar, &want_m),
+            ("v_bar", &v_bar, &want_v),
+            ("g_bar", &g_bar, &want_g),
+        ];
+        for (k, (name, x, want)) in outs.into_iter().enumerate() {
+            let got = gpu.read(x).unwrap();
+            let ctx = format!("{ctx}: {name}");
+            common::assert_close(&got, want, |e| bounds[e][k] + 1e-30, &ctx);
+            if strided_out {
+                common::assert_gaps_untouched(gpu, x, &ctx);
+            }
+        }
+    }
+}
+
+/// The step's outputs θ′, m′, v′ as a function of its inputs, in f64 (no clipping, item `b`
+/// with `lr[b]`, `wd[b]`, every item at step `t`).
+fn step_f64(
+    cfg: &AdamWConfig,
+    (lr, wd): (&[f32], &[f32]),
+    t: u32,
+    [theta, m, v, g]: [&[f64]; 4],
+) -> [Vec<f64>; 3] {
+    let batch = lr.len();
+    let mut state = AdamWHostState::<f64>::new(batch, theta.len() / batch);
+    state.m = m.to_vec();
+    state.v = v.to_vec();
+    state.t = vec![(t - 1) as f64; batch];
+    let mut p = theta.to_vec();
+    adamw_per_item_cpu(&mut p, g, &mut state, cfg, lr, wd).unwrap();
+    assert!(state.t.iter().all(|&x| x == t as f64), "no step skipped");
+    [p, state.m, state.v]
+}
+
+#[test]
+fn vjp_twin_matches_central_differences_in_f64() {
+    let mut rng = common::rng(28);
+    let (batch, n) = (3, 7);
+    let len = batch * n;
+    for (t, eps_root) in [(1u32, 0.0f32), (2, 1e-10), (10, 1e-8)] {
+        let cfg = AdamWConfig {
+            b1: 0.9,
+            b2: 0.99,
+            eps: 1e-6,
+            eps_root,
+            ..Default::default()
+        };
+        let (lr, wd) = item_hypers(&mut rng, batch);
+        let lr: Vec<f32> = lr.iter().map(|x| x * 10.0).collect(); // adjoints well above FD noise
+        let d = vjp_data(&mut rng, len, &cfg, 1);
+        // The previous step's moments (fresh at t = 1) and params.
+        let (m, v): (Vec<f64>, Vec<f64>) = if t == 1 {
+            (vec![0.0; len], vec![0.0; len])
+        } else {
+            (0..len)
+                .map(|e| {
+                    let s = (d.g[e] as f64).abs();
+                    (
+                        s * rng.random_range(-1.0..1.0),
+                        s * s * rng.random_range(0.1..1.0),
+                    )
+                })
+                .unzip()
+        };
+        let theta = common::widen(&common::uniform(&mut rng, len));
+        let g = common::widen(&d.g);
+        let x = [theta, m, v, g];
+        let [_, m_new, v_new] = step_f64(&cfg, (&lr, &wd), t, [&x[0], &x[1], &x[2], &x[3]]);
+        let bars = [
+            common::widen(&d.theta_bar),
+            common::widen(&d.m_bar),
+            common::widen(&d.v_bar),
+        ];
+        // ⟨θ̄′, θ′⟩ + ⟨m̄′, m′⟩ + ⟨v̄′, v′⟩ over the elements `at`.
+        let objective = |x: &[Vec<f64>; 4], at: &dyn Fn(usize) -> bool| {
+            let out = step_f64(&cfg, (&lr, &wd), t, [&x[0], &x[1], &x[2], &x[3]]);
+            (0..len)
+                .filter(|&e| at(e))
+                .map(|e| (0..3).map(|k| bars[k][e] * out[k][e]).sum::<f64>())
+                .sum::<f64>()
+        };
+        let [mut theta_bar, mut m_bar, mut v_bar] = bars.clone();
+        let mut g_bar = vec![0.0; len];
+        adamw_vjp_cpu(
+            &cfg,
+            &lr,
+            &wd,
+            t,
+            &x[3],
+            &m_new,
+            &v_new,
+            &mut theta_bar,
+            &mut m_bar,
+            &mut v_bar,
+            &mut g_bar,
+        );
+        let adj = [theta_bar, m_bar, v_bar, g_bar];
+        // Directions scaled to each input's size, so that the step h stays relative (v′ ± h·δv
+        // stays positive; tiny gradients are perturbed at their own scale).
+        let scale = |k: usize, e: usize| match k {
+            0 => 1.0,
+            1 => x[1][e].abs() + x[3][e].abs(),
+            // ≈ v′: v′ = (1 − b2)·g² + b2·v is what the square root sees.
+            2 => 0.5 * (x[2][e] + (1.0 - cfg.b2 as f64) * x[3][e] * x[3][e]),
+            _ => 0.5 * x[3][e].abs(),
+        };
+        let h = 1e-5;
+        let directional = |dir: &[Vec<f64>; 4], at: &dyn Fn(usize) -> bool| {
+            let shifted = |s: f64| -> [Vec<f64>; 4] {
+                std::array::from_fn(|k| (0..len).map(|e| x[k][e] + s * dir[k][e]).collect())
+            };
+            (objective(&shifted(h), at) - objective(&shifted(-h), at)) / (2.0 * h)
+        };
+        // One random direction in all four inputs, as the adjoint's defining identity.
+        let dir: [Vec<f64>; 4] = std::array::from_fn(|k| {
+            (0..len)
+                .map(|e| scale(k, e) * rng.random_range(-1.0..1.0))
+                .collect()
+        });
+        let terms: Vec<f64> = (0..4)
+            .flat_map(|k| (0..len).map(move |e| (k, e)))
+            .map(|(k, e)| adj[k][e] * dir[k][e])
+            .collect();
+        let analytic: f64 = terms.iter().sum();
+        let mag: f64 = terms.iter().map(|v| v.abs()).sum();
+        let fd = directional(&dir, &|_| true);
+        assert!(
+            (fd - analytic).abs() <= 1e-7 * mag,
+            "t {t}: adjoint {analytic} vs finite difference {fd}"
+        );
+        // Then every element and input alone (the step is element-wise): no error can hide
+        // behind larger terms, including the tiny-gradient elements'.
+        for k in 0..4 {
+            for e in 0..len {
+                let mut dir: [Vec<f64>; 4] = std::array::from_fn(|_| vec![0.0; len]);
+                dir[k][e] = scale(k, e);
+                let analytic = adj[k][e] * scale(k, e);
+                let fd = directional(&dir, &|i| i == e);
+                // O(h²) truncation at relative steps, ~1e-16/h cancellation on O(1) objectives.
+                assert!(
+                    (fd - analytic).abs() <= 1e-7 * analytic.abs() + 1e-9,
+                    "t {t}: input {k} element {e} (g {}): adjoint {analytic} vs finite \
+                     difference {fd}",
+                    x[3][e]
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn vjp_rejects_clipping_step_zero_and_bad_operands() {
+    let gpu = gpu_or_skip!();
+    let (b, r, c) = (2, 3, 4);
+    let p = gpu.zeros(b, r, c).unwrap();
+    let g = gpu.zeros(b, r, c).unwrap();
+    let opt = AdamW::new(gpu, &p, &g, AdamWConfig::default()).unwrap();
+    let z = || gpu.zeros(b, r, c).unwrap();
+    let (x1, x2, x3, x4, x5, x6, x7) = (z(), z(), z(), z(), z(), z(), z());
+    let io = AdamWVjpIo {
+        g: &x1,
+        m_new: &x2,
+        v_new: &x3,
+        theta_bar: &x4,
+        m_bar: &x5,
+        v_bar: &x6,
+        g_bar: &x7,
+    };
+    assert!(opt.vjp(gpu, 3, &io).is_ok());
+    let arg = |r: hypermod::Result<hypermod::gpu::Dispatch>, what: &str| match r {
+        Err(e @ Error::InvalidArgument { .. }) => {
+            assert!(e.to_string().contains(what), "{e}")
+        }
+        other => panic!("{what}: expected an argument error, got {other:?}"),
+    };
+    let shape = |r: hypermod::Result<hypermod::gpu::Dispatch>, what: &[&str]| match r {
+        Err(e @ Error::Shape { .. }) => {
+            let m = e.to_string();
+            assert!(what.iter().all(|w| m.contains(w)), "{m}");
+        }
+        other => panic!("{what:?}: expected a shape error, got {other:?}"),
+    };
+    arg(opt.vjp(gpu, 0, &io), "t = 0");
+    let clipping = AdamWConfig {
+        max_grad_norm: 1.0,
+        ..Default::default()
+    };
+    let clipped = AdamW::new(gpu, &p, &g, clipping).unwrap();
+    arg(clipped.vjp(gpu, 1, &io), "max_grad_norm = 1");
+    // A shape other than the params' names it and every operand.
+    let wide = gpu.zeros(b, r, c + 1).unwrap();
+    shape(
+        opt.vjp(gpu, 1, &AdamWVjpIo { v_bar: &wide, ..io }),
+        &["v_bar must have the params' shape [2×3×4]", "v_bar [2×3×5]"],
+    );
+    let three = gpu.zeros(3, r, c).unwrap();
+    shape(
+        opt.vjp(
+            gpu,
+            1,
+            &AdamWVjpIo {
+                m_new: &three,
+                ..io
+            },
+        ),
+        &["m_new", "[3×3×4]"],
+    );
+    // A broadcast output; a broadcast input is fine.
+    let one = gpu.zeros(1, r, c).unwrap().broadcast(b).unwrap();
+    shape(
+        opt.vjp(gpu, 1, &AdamWVjpIo { g_bar: &one, ..io }),
+        &["g_bar", "overlap"],
+    );
+    assert!(opt.vjp(gpu, 1, &AdamWVjpIo { g: &one, ..io }).is_ok());
+    // Outputs as views of one buffer share it: rejected, naming both.
+    let big = gpu.zeros(1, 1, 2 * b * r * c).unwrap();
+    let (lo, hi) = (
+        big.view(0, b, r, c, r * c).unwrap(),
+        big.view(b * r * c, b, r, c, r * c).unwrap(),
+    );
+    shape(
+        opt.vjp(
+            gpu,
+            1,
+            &AdamWVjpIo {
+                m_bar: &lo,
+                v_bar: &hi,
+                ..io
+            },
+        ),
+        &["m_bar", "v_bar", "share a buffer"],
+    );
+    // An input on an output's buffer, and one tensor as both input and output.
+    shape(
+        opt.vjp(
+            gpu,
+            1,
+            &AdamWVjpIo {
+                g: &lo,
+                theta_bar: &hi,
+                ..io
+            },
+        ),
+        &["g", "theta_bar", "share a buffer"],
+    );
+    shape(
+        opt.vjp(gpu, 1, &AdamWVjpIo { g_bar: &x1, ..io }),
+        &["g [2×3×4]", "g_bar", "share a buffer"],
+    );
 }

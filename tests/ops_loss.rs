@@ -1,7 +1,8 @@
 //! Loss kernels (cross-entropy, KL, MSE with gradients; accuracy) vs their CPU twins on random
 //! shapes (cols 1 and non-powers of two, rows past the workgroup size, batch 1, broadcast
 //! targets, one-hot and soft targets, logits up to ±80), the twins' gradients vs central finite
-//! differences in f64, and shape errors.
+//! differences in f64, and shape errors. The KL gradient's tangent (`kl_tangent`) vs its twin
+//! on random shapes and layouts, the twin vs central differences of the gradient, and its errors.
 
 mod common;
 
@@ -487,4 +488,212 @@ fn repeated_launches_are_bitwise_identical() {
             .collect();
         assert_eq!(*first.get_or_insert_with(|| bits.clone()), bits);
     }
+}
+
+/// Soft or one-hot targets whose rows are scaled by 0.5–1.5 in about a third of the cases, so
+/// that Σy ≠ 1 and the tangent's Σy factor shows.
+fn scaled_targets(rng: &mut ChaCha8Rng, s: LossShape, one_hot: bool, shared: bool) -> Vec<f32> {
+    let mut t = targets(rng, s, one_hot, shared);
+    if rng.random_range(0..3) == 0 {
+        let f = rng.random_range(0.5f32..1.5);
+        t.iter_mut().for_each(|v| *v *= f);
+    }
+    t
+}
+
+/// Per element, the bound on |f32 kernel − exact| of `kl_tangent`'s `k·(p_c·dz_c − p_c·(p·dz))`,
+/// `k = scale·Σy/rows`: p carries the log-softmax error of the gradient test (≤ 2u(cols + 24)
+/// relative, the exp's own included, plus 2u·|z − m| for the exp's argument), p·dz sums cols products (cols·u of Σp|dz|), k rounds
+/// (cols + 2)u (Σy of non-negative terms, the host's scale); the products and the difference a
+/// few u. Flushed or denormal probabilities (< 2⁻¹²⁶) add their absolute size.
+fn tangent_bounds(z: &[f32], y: &[f32], dz: &[f32], s: LossShape, scale: f64) -> Vec<f64> {
+    let cols = s.cols as f64;
+    let rel_p = 2.0 * U * (cols + 24.0);
+    let tiny = 4.0 * f32::MIN_POSITIVE as f64;
+    let mut tol = vec![0.0; z.len()];
+    let rows = z
+        .chunks(s.cols)
+        .zip(y.chunks(s.cols))
+        .zip(dz.chunks(s.cols));
+    for (r, ((zr, yr), dr)) in rows.enumerate() {
+        let m = zr.iter().fold(f64::MIN, |m, &v| m.max(v as f64));
+        let p: Vec<f64> = zr.iter().map(|&v| (v as f64 - m).exp()).collect();
+        let sum: f64 = p.iter().sum();
+        let p: Vec<f64> = p.iter().map(|v| v / sum).collect();
+        let k = scale * yr.iter().map(|&v| v as f64).sum::<f64>() / s.rows as f64;
+        let pdz: f64 = p.iter().zip(dr).map(|(p, &d)| p * (d as f64).abs()).sum();
+        for c in 0..s.cols {
+            // exp(z − m − log s) amplifies the rounding of its argument by |z − m|: with logits
+            // spread over ±80, a probability near e⁻⁷⁵ is only good to ~75u relative.
+            let rel_p = rel_p + 2.0 * U * (zr[c] as f64 - m).abs();
+            let pd = p[c] * (dr[c] as f64).abs();
+            tol[r * s.cols + c] = k.abs()
+                * ((rel_p + (cols + 8.0) * U) * (pd + p[c] * pdz)
+                    + p[c] * (rel_p + (cols + 2.0) * U) * pdz
+                    + tiny * (1.0 + pdz + (dr[c] as f64).abs()));
+        }
+    }
+    tol
+}
+
+#[test]
+fn kl_tangent_matches_cpu_twin_on_random_shapes() {
+    let gpu = gpu_or_skip!();
+    let mut rng = common::rng(13);
+    for case in 0..24 {
+        let batch = if case % 5 == 0 {
+            1
+        } else {
+            common::size(&mut rng, 1, 5)
+        };
+        // Rows past the 64-wide workgroup make an invocation handle more than one row.
+        let rows = if case % 6 == 1 {
+            common::size(&mut rng, 65, 130)
+        } else {
+            common::size(&mut rng, 1, 40)
+        };
+        let cols = match case % 8 {
+            0 => 1,
+            3 => 2,
+            5 => 257,
+            _ => common::size(&mut rng, 3, 37),
+        };
+        let s = LossShape { batch, rows, cols };
+        let n = batch * rows * cols;
+        let spread = [1.0f32, 8.0, 80.0][case % 3];
+        let z: Vec<f32> = common::uniform(&mut rng, n)
+            .iter()
+            .map(|v| v * spread)
+            .collect();
+        let (one_hot, shared_t, shared_d) = (case % 2 == 0, case % 4 == 1, case % 7 == 3);
+        let t = scaled_targets(&mut rng, s, one_hot, shared_t);
+        let dz = common::data(&mut rng, batch, rows * cols, shared_d);
+        let strided = case % 3 == 2;
+        let input = |v: &[f32], shared: bool| {
+            if strided && !shared {
+                common::padded(gpu, v, batch, rows, cols)
+            } else {
+                common::put(gpu, v, batch, rows, cols, shared)
+            }
+        };
+        let (gz, gt, gd) = (input(&z, false), input(&t, shared_t), input(&dz, shared_d));
+        let go = out(gpu, batch, rows, cols);
+        let scale = 0.5f32;
+        let d = kl_tangent(gpu, &gz, &gt, &gd, &go, scale).unwrap();
+        gpu.run(&[&d]).unwrap();
+        let ctx = format!(
+            "case {case}: {s:?} spread {spread} one-hot {one_hot} shared targets {shared_t} \
+             shared dz {shared_d} strided {strided}"
+        );
+        common::assert_gaps_untouched(gpu, &go, &ctx);
+        let got = gpu.read(&go).unwrap();
+        let mut want = vec![0.0; n];
+        let w = common::widen;
+        kl_tangent_cpu(&w(&z), &w(&t), &w(&dz), s, &mut want, scale as f64);
+        let tol = tangent_bounds(&z, &t, &dz, s, scale as f64);
+        common::assert_close(&got, &want, |i| tol[i], &ctx);
+    }
+}
+
+#[test]
+fn kl_tangent_twin_matches_central_differences_of_the_gradient() {
+    let mut rng = common::rng(14);
+    for (batch, rows, cols, spread) in [(2, 3, 5, 3.0f32), (1, 4, 1, 1.0), (3, 2, 9, 8.0)] {
+        let s = LossShape { batch, rows, cols };
+        let n = batch * rows * cols;
+        let z = common::widen(
+            &common::uniform(&mut rng, n)
+                .iter()
+                .map(|v| spread * v)
+                .collect::<Vec<_>>(),
+        );
+        let mut t = common::widen(&targets(&mut rng, s, false, false));
+        t.iter_mut().take(cols).for_each(|v| *v *= 0.7); // one row with Σy ≠ 1
+        let dz = common::widen(&common::uniform(&mut rng, n));
+        let scale = 0.25;
+        let mut tangent = vec![0.0; n];
+        kl_tangent_cpu(&z, &t, &dz, s, &mut tangent, scale);
+        let grad_at = |step: f64| {
+            let zs: Vec<f64> = z.iter().zip(&dz).map(|(z, d)| z + step * d).collect();
+            let (mut l, mut g) = (vec![0.0; batch], vec![0.0; n]);
+            kl_divergence_cpu(&zs, &t, s, &mut l, Some(&mut g), scale);
+            g
+        };
+        let h = 1e-5;
+        let (up, down) = (grad_at(h), grad_at(-h));
+        for i in 0..n {
+            let fd = (up[i] - down[i]) / (2.0 * h);
+            // O(h²) truncation (≈ 1e-10 at these logits) plus ~1e-16/h cancellation.
+            assert!(
+                (fd - tangent[i]).abs() < 1e-8,
+                "{s:?} element {i}: twin {} vs finite difference {fd}",
+                tangent[i]
+            );
+        }
+    }
+}
+
+#[test]
+fn kl_tangent_rejects_bad_shapes_and_arguments() {
+    let gpu = gpu_or_skip!();
+    let z = || gpu.zeros(2, 3, 4).unwrap();
+    let (logits, t, dz, o) = (z(), z(), z(), z());
+    assert!(kl_tangent(gpu, &logits, &t, &dz, &o, 1.0).is_ok());
+    let shape_err = |r: hypermod::Result<hypermod::gpu::Dispatch>, what: &[&str]| match r {
+        Err(e @ Error::Shape { .. }) => {
+            let m = e.to_string();
+            assert!(what.iter().all(|w| m.contains(w)), "{m}");
+        }
+        other => panic!("{what:?}: expected a shape error, got {other:?}"),
+    };
+    let wide = gpu.zeros(2, 3, 5).unwrap();
+    shape_err(
+        kl_tangent(gpu, &logits, &t, &wide, &o, 1.0),
+        &[
+            "kl_tangent",
+            "dz must have the logits' shape",
+            "dz [2×3×5]",
+            "logits [2×3×4]",
+        ],
+    );
+    shape_err(
+        kl_tangent(gpu, &logits, &t, &dz, &wide, 1.0),
+        &["out must have the logits' shape", "out [2×3×5]"],
+    );
+    shape_err(
+        kl_tangent(gpu, &logits, &wide, &dz, &o, 1.0),
+        &["targets must have the logits' shape"],
+    );
+    let three = gpu.zeros(3, 3, 4).unwrap();
+    shape_err(
+        kl_tangent(gpu, &logits, &t, &three, &o, 1.0),
+        &["different batch sizes", "dz [3×3×4]"],
+    );
+    let shared = gpu.zeros(1, 3, 4).unwrap().broadcast(2).unwrap();
+    shape_err(
+        kl_tangent(gpu, &logits, &t, &dz, &shared, 1.0),
+        &["out", "overlap"],
+    );
+    // Broadcast inputs are fine; an output on an input's buffer is not.
+    assert!(kl_tangent(gpu, &logits, &shared, &shared, &o, 1.0).is_ok());
+    shape_err(
+        kl_tangent(gpu, &logits, &t, &dz, &dz, 1.0),
+        &["share a buffer"],
+    );
+    let e = gpu.zeros(2, 0, 4).unwrap();
+    shape_err(
+        kl_tangent(
+            gpu,
+            &e,
+            &e.clone(),
+            &e.clone(),
+            &gpu.zeros(2, 0, 4).unwrap(),
+            1.0,
+        ),
+        &["at least one row"],
+    );
+    assert!(matches!(
+        kl_tangent(gpu, &logits, &t, &dz, &o, f32::INFINITY),
+        Err(Error::InvalidArgument { .. })
+    ));
 }

@@ -1,5 +1,6 @@
 //! Native `shaders/adamw.wgsl`: `prepare` (per item: skip decision, counters, clip scale, bias
-//! corrections), `update` (per element, with its item's coefficients) and `reset`.
+//! corrections), `update` (per element, with its item's coefficients), `reset` and `vjp` (the
+//! adjoint of one step, per element, in the twin's operation order).
 //!
 //! The state tensor holds 9 blocks of `B` values (t, skipped, consecutive, apply, clip scale,
 //! 1 − b1ᵗ, 1 − b2ᵗ, lr, wd; see the shader). `update` computes in the twin's operation order
@@ -9,20 +10,21 @@
 use rayon::prelude::*;
 
 use crate::error::Result;
-use crate::native::{item, items_mut, Launch};
+use crate::native::{item, items, items_mut, Launch};
 use crate::ops::adamw::{powi, Params};
 
 /// Elements per parallel task of `update`.
 const CHUNK: usize = 4096;
 
 /// Runs one launch of an AdamW entry point (bindings: 1 weights, 2 grads, 3 moments, 4 sum of
-/// squares, 5 state).
+/// squares, 5 state; `vjp`: 1 θ̄, 2 g, 5 state, 6 m′, 7 v′, 8 m̄, 9 v̄, 10 ḡ).
 pub(crate) fn run(l: &mut Launch<'_>) -> Result<()> {
     let p: Params = l.params()?;
     match l.entry {
         "prepare" => prepare(l, &p),
         "update" => update(l, &p),
         "reset" => reset(l, &p),
+        "vjp" => vjp(l, &p),
         _ => Err(l.unknown_entry()),
     }
 }
@@ -153,4 +155,96 @@ fn reset(l: &mut Launch<'_>, p: &Params) -> Result<()> {
     st[..nb].fill(0.0);
     st[2 * nb..].fill(0.0);
     Ok(())
+}
+
+/// The adjoint's outputs of one chunk (θ̄, m̄, v̄ in/out, ḡ out) and what the step saw and wrote
+/// (g, m′, v′).
+struct VjpChunk<'a> {
+    theta: &'a mut [f32],
+    m: &'a mut [f32],
+    v: &'a mut [f32],
+    g_bar: &'a mut [f32],
+    g: &'a [f32],
+    m_new: &'a [f32],
+    v_new: &'a [f32],
+}
+
+/// Per element of every item: the adjoint of step `p.t`, each item with its own lr and wd from
+/// the state. Elementwise, so items and fixed chunks run in parallel with no effect on the bits.
+fn vjp(l: &mut Launch<'_>, p: &Params) -> Result<()> {
+    let (nb, n) = (p.batch as usize, p.n as usize);
+    if nb * n == 0 {
+        return Ok(());
+    }
+    let st = state(l, 9, nb)?;
+    let input = |k: usize, off: u32, stride: u32| -> Result<Vec<&[f32]>> {
+        items(l.read(k)?, off as usize, stride as usize, n, nb)
+    };
+    let g = input(2, p.g_off, p.g_stride)?;
+    let m_new = input(6, p.mn_off, p.mn_stride)?;
+    let v_new = input(7, p.vn_off, p.vn_stride)?;
+    let mut output = |k: usize, off: u32, stride: u32| -> Result<Vec<&mut [f32]>> {
+        items_mut(l.write(k)?, off as usize, stride as usize, n, nb)
+    };
+    let theta = output(1, p.w_off, p.w_stride)?;
+    let m = output(8, p.mb_off, p.mb_stride)?;
+    let v = output(9, p.vb_off, p.vb_stride)?;
+    let g_bar = output(10, p.gb_off, p.gb_stride)?;
+    let (bc1, bc2) = (1.0 - powi(p.b1, p.t), 1.0 - powi(p.b2, p.t));
+    let mut chunks = Vec::with_capacity(nb * n.div_ceil(CHUNK));
+    let outs = theta.into_iter().zip(m).zip(v).zip(g_bar);
+    let ins = g.into_iter().zip(m_new).zip(v_new);
+    for (b, ((((theta, m), v), g_bar), ((g, m_new), v_new))) in outs.zip(ins).enumerate() {
+        let c = Coefs {
+            scale: 1.0, // no clipping in a step with an adjoint
+            bc1,
+            bc2,
+            lr: st[7 * nb + b],
+            wd: st[8 * nb + b],
+        };
+        let outs = theta
+            .chunks_mut(CHUNK)
+            .zip(m.chunks_mut(CHUNK))
+            .zip(v.chunks_mut(CHUNK))
+            .zip(g_bar.chunks_mut(CHUNK));
+        let ins = g
+            .chunks(CHUNK)
+            .zip(m_new.chunks(CHUNK))
+            .zip(v_new.chunks(CHUNK));
+        for ((((theta, m), v), g_bar), ((g, m_new), v_new)) in outs.zip(ins) {
+            let chunk = VjpChunk {
+                theta,
+                m,
+                v,
+                g_bar,
+                g,
+                m_new,
+                v_new,
+            };
+            chunks.push((c, chunk));
+        }
+    }
+    chunks
+        .into_par_iter()
+        .for_each(|(c, chunk)| vjp_chunk(p, c, chunk));
+    Ok(())
+}
+
+/// The adjoint of one chunk, in the shader's (and the CPU twin's) operation order.
+fn vjp_chunk(p: &Params, c: Coefs, x: VjpChunk<'_>) {
+    let (b1, b2) = (p.b1, p.b2);
+    let outs = x.theta.iter_mut().zip(x.m).zip(x.v).zip(x.g_bar);
+    let ins = x.g.iter().zip(x.m_new).zip(x.v_new);
+    for ((((theta, m), v), g_bar), ((&g, &m_new), &v_new)) in outs.zip(ins) {
+        let a = *theta;
+        let d = (v_new / c.bc2 + p.eps_root).sqrt();
+        let den = d + p.eps;
+        let u = (m_new / c.bc1) / den;
+        let big_m = *m - c.lr * a / (c.bc1 * den);
+        let big_v = *v + c.lr * a * u / (2.0 * d * den * c.bc2);
+        *theta = (1.0 - c.lr * c.wd) * a;
+        *m = b1 * big_m;
+        *v = b2 * big_v;
+        *g_bar = (1.0 - b1) * big_m + 2.0 * (1.0 - b2) * g * big_v;
+    }
 }

@@ -1,5 +1,6 @@
 //! Native `shaders/loss.wgsl`: `value` and `value_grad` of the per-item losses (softmax
-//! cross-entropy, KL divergence, squared error, accuracy; the `LOSS` override picks one).
+//! cross-entropy, KL divergence, squared error, accuracy; the `LOSS` override picks one), and
+//! `grad_tangent`, the softmax losses' gradient differentiated along a tangent of the logits.
 //!
 //! One task per item, as one workgroup per item in the shader, and the same order of additions:
 //! row `r` goes to partial `r mod 64`, rows in increasing order, then the 64 partials are added by
@@ -34,22 +35,33 @@ struct Row {
 
 /// Runs one launch of a loss entry point.
 pub(crate) fn run(l: &mut Launch<'_>) -> Result<()> {
-    let with_grad = match l.entry {
-        "value" => false,
-        "value_grad" => true,
-        _ => return Err(l.unknown_entry()),
-    };
     let kind = match l.constant("LOSS", 0.0) as u32 {
         1 => Kind::Kl,
         2 => Kind::Mse,
         3 => Kind::Accuracy,
         _ => Kind::CrossEntropy,
     };
+    match l.entry {
+        "value" => losses(l, kind, false),
+        "value_grad" => losses(l, kind, true),
+        "grad_tangent" => tangent(l, kind),
+        _ => Err(l.unknown_entry()),
+    }
+}
+
+/// The launch's parameters and its (batch, rows, cols), at least one row and one column.
+fn shape(l: &Launch<'_>) -> Result<(Params, usize, usize, usize)> {
     let p: Params = l.params()?;
     let (batch, rows, cols) = (p.batch as usize, p.rows as usize, p.cols as usize);
     if rows == 0 || cols == 0 {
         return Err(l.err(format!("a loss over {rows} rows of {cols} columns")));
     }
+    Ok((p, batch, rows, cols))
+}
+
+/// `value` / `value_grad`: each item's mean row value, and the gradient when asked.
+fn losses(l: &mut Launch<'_>, kind: Kind, with_grad: bool) -> Result<()> {
+    let (p, batch, rows, cols) = shape(l)?;
     let len = rows * cols;
     let (z, t) = (l.read(1)?, l.read(2)?);
     let losses = items_mut(l.write(3)?, p.l_off as usize, p.l_stride as usize, 1, batch)?;
@@ -94,14 +106,61 @@ fn item_loss(
             if kind == Kind::Mse {
                 cells.for_each(|((g, &zc), &yc)| *g = gscale * (zc - yc));
             } else {
-                cells.for_each(|((g, &zc), &yc)| {
-                    *g = gscale * (((zc - o.m) - o.log_s).exp() * o.tsum - yc)
-                });
+                cells.for_each(|((g, &zc), &yc)| *g = gscale * (o.softmax(zc) * o.tsum - yc));
             }
         }
     }
     tree(&mut sums, 1);
     sums[0]
+}
+
+impl Row {
+    /// `softmax(z)_c` from the row's statistics (the shader's `softmax`).
+    fn softmax(&self, zc: f32) -> f32 {
+        ((zc - self.m) - self.log_s).exp()
+    }
+}
+
+/// `grad_tangent`: per row, `gscale·Σy·(p⊙dz − p·(p·dz))` into binding 4, `dz` from binding 5.
+/// Items run in parallel, each row serially in the shader's order.
+fn tangent(l: &mut Launch<'_>, kind: Kind) -> Result<()> {
+    let (p, batch, rows, cols) = shape(l)?;
+    let len = rows * cols;
+    let (z, t, dz) = (l.read(1)?, l.read(2)?, l.read(5)?);
+    let outs = items_mut(
+        l.write(4)?,
+        p.g_off as usize,
+        p.g_stride as usize,
+        len,
+        batch,
+    )?;
+    let zs = items(z, p.z_off as usize, p.z_stride as usize, len, batch)?;
+    let ts = items(t, p.t_off as usize, p.t_stride as usize, len, batch)?;
+    let ds = items(dz, p.d_off as usize, p.d_stride as usize, len, batch)?;
+    let gscale = p.gscale;
+    outs.into_par_iter()
+        .zip(zs.into_par_iter().zip(ts))
+        .zip(ds)
+        .for_each(|((out, (z, t)), dz)| {
+            let rows = out.chunks_exact_mut(cols).zip(z.chunks_exact(cols));
+            for ((out, z), (t, dz)) in rows.zip(t.chunks_exact(cols).zip(dz.chunks_exact(cols))) {
+                row_tangent(row(kind, z, t), z, dz, out, gscale);
+            }
+        });
+    Ok(())
+}
+
+/// One row of `grad_tangent`, the probabilities kept in `out` between the two passes.
+fn row_tangent(o: Row, z: &[f32], dz: &[f32], out: &mut [f32], gscale: f32) {
+    let mut pdz = 0.0f32;
+    for ((p, &zc), &d) in out.iter_mut().zip(z).zip(dz) {
+        *p = o.softmax(zc);
+        pdz += *p * d;
+    }
+    let k = gscale * o.tsum;
+    for (p, &d) in out.iter_mut().zip(dz) {
+        *p = k * (*p * d - *p * pdz);
+    }
 }
 
 /// The shader's `row`: one row's value, and for the softmax losses `log softmax(z)_c =

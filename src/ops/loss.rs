@@ -37,7 +37,9 @@ pub(crate) struct Params {
     pub(crate) g_stride: u32,
     pub(crate) norm: f32,
     pub(crate) gscale: f32,
-    pub(crate) _pad1: [u32; 2],
+    /// Offset and stride of the tangent `dz` (`grad_tangent` only).
+    pub(crate) d_off: u32,
+    pub(crate) d_stride: u32,
 }
 
 /// The per-row value a launch reduces (the shader's `LOSS` override).
@@ -79,18 +81,18 @@ pub struct LossShape {
     pub cols: usize,
 }
 
-/// Checks the operands of a loss launch and returns its shape.
+/// Checks the operands of a loss launch and returns its shape: `like_logits` are (name, tensor,
+/// written) of the logits' rows × cols (targets, gradient, tangents), `loss` the per-item output
+/// of a launch that has one.
 fn loss_shape(
     op: &'static str,
     logits: &GpuTensor,
-    targets: &GpuTensor,
-    loss: &GpuTensor,
-    grad: Option<&GpuTensor>,
+    like_logits: &[(&'static str, &GpuTensor, bool)],
+    loss: Option<&GpuTensor>,
 ) -> Result<LossShape> {
-    let mut ops = vec![("logits", logits), ("targets", targets), ("loss", loss)];
-    if let Some(g) = grad {
-        ops.push(("grad", g));
-    }
+    let mut ops = vec![("logits", logits)];
+    ops.extend(like_logits.iter().map(|&(n, t, _)| (n, t)));
+    ops.extend(loss.map(|l| ("loss", l)));
     let batch = common_batch(op, &ops)?;
     let (rows, cols) = (logits.rows(), logits.cols());
     let describe = || {
@@ -99,28 +101,26 @@ fn loss_shape(
             .collect::<Vec<_>>()
             .join(", ")
     };
-    if targets.rows() != rows || targets.cols() != cols {
-        return Err(shape_err(
-            op,
-            format!("targets must have the logits' shape: {}", describe()),
-        ));
-    }
-    if let Some(g) = grad {
-        if g.rows() != rows || g.cols() != cols {
+    for &(name, t, written) in like_logits {
+        if t.rows() != rows || t.cols() != cols {
             return Err(shape_err(
                 op,
-                format!("grad must have the logits' shape: {}", describe()),
+                format!("{name} must have the logits' shape: {}", describe()),
             ));
         }
-        check_output(op, "grad", g)?;
+        if written {
+            check_output(op, name, t)?;
+        }
     }
-    if loss.rows() != 1 || loss.cols() != 1 {
-        return Err(shape_err(
-            op,
-            format!("loss must be [batch×1×1]: {}", describe()),
-        ));
+    if let Some(loss) = loss {
+        if loss.rows() != 1 || loss.cols() != 1 {
+            return Err(shape_err(
+                op,
+                format!("loss must be [batch×1×1]: {}", describe()),
+            ));
+        }
+        check_output(op, "loss", loss)?;
     }
-    check_output(op, "loss", loss)?;
     if rows == 0 || cols == 0 {
         return Err(shape_err(
             op,
@@ -149,6 +149,27 @@ fn terms(kind: Kind, s: LossShape) -> usize {
     }
 }
 
+/// Rejects a non-finite gradient scale.
+fn check_scale(op: &'static str, grad_scale: f32) -> Result<()> {
+    if grad_scale.is_finite() {
+        Ok(())
+    } else {
+        Err(arg_err(
+            op,
+            format!("grad_scale {grad_scale} must be finite"),
+        ))
+    }
+}
+
+/// Elements an operand brings over the bus (one item for a broadcast).
+fn unique(t: &GpuTensor) -> f64 {
+    if t.batch_stride() == 0 {
+        t.item_len() as f64
+    } else {
+        t.len() as f64
+    }
+}
+
 fn launch(
     gpu: &Gpu,
     kind: Kind,
@@ -159,13 +180,10 @@ fn launch(
     grad_scale: f32,
 ) -> Result<Dispatch> {
     let op = kind.op();
-    let s = loss_shape(op, logits, targets, loss, grad)?;
-    if !grad_scale.is_finite() {
-        return Err(arg_err(
-            op,
-            format!("grad_scale {grad_scale} must be finite"),
-        ));
-    }
+    let mut like_logits = vec![("targets", targets, false)];
+    like_logits.extend(grad.map(|g| ("grad", g, true)));
+    let s = loss_shape(op, logits, &like_logits, Some(loss))?;
+    check_scale(op, grad_scale)?;
     let (z_off, z_stride) = place(op, "logits", logits)?;
     let (t_off, t_stride) = place(op, "targets", targets)?;
     let (l_off, l_stride) = place(op, "loss", loss)?;
@@ -188,7 +206,8 @@ fn launch(
         g_stride,
         norm: 1.0 / terms(kind, s) as f32,
         gscale: grad_factor(kind, s, grad_scale),
-        _pad1: [0; 2],
+        d_off: 0,
+        d_stride: 0,
     };
     let constants = [("LOSS", kind.code() as f64)];
     let access = [
@@ -210,13 +229,6 @@ fn launch(
     let mut tensors = vec![logits, targets, loss];
     tensors.extend(grad);
     let n = (s.batch * s.rows * s.cols) as f64;
-    let unique = |t: &GpuTensor| {
-        if t.batch_stride() == 0 {
-            t.item_len() as f64
-        } else {
-            t.len() as f64
-        }
-    };
     // Softmax losses: max, exp, and the weighted sum per element (≈ 6 flops, exps counted as
     // one), the gradient another ≈ 4; MSE 2 (+ 2); accuracy 2 comparisons.
     let per_elem = match (kind, grad.is_some()) {
@@ -265,6 +277,75 @@ pub fn kl_divergence(
     grad_scale: f32,
 ) -> Result<Dispatch> {
     launch(gpu, Kind::Kl, logits, targets, loss, grad, grad_scale)
+}
+
+/// Prepares the tangent of the KL (= cross-entropy) gradient along a tangent `dz` of the
+/// logits, targets fixed: `out = grad_scale·Σy·(p⊙dz − p·(p·dz))/rows` row by row,
+/// `p = softmax(logits)` — the Hessian of the item's loss w.r.t. its logits times `dz`, for
+/// second-order meta-gradients. All four operands are `[B × rows × cols]` with any offset and
+/// stride (`out` not broadcast, on a buffer of its own). CPU twin: [`kl_tangent_cpu`].
+pub fn kl_tangent(
+    gpu: &Gpu,
+    logits: &GpuTensor,
+    targets: &GpuTensor,
+    dz: &GpuTensor,
+    out: &GpuTensor,
+    grad_scale: f32,
+) -> Result<Dispatch> {
+    const OP: &str = "kl_tangent";
+    let like_logits = [
+        ("targets", targets, false),
+        ("dz", dz, false),
+        ("out", out, true),
+    ];
+    let s = loss_shape(OP, logits, &like_logits, None)?;
+    check_scale(OP, grad_scale)?;
+    let (z_off, z_stride) = place(OP, "logits", logits)?;
+    let (t_off, t_stride) = place(OP, "targets", targets)?;
+    let (g_off, g_stride) = place(OP, "out", out)?;
+    let (d_off, d_stride) = place(OP, "dz", dz)?;
+    let params = Params {
+        rows: to_u32(OP, "rows", s.rows)?,
+        cols: to_u32(OP, "cols", s.cols)?,
+        batch: to_u32(OP, "batch", s.batch)?,
+        _pad0: 0,
+        z_off,
+        z_stride,
+        t_off,
+        t_stride,
+        l_off: 0,
+        l_stride: 0,
+        g_off,
+        g_stride,
+        norm: 0.0,
+        gscale: grad_factor(Kind::Kl, s, grad_scale),
+        d_off,
+        d_stride,
+    };
+    // Cross-entropy's row statistics: KL's differ only in the value (its y·log y), unused here.
+    let constants = [("LOSS", Kind::CrossEntropy.code() as f64)];
+    use Access::{Read, ReadWrite};
+    let spec = KernelSpec {
+        shader: &SHADER,
+        entry: "grad_tangent",
+        constants: &constants,
+        // Binding 3 (the loss) is unused: the logits stand in, read-only.
+        access: &[Read, Read, Read, ReadWrite, Read],
+    };
+    let n = (s.batch * s.rows * s.cols) as f64;
+    let cost = Cost {
+        // Max, two exps and the statistics (≈ 6), p·dz and the output (≈ 6) per element.
+        flops: 12.0 * n,
+        bytes: 4.0 * (unique(logits) + unique(targets) + unique(dz) + n),
+    };
+    let workgroups = [to_u32(OP, "batch", s.batch)?, 1, 1];
+    gpu.dispatch(
+        &spec,
+        &params,
+        &[logits, targets, logits, out, dz],
+        workgroups,
+        cost,
+    )
 }
 
 /// Prepares `acc[b]` = fraction of the item's rows whose logits' argmax equals the targets'
