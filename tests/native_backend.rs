@@ -237,9 +237,25 @@ fn native_training_matches_the_wgsl_run_within_tolerance() {
     // Short: the two backends sum in different orders, and training amplifies those roundings
     // (measured: ~1e-7 at step 3, ~2e-6 at step 12, ~1e-2 by step 60 on this config), while a
     // wrong kernel shows at once.
-    let set = ["train.steps_outer=12", "train.eval_every=3"];
-    let native = train("cpu", 2, "nat", &set);
-    let wgsl = train(&wgsl, 2, "wgsl", &set);
+    // Second order (the hnet_linear default) differentiates through the inner AdamW steps,
+    // whose √v′ denominators amplify the roundings of near-zero gradients, and the outer Adam
+    // turns those components' relative errors into full-size steps (measured: ~2e-4 at step 3,
+    // ~1.5e-2 at step 6), so it is compared at step 3 only, at 2e-3; first order as above.
+    for (order, steps, tol) in [("first_order", 12, 1e-4), ("second_order", 3, 2e-3)] {
+        let set = [
+            format!("train.steps_outer={steps}"),
+            "train.eval_every=3".to_string(),
+            format!("train.meta_gradient=\"{order}\""),
+        ];
+        let set: Vec<&str> = set.iter().map(String::as_str).collect();
+        compare_backends(&wgsl, &set, tol, order);
+    }
+}
+
+/// Trains on the native backend and on `wgsl` and compares every loss within `tol` relative.
+fn compare_backends(wgsl: &str, set: &[&str], tol: f64, what: &str) {
+    let native = train("cpu", 2, "nat", set);
+    let wgsl = train(wgsl, 2, "wgsl", set);
     assert_eq!(native.len(), wgsl.len());
     let mut compared = 0;
     for (a, b) in native.iter().zip(&wgsl) {
@@ -250,8 +266,8 @@ fn native_training_matches_the_wgsl_run_within_tolerance() {
         for ((key, x), (_, y)) in na.iter().zip(&nb) {
             if key.ends_with("loss") {
                 assert!(
-                    (x - y).abs() <= 1e-4 * (1.0 + y.abs()),
-                    "step {}: {key}: native {x} vs wgsl {y}",
+                    (x - y).abs() <= tol * (1.0 + y.abs()),
+                    "{what}, step {}: {key}: native {x} vs wgsl {y}",
                     a["step"]
                 );
                 compared += 1;

@@ -15,7 +15,7 @@ use crate::ops::Real;
 use crate::nn::Mlp;
 use crate::ops::Activation;
 
-use super::gpu::{check_buffers, GpuStudent, StudentBuffers, StudentProgram};
+use super::gpu::{check_buffers, GpuStudent, StudentBuffers, StudentProgram, TangentBuffers};
 use super::mlp_gpu::{mlp_program, Group, NamedLayer};
 
 use super::{
@@ -167,6 +167,27 @@ impl GpuStudent for Anil {
     /// over the tasks; the head is per task. `head_init.*` entries of `dmeta` are zeroed. Without
     /// `dmeta` the backward stops at the head.
     fn program(&self, gpu: &Gpu, buffers: &StudentBuffers<'_>) -> Result<StudentProgram> {
+        self.build(gpu, buffers, None)
+    }
+
+    /// The program with its tangent passes ([`crate::nn::Mlp::program_with_tangent`]).
+    fn hvp_program(
+        &self,
+        gpu: &Gpu,
+        buffers: &StudentBuffers<'_>,
+        tangent: &TangentBuffers<'_>,
+    ) -> Result<StudentProgram> {
+        self.build(gpu, buffers, Some(tangent))
+    }
+}
+
+impl Anil {
+    fn build(
+        &self,
+        gpu: &Gpu,
+        buffers: &StudentBuffers<'_>,
+        tangent: Option<&TangentBuffers<'_>>,
+    ) -> Result<StudentProgram> {
         let layout = self.param_layout();
         check_buffers("anil", self, buffers)?;
         let mut dims = self.body_dims();
@@ -189,6 +210,6 @@ impl GpuStudent for Anil {
             .iter()
             .filter_map(|name| layout.meta_range(name))
             .collect();
-        mlp_program(gpu, &layout, &mlp, &names, &zero, buffers)
+        mlp_program(gpu, &layout, &mlp, &names, &zero, buffers, tangent)
     }
 }

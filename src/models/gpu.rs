@@ -5,10 +5,12 @@
 //! The meta-learning loop ([`crate::train`]) owns the tensors and builds one program per data
 //! split it needs (support set for the inner loop, query set for the meta-gradient).
 
-use crate::error::{shape_err, Result};
+use crate::error::{arg_err, shape_err, Result};
 use crate::gpu::{Dispatch, Gpu, GpuTensor};
 use crate::models::{HnetSlot, ParamLayout, Student, TargetNet};
-use crate::nn::{EmbeddingNorm, LayerParams, Mlp, MlpProgram, Param};
+use crate::nn::{
+    EmbeddingNorm, LayerParams, LayerTangent, Mlp, MlpProgram, MlpTangent, Param, ParamTangent,
+};
 use crate::ops::elementwise::fill;
 use crate::ops::Activation;
 
@@ -45,6 +47,29 @@ pub struct StudentProgram {
     pub forward: Vec<Dispatch>,
     /// Writes `dtask` (and `dmeta`) from `dlogits`; valid after `forward` ran on the same values.
     pub backward: Vec<Dispatch>,
+    /// Second-order programs only: writes `logits_dot` from `task_dot` (valid after `forward`).
+    pub tangent_forward: Vec<Dispatch>,
+    /// Second-order programs only: writes `dtask_dot` and `dmeta_dot` from `dlogits_dot`
+    /// (valid after `backward` and `tangent_forward`).
+    pub tangent_backward: Vec<Dispatch>,
+}
+
+/// The tangent tensors of a second-order program ([`GpuStudent::hvp_program`]): with the
+/// support loss L(θ, φ) and a direction θ̇ of the task parameters (φ̇ = 0), forward-over-reverse
+/// gives the two Hessian-vector products the reverse sweep needs. Shapes as the matching
+/// [`StudentBuffers`] (`logits_dot`, `dlogits_dot` contiguous).
+#[derive(Clone, Copy, Debug)]
+pub struct TangentBuffers<'a> {
+    /// θ̇ per task.
+    pub task_dot: &'a GpuTensor,
+    /// Out: the logits' tangent ż.
+    pub logits_dot: &'a GpuTensor,
+    /// In: the tangent of ∂L/∂logits (the loss HVP of ż, [`crate::ops::loss::kl_tangent`]).
+    pub dlogits_dot: &'a GpuTensor,
+    /// Out: `H_θθ·θ̇` per task (overwritten).
+    pub dtask_dot: &'a GpuTensor,
+    /// Out: `Σ_tasks H_φθ·θ̇` (overwritten; the `*_init` entries zero).
+    pub dmeta_dot: &'a GpuTensor,
 }
 
 /// A student that runs on the GPU. Its CPU twin ([`Student::forward`] / [`Student::backward`])
@@ -53,6 +78,62 @@ pub struct StudentProgram {
 pub trait GpuStudent: Student {
     /// Prepares the program for `buffers` (allocating any scratch it needs).
     fn program(&self, gpu: &Gpu, buffers: &StudentBuffers<'_>) -> Result<StudentProgram>;
+
+    /// Prepares the program for `buffers` (no `dmeta`: the inner loop's) together with its
+    /// tangent passes ([`TangentBuffers`]), for second-order meta-gradients. Students without
+    /// device tangents say so.
+    fn hvp_program(
+        &self,
+        gpu: &Gpu,
+        buffers: &StudentBuffers<'_>,
+        tangent: &TangentBuffers<'_>,
+    ) -> Result<StudentProgram> {
+        let _ = (gpu, buffers, tangent);
+        Err(arg_err(
+            "second-order meta-gradient",
+            format!(
+                "{} has no device tangent passes yet; use meta_gradient = \"first_order\" \
+                 (its f64 twin computes the exact second-order gradient)",
+                std::any::type_name::<Self>()
+                    .rsplit("::")
+                    .next()
+                    .unwrap_or("this student")
+            ),
+        ))
+    }
+}
+
+/// Checks a second-order program's tangent tensors against its buffers.
+pub(crate) fn check_tangent(
+    op: &'static str,
+    layout: &ParamLayout,
+    b: &StudentBuffers<'_>,
+    t: &TangentBuffers<'_>,
+) -> Result<()> {
+    let shape = |x: &GpuTensor| (x.batch(), x.rows(), x.cols());
+    let want = [
+        ("task_dot", t.task_dot, shape(b.task), false),
+        ("logits_dot", t.logits_dot, shape(b.logits), true),
+        ("dlogits_dot", t.dlogits_dot, shape(b.logits), true),
+        ("dtask_dot", t.dtask_dot, shape(b.task), false),
+        ("dmeta_dot", t.dmeta_dot, (1, 1, layout.meta_len()), false),
+    ];
+    for (name, x, w, contiguous) in want {
+        if shape(x) != w || (contiguous && !x.is_contiguous()) || b.dmeta.is_some() {
+            return Err(shape_err(
+                op,
+                format!(
+                    "{name} must be [{}×{}×{}]{} and the program without dmeta, got {}",
+                    w.0,
+                    w.1,
+                    w.2,
+                    if contiguous { ", contiguous" } else { "" },
+                    x.shape_str()
+                ),
+            ));
+        }
+    }
+    Ok(())
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -177,7 +258,10 @@ impl GenLayout {
 
 /// The generated target network (spec §4.1) over all tasks: an [`Mlp`] of reparametrised layers
 /// (ReLU but after the last) whose weights and biases are PER TASK, views into `gen`, with their
-/// gradients in the same places of `dgen` (every entry overwritten by the backward).
+/// gradients in the same places of `dgen` (every entry overwritten by the backward). With
+/// `tangent`, the generated parameters' directions are the same views of `tangent.gen_dot`
+/// and their gradient tangents those of `tangent.dgen_dot`.
+#[allow(clippy::too_many_arguments)]
 fn target_program(
     gpu: &Gpu,
     lay: &GenLayout,
@@ -186,6 +270,7 @@ fn target_program(
     x: &GpuTensor,
     out: &GpuTensor,
     dout: &GpuTensor,
+    tangent: Option<(&GenTangent, &TangentBuffers<'_>)>,
 ) -> Result<MlpProgram> {
     let dims = lay.target.dims();
     let mlp = Mlp::new(&dims, Activation::Relu, Activation::Identity).reparametrized();
@@ -198,7 +283,35 @@ fn target_program(
             })
         })
         .collect::<Result<Vec<_>>>()?;
-    mlp.program(gpu, &params, x, out, Some(dout))
+    let Some((gt, tb)) = tangent else {
+        return mlp.program(gpu, &params, x, out, Some(dout));
+    };
+    let layers = (0..dims.len() - 1)
+        .map(|l| {
+            let ((w, b), (dw, db)) = (lay.layer(&gt.gen_dot, l)?, lay.layer(&gt.dgen_dot, l)?);
+            let pt = |dot: GpuTensor, grad_dot: GpuTensor| ParamTangent {
+                dot: Some(dot),
+                grad_dot: Some(grad_dot),
+            };
+            Ok(LayerTangent {
+                w: pt(w, dw),
+                b: pt(b, db),
+            })
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let t = MlpTangent {
+        layers: &layers,
+        x_dot: None,
+        out_dot: tb.logits_dot,
+        dout_dot: tb.dlogits_dot,
+    };
+    mlp.program_with_tangent(gpu, &params, x, out, dout, &t)
+}
+
+/// The generated parameters' directions and gradient tangents (`GenLayout::len` each).
+struct GenTangent {
+    gen_dot: GpuTensor,
+    dgen_dot: GpuTensor,
 }
 
 /// A named meta tensor as a parameter shared by the rows it is applied to (`[1 × rows × cols]`
@@ -217,61 +330,123 @@ pub(crate) fn meta_param(
 }
 
 /// The tensors one slot's bank reads and writes: `ehat`/`dehat` `[1 × tasks·rows × T]`,
-/// `gen`/`dgen` `[1 × tasks·rows × chunk]` (slot-major, every task's rows as one matrix).
+/// `gen`/`dgen` `[1 × tasks·rows × chunk]` (slot-major, every task's rows as one matrix), and
+/// in a second-order program their tangents.
 pub(crate) struct BankIo {
     pub(crate) ehat: GpuTensor,
     pub(crate) dehat: GpuTensor,
     pub(crate) gen: GpuTensor,
     pub(crate) dgen: GpuTensor,
+    pub(crate) tangent: Option<BankTangentIo>,
+}
+
+/// The tangents of [`BankIo`] (same shapes) and the bank's meta-gradient tangent `dmeta_dot`.
+pub(crate) struct BankTangentIo {
+    pub(crate) ehat_dot: GpuTensor,
+    pub(crate) dehat_dot: GpuTensor,
+    pub(crate) gen_dot: GpuTensor,
+    pub(crate) dgen_dot: GpuTensor,
+    pub(crate) dmeta_dot: GpuTensor,
+}
+
+/// The launches of one slot's bank: as [`StudentProgram`]'s, for the bank alone.
+#[derive(Default)]
+pub(crate) struct BankProgram {
+    pub(crate) forward: Vec<Dispatch>,
+    pub(crate) backward: Vec<Dispatch>,
+    pub(crate) tangent_forward: Vec<Dispatch>,
+    pub(crate) tangent_backward: Vec<Dispatch>,
 }
 
 /// The program both hypernetwork students share (spec §4.1–4.3): per slot, the embedding rows of
 /// every task are normalised into a slot-major scratch, `bank` generates that slot's target
 /// parameters for all tasks at once (and backpropagates into ∂L/∂ê), `de = dê · s` lands in
 /// `dtask`; the target net runs batched over tasks; the `*_init` entries of `dmeta` (from
-/// `emb_input_init` on) are zero-filled.
+/// `emb_input_init` on) are zero-filled. With `tangent`, every piece also gets its tangent
+/// passes (the frozen scale makes `ė̂ = ė · s`), and `bank` is handed [`BankTangentIo`].
 pub(crate) fn hypernetwork_program<S, F>(
     op: &'static str,
     gpu: &Gpu,
     student: &S,
     b: &StudentBuffers<'_>,
+    tangent: Option<&TangentBuffers<'_>>,
     mut bank: F,
 ) -> Result<StudentProgram>
 where
     S: crate::models::Hypernetwork,
-    F: FnMut(&HnetSlot, &BankIo) -> Result<(Vec<Dispatch>, Vec<Dispatch>)>,
+    F: FnMut(&HnetSlot, &BankIo) -> Result<BankProgram>,
 {
     let (tasks, _) = check_buffers(op, student, b)?;
+    if let Some(t) = tangent {
+        check_tangent(op, &student.param_layout(), b, t)?;
+    }
     let layout = student.param_layout();
     let lay = GenLayout::new(student.target_net(), tasks);
     let emb = lay.embeddings(gpu, student.templates())?;
     let gen = gpu.zeros(1, 1, lay.len)?;
     let dgen = gpu.zeros(1, 1, lay.len)?;
+    let gen_t = match tangent {
+        Some(_) => Some(GenTangent {
+            gen_dot: gpu.zeros(1, 1, lay.len)?,
+            dgen_dot: gpu.zeros(1, 1, lay.len)?,
+        }),
+        None => None,
+    };
     let mut prog = StudentProgram::default();
-    let mut back_banks = Vec::new();
+    let (mut back_banks, mut tangent_back_banks) = (Vec::new(), Vec::new());
     for (s, sl) in lay.slots().iter().enumerate() {
         let e_name = format!("emb_{}", sl.name);
         let e0 = param_range(op, layout.task_range(&e_name), &e_name)?.start;
+        let bank_tangent = match (tangent, &gen_t) {
+            (Some(t), Some(g)) => Some(BankTangentIo {
+                ehat_dot: emb.flat(&emb.ehat_dot, s)?,
+                dehat_dot: emb.flat(&emb.dehat_dot, s)?,
+                gen_dot: lay.slot(&g.gen_dot, s)?,
+                dgen_dot: lay.slot(&g.dgen_dot, s)?,
+                dmeta_dot: t.dmeta_dot.clone(),
+            }),
+            _ => None,
+        };
         let io = BankIo {
             ehat: emb.flat(&emb.ehat, s)?,
             dehat: emb.flat(&emb.dehat, s)?,
             gen: lay.slot(&gen, s)?,
             dgen: lay.slot(&dgen, s)?,
+            tangent: bank_tangent,
         };
-        let (forward, backward) = bank(sl, &io)?;
+        let bp = bank(sl, &io)?;
         prog.forward.push(emb.forward(gpu, b.task, s, e0)?);
-        prog.forward.extend(forward);
-        back_banks.extend(backward);
+        prog.forward.extend(bp.forward);
+        back_banks.extend(bp.backward);
         back_banks.push(emb.backward(gpu, b.dtask, s, e0)?);
+        if let Some(t) = tangent {
+            prog.tangent_forward
+                .push(emb.tangent(gpu, t.task_dot, s, e0)?);
+            prog.tangent_forward.extend(bp.tangent_forward);
+            tangent_back_banks.extend(bp.tangent_backward);
+            tangent_back_banks.push(emb.tangent_backward(gpu, t.dtask_dot, s, e0)?);
+        }
     }
-    let target = target_program(gpu, &lay, &gen, &dgen, b.x, b.logits, b.dlogits)?;
+    let target_t = gen_t.as_ref().zip(tangent);
+    let target = target_program(gpu, &lay, &gen, &dgen, b.x, b.logits, b.dlogits, target_t)?;
     prog.forward.extend(target.forward);
     prog.backward.extend(target.backward);
     prog.backward.extend(back_banks);
+    prog.tangent_forward.extend(target.tangent_forward);
+    prog.tangent_backward.extend(target.tangent_backward);
+    prog.tangent_backward.extend(tangent_back_banks);
+    let first = param_range(op, layout.meta_range("emb_input_init"), "emb_input_init")?;
     if let Some(dm) = b.dmeta {
-        let first = param_range(op, layout.meta_range("emb_input_init"), "emb_input_init")?;
         prog.backward
             .push(zero_inits(gpu, dm, first.start, layout.meta_len())?);
+    }
+    if let Some(t) = tangent {
+        prog.tangent_backward.push(zero_inits(
+            gpu,
+            t.dmeta_dot,
+            first.start,
+            layout.meta_len(),
+        )?);
     }
     Ok(prog)
 }

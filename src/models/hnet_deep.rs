@@ -17,7 +17,8 @@ use crate::nn::{DeepBank, DeepBankCache, Param};
 use crate::ops::Real;
 
 use super::gpu::{
-    hypernetwork_program, meta_param, BankIo, GpuStudent, StudentBuffers, StudentProgram,
+    hypernetwork_program, meta_param, BankIo, BankProgram, GpuStudent, StudentBuffers,
+    StudentProgram,
 };
 
 use super::{
@@ -248,8 +249,13 @@ impl GpuStudent for HnetDeep {
             let p = self
                 .bank(sl)
                 .program(gpu, &param, &io.ehat, &io.dehat, &io.gen, &io.dgen)?;
-            Ok((p.forward, p.backward))
+            Ok(BankProgram {
+                forward: p.forward,
+                backward: p.backward,
+                ..BankProgram::default()
+            })
         };
-        hypernetwork_program(OP, gpu, self, b, bank)
+        // No tangent: the deep bank's LayerNorm and ELU tangents are not on the device yet.
+        hypernetwork_program(OP, gpu, self, b, None, bank)
     }
 }

@@ -12,14 +12,14 @@
 
 use crate::error::Result;
 use crate::gpu::{Gpu, GpuTensor};
-use crate::nn::{col_sums_cpu as col_sums, Dense, DenseBackward};
+use crate::nn::{col_sums_cpu as col_sums, Dense, DenseBackward, DenseTangentIo, ParamTangent};
 use crate::ops::elementwise::bias_add;
 use crate::ops::reduce;
 use crate::ops::Real;
 
 use super::gpu::{
-    hypernetwork_program, meta_param, param_range, BankIo, GpuStudent, StudentBuffers,
-    StudentProgram,
+    hypernetwork_program, meta_param, param_range, BankIo, BankProgram, GpuStudent, StudentBuffers,
+    StudentProgram, TangentBuffers,
 };
 
 use super::{
@@ -197,14 +197,38 @@ impl GpuStudent for HnetLinear {
     /// `dtask`; `fast_bias`'s gradient is the column sums of `dlogits`; the `*_init` entries of
     /// `dmeta` are zero-filled.
     fn program(&self, gpu: &Gpu, b: &StudentBuffers<'_>) -> Result<StudentProgram> {
+        self.build(gpu, b, None)
+    }
+
+    /// The program plus its tangent passes: per slot `ė̂ = ė·s`, `ġen = ė̂ @ B_s`, the target
+    /// net's tangents ([`crate::nn::Mlp::program_with_tangent`]) and `ż += ḟast_bias`; backward
+    /// `d(dê) = d(dgen) @ B_sᵀ`, `H_φθ·θ̇ = ė̂ᵀ@dgen + êᵀ@d(dgen)` summed over tasks into the
+    /// bank's entries of `dmeta_dot`, `d(de) = d(dê)·s` and `d(dfast_bias) = Σ_rows d(dlogits)`.
+    fn hvp_program(
+        &self,
+        gpu: &Gpu,
+        b: &StudentBuffers<'_>,
+        t: &TangentBuffers<'_>,
+    ) -> Result<StudentProgram> {
+        self.build(gpu, b, Some(t))
+    }
+}
+
+impl HnetLinear {
+    fn build(
+        &self,
+        gpu: &Gpu,
+        b: &StudentBuffers<'_>,
+        tangent: Option<&TangentBuffers<'_>>,
+    ) -> Result<StudentProgram> {
         const OP: &str = "hnet_linear";
         let t = self.num_templates;
         let layout = self.param_layout();
         // The bank of a slot: one bias-free dense layer over its rows of every task.
         let bank = |sl: &HnetSlot, io: &BankIo| {
             let layer = Dense::new(t, sl.chunk);
-            let w = meta_param(OP, &layout, b, &format!("bank_{}", sl.name), t, sl.chunk)?;
-            let forward = vec![layer.forward(gpu, &io.ehat, &w, None, &io.gen)?];
+            let name = format!("bank_{}", sl.name);
+            let w = meta_param(OP, &layout, b, &name, t, sl.chunk)?;
             let back = DenseBackward {
                 x: &io.ehat,
                 y: &io.gen,
@@ -212,9 +236,35 @@ impl GpuStudent for HnetLinear {
                 dz: &io.dgen,
                 dx: Some(&io.dehat),
             };
-            Ok((forward, layer.backward(gpu, &w, None, &back)?))
+            let mut p = BankProgram {
+                forward: vec![layer.forward(gpu, &io.ehat, &w, None, &io.gen)?],
+                backward: layer.backward(gpu, &w, None, &back)?,
+                ..BankProgram::default()
+            };
+            if let Some(bt) = &io.tangent {
+                let at = param_range(OP, layout.meta_range(&name), &name)?.start;
+                let dm = &bt.dmeta_dot;
+                let w_t = ParamTangent {
+                    dot: None,
+                    grad_dot: Some(dm.view(dm.offset() + at, 1, t, sl.chunk, 0)?),
+                };
+                let tio = DenseTangentIo {
+                    x: &io.ehat,
+                    x_dot: Some(&bt.ehat_dot),
+                    y: &io.gen,
+                    z_dot: &bt.gen_dot,
+                    y_dot: &bt.gen_dot,
+                    dz: &io.dgen,
+                    dy_dot: &bt.dgen_dot,
+                    dz_dot: &bt.dgen_dot,
+                    dx_dot: Some(&bt.dehat_dot),
+                };
+                p.tangent_forward = layer.tangent_forward(gpu, &w, &w_t, None, &tio)?;
+                p.tangent_backward = layer.tangent_backward(gpu, &w, &w_t, None, &tio)?;
+            }
+            Ok(p)
         };
-        let mut prog = hypernetwork_program(OP, gpu, self, b, bank)?;
+        let mut prog = hypernetwork_program(OP, gpu, self, b, tangent, bank)?;
         let fb = param_range(OP, layout.task_range("fast_bias"), "fast_bias")?.start;
         let fb_view = |buf: &GpuTensor| {
             buf.view(
@@ -231,6 +281,14 @@ impl GpuStudent for HnetLinear {
             0,
             reduce::col_sums(gpu, b.dlogits, &fb_view(b.dtask)?, 1.0, 0.0)?,
         );
+        if let Some(tb) = tangent {
+            prog.tangent_forward
+                .push(bias_add(gpu, tb.logits_dot, &fb_view(tb.task_dot)?)?);
+            prog.tangent_backward.insert(
+                0,
+                reduce::col_sums(gpu, tb.dlogits_dot, &fb_view(tb.dtask_dot)?, 1.0, 0.0)?,
+            );
+        }
         Ok(prog)
     }
 }

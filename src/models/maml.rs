@@ -16,7 +16,7 @@ use crate::ops::Real;
 use crate::nn::Mlp;
 use crate::ops::Activation;
 
-use super::gpu::{check_buffers, GpuStudent, StudentBuffers, StudentProgram};
+use super::gpu::{check_buffers, GpuStudent, StudentBuffers, StudentProgram, TangentBuffers};
 use super::mlp_gpu::{mlp_program, Group, NamedLayer};
 
 use super::{mlp_backward, mlp_forward, Grads, Init, ParamLayout, ParamSpec, Student, View};
@@ -132,6 +132,27 @@ impl GpuStudent for Maml {
     /// Every layer reads the task tensors and writes its gradient per task; `dmeta` (the `init.*`
     /// copies, never read by the forward) is zeroed.
     fn program(&self, gpu: &Gpu, buffers: &StudentBuffers<'_>) -> Result<StudentProgram> {
+        self.build(gpu, buffers, None)
+    }
+
+    /// The program with its tangent passes ([`crate::nn::Mlp::program_with_tangent`]).
+    fn hvp_program(
+        &self,
+        gpu: &Gpu,
+        buffers: &StudentBuffers<'_>,
+        tangent: &TangentBuffers<'_>,
+    ) -> Result<StudentProgram> {
+        self.build(gpu, buffers, Some(tangent))
+    }
+}
+
+impl Maml {
+    fn build(
+        &self,
+        gpu: &Gpu,
+        buffers: &StudentBuffers<'_>,
+        tangent: Option<&TangentBuffers<'_>>,
+    ) -> Result<StudentProgram> {
         let layout = self.param_layout();
         check_buffers("maml", self, buffers)?;
         let dims = self.dims();
@@ -152,6 +173,7 @@ impl GpuStudent for Maml {
             &names,
             std::slice::from_ref(&all_meta),
             buffers,
+            tangent,
         )
     }
 }

@@ -7,9 +7,11 @@ use std::ops::Range;
 use crate::error::Result;
 use crate::gpu::GpuTensor;
 use crate::gpu::{Dispatch, Gpu};
-use crate::models::gpu::{param_range, StudentBuffers, StudentProgram};
+use crate::models::gpu::{
+    check_tangent, param_range, StudentBuffers, StudentProgram, TangentBuffers,
+};
 use crate::models::ParamLayout;
-use crate::nn::{LayerParams, Mlp, Param};
+use crate::nn::{LayerParams, LayerTangent, Mlp, MlpTangent, Param, ParamTangent};
 use crate::ops::elementwise::fill;
 
 const OP: &str = "student program";
@@ -62,9 +64,53 @@ fn bind(
     }
 }
 
+/// The tangent of the tensor `name` of `group` in a second-order program: a task tensor moves
+/// along `task_dot` (its gradient tangent into `dtask_dot`); a meta tensor holds still and its
+/// gradient tangent is the mixed term `H_φθ·θ̇`, summed over tasks into `dmeta_dot`.
+fn bind_tangent(
+    layout: &ParamLayout,
+    t: &TangentBuffers<'_>,
+    group: Group,
+    name: &str,
+    rows: usize,
+    cols: usize,
+) -> Result<ParamTangent> {
+    Ok(match group {
+        Group::Meta => {
+            let r = param_range(OP, layout.meta_range(name), name)?;
+            let g = t.dmeta_dot;
+            ParamTangent {
+                dot: None,
+                grad_dot: Some(g.view(g.offset() + r.start, 1, rows, cols, r.len())?),
+            }
+        }
+        Group::Task => {
+            let r = param_range(OP, layout.task_range(name), name)?;
+            let v = |buf: &GpuTensor| {
+                let stride = buf.batch_stride();
+                buf.view(buf.offset() + r.start, buf.batch(), rows, cols, stride)
+            };
+            ParamTangent {
+                dot: Some(v(t.task_dot)?),
+                grad_dot: Some(v(t.dtask_dot)?),
+            }
+        }
+    })
+}
+
+/// Zero-fills the `zero_meta` ranges of `dmeta`.
+fn zero_ranges(gpu: &Gpu, dmeta: &GpuTensor, zero_meta: &[Range<usize>]) -> Result<Vec<Dispatch>> {
+    let o = dmeta.offset();
+    zero_meta
+        .iter()
+        .map(|r| fill(gpu, &dmeta.view(o + r.start, 1, 1, r.len(), r.len())?, 0.0))
+        .collect()
+}
+
 /// The forward and backward of `mlp` over all tasks, its layer `l` bound to `names[l]`;
 /// `zero_meta` are the `dmeta` ranges no layer writes (`*_init` tensors), zero-filled by the
-/// backward.
+/// backward. With `tangent` (a second-order program), also the tangent passes, whose
+/// `dmeta_dot` gets the same zero-fill.
 pub(crate) fn mlp_program(
     gpu: &Gpu,
     layout: &ParamLayout,
@@ -72,11 +118,11 @@ pub(crate) fn mlp_program(
     names: &[NamedLayer],
     zero_meta: &[Range<usize>],
     b: &StudentBuffers<'_>,
+    tangent: Option<&TangentBuffers<'_>>,
 ) -> Result<StudentProgram> {
-    let params = mlp
-        .layers
-        .iter()
-        .zip(names)
+    let layers = mlp.layers.iter().zip(names);
+    let params = layers
+        .clone()
         .map(|(l, n)| {
             Ok(LayerParams {
                 w: bind(layout, b, n.group, &n.w, l.fan_in, l.fan_out)?,
@@ -84,21 +130,41 @@ pub(crate) fn mlp_program(
             })
         })
         .collect::<Result<Vec<_>>>()?;
-    let prog = mlp.program(gpu, &params, b.x, b.logits, Some(b.dlogits))?;
-    let mut backward: Vec<Dispatch> = Vec::new();
-    if let Some(dmeta) = b.dmeta {
-        let o = dmeta.offset();
-        for r in zero_meta {
-            backward.push(fill(
-                gpu,
-                &dmeta.view(o + r.start, 1, 1, r.len(), r.len())?,
-                0.0,
-            )?);
+    let prog = match tangent {
+        None => mlp.program(gpu, &params, b.x, b.logits, Some(b.dlogits))?,
+        Some(t) => {
+            check_tangent(OP, layout, b, t)?;
+            let lts = layers
+                .map(|(l, n)| {
+                    Ok(LayerTangent {
+                        w: bind_tangent(layout, t, n.group, &n.w, l.fan_in, l.fan_out)?,
+                        b: bind_tangent(layout, t, n.group, &n.b, 1, l.fan_out)?,
+                    })
+                })
+                .collect::<Result<Vec<_>>>()?;
+            let mt = MlpTangent {
+                layers: &lts,
+                x_dot: None,
+                out_dot: t.logits_dot,
+                dout_dot: t.dlogits_dot,
+            };
+            mlp.program_with_tangent(gpu, &params, b.x, b.logits, b.dlogits, &mt)?
         }
-    }
+    };
+    let mut backward = match b.dmeta {
+        Some(dmeta) => zero_ranges(gpu, dmeta, zero_meta)?,
+        None => Vec::new(),
+    };
     backward.extend(prog.backward);
+    let mut tangent_backward = match tangent {
+        Some(t) => zero_ranges(gpu, t.dmeta_dot, zero_meta)?,
+        None => Vec::new(),
+    };
+    tangent_backward.extend(prog.tangent_backward);
     Ok(StudentProgram {
         forward: prog.forward,
         backward,
+        tangent_forward: prog.tangent_forward,
+        tangent_backward,
     })
 }

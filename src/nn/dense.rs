@@ -175,7 +175,7 @@ impl Dense {
 }
 
 /// `x` itself when contiguous, else a contiguous copy whose copy launch joins `out`.
-fn contiguous(gpu: &Gpu, x: &GpuTensor, out: &mut Vec<Dispatch>) -> Result<GpuTensor> {
+pub(super) fn contiguous(gpu: &Gpu, x: &GpuTensor, out: &mut Vec<Dispatch>) -> Result<GpuTensor> {
     if x.is_contiguous() {
         return Ok(x.clone());
     }

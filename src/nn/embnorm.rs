@@ -9,7 +9,8 @@
 //!
 //! CPU twin: [`embedding_scales`], [`embedding_norm_forward`], [`embedding_norm_backward`].
 //!
-//! Tangent (JVP), frozen scale: `ė̂ = ė · s`, the same launch as the backward.
+//! Tangent (JVP), frozen scale: `ė̂ = ė · s` ([`EmbeddingNorm::tangent`]), and its backward
+//! tangent `(d ∂L/∂ê)·s`, the same launch as the backward.
 
 use crate::error::Result;
 use crate::gpu::{Dispatch, Gpu, GpuTensor};
@@ -28,6 +29,10 @@ pub struct EmbeddingNorm {
     pub ehat: GpuTensor,
     /// ∂L/∂ê (written by the banks' backward).
     pub dehat: GpuTensor,
+    /// The tangent of ê (second-order passes).
+    pub ehat_dot: GpuTensor,
+    /// The tangent of ∂L/∂ê (written by the banks' backward tangent).
+    pub dehat_dot: GpuTensor,
     scales: GpuTensor,
 }
 
@@ -47,11 +52,13 @@ impl EmbeddingNorm {
             row0,
             ehat: gpu.zeros(1, total, t)?,
             dehat: gpu.zeros(1, total, t)?,
+            ehat_dot: gpu.zeros(1, total, t)?,
+            dehat_dot: gpu.zeros(1, total, t)?,
             scales: gpu.zeros(1, total, 1)?,
         })
     }
 
-    /// Slot `s` of `buf` (`ehat` or `dehat`) as `[1 × items·rows × T]`.
+    /// Slot `s` of `buf` (`ehat`, `dehat` or their tangents) as `[1 × items·rows × T]`.
     pub fn flat(&self, buf: &GpuTensor, s: usize) -> Result<GpuTensor> {
         let m = self.items * self.rows[s];
         buf.view(self.row0[s] * self.t, 1, m, self.t, 0)
@@ -99,11 +106,51 @@ impl EmbeddingNorm {
         s: usize,
         start: usize,
     ) -> Result<Dispatch> {
+        self.scaled_into_params(gpu, &self.dehat, grads, s, start)
+    }
+
+    /// The tangent `ė̂ = ė · s` of slot `s` from the directions at `start` of each item of
+    /// `params_dot` (the scale is frozen, so its tangent is zero).
+    pub fn tangent(
+        &self,
+        gpu: &Gpu,
+        params_dot: &GpuTensor,
+        s: usize,
+        start: usize,
+    ) -> Result<Dispatch> {
         scale_rows(
             gpu,
-            &self.per_item(&self.dehat, s, self.t)?,
+            &self.in_params(params_dot, s, start)?,
             &self.per_item(&self.scales, s, 1)?,
-            &self.in_params(grads, s, start)?,
+            &self.per_item(&self.ehat_dot, s, self.t)?,
+        )
+    }
+
+    /// The tangent of `∂L/∂e`, `(d ∂L/∂ê) · s`, of slot `s` into `grads_dot` at `start`.
+    pub fn tangent_backward(
+        &self,
+        gpu: &Gpu,
+        grads_dot: &GpuTensor,
+        s: usize,
+        start: usize,
+    ) -> Result<Dispatch> {
+        self.scaled_into_params(gpu, &self.dehat_dot, grads_dot, s, start)
+    }
+
+    /// `slot s of scratch · s` into the embedding rows at `start` of `params`.
+    fn scaled_into_params(
+        &self,
+        gpu: &Gpu,
+        scratch: &GpuTensor,
+        params: &GpuTensor,
+        s: usize,
+        start: usize,
+    ) -> Result<Dispatch> {
+        scale_rows(
+            gpu,
+            &self.per_item(scratch, s, self.t)?,
+            &self.per_item(&self.scales, s, 1)?,
+            &self.in_params(params, s, start)?,
         )
     }
 }

@@ -13,6 +13,7 @@ use crate::gpu::{Dispatch, Gpu, GpuTensor};
 use crate::ops::{Activation, Real};
 
 use super::dense::{activation_backward, activation_forward, linear_backward, linear_forward};
+use super::dense_tangent::{DenseTangentIo, ParamTangent};
 use super::{Dense, DenseBackward, Param};
 
 /// Parameters of one layer of an [`Mlp`].
@@ -37,6 +38,33 @@ pub struct MlpProgram {
     pub forward: Vec<Dispatch>,
     /// Writes the wanted parameter gradients from ∂L/∂output (valid after `forward`).
     pub backward: Vec<Dispatch>,
+    /// Writes the output's tangent (valid after `forward`); empty without tangents.
+    pub tangent_forward: Vec<Dispatch>,
+    /// Writes the gradient tangents from the tangent of ∂L/∂output (valid after `backward`
+    /// and `tangent_forward`); empty without tangents.
+    pub tangent_backward: Vec<Dispatch>,
+}
+
+/// The directions of one layer's parameters and where their gradient tangents go.
+#[derive(Clone, Debug, Default)]
+pub struct LayerTangent {
+    /// Of the weight.
+    pub w: ParamTangent,
+    /// Of the bias.
+    pub b: ParamTangent,
+}
+
+/// The tangent passes of [`Mlp::program_with_tangent`].
+#[derive(Clone, Copy, Debug)]
+pub struct MlpTangent<'a> {
+    /// One per layer.
+    pub layers: &'a [LayerTangent],
+    /// ẋ, or `None` for data.
+    pub x_dot: Option<&'a GpuTensor>,
+    /// Out: the output's tangent `[items × n × out]`.
+    pub out_dot: &'a GpuTensor,
+    /// In: the tangent of ∂L/∂out.
+    pub dout_dot: &'a GpuTensor,
 }
 
 /// A multilayer perceptron: its layers in order.
@@ -87,15 +115,149 @@ impl Mlp {
             ));
         }
         let acts = self.activations(gpu, x, out, dout.is_some())?;
-        let mut p = MlpProgram::default();
-        for (i, (l, lp)) in self.layers.iter().zip(params).enumerate() {
-            p.forward
-                .push(l.forward(gpu, &acts[i], &lp.w, lp.b.as_ref(), &acts[i + 1])?);
-        }
+        let mut p = MlpProgram {
+            forward: self.forward_on(gpu, params, &acts)?,
+            ..MlpProgram::default()
+        };
         if let Some(dout) = dout {
-            p.backward = self.backward(gpu, params, &acts, dout)?;
+            p.backward = self.backward(gpu, params, &acts, dout, false)?.0;
         }
         Ok(p)
+    }
+
+    /// [`Mlp::program`] with a backward, plus the tangent passes of [`MlpTangent`]: the forward
+    /// tangent writes `t.out_dot` from the parameters' directions (and `t.x_dot`); after the
+    /// backward and once `t.dout_dot` holds the tangent of ∂L/∂out, the backward tangent writes
+    /// the gradient tangents the parameters ask for. Every activation and every ∂L/∂z is kept
+    /// (the tangent passes read them), so this costs more memory than the plain program.
+    pub fn program_with_tangent(
+        &self,
+        gpu: &Gpu,
+        params: &[LayerParams],
+        x: &GpuTensor,
+        out: &GpuTensor,
+        dout: &GpuTensor,
+        t: &MlpTangent<'_>,
+    ) -> Result<MlpProgram> {
+        let nl = self.layers.len();
+        if nl == 0 || params.len() != nl || t.layers.len() != nl {
+            return Err(shape_err(
+                "mlp tangent",
+                format!(
+                    "{nl} layers need as many parameter sets and tangents, got {} and {}",
+                    params.len(),
+                    t.layers.len()
+                ),
+            ));
+        }
+        let acts = self.activations(gpu, x, out, true)?;
+        let (backward, dzs) = self.backward(gpu, params, &acts, dout, true)?;
+        let mut p = MlpProgram {
+            forward: self.forward_on(gpu, params, &acts)?,
+            backward,
+            ..MlpProgram::default()
+        };
+        let (items, n) = (x.batch(), x.rows());
+        let fresh = |cols: usize| gpu.zeros(items, n, cols);
+        // Forward tangent: ȧ[l + 1] from ȧ[l] and layer l's directions (none below the first
+        // layer that moves: ANIL's body).
+        let mut acts_dot: Vec<Option<GpuTensor>> = vec![t.x_dot.cloned()];
+        for (i, (l, lt)) in self.layers.iter().zip(t.layers).enumerate() {
+            if acts_dot[i].is_none() && lt.w.dot.is_none() {
+                if lt.b.dot.is_some() || i + 1 == nl {
+                    return Err(shape_err(
+                        "mlp tangent",
+                        format!("layer {i} moves only its bias, or the output does not move"),
+                    ));
+                }
+                acts_dot.push(None);
+                continue;
+            }
+            let y_dot = if i + 1 == nl {
+                t.out_dot.clone()
+            } else {
+                fresh(l.fan_out)?
+            };
+            let z_dot = fresh(l.fan_out)?;
+            let io = DenseTangentIo {
+                x: &acts[i],
+                x_dot: acts_dot[i].as_ref(),
+                y: &acts[i + 1],
+                z_dot: &z_dot,
+                y_dot: &y_dot,
+                dz: &z_dot,
+                dy_dot: &z_dot,
+                dz_dot: &z_dot,
+                dx_dot: None,
+            };
+            p.tangent_forward.extend(l.tangent_forward(
+                gpu,
+                &params[i].w,
+                &lt.w,
+                Some(&lt.b),
+                &io,
+            )?);
+            acts_dot.push(Some(y_dot));
+        }
+        // Backward tangent, down to the lowest layer that wants a gradient tangent (the mixed
+        // term of meta-parameters the inner loop does not train reaches below the backward). A
+        // layer below the backward's reach has no kept ∂L/∂z; it needs none when neither its
+        // input nor its weight moves.
+        let reached = nl - dzs.len();
+        let wants = |lt: &LayerTangent| lt.w.grad_dot.is_some() || lt.b.grad_dot.is_some();
+        let lowest = t.layers.iter().position(wants).unwrap_or(nl).min(reached);
+        let mut dy_dot = t.dout_dot.clone();
+        for i in (lowest..nl).rev() {
+            let l = &self.layers[i];
+            let kept = match i.checked_sub(reached) {
+                Some(k) => dzs[k].clone(),
+                None if acts_dot[i].is_none() && t.layers[i].w.dot.is_none() => dy_dot.clone(),
+                None => {
+                    return Err(shape_err(
+                        "mlp tangent",
+                        format!("layer {i} moves but its gradient is not computed"),
+                    ))
+                }
+            };
+            let dz_dot = fresh(l.fan_out)?;
+            let dx_dot = if i > lowest {
+                Some(fresh(l.fan_in)?)
+            } else {
+                None
+            };
+            let io = DenseTangentIo {
+                x: &acts[i],
+                x_dot: acts_dot[i].as_ref(),
+                y: &acts[i + 1],
+                z_dot: &dz_dot,
+                y_dot: &dz_dot,
+                dz: &kept,
+                dy_dot: &dy_dot,
+                dz_dot: &dz_dot,
+                dx_dot: dx_dot.as_ref(),
+            };
+            let lt = &t.layers[i];
+            let b = params[i].b.as_ref().map(|b| (b, &lt.b));
+            p.tangent_backward
+                .extend(l.tangent_backward(gpu, &params[i].w, &lt.w, b, &io)?);
+            if let Some(d) = dx_dot {
+                dy_dot = d;
+            }
+        }
+        Ok(p)
+    }
+
+    /// The forward launches from `acts[l]` into `acts[l + 1]`.
+    fn forward_on(
+        &self,
+        gpu: &Gpu,
+        params: &[LayerParams],
+        acts: &[GpuTensor],
+    ) -> Result<Vec<Dispatch>> {
+        let layers = self.layers.iter().zip(params).enumerate();
+        layers
+            .map(|(i, (l, lp))| l.forward(gpu, &acts[i], &lp.w, lp.b.as_ref(), &acts[i + 1]))
+            .collect()
     }
 
     /// `acts[0] = x`, `acts[l + 1]` = output of layer l (the last is `out`).
@@ -129,22 +291,32 @@ impl Mlp {
         params: &[LayerParams],
         acts: &[GpuTensor],
         dout: &GpuTensor,
-    ) -> Result<Vec<Dispatch>> {
+        keep: bool,
+    ) -> Result<(Vec<Dispatch>, Vec<GpuTensor>)> {
         let Some(lowest) = params.iter().position(LayerParams::wants_grad) else {
-            return Ok(Vec::new());
+            return Ok((Vec::new(), Vec::new()));
         };
         let (items, n) = (acts[0].batch(), acts[0].rows());
         let mut scratch = ScratchPairs::default();
+        // `keep`: every ∂L/∂z in a buffer of its own (the tangent passes read them all).
+        let mut pick = |cols: usize, avoid: &GpuTensor| {
+            if keep {
+                gpu.zeros(items, n, cols)
+            } else {
+                scratch.pick(gpu, items, n, cols, avoid)
+            }
+        };
         let mut launches = Vec::new();
+        let mut kept = Vec::new();
         let mut dy = dout.clone();
         for i in (lowest..self.layers.len()).rev() {
             let l = &self.layers[i];
             let dz = match l.activation {
                 Activation::Identity => dy.clone(),
-                _ => scratch.pick(gpu, items, n, l.fan_out, &dy)?,
+                _ => pick(l.fan_out, &dy)?,
             };
             let dx = if i > lowest {
-                Some(scratch.pick(gpu, items, n, l.fan_in, &dz)?)
+                Some(pick(l.fan_in, &dz)?)
             } else {
                 None
             };
@@ -156,11 +328,13 @@ impl Mlp {
                 dx: dx.as_ref(),
             };
             launches.extend(l.backward(gpu, &params[i].w, params[i].b.as_ref(), &io)?);
+            kept.push(dz);
             if let Some(dx) = dx {
                 dy = dx;
             }
         }
-        Ok(launches)
+        kept.reverse();
+        Ok((launches, kept))
     }
 }
 

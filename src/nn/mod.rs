@@ -51,6 +51,7 @@
 
 mod deep_bank;
 mod dense;
+mod dense_tangent;
 mod embnorm;
 mod layernorm;
 mod mlp;
@@ -62,10 +63,14 @@ pub use dense::{
     activation_backward, activation_forward, col_sums_cpu, linear_backward, linear_forward, matmul,
     Dense, DenseBackward, LinearGrads,
 };
+pub use dense_tangent::{DenseTangentIo, ParamTangent};
 pub use embnorm::{
     embedding_norm_backward, embedding_norm_forward, embedding_scales, EmbeddingNorm,
 };
 pub use layernorm::{layernorm_backward, layernorm_forward, LayerNorm, LnCache, LnStats, LN_EPS};
-pub use mlp::{mlp_backward, mlp_forward, LayerGrads, LayerParams, Mlp, MlpCache, MlpProgram};
+pub use mlp::{
+    mlp_backward, mlp_forward, LayerGrads, LayerParams, LayerTangent, Mlp, MlpCache, MlpProgram,
+    MlpTangent,
+};
 pub use packed::{PackedMlp, WeightInit};
 pub use param::{Binding, Param};

@@ -12,17 +12,18 @@ use std::path::Path;
 use crate::checkpoint::{Checkpoint, TensorState};
 use crate::error::{arg_err, shape_err, Result};
 use crate::gpu::{Dispatch, Gpu, GpuTensor, Step};
-use crate::models::gpu::{GpuStudent, StudentBuffers, StudentProgram};
+use crate::models::gpu::{GpuStudent, StudentBuffers, StudentProgram, TangentBuffers};
 use crate::models::{Init, ParamLayout, ParamSpec};
-use crate::ops::adamw::{AdamW, AdamWConfig};
-use crate::ops::elementwise::{copy, fill};
-use crate::ops::gather::{gather_rows, RngGather};
-use crate::ops::loss::{accuracy, kl_divergence};
+use crate::ops::adamw::{AdamW, AdamWConfig, AdamWVjpIo};
+use crate::ops::elementwise::{axpy, copy, fill};
+use crate::ops::gather::{gather_rows, gather_rows_cpu, RngGather};
+use crate::ops::loss::{accuracy, kl_divergence, kl_tangent};
 use crate::ops::reduce::sum_batch;
 use crate::ops::rng::{fill_truncated_normal, fill_uniform, RngKey};
 use crate::tasks::teacher::{
     TeacherForward, TeacherTargets, TeacherWeightsGpu, STATS_INPUTS, TARGET_TEMPERATURE,
 };
+use crate::train::episode_twin::MetaGradient;
 
 /// Inner-loop and outer-loop settings of a [`MetaLearner`].
 #[derive(Clone, Copy, Debug)]
@@ -43,6 +44,8 @@ pub struct MetaConfig {
     pub inner: AdamWConfig,
     /// Outer AdamW with global-norm clipping (spec §5.2).
     pub outer: AdamWConfig,
+    /// Whether the meta-gradient flows through the inner loop (`train.meta_gradient`).
+    pub meta_gradient: MetaGradient,
 }
 
 impl MetaConfig {
@@ -84,6 +87,23 @@ pub struct EpisodeMetrics {
     pub support_loss: f64,
 }
 
+/// One train episode's meta-gradient and the data it saw ([`MetaLearner::episode_gradient`]).
+#[derive(Clone, Debug)]
+pub struct EpisodeGradient {
+    /// Mean query loss.
+    pub loss: f64,
+    /// ∂(mean query loss)/∂meta, packed like the meta parameters.
+    pub dmeta: Vec<f32>,
+    /// Every task's inputs `[tasks × (support + query) × input_dim]`, support rows first.
+    pub inputs: Vec<f32>,
+    /// Their soft targets `[tasks × (support + query) × output_dim]`.
+    pub targets: Vec<f32>,
+    /// The meta parameters the gradient was taken at.
+    pub meta: Vec<f32>,
+    /// Per task, per inner step, the support rows its minibatch drew (empty: full batch).
+    pub minibatches: Vec<Vec<Vec<usize>>>,
+}
+
 /// Everything one meta-batch size needs: teacher data, task parameters, programs, inner loop.
 /// The train episode also produces the meta-gradient; evaluation episodes only adapt and score.
 struct Episode {
@@ -101,7 +121,37 @@ struct Episode {
     /// step); empty on the full-batch path.
     minibatch: Vec<[RngGather; 2]>,
     query: Vec<Dispatch>,
+    /// The train episode's reverse sweep through the inner loop (second order only).
+    sweep: Option<ReverseSweep>,
     steps_inner: usize,
+    shots_support: usize,
+    inner_batch: usize,
+    seed: u64,
+}
+
+/// What the second-order meta-gradient adds to a train episode (spec second-order.md §3–§4):
+/// the forward keeps θ_{t−1} and the moments m′_t, v′_t of every inner step; after the query
+/// backward, the sweep runs t = S..1: restore θ_{t−1}, replay step t's minibatch and recompute
+/// g_t (the same launches, so bitwise the same values), the AdamW adjoint (θ̄ ← (1 − lr·wd)·θ̄,
+/// m̄, v̄, ḡ), then ONE forward-over-reverse pass with direction ḡ for θ̄ += H_θθ·ḡ and
+/// φ̄ += H_φθ·ḡ; finally φ̄_init += Σ_tasks θ̄₀. Recomputing g_t trades one support
+/// forward/backward per step for not storing S gradients: the history holds 3·S·tasks·P floats.
+struct ReverseSweep {
+    /// Per inner step: copy θ_{t−1} out before the step, m′_t and v′_t after it.
+    save_theta: Vec<Dispatch>,
+    save_moments: Vec<[Dispatch; 2]>,
+    /// Per inner step: copy θ_{t−1} back into the task parameters.
+    restore: Vec<Dispatch>,
+    /// θ̄_S = ∂L/∂θ_S (the query backward's dtask), m̄ = v̄ = 0.
+    start: Vec<Dispatch>,
+    /// Per inner step t (index t − 1): the AdamW adjoint of step t.
+    vjp: Vec<Dispatch>,
+    /// ż, its loss tangent, the tangent backward, and the two accumulations.
+    hvp: Vec<Dispatch>,
+    /// φ̄_init += Σ_tasks θ̄₀.
+    finish: Vec<Dispatch>,
+    /// Bytes of the history (θ, m′, v′ of every step) and the sweep's scratch.
+    bytes: u64,
 }
 
 impl Episode {
@@ -162,18 +212,34 @@ impl Episode {
         let (logits_q, dlogits_q) = (gpu.zeros(tasks, nq, dout)?, gpu.zeros(tasks, nq, dout)?);
         let loss = gpu.zeros(tasks, 1, 1)?;
         let acc = gpu.zeros(tasks, 1, 1)?;
-        let support: StudentProgram = student.program(
-            gpu,
-            &StudentBuffers {
-                meta,
-                task: &task,
-                x: &xs,
-                logits: &logits_s,
-                dlogits: &dlogits_s,
-                dtask: &dtask,
-                dmeta: None,
-            },
-        )?;
+        let support_buffers = StudentBuffers {
+            meta,
+            task: &task,
+            x: &xs,
+            logits: &logits_s,
+            dlogits: &dlogits_s,
+            dtask: &dtask,
+            dmeta: None,
+        };
+        let second_order = dmeta.is_some() && cfg.meta_gradient == MetaGradient::SecondOrder;
+        // Second order: the support program with its tangent passes (the same forward and
+        // backward launches, on kept buffers) and the sweep's scratch.
+        let tangents = if second_order {
+            Some(SweepScratch::new(
+                gpu,
+                tasks,
+                ib,
+                dout,
+                p,
+                layout.meta_len(),
+            )?)
+        } else {
+            None
+        };
+        let support: StudentProgram = match &tangents {
+            Some(sc) => student.hvp_program(gpu, &support_buffers, &sc.buffers())?,
+            None => student.program(gpu, &support_buffers)?,
+        };
         let query: StudentProgram = student.program(
             gpu,
             &StudentBuffers {
@@ -212,6 +278,8 @@ impl Episode {
         }
 
         // Inner loop body: support forward, per-task KL gradient, backward, AdamW on task params.
+        let (tangent_forward, tangent_backward) =
+            (support.tangent_forward, support.tangent_backward);
         let mut inner = support.forward;
         let loss_s = gpu.zeros(tasks, 1, 1)?;
         inner.push(kl_divergence(
@@ -232,14 +300,29 @@ impl Episode {
         let grad = dmeta.map(|_| &dlogits_q);
         query_ds.push(kl_divergence(gpu, &logits_q, &yq, &loss, grad, scale)?);
         query_ds.push(accuracy(gpu, &logits_q, &yq, &acc)?);
+        let mut sweep = None;
         if let Some(dmeta) = dmeta {
             query_ds.extend(query.backward);
-            for spec in &layout.task {
-                if let Init::Meta(name) = &spec.init {
-                    let range = layout.task_range(&spec.name).expect("listed above");
-                    let src = dtask.view(range.start, tasks, 1, range.len(), p)?;
-                    let dst = meta_view(layout, dmeta, name)?;
-                    query_ds.push(sum_batch(gpu, &src, &dst, 1.0, 1.0)?);
+            match tangents {
+                Some(sc) => {
+                    let parts = SweepParts {
+                        layout,
+                        task: &task,
+                        dtask: &dtask,
+                        dmeta,
+                        logits: &logits_s,
+                        targets: &ys,
+                        inner_opt: &inner_opt,
+                        tangent_forward,
+                        tangent_backward,
+                    };
+                    sweep = Some(ReverseSweep::new(gpu, sc, parts, cfg.steps_inner)?);
+                }
+                None => {
+                    // First order (metax `first_order = True`): θ_S moves with θ₀ only through
+                    // the decoupled weight decay, ∂θ_S/∂θ₀ = (1 − lr·wd)^S.
+                    let decay = first_order_decay(&cfg.inner, cfg.steps_inner);
+                    query_ds.extend(add_init_grads(gpu, layout, &dtask, dmeta, decay)?);
                 }
             }
         }
@@ -256,25 +339,72 @@ impl Episode {
             inner,
             minibatch,
             query: query_ds,
+            sweep,
             steps_inner: cfg.steps_inner,
+            shots_support: ns,
+            inner_batch: ib,
+            seed: cfg.seed,
         })
     }
 
-    /// Records data generation, adaptation and the query pass.
+    /// Records data generation, adaptation and the query pass (and, second order, the reverse
+    /// sweep through the inner loop).
     fn record(&self, step: &mut Step<'_>) {
         self.teacher.record(step);
         self.targets.record(step);
         step.run_all(&self.init);
         self.inner_opt.record_reset(step);
         for i in 0..self.steps_inner {
-            if let Some([x, y]) = self.minibatch.get(i) {
-                step.run(x);
-                step.run(y);
+            self.record_gradient(step, i);
+            if let Some(sw) = &self.sweep {
+                step.run(&sw.save_theta[i]);
             }
-            step.run_all(&self.inner);
             self.inner_opt.record_step(step);
+            if let Some(sw) = &self.sweep {
+                step.run_all(&sw.save_moments[i]);
+            }
         }
         step.run_all(&self.query);
+        if let Some(sw) = &self.sweep {
+            step.run_all(&sw.start);
+            for i in (0..self.steps_inner).rev() {
+                step.run(&sw.restore[i]);
+                self.record_gradient(step, i);
+                step.run(&sw.vjp[i]);
+                step.run_all(&sw.hvp);
+            }
+            step.run_all(&sw.finish);
+        }
+    }
+
+    /// Inner step `i`'s minibatch (if any) and support gradient at the current task parameters.
+    fn record_gradient(&self, step: &mut Step<'_>, i: usize) {
+        if let Some([x, y]) = self.minibatch.get(i) {
+            step.run(x);
+            step.run(y);
+        }
+        step.run_all(&self.inner);
+    }
+
+    /// Per task, per inner step, the support rows the minibatch gathers of data stream `stream`
+    /// draw (their CPU twin on row indices); empty on the full-batch path.
+    fn minibatch_rows(&self, stream: u64) -> Vec<Vec<Vec<usize>>> {
+        let mut rows = vec![Vec::new(); self.tasks];
+        if self.minibatch.is_empty() {
+            return rows;
+        }
+        let index: Vec<usize> = (0..self.tasks)
+            .flat_map(|_| 0..self.shots_support)
+            .collect();
+        for i in 0..self.steps_inner {
+            let key = RngKey::new(minibatch_seed(self.seed), minibatch_stream(stream, i));
+            let (n, b) = (self.shots_support, self.inner_batch);
+            let drawn = gather_rows_cpu(&index, self.tasks, n, 1, b, key);
+            for (t, r) in rows.iter_mut().enumerate() {
+                r.push(drawn[t * b..(t + 1) * b].to_vec());
+            }
+        }
+        rows
     }
 
     /// Sets the episode's task latents and data stream.
@@ -294,6 +424,177 @@ impl Episode {
             }
         }
     }
+}
+
+/// The tangent tensors of the second-order support program and the sweep's adjoints, all
+/// `[tasks × 1 × P]` but the logits' (`[tasks × batch × out]`) and the meta-gradient's.
+struct SweepScratch {
+    g_bar: GpuTensor,
+    logits_dot: GpuTensor,
+    dlogits_dot: GpuTensor,
+    dtask_dot: GpuTensor,
+    dmeta_dot: GpuTensor,
+    theta_bar: GpuTensor,
+    m_bar: GpuTensor,
+    v_bar: GpuTensor,
+}
+
+impl SweepScratch {
+    fn new(
+        gpu: &Gpu,
+        tasks: usize,
+        batch: usize,
+        out: usize,
+        p: usize,
+        m: usize,
+    ) -> Result<SweepScratch> {
+        let task = || gpu.zeros(tasks, 1, p);
+        Ok(SweepScratch {
+            g_bar: task()?,
+            logits_dot: gpu.zeros(tasks, batch, out)?,
+            dlogits_dot: gpu.zeros(tasks, batch, out)?,
+            dtask_dot: task()?,
+            dmeta_dot: gpu.zeros(1, 1, m)?,
+            theta_bar: task()?,
+            m_bar: task()?,
+            v_bar: task()?,
+        })
+    }
+
+    /// The support program's tangents: the direction is ḡ, what the AdamW adjoint writes.
+    fn buffers(&self) -> TangentBuffers<'_> {
+        TangentBuffers {
+            task_dot: &self.g_bar,
+            logits_dot: &self.logits_dot,
+            dlogits_dot: &self.dlogits_dot,
+            dtask_dot: &self.dtask_dot,
+            dmeta_dot: &self.dmeta_dot,
+        }
+    }
+
+    fn bytes(&self) -> u64 {
+        let t = [
+            &self.g_bar,
+            &self.logits_dot,
+            &self.dlogits_dot,
+            &self.dtask_dot,
+            &self.dmeta_dot,
+            &self.theta_bar,
+            &self.m_bar,
+            &self.v_bar,
+        ];
+        t.iter().map(|x| 4 * x.len() as u64).sum()
+    }
+}
+
+/// The train episode's pieces the reverse sweep is built on.
+struct SweepParts<'a> {
+    layout: &'a ParamLayout,
+    task: &'a GpuTensor,
+    dtask: &'a GpuTensor,
+    dmeta: &'a GpuTensor,
+    logits: &'a GpuTensor,
+    targets: &'a GpuTensor,
+    inner_opt: &'a AdamW,
+    tangent_forward: Vec<Dispatch>,
+    tangent_backward: Vec<Dispatch>,
+}
+
+impl ReverseSweep {
+    fn new(gpu: &Gpu, sc: SweepScratch, parts: SweepParts<'_>, steps: usize) -> Result<Self> {
+        let SweepParts {
+            layout,
+            task,
+            dtask,
+            dmeta,
+            logits,
+            targets,
+            inner_opt,
+            tangent_forward,
+            tangent_backward,
+        } = parts;
+        let (tasks, p) = (task.batch(), layout.task_len());
+        let mut sw = ReverseSweep {
+            save_theta: Vec::new(),
+            save_moments: Vec::new(),
+            restore: Vec::new(),
+            start: vec![
+                copy(gpu, dtask, &sc.theta_bar)?,
+                fill(gpu, &sc.m_bar, 0.0)?,
+                fill(gpu, &sc.v_bar, 0.0)?,
+            ],
+            vjp: Vec::new(),
+            hvp: tangent_forward,
+            finish: add_init_grads(gpu, layout, &sc.theta_bar, dmeta, 1.0)?,
+            bytes: sc.bytes(),
+        };
+        for t in 1..=steps {
+            let (theta, m, v) = (
+                gpu.zeros(tasks, 1, p)?,
+                gpu.zeros(tasks, 1, p)?,
+                gpu.zeros(tasks, 1, p)?,
+            );
+            sw.bytes += 3 * 4 * (tasks * p) as u64;
+            sw.save_theta.push(copy(gpu, task, &theta)?);
+            sw.save_moments.push([
+                copy(gpu, &inner_opt.m().clone(), &m)?,
+                copy(gpu, &inner_opt.v().clone(), &v)?,
+            ]);
+            sw.restore.push(copy(gpu, &theta, task)?);
+            let io = AdamWVjpIo {
+                g: dtask,
+                m_new: &m,
+                v_new: &v,
+                theta_bar: &sc.theta_bar,
+                m_bar: &sc.m_bar,
+                v_bar: &sc.v_bar,
+                g_bar: &sc.g_bar,
+            };
+            let step = u32::try_from(t).map_err(|_| arg_err("meta", "too many inner steps"))?;
+            sw.vjp.push(inner_opt.vjp(gpu, step, &io)?);
+        }
+        // The inner loss of each task has grad_scale 1 (as in the inner loop).
+        sw.hvp.push(kl_tangent(
+            gpu,
+            logits,
+            targets,
+            &sc.logits_dot,
+            &sc.dlogits_dot,
+            1.0,
+        )?);
+        sw.hvp.extend(tangent_backward);
+        sw.hvp.push(axpy(gpu, 1.0, &sc.dtask_dot, &sc.theta_bar)?);
+        sw.hvp.push(axpy(gpu, 1.0, &sc.dmeta_dot, dmeta)?);
+        Ok(sw)
+    }
+}
+
+/// `(1 − lr·wd)^steps` in f32: how θ_S moves with θ₀ when the inner gradients are constants.
+fn first_order_decay(inner: &AdamWConfig, steps: usize) -> f32 {
+    (1.0 - inner.lr * inner.weight_decay).powi(steps as i32)
+}
+
+/// For every meta-learned initial value: `dmeta[init] += alpha · Σ_tasks grads[task tensor]`.
+fn add_init_grads(
+    gpu: &Gpu,
+    layout: &ParamLayout,
+    grads: &GpuTensor,
+    dmeta: &GpuTensor,
+    alpha: f32,
+) -> Result<Vec<Dispatch>> {
+    let (tasks, p) = (grads.batch(), layout.task_len());
+    let mut out = Vec::new();
+    for spec in &layout.task {
+        if let Init::Meta(name) = &spec.init {
+            let range = layout
+                .task_range(&spec.name)
+                .ok_or_else(|| shape_err("meta", format!("no task tensor {}", spec.name)))?;
+            let src = grads.view(grads.offset() + range.start, tasks, 1, range.len(), p)?;
+            let dst = meta_view(layout, dmeta, name)?;
+            out.push(sum_batch(gpu, &src, &dst, alpha, 1.0)?);
+        }
+    }
+    Ok(out)
 }
 
 /// Philox seed of the inner minibatch draws: the run seed with a tag, so the draws are
@@ -333,6 +634,7 @@ pub fn data_stream(purpose: u8, counter: u64) -> u64 {
 pub struct MetaLearner {
     layout: ParamLayout,
     meta: GpuTensor,
+    dmeta: GpuTensor,
     best_meta: GpuTensor,
     save_best: Dispatch,
     restore_best: Dispatch,
@@ -394,6 +696,7 @@ impl MetaLearner {
         Ok(MetaLearner {
             layout,
             meta,
+            dmeta,
             best_meta,
             save_best,
             restore_best,
@@ -438,6 +741,45 @@ impl MetaLearner {
             mean_metrics(out.get(l), out.get(a), out.get(s)),
             out.scalar(c) as u32,
         ))
+    }
+
+    /// The meta-gradient of one train episode on the given task latents and data stream,
+    /// without updating anything: for checking it against the f64 episode twin
+    /// ([`crate::train::episode_twin::meta_gradient`]) on the same data, which it returns too.
+    pub fn episode_gradient(
+        &self,
+        gpu: &Gpu,
+        latents: &[f32],
+        stream: u64,
+    ) -> Result<EpisodeGradient> {
+        self.train.set_tasks(gpu, latents, stream)?;
+        let mut step = Step::new(gpu);
+        step.run(&self.zero_dmeta);
+        self.train.record(&mut step);
+        let slots = [
+            step.read(&self.train.loss)?,
+            step.read(&self.dmeta)?,
+            step.read(self.train.teacher.inputs())?,
+            step.read(self.train.targets.targets())?,
+            step.read(&self.meta)?,
+        ];
+        let out = step.finish()?;
+        let [loss, dmeta, inputs, targets, meta] = slots.map(|s| out.get(s).to_vec());
+        let minibatches = self.train.minibatch_rows(stream);
+        Ok(EpisodeGradient {
+            minibatches,
+            loss: loss.iter().map(|&v| v as f64).sum::<f64>() / loss.len().max(1) as f64,
+            dmeta,
+            inputs,
+            targets,
+            meta,
+        })
+    }
+
+    /// Bytes the second-order reverse sweep holds on the device (its history and scratch; 0 at
+    /// first order).
+    pub fn sweep_bytes(&self) -> u64 {
+        self.train.sweep.as_ref().map_or(0, |s| s.bytes)
     }
 
     /// Every tensor that a checkpoint must hold to continue exactly: meta parameters, the

@@ -2,6 +2,7 @@
 //! defaults (spec: /work/shared/spec/schug-hyperteacher.md) and `validate()`, which runs before
 //! any GPU work.
 
+use crate::train::episode_twin::MetaGradient;
 use std::path::Path;
 
 use serde::{Deserialize, Serialize};
@@ -67,6 +68,12 @@ impl ModelKind {
             ModelKind::Anil => (0.03, 100, 64, 1e-3, 1e-4, 2.0),
             ModelKind::Maml => (0.01, 10, shots_support, 1e-3, 1e-4, 2.0),
         };
+        // Second order is the paper's algorithm; hnet_deepmlp's device tangents (LayerNorm,
+        // ELU) have not landed yet, so it defaults to first order (its twin computes both).
+        let meta_gradient = match self {
+            ModelKind::HnetDeepmlp => MetaGradient::FirstOrder,
+            _ => MetaGradient::SecondOrder,
+        };
         TrainParams {
             steps_inner,
             inner_batch,
@@ -74,6 +81,7 @@ impl ModelKind {
             lr_outer,
             wd_outer,
             max_grad_norm,
+            meta_gradient,
         }
     }
 }
@@ -93,6 +101,8 @@ pub struct TrainParams {
     pub wd_outer: f64,
     /// Global-norm clip of the meta-gradient.
     pub max_grad_norm: f64,
+    /// Through the inner loop (second order) or not.
+    pub meta_gradient: MetaGradient,
 }
 
 /// `[task]`: the teacher and its task distribution (spec §1.1, §2, §3.4).
@@ -188,6 +198,10 @@ pub struct TrainConfig {
     /// Global-norm clip of the meta-gradient. Default per model: 1.0 (hypernetworks), 2.0
     /// (§5.3).
     pub max_grad_norm: Option<f64>,
+    /// `"second_order"` (through the unrolled inner AdamW loop, the paper's algorithm) or
+    /// `"first_order"` (metax `first_order = True`). Default per model: second order, but first
+    /// order for `hnet_deepmlp` until its device tangent passes (LayerNorm, ELU) land.
+    pub meta_gradient: Option<MetaGradient>,
     /// Outer steps between evaluations. Default 1,000 (not in the spec; an engine choice).
     pub eval_every: usize,
     /// Tasks per evaluation set (valid, test, ood, ood_k). Default 1,024 (§3.4).
@@ -213,6 +227,7 @@ impl Default for TrainConfig {
             lr_outer: None,
             wd_outer: None,
             max_grad_norm: None,
+            meta_gradient: None,
             eval_every: 1_000,
             eval_tasks: 1_024,
             max_consecutive_skips: 10,
@@ -263,6 +278,7 @@ const TRAIN_FIELDS: &[Field] = &[
     Field::leaf("lr_outer"),
     Field::leaf("wd_outer"),
     Field::leaf("max_grad_norm"),
+    Field::leaf("meta_gradient"),
     Field::leaf("eval_every"),
     Field::leaf("eval_tasks"),
     Field::leaf("max_consecutive_skips"),
@@ -316,6 +332,7 @@ impl HyperteacherConfig {
             lr_outer: t.lr_outer.unwrap_or(d.lr_outer),
             wd_outer: t.wd_outer.unwrap_or(d.wd_outer),
             max_grad_norm: t.max_grad_norm.unwrap_or(d.max_grad_norm),
+            meta_gradient: t.meta_gradient.unwrap_or(d.meta_gradient),
         }
     }
 
@@ -330,6 +347,7 @@ impl HyperteacherConfig {
         cfg.train.lr_outer = Some(p.lr_outer);
         cfg.train.wd_outer = Some(p.wd_outer);
         cfg.train.max_grad_norm = Some(p.max_grad_norm);
+        cfg.train.meta_gradient = Some(p.meta_gradient);
         cfg
     }
 

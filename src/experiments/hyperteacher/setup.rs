@@ -102,5 +102,6 @@ fn meta_config(cfg: &HyperteacherConfig) -> MetaConfig {
             tp.wd_outer as f32,
             tp.max_grad_norm as f32,
         ),
+        meta_gradient: tp.meta_gradient,
     }
 }

@@ -1,0 +1,205 @@
+//! The device's second-order meta-gradient (the reverse sweep of `train::meta`: stored θ, m′, v′,
+//! recomputed gradients, the AdamW adjoint kernel and forward-over-reverse tangent passes)
+//! against the f64 episode twin on the SAME data: the teacher's inputs and targets are read
+//! back and each task's twin meta-gradient is summed with the query loss's 1/tasks scale.
+//!
+//! The twin is itself checked against finite differences (tests/meta_gradient_twin.rs), so this
+//! test pins the device to the exact second-order gradient. It also checks that first order,
+//! which differs from second order by far more than the tolerance, matches the twin's first
+//! order (metax `first_order = True`, the (1 − lr·wd)^S factor included).
+
+mod common;
+
+use hypermod::gpu::Gpu;
+use hypermod::models::gpu::GpuStudent;
+use hypermod::models::{Anil, HnetLinear, Maml};
+use hypermod::tasks::teacher::{TeacherConfig, TeacherWeightsGpu};
+use hypermod::train::episode_twin::TwinStudent;
+use hypermod::train::episode_twin::{meta_gradient, InnerLoop, MetaGradient, TaskData};
+use hypermod::train::meta::{EpisodeGradient, MetaConfig, MetaLearner};
+
+const TASKS: usize = 3;
+const SUPPORT: usize = 6;
+const QUERY: usize = 5;
+
+fn hnet() -> HnetLinear {
+    HnetLinear {
+        input_dim: 16,
+        hidden_dim: 8,
+        output_dim: 8,
+        num_hidden: 2,
+        num_templates: 3,
+    }
+}
+
+fn anil() -> Anil {
+    Anil {
+        input_dim: 16,
+        hidden_dim: 8,
+        output_dim: 8,
+        num_hidden: 2,
+    }
+}
+
+fn maml() -> Maml {
+    Maml {
+        input_dim: 16,
+        hidden_dim: 8,
+        output_dim: 8,
+        num_hidden: 2,
+    }
+}
+
+fn config(steps: usize, lr: f32, batch: usize, order: MetaGradient) -> MetaConfig {
+    let mut inner = MetaConfig::inner_adamw(lr);
+    // A visible weight decay, so the decay terms of both orders matter.
+    inner.weight_decay = 0.01;
+    MetaConfig {
+        seed: 7,
+        shots_support: SUPPORT,
+        inner_batch: batch,
+        shots_query: QUERY,
+        steps_inner: steps,
+        inner,
+        outer: MetaConfig::outer_adamw(1e-3, 0.0, 0.0),
+        meta_gradient: order,
+    }
+}
+
+/// The device's episode gradient for `cfg`.
+fn device<S: GpuStudent>(gpu: &Gpu, s: &S, cfg: MetaConfig) -> (EpisodeGradient, MetaConfig) {
+    let teacher = TeacherConfig {
+        hidden_dim: 8,
+        num_hidden: 2,
+        ..TeacherConfig::paper(3, true, 11)
+    };
+    let weights = TeacherWeightsGpu::generate(gpu, teacher).unwrap();
+    let learner = MetaLearner::new(gpu, s, &weights, TASKS, 4, cfg).unwrap();
+    let mut rng = common::rng(5);
+    let latents: Vec<f32> = common::uniform(&mut rng, TASKS * teacher.latent_len())
+        .iter()
+        .map(|v| v.abs())
+        .collect();
+    (learner.episode_gradient(gpu, &latents, 3).unwrap(), cfg)
+}
+
+/// Σ_tasks (1/tasks)·∂L_task/∂φ by the twin on the device's data.
+fn twin<S: TwinStudent>(
+    s: &S,
+    ep: &EpisodeGradient,
+    cfg: &MetaConfig,
+    order: MetaGradient,
+) -> Vec<f64> {
+    let (din, dout) = (s.input_dim(), s.output_dim());
+    let n = SUPPORT + QUERY;
+    let meta: Vec<f64> = ep.meta.iter().map(|&v| v as f64).collect();
+    let inner = InnerLoop {
+        steps: cfg.steps_inner,
+        adam: cfg.inner,
+    };
+    let mut total = vec![0.0; meta.len()];
+    for t in 0..TASKS {
+        let rows = |buf: &[f32], cols: usize, from: usize, to: usize| -> Vec<f64> {
+            buf[(t * n + from) * cols..(t * n + to) * cols]
+                .iter()
+                .map(|&v| v as f64)
+                .collect()
+        };
+        let data = TaskData {
+            support_x: rows(&ep.inputs, din, 0, SUPPORT),
+            support_y: rows(&ep.targets, dout, 0, SUPPORT),
+            query_x: rows(&ep.inputs, din, SUPPORT, n),
+            query_y: rows(&ep.targets, dout, SUPPORT, n),
+            minibatches: ep.minibatches[t].clone(),
+        };
+        let (_, g) = meta_gradient(s, &meta, &data, &inner, order);
+        for (a, b) in total.iter_mut().zip(g) {
+            *a += b / TASKS as f64;
+        }
+    }
+    total
+}
+
+/// ‖a − b‖ / ‖b‖.
+fn rel_err(a: &[f32], b: &[f64]) -> f64 {
+    let num: f64 = a.iter().zip(b).map(|(&x, y)| (x as f64 - y).powi(2)).sum();
+    let den: f64 = b.iter().map(|y| y * y).sum();
+    (num / den).sqrt()
+}
+
+fn rel_diff(a: &[f64], b: &[f64]) -> f64 {
+    let num: f64 = a.iter().zip(b).map(|(x, y)| (x - y).powi(2)).sum();
+    let den: f64 = b.iter().map(|y| y * y).sum();
+    (num / den).sqrt()
+}
+
+/// The device and the twin agree to ~f32 accuracy (1e-3 of the gradient's norm: the f32
+/// episode runs S AdamW steps whose √v′ denominators amplify rounding), for both orders; the
+/// two orders differ by much more than that once the inner loop moves.
+fn check<S: GpuStudent + TwinStudent>(gpu: &Gpu, s: &S, name: &str, cases: &[(usize, f32, usize)]) {
+    for &(steps, lr, batch) in cases {
+        let ctx = format!("{name}, S = {steps}, lr {lr}, inner batch {batch}");
+        let (ep2, cfg2) = device(gpu, s, config(steps, lr, batch, MetaGradient::SecondOrder));
+        let want2 = twin(s, &ep2, &cfg2, MetaGradient::SecondOrder);
+        let err2 = rel_err(&ep2.dmeta, &want2);
+        assert!(
+            err2 < 1e-3,
+            "{ctx}: second order device vs twin: relative error {err2:.3e}"
+        );
+        let (ep1, cfg1) = device(gpu, s, config(steps, lr, batch, MetaGradient::FirstOrder));
+        let want1 = twin(s, &ep1, &cfg1, MetaGradient::FirstOrder);
+        let err1 = rel_err(&ep1.dmeta, &want1);
+        assert!(
+            err1 < 1e-3,
+            "{ctx}: first order device vs twin: relative error {err1:.3e}"
+        );
+        assert_eq!(
+            ep1.loss, ep2.loss,
+            "{ctx}: the order changes only the gradient"
+        );
+        let gap = rel_diff(&want1, &want2);
+        eprintln!("{ctx}: device vs twin {err2:.2e} (second order), {err1:.2e} (first); orders differ by {gap:.2e}");
+        assert!(
+            gap > 20.0 * (err1 + err2),
+            "{ctx}: the orders differ by {gap:.3e}, too little to tell them apart"
+        );
+    }
+}
+
+#[test]
+fn hnet_linear_meta_gradients_match_the_f64_twin() {
+    let gpu = gpu_or_skip!();
+    let cases = [
+        (1, 0.1, SUPPORT),
+        (2, 0.1, SUPPORT),
+        (5, 0.3, SUPPORT),
+        (10, 0.3, 4),
+    ];
+    check(gpu, &hnet(), "hnet_linear", &cases);
+}
+
+/// ANIL's body is a meta-parameter the inner loop does not train: its mixed term reaches below
+/// the inner backward. Minibatched as in the paper (here 4 of 6 support points per step).
+#[test]
+fn anil_meta_gradients_match_the_f64_twin() {
+    let gpu = gpu_or_skip!();
+    let cases = [(1, 0.1, SUPPORT), (3, 0.1, 4), (10, 0.03, 4)];
+    check(gpu, &anil(), "anil", &cases);
+}
+
+#[test]
+fn maml_meta_gradients_match_the_f64_twin() {
+    let gpu = gpu_or_skip!();
+    let cases = [(1, 0.1, SUPPORT), (4, 0.1, SUPPORT), (10, 0.01, 4)];
+    check(gpu, &maml(), "maml", &cases);
+}
+
+/// Same seed, same device: the second-order meta-gradient is bit-identical run to run.
+#[test]
+fn second_order_is_reproducible() {
+    let gpu = gpu_or_skip!();
+    let cfg = config(3, 0.3, 4, MetaGradient::SecondOrder);
+    let a = device(gpu, &hnet(), cfg).0;
+    let b = device(gpu, &hnet(), cfg).0;
+    assert_eq!(a.dmeta, b.dmeta);
+}
