@@ -619,6 +619,11 @@ fn bench_step(
                 "median {:.4} s/step  →  {:.3} outer steps/s, {:.1} tasks/s (wall clock, median of {steps})",
                 r.median_s, r.steps_per_s, r.tasks_per_s
             );
+            println!(
+                "meta-gradient {}; reverse-sweep memory {:.1} MiB",
+                r.meta_gradient,
+                r.sweep_bytes as f64 / (1u64 << 20) as f64
+            );
             if let Some(path) = json {
                 hypermod::run::write_json(&path, &r)?;
             }

@@ -166,23 +166,9 @@ impl GpuStudent for Anil {
     /// Body layers read the broadcast meta tensors and, with `dmeta`, write their gradient summed
     /// over the tasks; the head is per task. `head_init.*` entries of `dmeta` are zeroed. Without
     /// `dmeta` the backward stops at the head.
-    fn program(&self, gpu: &Gpu, buffers: &StudentBuffers<'_>) -> Result<StudentProgram> {
-        self.build(gpu, buffers, None)
-    }
-
-    /// The program with its tangent passes ([`crate::nn::Mlp::program_with_tangent`]).
-    fn hvp_program(
-        &self,
-        gpu: &Gpu,
-        buffers: &StudentBuffers<'_>,
-        tangent: &TangentBuffers<'_>,
-    ) -> Result<StudentProgram> {
-        self.build(gpu, buffers, Some(tangent))
-    }
-}
-
-impl Anil {
-    fn build(
+    ///
+    /// With a tangent, also its tangent passes ([`crate::nn::Mlp::program_with_tangent`]).
+    fn build_program(
         &self,
         gpu: &Gpu,
         buffers: &StudentBuffers<'_>,

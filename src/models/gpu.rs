@@ -76,31 +76,42 @@ pub struct TangentBuffers<'a> {
 /// defines what the program must compute, task by task; `dmeta` entries of `*_init` tensors are
 /// zero here too (their first-order meta-gradient is added by the meta-learning loop).
 pub trait GpuStudent: Student {
-    /// Prepares the program for `buffers` (allocating any scratch it needs).
-    fn program(&self, gpu: &Gpu, buffers: &StudentBuffers<'_>) -> Result<StudentProgram>;
+    /// Prepares the program for `buffers` (allocating any scratch it needs) and, with
+    /// `tangent`, its tangent passes; a student without device tangents returns
+    /// [`no_tangents`]'s error for a tangent.
+    fn build_program(
+        &self,
+        gpu: &Gpu,
+        buffers: &StudentBuffers<'_>,
+        tangent: Option<&TangentBuffers<'_>>,
+    ) -> Result<StudentProgram>;
 
-    /// Prepares the program for `buffers` (no `dmeta`: the inner loop's) together with its
-    /// tangent passes ([`TangentBuffers`]), for second-order meta-gradients. Students without
-    /// device tangents say so.
+    /// The program for `buffers`.
+    fn program(&self, gpu: &Gpu, buffers: &StudentBuffers<'_>) -> Result<StudentProgram> {
+        self.build_program(gpu, buffers, None)
+    }
+
+    /// The program for `buffers` (no `dmeta`: the inner loop's) together with its tangent
+    /// passes ([`TangentBuffers`]), for second-order meta-gradients.
     fn hvp_program(
         &self,
         gpu: &Gpu,
         buffers: &StudentBuffers<'_>,
         tangent: &TangentBuffers<'_>,
     ) -> Result<StudentProgram> {
-        let _ = (gpu, buffers, tangent);
-        Err(arg_err(
-            "second-order meta-gradient",
-            format!(
-                "{} has no device tangent passes yet; use meta_gradient = \"first_order\" \
-                 (its f64 twin computes the exact second-order gradient)",
-                std::any::type_name::<Self>()
-                    .rsplit("::")
-                    .next()
-                    .unwrap_or("this student")
-            ),
-        ))
+        self.build_program(gpu, buffers, Some(tangent))
     }
+}
+
+/// The error of a student asked for tangent passes it does not have on the device.
+pub fn no_tangents(student: &str) -> crate::Error {
+    arg_err(
+        "second-order meta-gradient",
+        format!(
+            "{student} has no device tangent passes yet; use meta_gradient = \"first_order\" \
+             (its f64 twin computes the exact second-order gradient)"
+        ),
+    )
 }
 
 /// Checks a second-order program's tangent tensors against its buffers.

@@ -17,8 +17,8 @@ use crate::nn::{DeepBank, DeepBankCache, Param};
 use crate::ops::Real;
 
 use super::gpu::{
-    hypernetwork_program, meta_param, BankIo, BankProgram, GpuStudent, StudentBuffers,
-    StudentProgram,
+    hypernetwork_program, meta_param, no_tangents, BankIo, BankProgram, GpuStudent, StudentBuffers,
+    StudentProgram, TangentBuffers,
 };
 
 use super::{
@@ -239,8 +239,18 @@ impl GpuStudent for HnetDeep {
     /// derivatives from the stored outputs, `de = dê · s` into `dtask`; `*_init` entries zero.
     /// An LN offset's gradient is the column sums of the LN's upstream gradient, computed by
     /// `col_sums`: the LN backward cannot write dγ and dβ into the same (`dmeta`) buffer.
-    fn program(&self, gpu: &Gpu, b: &StudentBuffers<'_>) -> Result<StudentProgram> {
+    ///
+    /// No tangent passes yet: the deep bank's LayerNorm and ELU tangents are not on the device.
+    fn build_program(
+        &self,
+        gpu: &Gpu,
+        b: &StudentBuffers<'_>,
+        tangent: Option<&TangentBuffers<'_>>,
+    ) -> Result<StudentProgram> {
         const OP: &str = "hnet_deep";
+        if tangent.is_some() {
+            return Err(no_tangents("hnet_deepmlp"));
+        }
         let layout = self.param_layout();
         let bank = |sl: &HnetSlot, io: &BankIo| {
             let param = |rel: &str, rows: usize, cols: usize| -> Result<Param> {
@@ -255,7 +265,6 @@ impl GpuStudent for HnetDeep {
                 ..BankProgram::default()
             })
         };
-        // No tangent: the deep bank's LayerNorm and ELU tangents are not on the device yet.
         hypernetwork_program(OP, gpu, self, b, None, bank)
     }
 }

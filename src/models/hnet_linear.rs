@@ -196,26 +196,12 @@ impl GpuStudent for HnetLinear {
     /// into `dmeta`, `dê = dgen_s @ B_sᵀ`, and `de = dê · s` (stop-gradient scale) lands in
     /// `dtask`; `fast_bias`'s gradient is the column sums of `dlogits`; the `*_init` entries of
     /// `dmeta` are zero-filled.
-    fn program(&self, gpu: &Gpu, b: &StudentBuffers<'_>) -> Result<StudentProgram> {
-        self.build(gpu, b, None)
-    }
-
+    ///
     /// The program plus its tangent passes: per slot `ė̂ = ė·s`, `ġen = ė̂ @ B_s`, the target
     /// net's tangents ([`crate::nn::Mlp::program_with_tangent`]) and `ż += ḟast_bias`; backward
     /// `d(dê) = d(dgen) @ B_sᵀ`, `H_φθ·θ̇ = ė̂ᵀ@dgen + êᵀ@d(dgen)` summed over tasks into the
     /// bank's entries of `dmeta_dot`, `d(de) = d(dê)·s` and `d(dfast_bias) = Σ_rows d(dlogits)`.
-    fn hvp_program(
-        &self,
-        gpu: &Gpu,
-        b: &StudentBuffers<'_>,
-        t: &TangentBuffers<'_>,
-    ) -> Result<StudentProgram> {
-        self.build(gpu, b, Some(t))
-    }
-}
-
-impl HnetLinear {
-    fn build(
+    fn build_program(
         &self,
         gpu: &Gpu,
         b: &StudentBuffers<'_>,

@@ -131,23 +131,9 @@ fn layer_params<'a, T>(tv: &View<'a, T>, layers: usize) -> Vec<(&'a [T], &'a [T]
 impl GpuStudent for Maml {
     /// Every layer reads the task tensors and writes its gradient per task; `dmeta` (the `init.*`
     /// copies, never read by the forward) is zeroed.
-    fn program(&self, gpu: &Gpu, buffers: &StudentBuffers<'_>) -> Result<StudentProgram> {
-        self.build(gpu, buffers, None)
-    }
-
-    /// The program with its tangent passes ([`crate::nn::Mlp::program_with_tangent`]).
-    fn hvp_program(
-        &self,
-        gpu: &Gpu,
-        buffers: &StudentBuffers<'_>,
-        tangent: &TangentBuffers<'_>,
-    ) -> Result<StudentProgram> {
-        self.build(gpu, buffers, Some(tangent))
-    }
-}
-
-impl Maml {
-    fn build(
+    ///
+    /// With a tangent, also its tangent passes ([`crate::nn::Mlp::program_with_tangent`]).
+    fn build_program(
         &self,
         gpu: &Gpu,
         buffers: &StudentBuffers<'_>,

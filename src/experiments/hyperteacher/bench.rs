@@ -28,6 +28,10 @@ pub struct StepBench {
     pub steps_inner: usize,
     /// Meta and task parameter counts.
     pub params: (usize, usize),
+    /// `second_order` or `first_order`.
+    pub meta_gradient: &'static str,
+    /// Device bytes the second-order reverse sweep holds (its θ, m′, v′ history and scratch).
+    pub sweep_bytes: u64,
     /// Adapter.
     pub adapter: String,
 }
@@ -66,6 +70,8 @@ pub fn bench_step(
         meta_batch: tr.meta_batch,
         steps_inner: cfg.train_params().steps_inner,
         params: param_counts(cfg),
+        meta_gradient: cfg.train_params().meta_gradient.name(),
+        sweep_bytes: s.learner.sweep_bytes(),
         adapter: gpu.adapter_info().name.clone(),
     })
 }
