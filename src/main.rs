@@ -115,6 +115,28 @@ enum Command {
         #[arg(long)]
         omega: Option<f64>,
     },
+    /// Statistics of a hyperteacher config's soft targets (per-sample max probability, entropy,
+    /// class balance) over many teacher seeds, tasks and inputs: to compare with the official
+    /// generator (benches/peers/teacher_stats.py) or to see how hard a task family is.
+    TeacherStats {
+        /// A hyperteacher config (its [task] section and train.seed, the first teacher seed).
+        config: PathBuf,
+        /// Override a config value (repeatable).
+        #[arg(long = "set", value_name = "KEY=VALUE")]
+        set: Vec<String>,
+        /// Teacher seeds: train.seed, train.seed + 1, ...
+        #[arg(long, default_value_t = 16)]
+        seeds: usize,
+        /// Tasks per set (in-distribution and OOD) and seed.
+        #[arg(long, default_value_t = 256)]
+        tasks: usize,
+        /// Inputs per task.
+        #[arg(long, default_value_t = 256)]
+        inputs: usize,
+        /// Also write the report (every seed's figures) as JSON.
+        #[arg(long)]
+        json: Option<PathBuf>,
+    },
     /// Benchmarks.
     Bench {
         #[command(subcommand)]
@@ -320,6 +342,14 @@ fn run(cli: Cli) -> Result<()> {
             }
             Ok(())
         }
+        Command::TeacherStats {
+            config,
+            set,
+            seeds,
+            tasks,
+            inputs,
+            json,
+        } => teacher_stats(config, set, seeds, tasks, inputs, json),
         Command::Bench {
             what:
                 BenchCommand::Step {
@@ -593,6 +623,45 @@ fn bench_sweep(
         r.identical
     );
     finish_identity_bench(json, &r, r.identical)
+}
+
+fn teacher_stats(
+    config: PathBuf,
+    set: Vec<String>,
+    seeds: usize,
+    tasks: usize,
+    inputs: usize,
+    json: Option<PathBuf>,
+) -> Result<()> {
+    let (cfg, _) = ExperimentConfig::load(&config, &set)?;
+    let ExperimentConfig::Hyperteacher(c) = &cfg else {
+        anyhow::bail!(
+            "{}: teacher-stats needs a hyperteacher config, not {}",
+            config.display(),
+            cfg.describe()
+        );
+    };
+    use hypermod::experiments::hyperteacher::target_stats::target_stats;
+    let r = target_stats(c, seeds, tasks, inputs)?;
+    println!(
+        "soft targets of {} (M = {}, K = {}, support {:?}): {seeds} teacher seeds from {}, \
+         {tasks} tasks × {inputs} inputs per set; mean ± sd over seeds",
+        config.display(),
+        c.task.modules,
+        c.task.max_hot,
+        c.task.support,
+        c.train.seed
+    );
+    for (name, s) in [("in-distribution", &r.in_dist), ("ood", &r.ood)] {
+        println!(
+            "{name:>16}: max prob {:.4} ± {:.4}  entropy {:.4} ± {:.4} nats  majority class {:.4} ± {:.4}",
+            s[0].mean, s[0].sd, s[1].mean, s[1].sd, s[2].mean, s[2].sd
+        );
+    }
+    if let Some(path) = json {
+        hypermod::run::write_json(&path, &r)?;
+    }
+    Ok(())
 }
 
 fn bench_step(

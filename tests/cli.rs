@@ -233,3 +233,58 @@ fn bench_runs_reports_both_throughputs_and_the_bitwise_check() {
     assert!(String::from_utf8_lossy(&bad.stderr).contains("--runs and --steps must be ≥ 1"));
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn teacher_stats_reports_every_seed_in_range_and_reproducibly() {
+    // CPU twin only: no device needed.
+    let dir = temp_dir("teacher-stats");
+    let run = |name: &str| {
+        let path = dir.join(name);
+        let out = hypermod()
+            .args([
+                "teacher-stats",
+                "configs/hyperteacher/quick/hnet_linear.toml",
+            ])
+            .args(["--seeds", "3", "--tasks", "6", "--inputs", "40", "--json"])
+            .arg(&path)
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout).to_string();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(text.contains("in-distribution: max prob"), "{text}");
+        std::fs::read_to_string(&path).unwrap()
+    };
+    let first = run("a.json");
+    assert_eq!(first, run("b.json"), "same seeds, different figures");
+    let report: serde_json::Value = serde_json::from_str(&first).unwrap();
+    let seeds = report["seeds"].as_array().unwrap();
+    assert_eq!(seeds.len(), 3);
+    let classes = 8.0f64;
+    for s in seeds {
+        for set in ["in_dist", "ood"] {
+            let p = s[set]["mean_max_prob"].as_f64().unwrap();
+            let h = s[set]["mean_entropy"].as_f64().unwrap();
+            let share = s[set]["majority_class_share"].as_f64().unwrap();
+            assert!(p > 1.0 / classes && p <= 1.0, "{s}");
+            assert!(h >= 0.0 && h < classes.ln(), "{s}");
+            assert!(share >= 1.0 / classes && share <= 1.0, "{s}");
+        }
+    }
+    // Different teachers give different targets.
+    assert_ne!(seeds[0]["in_dist"], seeds[1]["in_dist"]);
+    let out = hypermod()
+        .args([
+            "teacher-stats",
+            "configs/hyperteacher/quick/hnet_linear.toml",
+        ])
+        .args(["--seeds", "0"])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("seeds × tasks × inputs"), "{err}");
+}

@@ -10,6 +10,7 @@ pub mod decoder;
 mod eval_sets;
 mod setup;
 mod student;
+pub mod target_stats;
 pub mod tasks;
 
 use std::path::Path;
