@@ -689,9 +689,10 @@ fn bench_step(
                 r.median_s, r.steps_per_s, r.tasks_per_s
             );
             println!(
-                "meta-gradient {}; reverse-sweep memory {:.1} MiB",
+                "meta-gradient {}; reverse-sweep memory {:.1} MiB; peak device memory {:.1} MiB",
                 r.meta_gradient,
-                r.sweep_bytes as f64 / (1u64 << 20) as f64
+                r.sweep_bytes as f64 / (1u64 << 20) as f64,
+                r.peak_bytes as f64 / (1u64 << 20) as f64
             );
             if let Some(path) = json {
                 hypermod::run::write_json(&path, &r)?;

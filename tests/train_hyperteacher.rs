@@ -283,5 +283,17 @@ fn bench_step_reports_steps_and_tasks_per_second() {
     );
     assert!(sps > 0.0 && (tps / sps - 8.0).abs() < 1e-9, "{r}");
     assert_eq!(r["meta_batch"].as_u64(), Some(8));
+    // The memory figures: the whole footprint holds the reverse sweep's history, which a
+    // second-order step needs and a first-order one does not.
+    let (sweep, peak) = (
+        r["sweep_bytes"].as_u64().unwrap(),
+        r["peak_bytes"].as_u64().unwrap(),
+    );
+    assert!(peak > sweep, "{r}");
+    match r["meta_gradient"].as_str().unwrap() {
+        "second_order" => assert!(sweep > 0, "{r}"),
+        "first_order" => assert_eq!(sweep, 0, "{r}"),
+        other => panic!("meta_gradient {other}"),
+    }
     std::fs::remove_dir_all(&out).ok();
 }

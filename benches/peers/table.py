@@ -52,25 +52,28 @@ def main(d):
                      f"{ratio(row['native_gflops'], row['torch_gflops'])} | "
                      f"{f(row['lavapipe_gflops'])} | "
                      f"{ratio(row['native_gflops'], row['lavapipe_gflops'])} |")
-    steps = {k: load(f"{d}/{k}.json") for k in
-             ["hypermod_native_step", "hypermod_lavapipe_step", "jax_step"]}
-    lines.append("")
-    lines.append("| hyperteacher outer step (hnet_linear, M = 4, K = 2, 16 tasks, 256 + 256 shots, "
-                 "width 128, 10 inner steps, first-order) | s/step | vs official JAX |")
-    lines.append("|---|---|---|")
-    jax_s = steps["jax_step"]["median_s"] if steps["jax_step"] else None
     names = {"hypermod_native_step": "hypermod, native CPU backend",
              "hypermod_lavapipe_step": "hypermod, WGSL on lavapipe",
              "jax_step": "official JAX code (jit, CPU)"}
-    for k, v in steps.items():
-        if v is None:
-            continue
-        s = v["median_s"]
-        if jax_s and k != "jax_step":
-            speed = f"{jax_s / s:.2f}× faster" if s <= jax_s else f"{s / jax_s:.1f}× slower"
-        else:
-            speed = "—"
-        lines.append(f"| {names[k]} | {s:.4f} | {speed} |")
+    steps = {}
+    for order in ("first_order", "second_order"):
+        found = {k: load(f"{d}/{k}_{order}.json") for k in names}
+        steps[order] = found
+        lines.append("")
+        lines.append("| hyperteacher outer step (hnet_linear, M = 4, K = 2, 16 tasks, 256 + 256 "
+                     f"shots, width 128, 10 inner steps, {order.replace('_', ' ')}) | s/step "
+                     "| vs official JAX |")
+        lines.append("|---|---|---|")
+        jax_s = found["jax_step"]["median_s"] if found["jax_step"] else None
+        for k, v in found.items():
+            if v is None:
+                continue
+            s = v["median_s"]
+            if jax_s and k != "jax_step":
+                speed = f"{jax_s / s:.2f}× faster" if s <= jax_s else f"{s / jax_s:.1f}× slower"
+            else:
+                speed = "—"
+            lines.append(f"| {names[k]} | {s:.4f} | {speed} |")
     text = "\n".join(lines)
     print(text)
     open(f"{d}/peers.md", "w").write(text + "\n")

@@ -32,6 +32,9 @@ pub struct StepBench {
     pub meta_gradient: &'static str,
     /// Device bytes the second-order reverse sweep holds (its θ, m′, v′ history and scratch).
     pub sweep_bytes: u64,
+    /// Peak bytes held by live device tensors over set-up and the timed steps (the process's
+    /// whole device footprint: teacher, student, episodes, sweep, evaluation buffers).
+    pub peak_bytes: u64,
     /// Adapter.
     pub adapter: String,
 }
@@ -72,6 +75,7 @@ pub fn bench_step(
         params: param_counts(cfg),
         meta_gradient: cfg.train_params().meta_gradient.name(),
         sweep_bytes: s.learner.sweep_bytes(),
+        peak_bytes: gpu.memory_in_use().1,
         adapter: gpu.adapter_info().name.clone(),
     })
 }
