@@ -87,7 +87,9 @@ def nearest(curve, step):
 
 def summarise(runs):
     summary = {}
-    for (order, support), impls in sorted(runs.items()):
+    # Second order (the paper's algorithm) first, then first order; supports alphabetically.
+    for (order, support), impls in sorted(runs.items(),
+                                          key=lambda kv: (kv[0][0] != "second_order", kv[0][1])):
         # The rows are hypermod's evaluation steps (updates done); the official runner evaluates
         # one update later (after update 1, 251, ...), matched to the row within one step.
         reference = impls.get("hypermod") or next(iter(impls.values()))
@@ -133,9 +135,45 @@ def markdown(summary, step_seconds):
     return "\n".join(lines) + "\n"
 
 
+def plot(summary, path):
+    """curves.png: test and OOD accuracy vs outer step, one panel per order and support,
+    hypermod solid and the official code dashed, ± one sd shaded (needs matplotlib)."""
+    try:
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return False
+    keys = list(summary)
+    fig, axes = plt.subplots(1, len(keys), figsize=(4.2 * len(keys), 3.4), squeeze=False)
+    for ax, key in zip(axes[0], keys):
+        for impl, style in (("hypermod", "-"), ("jax", "--")):
+            if impl not in summary[key]:
+                continue
+            steps = sorted(summary[key][impl]["steps"])
+            for metric, colour in (("test_acc", "tab:blue"), ("ood_acc", "tab:red")):
+                pts = [summary[key][impl]["steps"][s][metric] for s in steps]
+                xs = [s for s, (m, _) in zip(steps, pts) if m is not None]
+                means = [m for m, _ in pts if m is not None]
+                sds = [sd or 0.0 for m, sd in pts if m is not None]
+                label = f"{'hypermod' if impl == 'hypermod' else 'official'} {metric[:-4]}"
+                ax.plot(xs, means, style, color=colour, label=label)
+                ax.fill_between(xs, [m - d for m, d in zip(means, sds)],
+                                [m + d for m, d in zip(means, sds)], color=colour, alpha=0.12)
+        ax.set_title(key.replace("_", " ").replace("/", ", "), fontsize=9)
+        ax.set_xlabel("outer step")
+        ax.set_ylabel("accuracy")
+        ax.grid(alpha=0.3)
+    axes[0][0].legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    return True
+
+
 def main(directory):
     runs, step_seconds = load(directory)
     summary = summarise(runs)
+    plot(summary, os.path.join(directory, "curves.png"))
     text = markdown(summary, step_seconds)
     with open(os.path.join(directory, "curves.md"), "w") as f:
         f.write(text)
