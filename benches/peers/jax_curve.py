@@ -35,25 +35,16 @@ class Logbook:
 
 def main(repo, out_path, model, modules, meta_batch, first_order, steps, eval_every, eval_tasks,
          support, seed):
-    sys.path.insert(0, repo)
-    os.chdir(repo)
-    import absl.flags
+    from reference_config import official_config
+
+    cfg = official_config(repo, model, modules, meta_batch, first_order, steps)
+    cfg.dataset_task_support = support
+    cfg.seed = seed
     import jax
     import numpy as np
 
     import run_fewshot
-    from configs.hyperteacher import get_config
     from metax.experiment import FewshotExperiment
-
-    absl.flags.FLAGS(["jax_curve"])
-    cfg = get_config(model)
-    cfg.dataset_num_experts = modules
-    cfg.dataset_num_hot = 2
-    cfg.dataset_task_support = support
-    cfg.meta_batch_size = meta_batch
-    cfg.first_order = first_order
-    cfg.steps_outer = steps
-    cfg.seed = seed
 
     original_dataset_config = run_fewshot.dataset_config
 

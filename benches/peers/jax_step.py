@@ -12,23 +12,15 @@ import time
 
 
 def main(repo, out_path, model, modules, meta_batch, first_order, steps, warmup=3):
-    sys.path.insert(0, repo)
-    os.chdir(repo)
-    import absl.flags
+    from reference_config import official_config
+
+    cfg = official_config(repo, model, modules, meta_batch, first_order, warmup + steps)
     import jax
     import numpy as np
 
     import run_fewshot
-    from configs.hyperteacher import get_config
     from metax.experiment import FewshotExperiment
 
-    absl.flags.FLAGS(["jax_step"])
-    cfg = get_config(model)
-    cfg.dataset_num_experts = modules
-    cfg.dataset_num_hot = 2
-    cfg.meta_batch_size = meta_batch
-    cfg.first_order = first_order
-    cfg.steps_outer = warmup + steps
     times = []
 
     def timed_run(self, rng, meta_state):
