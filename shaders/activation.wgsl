@@ -19,3 +19,14 @@ fn act_backward(dy: f32, y: f32, kind: u32) -> f32 {
         default: { return dy; }
     }
 }
+
+// act''(x)/act'(x) from the output y, for the tangent of the backward: with the output's tangent
+// ẏ = act'(x)·ẋ, the curvature term act''(x)·ẋ·dy is act_curvature(y)·ẏ·dy, so it needs only
+// stored outputs. ELU: act'' = act' = eˣ for x ≤ 0 (y ≤ 0; x = 0 takes the eˣ − 1 branch, as
+// the forward does), 0 above; ReLU and the identity: 0.
+fn act_curvature(y: f32, kind: u32) -> f32 {
+    switch kind {
+        case 2u: { return select(1.0, 0.0, y > 0.0); }
+        default: { return 0.0; }
+    }
+}

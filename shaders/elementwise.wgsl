@@ -11,6 +11,9 @@
 //   apply_unary    (y, a)     OP 0: y = act(a)             OP 1: y += alpha·a
 //                             OP 2: y += a[i mod cols]     (bias: one value per column)
 //   apply_binary   (y, a, b)  y = act'(·)·a from the activation output b (a = dy, b = act output)
+//   apply_tangent  (y, a, b, c, d)  the tangent of the activation backward (forward-over-reverse):
+//                  y = act'(·)·a + act''(·)·ẋ·d with a = ḋy, b = act output, c = its tangent ẏ,
+//                  d = dy (act''·ẋ = act_curvature(b)·c)
 
 struct Params {
     len: u32,      // elements per item
@@ -22,6 +25,8 @@ struct Params {
     b_off: u32, b_stride: u32,
     alpha: f32,
     _pad1: u32,
+    c_off: u32, c_stride: u32,
+    d_off: u32, d_stride: u32,
 }
 
 override OP: u32 = 0u;
@@ -33,6 +38,8 @@ const WG: u32 = 256u;
 @group(0) @binding(1) var<storage, read_write> y: array<f32>;
 @group(0) @binding(2) var<storage, read> a: array<f32>;
 @group(0) @binding(3) var<storage, read> b: array<f32>;
+@group(0) @binding(4) var<storage, read> c: array<f32>;
+@group(0) @binding(5) var<storage, read> d: array<f32>;
 
 // Logical element `g` (row-major over batch · len) split into its item and in-item index.
 struct Elem { item: u32, i: u32 }
@@ -83,4 +90,16 @@ fn apply_binary(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) 
     if (g >= p.total) { return; }
     let e = elem(g);
     y[y_idx(e)] = act_backward(a[a_idx(e)], b[b_idx(e)], ACT);
+}
+
+@compute @workgroup_size(WG)
+fn apply_tangent(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+                 @builtin(local_invocation_id) lid: vec3<u32>) {
+    let g = linear(wid, nwg, lid);
+    if (g >= p.total) { return; }
+    let e = elem(g);
+    let out = b[b_idx(e)];
+    let curv = act_curvature(out, ACT) * c[p.c_off + e.item * p.c_stride + e.i]
+        * d[p.d_off + e.item * p.d_stride + e.i];
+    y[y_idx(e)] = act_backward(a[a_idx(e)], out, ACT) + curv;
 }

@@ -96,6 +96,24 @@ fn elementwise_matches_cpu_twins_on_random_shapes() {
             &format!("{ctx} backward"),
         );
 
+        // The backward's tangent from the same output: its tangent ẏ, dy and ḋy (possibly
+        // broadcast). act'·ḋy rounds as the backward; ELU's curvature term ẏ·dy twice more.
+        let y_dot = common::uniform(&mut rng, x.len());
+        let dy_dot = common::data(&mut rng, batch, len, share_x);
+        let g_y_dot = gpu.upload(&y_dot, batch, rows, cols).unwrap();
+        let g_dy_dot = common::put(gpu, &dy_dot, batch, rows, cols, share_x);
+        let gdx = put_out(gpu, &y0, batch, rows, cols, padded);
+        let launch = activation_tangent_backward(gpu, &g_dy_dot, (&gay, &g_y_dot), &gdy, &gdx, act);
+        let got = run_read(gpu, launch, &gdx);
+        let mut want = vec![0.0; x.len()];
+        let (ay, yd) = (wide(&act_y), wide(&y_dot));
+        activation_tangent_backward_cpu(&wide(&dy_dot), (&ay, &yd), &wide(&dy), &mut want, act);
+        let tol = |i: usize| {
+            let (a, y) = (dy_dot[i].abs() as f64, act_y[i].abs() as f64 + 1.0);
+            6.0 * U * (a * y + (y_dot[i] * dy[i]).abs() as f64) + 1e-30
+        };
+        common::assert_close(&got, &want, tol, &format!("{ctx} tangent backward"));
+
         // Bias add (in place), bias possibly broadcast: one rounding of the sum.
         let bias = common::data(&mut rng, batch, cols, share_b);
         let gb = common::put(gpu, &bias, batch, 1, cols, share_b);
@@ -147,6 +165,48 @@ fn elementwise_matches_cpu_twins_on_random_shapes() {
         let mut want = wide(&y0);
         fill_cpu(&mut want, value as f64);
         common::assert_close(&got, &want, |_| 0.0, &format!("{ctx} fill"));
+    }
+}
+
+/// The tangent of the activation backward is the derivative of `backward(dy, act(x))` along
+/// (ẋ, ḋy): against dual numbers (exact) and central finite differences in f64, on both sides
+/// of every kink (x = 0 takes the ELU branch, as the forward does).
+#[test]
+fn activation_tangent_backward_is_the_derivative_of_the_backward() {
+    use hypermod::ops::dual::Dual;
+    let mut rng = common::rng(19);
+    for act in Activation::ALL {
+        for k in 0..40 {
+            let x: f64 = if k == 0 {
+                0.0
+            } else {
+                rng.random_range(-3.0..3.0)
+            };
+            let (xd, dy, dyd): (f64, f64, f64) = (
+                rng.random_range(-1.0..1.0),
+                rng.random_range(-1.0..1.0),
+                rng.random_range(-1.0..1.0),
+            );
+            let y = act.forward(x);
+            let y_dot = act.backward(xd, y); // ẏ = act'(x)·ẋ
+            let got = act.tangent_backward(dyd, (y, y_dot), dy);
+            let dual = act.backward(Dual::new(dy, dyd), act.forward(Dual::new(x, xd)));
+            assert!(
+                (got - dual.d).abs() < 1e-12 * (1.0 + got.abs()),
+                "{act:?} at x = {x}: {got} vs dual {}",
+                dual.d
+            );
+            let h = 1e-6;
+            let f = |s: f64| act.backward(dy + s * dyd, act.forward(x + s * xd));
+            // A finite difference across a kink is meaningless: skip points within h of it.
+            if x.abs() > 10.0 * h {
+                let fd = (f(h) - f(-h)) / (2.0 * h);
+                assert!(
+                    (got - fd).abs() < 1e-6 * (1.0 + fd.abs()),
+                    "{act:?} at x = {x}: {got} vs finite differences {fd}"
+                );
+            }
+        }
     }
 }
 

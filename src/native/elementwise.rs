@@ -1,5 +1,5 @@
 //! Native `shaders/elementwise.wgsl`: `apply_inplace` (scale, fill), `apply_unary` (activation /
-//! copy, axpy, bias) and `apply_binary` (activation backward), one output element at a time, items
+//! copy, axpy, bias) and `apply_binary` (activation backward) and `apply_tangent` (its tangent), one output element at a time, items
 //! in parallel.
 
 use rayon::prelude::*;
@@ -49,6 +49,23 @@ pub(crate) fn run(l: &mut Launch<'_>) -> Result<()> {
             ys.into_par_iter()
                 .zip(dys.into_par_iter().zip(outs))
                 .for_each(|(y, (dy, out))| backward(act, dy, out, y));
+        }
+        "apply_tangent" => {
+            let place = |b: usize, off: u32, stride: u32| {
+                items(l.read(b)?, off as usize, stride as usize, len, batch)
+            };
+            let dy_dots = place(2, p.a_off, p.a_stride)?;
+            let outs = place(3, p.b_off, p.b_stride)?;
+            let out_dots = place(4, p.c_off, p.c_stride)?;
+            let dys = place(5, p.d_off, p.d_stride)?;
+            let y = l.write(1)?;
+            let ys = items_mut(y, p.y_off as usize, p.y_stride as usize, len, batch)?;
+            ys.into_par_iter().enumerate().for_each(|(b, y)| {
+                let (a, o, od, dy) = (dy_dots[b], outs[b], out_dots[b], dys[b]);
+                for (i, y) in y.iter_mut().enumerate() {
+                    *y = act.tangent_backward(a[i], (o[i], od[i]), dy[i]);
+                }
+            });
         }
         _ => return Err(l.unknown_entry()),
     }

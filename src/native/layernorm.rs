@@ -63,7 +63,7 @@ pub(crate) fn rows(
 }
 
 /// Per-item γ (or β) slices when `present`, else `None` for every item.
-fn per_item(
+pub(crate) fn per_item(
     buf: &[f32],
     present: bool,
     off: u32,

@@ -22,6 +22,7 @@ pub(crate) mod embnorm;
 pub(crate) mod gather;
 pub(crate) mod gemm;
 pub(crate) mod layernorm;
+pub(crate) mod layernorm_tangent;
 pub(crate) mod loss;
 pub(crate) mod reduce;
 pub(crate) mod rng;

@@ -71,4 +71,19 @@ impl Activation {
             }
         }
     }
+
+    /// CPU twin of `act_curvature`: act''(x)/act'(x) from the output y (ELU: 1 where y ≤ 0,
+    /// else 0; 0 for ReLU and the identity).
+    pub fn curvature<T: Real>(self, y: T) -> T {
+        match self {
+            Activation::Elu if y <= T::zero() => T::one(),
+            _ => T::zero(),
+        }
+    }
+
+    /// CPU twin of the `apply_tangent` kernel: the tangent of [`Activation::backward`],
+    /// `act'(x)·ḋy + act''(x)·ẋ·dy`, from the output y and its tangent ẏ.
+    pub fn tangent_backward<T: Real>(self, dy_dot: T, (y, y_dot): (T, T), dy: T) -> T {
+        self.backward(dy_dot, y) + self.curvature(y) * y_dot * dy
+    }
 }

@@ -36,6 +36,10 @@ pub(crate) struct Params {
     pub(crate) b_stride: u32,
     pub(crate) alpha: f32,
     pub(crate) _pad1: u32,
+    pub(crate) c_off: u32,
+    pub(crate) c_stride: u32,
+    pub(crate) d_off: u32,
+    pub(crate) d_stride: u32,
 }
 
 /// Which entry point, and the value of its `OP` override.
@@ -47,6 +51,7 @@ enum Kernel {
     Axpy,
     BiasAdd,
     Backward,
+    TangentBackward,
 }
 
 impl Kernel {
@@ -58,6 +63,7 @@ impl Kernel {
             Kernel::Axpy => ("apply_unary", 1),
             Kernel::BiasAdd => ("apply_unary", 2),
             Kernel::Backward => ("apply_binary", 0),
+            Kernel::TangentBackward => ("apply_tangent", 0),
         }
     }
 }
@@ -76,14 +82,11 @@ fn launch(
     let (entry, code) = kernel.entry_and_op();
     let total = to_u32(op, "batch·rows·cols", y.len())?;
     let (y_off, y_stride) = place(op, "output", y)?;
-    let (a_off, a_stride) = match inputs.first() {
-        Some(t) => place(op, "input", t)?,
-        None => (0, 0),
-    };
-    let (b_off, b_stride) = match inputs.get(1) {
-        Some(t) => place(op, "input", t)?,
-        None => (0, 0),
-    };
+    let mut places = [(0, 0); 4];
+    for (slot, t) in places.iter_mut().zip(inputs) {
+        *slot = place(op, "input", t)?;
+    }
+    let [(a_off, a_stride), (b_off, b_stride), (c_off, c_stride), (d_off, d_stride)] = places;
     let params = Params {
         len: to_u32(op, "rows·cols", y.item_len())?,
         total,
@@ -97,9 +100,19 @@ fn launch(
         b_stride,
         alpha,
         _pad1: 0,
+        c_off,
+        c_stride,
+        d_off,
+        d_stride,
     };
     let constants = [("OP", code as f64), ("ACT", act.code() as f64)];
-    let access = [Access::ReadWrite, Access::Read, Access::Read];
+    let access = [
+        Access::ReadWrite,
+        Access::Read,
+        Access::Read,
+        Access::Read,
+        Access::Read,
+    ];
     let spec = KernelSpec {
         shader: &SHADER,
         entry,
@@ -185,6 +198,33 @@ pub fn activation_backward(
     launch(gpu, OP, Kernel::Backward, dx, &[dy, y], act, 1.0)
 }
 
+/// Prepares the tangent of [`activation_backward`] for forward-over-reverse: with the forward's
+/// output `y`, its tangent `y_dot`, the backward's `dy` and that gradient's tangent `dy_dot`,
+/// `dx_dot = act'(x)·dy_dot + act''(x)·ẋ·dy`. The curvature is taken from the outputs
+/// (`act''(x)·ẋ = (act''/act')(x)·ẏ`: for ELU `ẏ` where `y ≤ 0`, else 0; 0 for ReLU and the
+/// identity), so only stored tensors are read.
+pub fn activation_tangent_backward(
+    gpu: &Gpu,
+    dy_dot: &GpuTensor,
+    (y, y_dot): (&GpuTensor, &GpuTensor),
+    dy: &GpuTensor,
+    dx_dot: &GpuTensor,
+    act: Activation,
+) -> Result<Dispatch> {
+    const OP: &str = "activation_tangent_backward";
+    let ops = [
+        ("dy_dot", dy_dot),
+        ("y", y),
+        ("y_dot", y_dot),
+        ("dy", dy),
+        ("dx_dot", dx_dot),
+    ];
+    same_shape(OP, &ops)?;
+    check_output(OP, "dx_dot", dx_dot)?;
+    let inputs = [dy_dot, y, y_dot, dy];
+    launch(gpu, OP, Kernel::TangentBackward, dx_dot, &inputs, act, 1.0)
+}
+
 /// Prepares `x[b, r, c] += bias[b, c]` in place; each bias item holds `x.cols()` values (and may
 /// be a broadcast shared by the batch).
 pub fn bias_add(gpu: &Gpu, x: &GpuTensor, bias: &GpuTensor) -> Result<Dispatch> {
@@ -258,6 +298,19 @@ pub fn activation_forward_cpu<T: Real>(x: &[T], y: &mut [T], act: Activation) {
 pub fn activation_backward_cpu<T: Real>(dy: &[T], y: &[T], dx: &mut [T], act: Activation) {
     for ((dx, &dy), &y) in dx.iter_mut().zip(dy).zip(y) {
         *dx = act.backward(dy, y);
+    }
+}
+
+/// CPU twin of [`activation_tangent_backward`].
+pub fn activation_tangent_backward_cpu<T: Real>(
+    dy_dot: &[T],
+    (y, y_dot): (&[T], &[T]),
+    dy: &[T],
+    dx_dot: &mut [T],
+    act: Activation,
+) {
+    for (i, out) in dx_dot.iter_mut().enumerate() {
+        *out = act.tangent_backward(dy_dot[i], (y[i], y_dot[i]), dy[i]);
     }
 }
 

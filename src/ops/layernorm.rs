@@ -21,7 +21,7 @@ pub const WG: u32 = 256;
 
 /// Invocations of the row kernels (one workgroup per row; a power of two for the tree reduction):
 /// narrow rows get narrow workgroups so most invocations are not idle at every barrier.
-fn row_workgroup(cols: usize) -> u32 {
+pub(crate) fn row_workgroup(cols: usize) -> u32 {
     (cols.next_power_of_two() as u32).clamp(32, WG)
 }
 

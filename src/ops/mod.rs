@@ -18,6 +18,7 @@ pub mod embnorm;
 pub mod gather;
 pub mod gemm;
 pub mod layernorm;
+pub mod layernorm_tangent;
 pub mod loss;
 pub mod reduce;
 pub mod rng;
