@@ -12,7 +12,7 @@ mod common;
 
 use hypermod::gpu::Gpu;
 use hypermod::models::gpu::GpuStudent;
-use hypermod::models::{Anil, HnetLinear, Maml};
+use hypermod::models::{Anil, HnetDeep, HnetLinear, Maml};
 use hypermod::tasks::teacher::{TeacherConfig, TeacherWeightsGpu};
 use hypermod::train::episode_twin::TwinStudent;
 use hypermod::train::episode_twin::{meta_gradient, InnerLoop, MetaGradient, TaskData};
@@ -29,6 +29,20 @@ fn hnet() -> HnetLinear {
         output_dim: 8,
         num_hidden: 2,
         num_templates: 3,
+    }
+}
+
+/// Body width 5 and T = 3: LayerNorms over odd widths, two body layers so an ELU's curvature
+/// feeds another LayerNorm.
+fn hnet_deep() -> HnetDeep {
+    HnetDeep {
+        input_dim: 16,
+        hidden_dim: 8,
+        output_dim: 8,
+        num_hidden: 2,
+        num_templates: 3,
+        body_dim: 5,
+        body_layers: 2,
     }
 }
 
@@ -176,6 +190,14 @@ fn hnet_linear_meta_gradients_match_the_f64_twin() {
         (10, 0.3, 4),
     ];
     check(gpu, &hnet(), "hnet_linear", &cases);
+}
+
+/// The nonlinear hypernetwork: the DeepBank's LayerNorm and ELU tangents on the device.
+#[test]
+fn hnet_deep_meta_gradients_match_the_f64_twin() {
+    let gpu = gpu_or_skip!();
+    let cases = [(1, 0.1, SUPPORT), (2, 0.1, SUPPORT), (5, 0.3, 4)];
+    check(gpu, &hnet_deep(), "hnet_deepmlp", &cases);
 }
 
 /// ANIL's body is a meta-parameter the inner loop does not train: its mixed term reaches below

@@ -6,8 +6,8 @@ mod common;
 
 use hypermod::gpu::{Gpu, GpuTensor, Step};
 use hypermod::nn::{
-    activation_backward, activation_forward, linear_backward, linear_forward, DeepBank, Dense,
-    DenseBackward, LayerNorm, LayerParams, Mlp, Param,
+    activation_backward, activation_forward, linear_backward, linear_forward, DeepBank,
+    DeepBankTangent, Dense, DenseBackward, LayerNorm, LayerParams, Mlp, Param,
 };
 use hypermod::ops::Activation;
 use rand::rngs::ChaCha8Rng;
@@ -309,7 +309,7 @@ fn deep_bank_matches_twin() {
         let dgen_host = common::uniform(&mut rng, m * bank.chunk);
         let dgen = gpu.upload(&dgen_host, 1, m, bank.chunk).unwrap();
         let p = bank
-            .program(gpu, &resolve, &ehat, &dehat, &gen, &dgen)
+            .program(gpu, &resolve, &ehat, &dehat, &gen, &dgen, None)
             .unwrap();
         run(gpu, p.forward.iter().chain(&p.backward));
 
@@ -335,6 +335,96 @@ fn deep_bank_matches_twin() {
         for (name, g) in &grads {
             let got = read(gpu, lookup(name).1.grad.as_ref().unwrap());
             common::assert_close(&got, g, rel(g), &format!("{ctx}: d{name}"));
+        }
+    }
+}
+
+/// The DeepBank's tangent passes (ê moving along ė̂, the tangent of ∂L/∂gen given, the
+/// parameters still) vs its twin run on dual numbers, which differentiates it exactly: ġen, the
+/// tangent of ∂L/∂ê and every parameter's gradient tangent.
+#[test]
+fn deep_bank_tangents_match_the_dual_twin() {
+    use hypermod::ops::dual::Dual;
+    let gpu = gpu_or_skip!();
+    let mut rng = common::rng(17);
+    for case in 0..5 {
+        let bank = DeepBank {
+            templates: common::size(&mut rng, 2, 9),
+            body_dim: common::size(&mut rng, 2, 11),
+            body_layers: common::size(&mut rng, 1, 3),
+            chunk: common::size(&mut rng, 1, 23),
+        };
+        let m = common::size(&mut rng, 1, 7);
+        let (t, c) = (bank.templates, bank.chunk);
+        let uploaded: Vec<(String, Param, Vec<f32>, GpuTensor)> = bank_names(&bank)
+            .into_iter()
+            .map(|(name, r, cols)| {
+                let (p, h) = param(gpu, &mut rng, 1, r, cols, true);
+                (name, p, h, gpu.zeros(1, r, cols).unwrap())
+            })
+            .collect();
+        let lookup = |name: &str| uploaded.iter().find(|u| u.0 == name).unwrap();
+        let resolve = |name: &str, _r: usize, _c: usize| Ok(lookup(name).1.clone());
+        let grad_dot = |name: &str, _r: usize, _c: usize| Ok(lookup(name).3.clone());
+        let host = |rng: &mut ChaCha8Rng, n: usize| common::uniform(rng, n);
+        let (e, e_dot) = (host(&mut rng, m * t), host(&mut rng, m * t));
+        let (dg, dg_dot) = (host(&mut rng, m * c), host(&mut rng, m * c));
+        let up = |v: &[f32], cols: usize| gpu.upload(v, 1, m, cols).unwrap();
+        let zeros = |cols: usize| gpu.zeros(1, m, cols).unwrap();
+        let (ehat, ehat_dot, dgen, dgen_dot) =
+            (up(&e, t), up(&e_dot, t), up(&dg, c), up(&dg_dot, c));
+        let (dehat, dehat_dot, gen, gen_dot) = (zeros(t), zeros(t), zeros(c), zeros(c));
+        let tangent = DeepBankTangent {
+            ehat_dot: &ehat_dot,
+            dehat_dot: &dehat_dot,
+            gen_dot: &gen_dot,
+            dgen_dot: &dgen_dot,
+            grad_dot: &grad_dot,
+        };
+        let p = bank
+            .program(gpu, &resolve, &ehat, &dehat, &gen, &dgen, Some(&tangent))
+            .unwrap();
+        let all = [
+            &p.forward,
+            &p.backward,
+            &p.tangent_forward,
+            &p.tangent_backward,
+        ];
+        run(gpu, all.into_iter().flatten());
+
+        let duals: Vec<(String, Vec<Dual>)> = uploaded
+            .iter()
+            .map(|(n, _, h, _)| (n.clone(), Dual::constants(&common::widen(h))))
+            .collect();
+        let pv = |name: &str| -> &[Dual] { &duals.iter().find(|w| w.0 == name).unwrap().1 };
+        let ed = Dual::seed(&common::widen(&e), &common::widen(&e_dot));
+        let cache = bank.forward_cpu(&pv, &ed);
+        let mut grads: Vec<(String, Vec<f64>)> = Vec::new();
+        let mut add = |name: &str, g: &[Dual]| grads.push((name.to_string(), Dual::tangents(g)));
+        let dgd = Dual::seed(&common::widen(&dg), &common::widen(&dg_dot));
+        let de = bank.backward_cpu(&pv, &mut add, &ed, &cache, &dgd);
+        let ctx = format!("case {case}: {bank:?} m {m}");
+        let rel = |want: &[f64]| {
+            let big = want.iter().fold(1.0f64, |a, v| a.max(v.abs()));
+            move |_: usize| 1e-4 * big
+        };
+        let gen_t = Dual::tangents(&cache.gen);
+        common::assert_close(
+            &read(gpu, &gen_dot),
+            &gen_t,
+            rel(&gen_t),
+            &format!("{ctx}: ġen"),
+        );
+        let de_t = Dual::tangents(&de);
+        common::assert_close(
+            &read(gpu, &dehat_dot),
+            &de_t,
+            rel(&de_t),
+            &format!("{ctx}: (dê)˙"),
+        );
+        for (name, g) in &grads {
+            let got = read(gpu, &lookup(name).3);
+            common::assert_close(&got, g, rel(g), &format!("{ctx}: (d{name})˙"));
         }
     }
 }

@@ -12,12 +12,12 @@
 //! ```
 
 use crate::error::Result;
-use crate::gpu::Gpu;
-use crate::nn::{DeepBank, DeepBankCache, Param};
+use crate::gpu::{Gpu, GpuTensor};
+use crate::nn::{DeepBank, DeepBankCache, DeepBankTangent, Param};
 use crate::ops::Real;
 
 use super::gpu::{
-    hypernetwork_program, meta_param, no_tangents, BankIo, BankProgram, GpuStudent, StudentBuffers,
+    hypernetwork_program, meta_param, param_range, BankIo, BankProgram, GpuStudent, StudentBuffers,
     StudentProgram, TangentBuffers,
 };
 
@@ -240,7 +240,10 @@ impl GpuStudent for HnetDeep {
     /// An LN offset's gradient is the column sums of the LN's upstream gradient, computed by
     /// `col_sums`: the LN backward cannot write dγ and dβ into the same (`dmeta`) buffer.
     ///
-    /// No tangent passes yet: the deep bank's LayerNorm and ELU tangents are not on the device.
+    /// With `tangent`, the tangent passes of forward-over-reverse: `ė̂ = ė·s`, the bank's
+    /// tangents ([`DeepBank::program`] with a [`DeepBankTangent`]: LN tangents, ELU's curvature,
+    /// the dense layers' tangents) and the target net's; every bank parameter's mixed term
+    /// `H_φθ·θ̇` (summed over rows) lands in its entries of `dmeta_dot`.
     fn build_program(
         &self,
         gpu: &Gpu,
@@ -248,23 +251,40 @@ impl GpuStudent for HnetDeep {
         tangent: Option<&TangentBuffers<'_>>,
     ) -> Result<StudentProgram> {
         const OP: &str = "hnet_deep";
-        if tangent.is_some() {
-            return Err(no_tangents("hnet_deepmlp"));
-        }
         let layout = self.param_layout();
         let bank = |sl: &HnetSlot, io: &BankIo| {
             let param = |rel: &str, rows: usize, cols: usize| -> Result<Param> {
                 meta_param(OP, &layout, b, &bank_param_name(sl.name, rel), rows, cols)
             };
-            let p = self
-                .bank(sl)
-                .program(gpu, &param, &io.ehat, &io.dehat, &io.gen, &io.dgen)?;
+            let grad_dot = |rel: &str, rows: usize, cols: usize| -> Result<GpuTensor> {
+                let dm = &io.tangent.as_ref().expect("a tangent program").dmeta_dot;
+                let name = bank_param_name(sl.name, rel);
+                let at = param_range(OP, layout.meta_range(&name), &name)?.start;
+                dm.view(dm.offset() + at, 1, rows, cols, 0)
+            };
+            let bank_t = io.tangent.as_ref().map(|t| DeepBankTangent {
+                ehat_dot: &t.ehat_dot,
+                dehat_dot: &t.dehat_dot,
+                gen_dot: &t.gen_dot,
+                dgen_dot: &t.dgen_dot,
+                grad_dot: &grad_dot,
+            });
+            let p = self.bank(sl).program(
+                gpu,
+                &param,
+                &io.ehat,
+                &io.dehat,
+                &io.gen,
+                &io.dgen,
+                bank_t.as_ref(),
+            )?;
             Ok(BankProgram {
                 forward: p.forward,
                 backward: p.backward,
-                ..BankProgram::default()
+                tangent_forward: p.tangent_forward,
+                tangent_backward: p.tangent_backward,
             })
         };
-        hypernetwork_program(OP, gpu, self, b, None, bank)
+        hypernetwork_program(OP, gpu, self, b, tangent, bank)
     }
 }

@@ -9,17 +9,24 @@
 //!
 //! CPU twin: [`layernorm_forward`] / [`layernorm_backward`].
 //!
-//! Tangent (JVP): `ẏ = γ·rstd·(ẋ − mean(ẋ) − x̂·mean(x̂·ẋ)) + γ̇·x̂ + β̇` will sit beside
-//! `backward`, reusing [`LnStats`].
+//! Tangent (JVP, for forward-over-reverse Hessian-vector products): [`LayerNorm::tangent_forward`]
+//! `ẏ = γ·rstd·(ẋ − mean(ẋ) − x̂·mean(x̂·ẋ))` and [`LayerNorm::tangent_backward`] (the tangents
+//! of ∂L/∂x, ∂L/∂γ, ∂L/∂β) reuse [`LnStats`] and share per-row tangent statistics; γ and β hold
+//! still (`crate::ops::layernorm_tangent`).
 
-use crate::error::{shape_err, Result};
+use crate::error::{arg_err, shape_err, Result};
 use crate::gpu::{Dispatch, Gpu, GpuTensor};
 use crate::ops::layernorm::{
     layernorm_backward as ln_backward_gpu, layernorm_backward_cpu,
     layernorm_forward as ln_forward_gpu, layernorm_forward_cpu,
 };
+use crate::ops::layernorm_tangent::{
+    layernorm_tangent_backward, layernorm_tangent_forward, LnTangentInputs,
+};
 use crate::ops::reduce::col_sums;
 use crate::ops::Real;
+
+use super::dense_tangent::ParamTangent;
 
 use super::dense::rows_of;
 use super::param::{Binding, Param};
@@ -117,8 +124,99 @@ impl LayerNorm {
     }
 }
 
+/// What a LayerNorm's tangent passes read: the forward's input and statistics, the input's
+/// tangent, and the per-row tangent statistics ([`LayerNorm::tangent_stats`]) the forward
+/// tangent writes and the backward tangent reads.
+#[derive(Clone, Copy, Debug)]
+pub struct LnTangentIo<'a> {
+    /// The forward's input x.
+    pub x: &'a GpuTensor,
+    /// ẋ.
+    pub x_dot: &'a GpuTensor,
+    /// The forward's statistics.
+    pub stats: &'a LnStats,
+    /// `[items × rows × 2]` scratch of the tangent passes.
+    pub tstats: &'a GpuTensor,
+}
+
+impl LayerNorm {
+    /// Tangent statistics scratch for `items × rows` rows.
+    pub fn tangent_stats(&self, gpu: &Gpu, items: usize, rows: usize) -> Result<GpuTensor> {
+        gpu.zeros(items, rows, 2)
+    }
+
+    fn tangent_inputs<'a>(&self, io: &LnTangentIo<'a>, scale: &'a Param) -> LnTangentInputs<'a> {
+        LnTangentInputs {
+            x: io.x,
+            x_dot: io.x_dot,
+            gamma: Some(&scale.value),
+            mean: &io.stats.mean,
+            rstd: &io.stats.rstd,
+            tstats: io.tstats,
+        }
+    }
+
+    /// The forward tangent: ẏ from ẋ (γ and β hold still), writing `io.tstats`.
+    pub fn tangent_forward(
+        &self,
+        gpu: &Gpu,
+        io: &LnTangentIo<'_>,
+        scale: &Param,
+        y_dot: &GpuTensor,
+    ) -> Result<Dispatch> {
+        layernorm_tangent_forward(gpu, &self.tangent_inputs(io, scale), y_dot)
+    }
+
+    /// The backward tangent, after [`LayerNorm::tangent_forward`]: from the backward's ∂L/∂y
+    /// `dy` and its tangent `dy_dot`, the tangent of ∂L/∂x into `dx_dot` and those of ∂L/∂γ and
+    /// ∂L/∂β where `scale_t` / `offset_t` ask for them (`grad_dot`). A moving γ or β (`dot`) is
+    /// refused: the reverse sweep moves only task parameters.
+    #[allow(clippy::too_many_arguments)]
+    pub fn tangent_backward(
+        &self,
+        gpu: &Gpu,
+        io: &LnTangentIo<'_>,
+        (scale, scale_t): (&Param, &ParamTangent),
+        (offset, offset_t): (&Param, &ParamTangent),
+        (dy, dy_dot): (&GpuTensor, &GpuTensor),
+        dx_dot: &GpuTensor,
+    ) -> Result<Vec<Dispatch>> {
+        for (p, t) in [(scale, scale_t), (offset, offset_t)] {
+            if t.dot.is_some() {
+                return Err(arg_err(
+                    "layer norm tangent",
+                    "γ and β hold still in a tangent pass; a direction for them is not supported",
+                ));
+            }
+            if t.grad_dot.is_some() {
+                check_shared(p, io.x)?;
+            }
+        }
+        let inputs = self.tangent_inputs(io, scale);
+        let mut out = layernorm_tangent_backward(
+            gpu,
+            &inputs,
+            (dy, dy_dot),
+            dx_dot,
+            scale_t.grad_dot.as_ref(),
+        )?;
+        if let Some(doffset) = &offset_t.grad_dot {
+            out.push(col_sums(gpu, dy_dot, doffset, 1.0, 0.0)?);
+        }
+        Ok(out)
+    }
+}
+
 fn check_binding(p: &Param, x: &GpuTensor) -> Result<()> {
-    if p.binding == Binding::PerItem || x.batch() == 1 || p.grad.is_none() {
+    if p.grad.is_none() {
+        return Ok(());
+    }
+    check_shared(p, x)
+}
+
+/// A γ/β shared by several items would need its gradient (or gradient tangent) summed over them.
+fn check_shared(p: &Param, x: &GpuTensor) -> Result<()> {
+    if p.binding == Binding::PerItem || x.batch() == 1 {
         return Ok(());
     }
     Err(shape_err(

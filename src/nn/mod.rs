@@ -58,7 +58,9 @@ mod mlp;
 mod packed;
 mod param;
 
-pub use deep_bank::{DeepBank, DeepBankCache, DeepBankProgram, ParamFn};
+pub use deep_bank::{
+    DeepBank, DeepBankCache, DeepBankProgram, DeepBankTangent, GradDotFn, ParamFn,
+};
 pub use dense::{
     activation_backward, activation_forward, col_sums_cpu, linear_backward, linear_forward, matmul,
     Dense, DenseBackward, LinearGrads,
@@ -67,7 +69,9 @@ pub use dense_tangent::{DenseTangentIo, ParamTangent};
 pub use embnorm::{
     embedding_norm_backward, embedding_norm_forward, embedding_scales, EmbeddingNorm,
 };
-pub use layernorm::{layernorm_backward, layernorm_forward, LayerNorm, LnCache, LnStats, LN_EPS};
+pub use layernorm::{
+    layernorm_backward, layernorm_forward, LayerNorm, LnCache, LnStats, LnTangentIo, LN_EPS,
+};
 pub use mlp::{
     mlp_backward, mlp_forward, LayerGrads, LayerParams, LayerTangent, Mlp, MlpCache, MlpProgram,
     MlpTangent,
