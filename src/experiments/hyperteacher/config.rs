@@ -68,12 +68,8 @@ impl ModelKind {
             ModelKind::Anil => (0.03, 100, 64, 1e-3, 1e-4, 2.0),
             ModelKind::Maml => (0.01, 10, shots_support, 1e-3, 1e-4, 2.0),
         };
-        // Second order is the paper's algorithm; hnet_deepmlp's device tangents (LayerNorm,
-        // ELU) have not landed yet, so it defaults to first order (its twin computes both).
-        let meta_gradient = match self {
-            ModelKind::HnetDeepmlp => MetaGradient::FirstOrder,
-            _ => MetaGradient::SecondOrder,
-        };
+        // Second order is the paper's algorithm, for every student.
+        let meta_gradient = MetaGradient::SecondOrder;
         TrainParams {
             steps_inner,
             inner_batch,
@@ -199,8 +195,7 @@ pub struct TrainConfig {
     /// (§5.3).
     pub max_grad_norm: Option<f64>,
     /// `"second_order"` (through the unrolled inner AdamW loop, the paper's algorithm) or
-    /// `"first_order"` (metax `first_order = True`). Default per model: second order, but first
-    /// order for `hnet_deepmlp` until its device tangent passes (LayerNorm, ELU) land.
+    /// `"first_order"` (metax `first_order = True`). Default: second order (the paper's).
     pub meta_gradient: Option<MetaGradient>,
     /// Outer steps between evaluations. Default 1,000 (not in the spec; an engine choice).
     pub eval_every: usize,
