@@ -4,11 +4,14 @@
 use serde::Serialize;
 
 use crate::error::Result;
-use crate::gpu::{AdapterReport, Dispatch, Gpu, TimingMethod};
+use crate::gpu::{AdapterReport, Dispatch, Gpu, GpuTensor, TimingMethod};
 use crate::ops::adamw::{AdamW, AdamWConfig};
-use crate::ops::elementwise::{activation_backward, axpy};
+use crate::ops::elementwise::{activation_backward, activation_tangent_backward, axpy};
 use crate::ops::gemm::{gemm, GemmOptions};
 use crate::ops::layernorm::{layernorm_backward, layernorm_forward, DEFAULT_EPS};
+use crate::ops::layernorm_tangent::{
+    layernorm_tangent_backward, layernorm_tangent_forward, LnTangentInputs,
+};
 use crate::ops::loss::{accuracy, kl_divergence};
 use crate::ops::reduce::sum_batch;
 use crate::ops::rng::{fill_normal, RngKey};
@@ -296,7 +299,7 @@ fn pointwise_cases(tasks: usize, samples: usize, width: usize) -> Vec<BenchCase>
             )?;
             Ok(vec![ln])
         }),
-        case("layernorm/bwd", act, move |gpu| {
+        case("layernorm/bwd", act.clone(), move |gpu| {
             let (x, dy, dx) = (zeros(gpu, width)?, zeros(gpu, width)?, zeros(gpu, width)?);
             let g = gpu.zeros(1, 1, width)?.broadcast(tasks)?;
             let (mean, rstd) = (zeros(gpu, 1)?, zeros(gpu, 1)?);
@@ -313,7 +316,76 @@ fn pointwise_cases(tasks: usize, samples: usize, width: usize) -> Vec<BenchCase>
                 Some(&db),
             )
         }),
+        // The tangent passes of second-order meta-gradients (hnet_deepmlp's DeepBank).
+        case("layernorm/tangent-fwd", act.clone(), move |gpu| {
+            let t = LnTangentScratch::new(gpu, &zeros, tasks, width)?;
+            Ok(vec![layernorm_tangent_forward(gpu, &t.inputs(), &t.out)?])
+        }),
+        case("layernorm/tangent-bwd", act.clone(), move |gpu| {
+            let t = LnTangentScratch::new(gpu, &zeros, tasks, width)?;
+            let dg = gpu.zeros(tasks, 1, width)?;
+            let grads = (&t.dy, &t.dy_dot);
+            layernorm_tangent_backward(gpu, &t.inputs(), grads, &t.out, Some(&dg))
+        }),
+        case("elementwise/act-tangent-elu", act, move |gpu| {
+            let [dy_dot, y, y_dot, dy, out] = [0; 5].map(|_| zeros(gpu, width));
+            let act = Activation::Elu;
+            Ok(vec![activation_tangent_backward(
+                gpu,
+                &dy_dot?,
+                (&y?, &y_dot?),
+                &dy?,
+                &out?,
+                act,
+            )?])
+        }),
     ]
+}
+
+/// The operands of a LayerNorm tangent benchmark: `[tasks × samples × width]` activations,
+/// per-item γ, row statistics.
+struct LnTangentScratch {
+    x: GpuTensor,
+    x_dot: GpuTensor,
+    gamma: GpuTensor,
+    mean: GpuTensor,
+    rstd: GpuTensor,
+    tstats: GpuTensor,
+    dy: GpuTensor,
+    dy_dot: GpuTensor,
+    out: GpuTensor,
+}
+
+impl LnTangentScratch {
+    fn new(
+        gpu: &Gpu,
+        zeros: &dyn Fn(&Gpu, usize) -> Result<GpuTensor>,
+        tasks: usize,
+        width: usize,
+    ) -> Result<LnTangentScratch> {
+        Ok(LnTangentScratch {
+            x: zeros(gpu, width)?,
+            x_dot: zeros(gpu, width)?,
+            gamma: gpu.zeros(tasks, 1, width)?,
+            mean: zeros(gpu, 1)?,
+            rstd: zeros(gpu, 1)?,
+            tstats: zeros(gpu, 2)?,
+            dy: zeros(gpu, width)?,
+            dy_dot: zeros(gpu, width)?,
+            out: zeros(gpu, width)?,
+        })
+    }
+
+    fn inputs(&self) -> LnTangentInputs<'_> {
+        LnTangentInputs {
+            x: &self.x,
+            x_dot: &self.x_dot,
+            gamma: Some(&self.gamma),
+            mean: &self.mean,
+            rstd: &self.rstd,
+            tstats: &self.tstats,
+        }
+    }
 }
 
 /// Runs cases with `warmup` untimed and `iters` timed iterations each; `on_done` sees each record.
