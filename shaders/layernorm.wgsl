@@ -34,26 +34,6 @@ override HAS_DGAMMA: bool = false;
 @group(0) @binding(6) var<storage, read_write> rstd_t: array<f32>;
 @group(0) @binding(7) var<storage, read_write> out7: array<f32>;
 
-var<workgroup> red: array<vec2<f32>, WG>;
-
-// Fixed-shape tree sum of one vec2 per invocation; every invocation gets the total.
-fn reduce(v: vec2<f32>, lid: u32) -> vec2<f32> {
-    red[lid] = v;
-    workgroupBarrier();
-    for (var s = WG / 2u; s > 0u; s >>= 1u) {
-        if (lid < s) { red[lid] += red[lid + s]; }
-        workgroupBarrier();
-    }
-    let total = red[0];
-    workgroupBarrier();
-    return total;
-}
-
-fn gamma_at(item: u32, c: u32) -> f32 {
-    if (HAS_GAMMA) { return gamma[p.g_off + item * p.g_stride + c]; }
-    return 1.0;
-}
-
 @compute @workgroup_size(WG)
 fn forward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
            @builtin(local_invocation_index) lid: u32) {
@@ -65,11 +45,11 @@ fn forward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: 
     let n = f32(p.cols);
     var s = 0.0;
     for (var c = lid; c < p.cols; c += WG) { s += x[xb + c]; }
-    let mu = reduce(vec2<f32>(s, 0.0), lid).x / n;
+    let mu = reduce2(vec2<f32>(s, 0.0), lid).x / n;
     // Two passes: Σ(x − μ)² does not cancel like Σx² − nμ².
     var q = 0.0;
     for (var c = lid; c < p.cols; c += WG) { let d = x[xb + c] - mu; q += d * d; }
-    let rstd = 1.0 / sqrt(reduce(vec2<f32>(q, 0.0), lid).x / n + p.eps);
+    let rstd = 1.0 / sqrt(reduce2(vec2<f32>(q, 0.0), lid).x / n + p.eps);
     let yb = p.out4_off + item * p.out4_stride + r * p.cols;
     for (var c = lid; c < p.cols; c += WG) {
         var v = (x[xb + c] - mu) * rstd * gamma_at(item, c);
@@ -98,7 +78,7 @@ fn backward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg:
         let g = in3[db + c] * gamma_at(item, c);
         acc += vec2<f32>(g, g * (x[xb + c] - mu) * rstd);
     }
-    let sums = reduce(acc, lid) / f32(p.cols);
+    let sums = reduce2(acc, lid) / f32(p.cols);
     let ob = p.out4_off + item * p.out4_stride + r * p.cols;
     for (var c = lid; c < p.cols; c += WG) {
         let g = in3[db + c] * gamma_at(item, c);

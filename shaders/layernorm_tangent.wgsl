@@ -40,26 +40,6 @@ override HAS_GAMMA: bool = false;
 @group(0) @binding(8) var<storage, read_write> out: array<f32>;
 @group(0) @binding(9) var<storage, read_write> tstats: array<f32>;
 
-var<workgroup> red: array<vec4<f32>, WG>;
-
-// Fixed-shape tree sum of one vec4 per invocation; every invocation gets the total.
-fn reduce(v: vec4<f32>, lid: u32) -> vec4<f32> {
-    red[lid] = v;
-    workgroupBarrier();
-    for (var s = WG / 2u; s > 0u; s >>= 1u) {
-        if (lid < s) { red[lid] += red[lid + s]; }
-        workgroupBarrier();
-    }
-    let total = red[0];
-    workgroupBarrier();
-    return total;
-}
-
-fn gamma_at(item: u32, c: u32) -> f32 {
-    if (HAS_GAMMA) { return gamma[p.g_off + item * p.g_stride + c]; }
-    return 1.0;
-}
-
 // One row's place: its item, its row within the item, μ, r and (after the forward) tm, tp.
 struct Row { item: u32, r: u32, mu: f32, rstd: f32 }
 

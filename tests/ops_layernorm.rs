@@ -4,7 +4,6 @@
 
 mod common;
 
-use hypermod::gpu::{Gpu, GpuTensor};
 use hypermod::ops::layernorm::{
     layernorm_backward, layernorm_backward_cpu, layernorm_forward, layernorm_forward_cpu,
     DEFAULT_EPS, WG,
@@ -109,25 +108,6 @@ fn backward_twin_matches_finite_differences() {
     }
 }
 
-/// `host` as a broadcast of its first item when `shared` ([`common::put`]), else as a NaN-padded
-/// view at a random offset (0..=5) with a random gap (0..=3) between items ([`common::padded_at`]).
-fn put(
-    gpu: &Gpu,
-    rng: &mut rand::rngs::ChaCha8Rng,
-    host: &[f32],
-    batch: usize,
-    rows: usize,
-    cols: usize,
-    shared: bool,
-) -> GpuTensor {
-    if shared {
-        return common::put(gpu, host, batch, rows, cols, true);
-    }
-    let off = common::size(rng, 0, 5);
-    let gap = common::size(rng, 0, 3);
-    common::padded_at(gpu, host, batch, rows, cols, off, gap)
-}
-
 #[test]
 fn gpu_matches_twin_on_random_shapes() {
     let gpu = gpu_or_skip!();
@@ -157,10 +137,10 @@ fn gpu_matches_twin_on_random_shapes() {
         let g = common::data(&mut rng, batch, cols, share_g);
         let b = common::data(&mut rng, batch, cols, share_b);
         let dy = common::uniform(&mut rng, n);
-        let gx = put(gpu, &mut rng, &x, batch, rows, cols, false);
-        let gg = put(gpu, &mut rng, &g, batch, 1, cols, share_g);
-        let gb = put(gpu, &mut rng, &b, batch, 1, cols, share_b);
-        let gdy = put(gpu, &mut rng, &dy, batch, rows, cols, false);
+        let gx = common::put_random_padded(gpu, &mut rng, &x, (batch, rows, cols), false);
+        let gg = common::put_random_padded(gpu, &mut rng, &g, (batch, 1, cols), share_g);
+        let gb = common::put_random_padded(gpu, &mut rng, &b, (batch, 1, cols), share_b);
+        let gdy = common::put_random_padded(gpu, &mut rng, &dy, (batch, rows, cols), false);
         let y = gpu.zeros(batch, rows, cols).unwrap();
         let mean = gpu.zeros(batch, rows, 1).unwrap();
         let rstd = gpu.zeros(batch, rows, 1).unwrap();

@@ -5,7 +5,6 @@
 
 mod common;
 
-use hypermod::gpu::{Gpu, GpuTensor};
 use hypermod::ops::dual::Dual;
 use hypermod::ops::layernorm::{
     layernorm_backward_cpu, layernorm_forward, layernorm_forward_cpu, DEFAULT_EPS, WG,
@@ -140,23 +139,6 @@ fn tangent_twins_are_the_derivative_of_the_layernorm_twins() {
     }
 }
 
-/// `host` uploaded as a NaN-padded view at a random offset with a random gap between items, or
-/// as a broadcast of its first item when `shared`.
-fn put(
-    gpu: &Gpu,
-    rng: &mut rand::rngs::ChaCha8Rng,
-    host: &[f32],
-    (batch, rows, cols): (usize, usize, usize),
-    shared: bool,
-) -> GpuTensor {
-    if shared {
-        return common::put(gpu, host, batch, rows, cols, true);
-    }
-    let off = common::size(rng, 0, 5);
-    let gap = common::size(rng, 0, 3);
-    common::padded_at(gpu, host, batch, rows, cols, off, gap)
-}
-
 #[test]
 fn gpu_tangents_match_twins_on_random_shapes() {
     let gpu = gpu_or_skip!();
@@ -191,11 +173,11 @@ fn gpu_tangents_match_twins_on_random_shapes() {
             common::uniform(&mut rng, n),
             common::uniform(&mut rng, n),
         );
-        let gx = put(gpu, &mut rng, &x, shape, false);
-        let gg = put(gpu, &mut rng, &gamma, (batch, 1, cols), share_g);
-        let gxd = put(gpu, &mut rng, &x_dot, shape, false);
-        let gdy = put(gpu, &mut rng, &dy, shape, false);
-        let gdyd = put(gpu, &mut rng, &dy_dot, shape, false);
+        let gx = common::put_random_padded(gpu, &mut rng, &x, shape, false);
+        let gg = common::put_random_padded(gpu, &mut rng, &gamma, (batch, 1, cols), share_g);
+        let gxd = common::put_random_padded(gpu, &mut rng, &x_dot, shape, false);
+        let gdy = common::put_random_padded(gpu, &mut rng, &dy, shape, false);
+        let gdyd = common::put_random_padded(gpu, &mut rng, &dy_dot, shape, false);
         let (mean, rstd) = (
             gpu.zeros(batch, rows, 1).unwrap(),
             gpu.zeros(batch, rows, 1).unwrap(),

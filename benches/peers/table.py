@@ -56,24 +56,30 @@ def main(d):
              "hypermod_lavapipe_step": "hypermod, WGSL on lavapipe",
              "jax_step": "official JAX code (jit, CPU)"}
     steps = {}
-    for order in ("first_order", "second_order"):
-        found = {k: load(f"{d}/{k}_{order}.json") for k in names}
-        steps[order] = found
-        lines.append("")
-        lines.append("| hyperteacher outer step (hnet_linear, M = 4, K = 2, 16 tasks, 256 + 256 "
-                     f"shots, width 128, 10 inner steps, {order.replace('_', ' ')}) | s/step "
-                     "| vs official JAX |")
-        lines.append("|---|---|---|")
-        jax_s = found["jax_step"]["median_s"] if found["jax_step"] else None
-        for k, v in found.items():
-            if v is None:
+    for model in ("hnet_linear", "hnet_deepmlp"):
+        for order in ("first_order", "second_order"):
+            # Runs before the per-model file names timed hnet_linear as `{impl}_step_{order}`.
+            old = model == "hnet_linear"
+            found = {k: load(f"{d}/{k}_{model}_{order}.json")
+                     or (load(f"{d}/{k}_{order}.json") if old else None) for k in names}
+            if not any(found.values()):
                 continue
-            s = v["median_s"]
-            if jax_s and k != "jax_step":
-                speed = f"{jax_s / s:.2f}× faster" if s <= jax_s else f"{s / jax_s:.1f}× slower"
-            else:
-                speed = "—"
-            lines.append(f"| {names[k]} | {s:.4f} | {speed} |")
+            steps[f"{model}/{order}"] = found
+            lines.append("")
+            lines.append(f"| hyperteacher outer step ({model}, M = 4, K = 2, 16 tasks, 256 + 256 "
+                         f"shots, width 128, 10 inner steps, {order.replace('_', ' ')}) | s/step "
+                         "| vs official JAX |")
+            lines.append("|---|---|---|")
+            jax_s = found["jax_step"]["median_s"] if found["jax_step"] else None
+            for k, v in found.items():
+                if v is None:
+                    continue
+                s = v["median_s"]
+                if jax_s and k != "jax_step":
+                    speed = f"{jax_s / s:.2f}× faster" if s <= jax_s else f"{s / jax_s:.1f}× slower"
+                else:
+                    speed = "—"
+                lines.append(f"| {names[k]} | {s:.4f} | {speed} |")
     text = "\n".join(lines)
     print(text)
     open(f"{d}/peers.md", "w").write(text + "\n")

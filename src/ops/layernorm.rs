@@ -6,10 +6,13 @@ use crate::error::{arg_err, shape_err, Result};
 use crate::gpu::{grid_1d, Access, Cost, Dispatch, Gpu, GpuTensor, KernelSpec, Shader};
 use crate::ops::{check_output, common_batch, place, to_u32, Real};
 
-/// `shaders/layernorm.wgsl`.
+/// `shaders/layernorm.wgsl` with `layernorm_common.wgsl` (reductions, γ) prepended.
 pub static SHADER: Shader = Shader {
     name: "layernorm",
-    source: include_str!("../../shaders/layernorm.wgsl"),
+    source: concat!(
+        include_str!("../../shaders/layernorm_common.wgsl"),
+        include_str!("../../shaders/layernorm.wgsl")
+    ),
     native: crate::native::layernorm::run,
 };
 

@@ -18,10 +18,13 @@ use crate::gpu::{grid_1d, Access, Cost, Dispatch, Gpu, GpuTensor, KernelSpec, Sh
 use crate::ops::layernorm::{row_workgroup, WG};
 use crate::ops::{check_output, common_batch, place, to_u32, Real};
 
-/// `shaders/layernorm_tangent.wgsl`.
+/// `shaders/layernorm_tangent.wgsl` with `layernorm_common.wgsl` (reductions, γ) prepended.
 pub static SHADER: Shader = Shader {
     name: "layernorm_tangent",
-    source: include_str!("../../shaders/layernorm_tangent.wgsl"),
+    source: concat!(
+        include_str!("../../shaders/layernorm_common.wgsl"),
+        include_str!("../../shaders/layernorm_tangent.wgsl")
+    ),
     native: crate::native::layernorm_tangent::run,
 };
 

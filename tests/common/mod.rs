@@ -160,6 +160,23 @@ pub fn put(
     }
 }
 
+/// `host` as a broadcast of its first item when `shared` ([`put`]), else as a NaN-padded view at
+/// a random offset (0..=5) with a random gap (0..=3) between items ([`padded_at`]).
+pub fn put_random_padded(
+    gpu: &Gpu,
+    rng: &mut ChaCha8Rng,
+    host: &[f32],
+    (batch, rows, cols): (usize, usize, usize),
+    shared: bool,
+) -> GpuTensor {
+    if shared {
+        return put(gpu, host, batch, rows, cols, true);
+    }
+    let off = size(rng, 0, 5);
+    let gap = size(rng, 0, 3);
+    padded_at(gpu, host, batch, rows, cols, off, gap)
+}
+
 /// Element offset of the first item of a [`padded`] tensor in its buffer.
 pub const PAD_OFFSET: usize = 3;
 /// NaN elements between consecutive items of a [`padded`] tensor (its stride is item + gap).
