@@ -23,4 +23,10 @@ def official_config(repo, model, modules, meta_batch, first_order, steps, num_ho
     cfg.meta_batch_size = meta_batch
     cfg.first_order = first_order
     cfg.steps_outer = steps
+    # The shipped hnet_deepmlp config names its meta-model "hnet_deepmlp", but run_fewshot picks
+    # the weight generator as meta_model.split("_")[0] ("hnet"), which MetaHypernetwork rejects
+    # with a bare ValueError; hnet_linear's config spells it "linear_hnet". "deepmlp_hnet" selects
+    # the DeepBank the config means (a config value, the code stays unmodified).
+    if cfg.meta_model == "hnet_deepmlp":
+        cfg.meta_model = "deepmlp_hnet"
     return cfg

@@ -27,11 +27,12 @@ def main(d):
     if numpy:
         lines.append(f"numpy {numpy['numpy']} ({numpy['blas']})"
                      + (f", PyTorch {numpy['torch']}" if "torch" in numpy else ""))
-    lines.append("")
-    lines.append("| GEMM | shape | hypermod native GFLOP/s | numpy GFLOP/s | native / numpy "
-                 "| PyTorch GFLOP/s | native / PyTorch | hypermod lavapipe GFLOP/s "
-                 "| native / lavapipe |")
-    lines.append("|---|---|---|---|---|---|---|---|---|")
+    if numpy:
+        lines.append("")
+        lines.append("| GEMM | shape | hypermod native GFLOP/s | numpy GFLOP/s | native / numpy "
+                     "| PyTorch GFLOP/s | native / PyTorch | hypermod lavapipe GFLOP/s "
+                     "| native / lavapipe |")
+        lines.append("|---|---|---|---|---|---|---|---|---|")
     by_key = lambda recs: {(r["kernel"], r["shape"]): r for r in recs}
     nat = by_key(native["records"]) if native else {}
     lav = by_key(lavapipe["records"]) if lavapipe else {}
