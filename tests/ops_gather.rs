@@ -2,7 +2,9 @@
 //! destination rows than source rows, batch 1, padded/strided and broadcast views) with shared and
 //! per-item keying, item b of a per-item gather equal to the standalone gather with its seed,
 //! paired gathers with one key pick the same rows, `set_stream` changes the draw, bad shapes and
-//! seed counts are named.
+//! seed counts are named. The scatter-add (the gather's adjoint): bit-identical to its twin
+//! (both add each row's contributions in increasing order), per-item keying as for the gather,
+//! and ⟨gather(x), g⟩ = ⟨x, scatter(g)⟩.
 //!
 //! Tolerance: none. A gather copies f32 values, so the GPU must match the twin bit for bit.
 
@@ -10,7 +12,9 @@ mod common;
 
 use common::{assert_gaps_untouched, data, padded, put, rng, size};
 use hypermod::gpu::Gpu;
-use hypermod::ops::gather::{gather_rows, gather_rows_cpu, gather_rows_per_item_cpu};
+use hypermod::ops::gather::{
+    gather_rows, gather_rows_cpu, gather_rows_per_item_cpu, scatter_add_rows, scatter_add_rows_cpu,
+};
 use hypermod::ops::rng::{ItemSeeds, Keying, RngKey};
 use rand::RngExt;
 
@@ -47,6 +51,96 @@ fn gpu_gather<'k>(
     gpu.run(&[g.dispatch()]).unwrap();
     assert_gaps_untouched(gpu, &dst, "gather dst");
     gpu.read(&dst).unwrap()
+}
+
+/// Scatter-adds `g` (`[b × rd × c]`, padded) into an accumulator holding `acc` (`[b × r × c]`,
+/// padded so writes outside its rows are caught) and returns the accumulator.
+#[allow(clippy::too_many_arguments)]
+fn gpu_scatter<'k>(
+    gpu: &Gpu,
+    g: &[f32],
+    acc: &[f32],
+    (b, r, c, rd): (usize, usize, usize, usize),
+    key: impl Into<Keying<'k>>,
+) -> Vec<f32> {
+    let (gt, at) = (padded(gpu, g, b, rd, c), padded(gpu, acc, b, r, c));
+    let s = scatter_add_rows(gpu, &gt, &at, key).unwrap();
+    gpu.run(&[s.dispatch()]).unwrap();
+    assert_gaps_untouched(gpu, &at, "scatter accumulator");
+    gpu.read(&at).unwrap()
+}
+
+#[test]
+fn scatter_add_matches_cpu_twin_bitwise() {
+    let gpu = gpu_or_skip!();
+    let mut g = rng(21);
+    for case in 0..20 {
+        let b = if case % 5 == 0 { 1 } else { size(&mut g, 1, 6) };
+        let r = if case % 4 == 1 {
+            1
+        } else {
+            size(&mut g, 1, 40)
+        };
+        // Columns and picked rows past the workgroup (64): chunks and column loops.
+        let c = if case % 3 == 0 {
+            size(&mut g, 65, 150)
+        } else {
+            size(&mut g, 1, 9)
+        };
+        let rd = if case % 2 == 0 {
+            size(&mut g, 65, 300)
+        } else {
+            size(&mut g, 1, 2 * r + 1)
+        };
+        let key = RngKey::new(g.random(), g.random());
+        let (gr, acc) = (
+            data(&mut g, b, rd * c, false),
+            data(&mut g, b, r * c, false),
+        );
+        let got = gpu_scatter(gpu, &gr, &acc, (b, r, c, rd), key);
+        let mut want = acc.clone();
+        scatter_add_rows_cpu(&gr, &mut want, (b, r, c, rd), key);
+        let ctx = format!("case {case}: {rd} picks of [{b}×{r}×{c}]");
+        assert_bitwise(&got, &want, &ctx);
+    }
+}
+
+/// The scatter is the gather's adjoint (f64 twins), and a per-item scatter's item is the
+/// standalone scatter with its seed.
+#[test]
+fn scatter_add_is_the_gathers_adjoint_and_keys_per_item() {
+    let (b, r, c, rd) = (3, 7, 4, 19);
+    let mut g = rng(22);
+    let x: Vec<f64> = (0..b * r * c).map(|_| g.random_range(-1.0..1.0)).collect();
+    let y: Vec<f64> = (0..b * rd * c).map(|_| g.random_range(-1.0..1.0)).collect();
+    let key = RngKey::new(3, 9);
+    let gathered = gather_rows_cpu(&x, b, r, c, rd, key);
+    let mut scattered = vec![0.0; x.len()];
+    scatter_add_rows_cpu(&y, &mut scattered, (b, r, c, rd), key);
+    let lhs: f64 = gathered.iter().zip(&y).map(|(a, b)| a * b).sum();
+    let rhs: f64 = x.iter().zip(&scattered).map(|(a, b)| a * b).sum();
+    assert!(
+        (lhs - rhs).abs() < 1e-12 * lhs.abs().max(1.0),
+        "{lhs} vs {rhs}"
+    );
+
+    let gpu = gpu_or_skip!();
+    let seeds = ItemSeeds::upload(gpu, &[5, 1 << 40, 7]).unwrap();
+    let (gr, acc) = (
+        data(&mut g, b, rd * c, false),
+        data(&mut g, b, r * c, false),
+    );
+    let all = gpu_scatter(gpu, &gr, &acc, (b, r, c, rd), Keying::per_item(&seeds, 11));
+    for (i, &seed) in seeds.seeds().iter().enumerate() {
+        let gi = &gr[i * rd * c..(i + 1) * rd * c];
+        let ai = &acc[i * r * c..(i + 1) * r * c];
+        let alone = gpu_scatter(gpu, gi, ai, (1, r, c, rd), RngKey::new(seed, 11));
+        assert_bitwise(
+            &all[i * r * c..(i + 1) * r * c],
+            &alone,
+            &format!("item {i}"),
+        );
+    }
 }
 
 #[test]

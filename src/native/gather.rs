@@ -2,20 +2,24 @@
 //! `j = bits mod R`, the bits drawn with the Philox twin of [`crate::ops::rng`] under the same
 //! counter layouts (shared key: index `b·Rd + i`; per item: index `i`, key `seeds[b]`), so the
 //! rows picked are bit-identical to the shader's and the CPU twin's. Rows run in parallel.
+//! `scatter_add`, the adjoint: items in parallel, each adding its rows in increasing `i` (the
+//! shader's order, so the same bits).
 
 use rayon::prelude::*;
 
 use crate::error::Result;
 use crate::native::layernorm::rows_mut;
-use crate::native::{item, Launch};
+use crate::native::{item, items_mut, Launch};
 use crate::ops::gather::Params;
 use crate::ops::rng::{random_bits, RngKey};
 
-/// Runs one launch of `gather::main`.
+/// Runs one launch of `gather::main` or `gather::scatter_add`.
 pub(crate) fn run(l: &mut Launch<'_>) -> Result<()> {
-    if l.entry != "main" {
-        return Err(l.unknown_entry());
-    }
+    let scatter = match l.entry {
+        "main" => false,
+        "scatter_add" => true,
+        _ => return Err(l.unknown_entry()),
+    };
     let p: Params = l.params()?;
     let (batch, nrows, cols, rd) = (
         p.batch as usize,
@@ -46,6 +50,13 @@ pub(crate) fn run(l: &mut Launch<'_>) -> Result<()> {
     } else {
         vec![(shared, false); batch]
     };
+    let pick = |b: usize, i: usize| {
+        let (key, local) = keys[b];
+        let idx = if local { i } else { b * rd + i };
+        random_bits(key, idx as u32) as usize % nrows
+    };
+    // The read operand: the source rows (gather) or the gradient of the picks (scatter).
+    let read_rows = if scatter { rd } else { nrows };
     let src = l.read(1)?;
     let srcs = (0..batch)
         .map(|b| {
@@ -54,11 +65,29 @@ pub(crate) fn run(l: &mut Launch<'_>) -> Result<()> {
                 p.src_off as usize,
                 p.src_stride as usize,
                 b,
-                nrows * cols,
+                read_rows * cols,
             )
         })
         .collect::<Result<Vec<_>>>()?;
     let dst = l.write(2)?;
+    if scatter {
+        let accs = items_mut(
+            dst,
+            p.dst_off as usize,
+            p.dst_stride as usize,
+            nrows * cols,
+            batch,
+        )?;
+        accs.into_par_iter().enumerate().for_each(|(b, acc)| {
+            for i in 0..rd {
+                let j = pick(b, i);
+                let g = &srcs[b][i * cols..(i + 1) * cols];
+                let a = &mut acc[j * cols..(j + 1) * cols];
+                a.iter_mut().zip(g).for_each(|(a, &g)| *a += g);
+            }
+        });
+        return Ok(());
+    }
     let dsts = rows_mut(
         dst,
         p.dst_off as usize,
@@ -66,11 +95,8 @@ pub(crate) fn run(l: &mut Launch<'_>) -> Result<()> {
         (batch, rd, cols),
     )?;
     dsts.into_par_iter().enumerate().for_each(|(n, d)| {
-        let (b, i) = (n / rd, n % rd);
-        let (key, local) = keys[b];
-        let idx = if local { i } else { n };
-        let j = random_bits(key, idx as u32) as usize % nrows;
-        d.copy_from_slice(&srcs[b][j * cols..(j + 1) * cols]);
+        let j = pick(n / rd, n % rd);
+        d.copy_from_slice(&srcs[n / rd][j * cols..(j + 1) * cols]);
     });
     Ok(())
 }

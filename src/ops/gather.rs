@@ -18,7 +18,7 @@
 
 use crate::error::{shape_err, Result};
 use crate::gpu::{grid_1d, Access, Cost, Gpu, GpuTensor, KernelSpec, Shader};
-use crate::ops::rng::{random_bits, Keying, RngDispatch, RngKey};
+use crate::ops::rng::{random_bits, ItemSeeds, Keying, RngDispatch, RngKey};
 use crate::ops::to_u32;
 
 /// `shaders/gather.wgsl` after the shared Philox of `shaders/philox.wgsl`.
@@ -64,70 +64,120 @@ pub fn gather_rows<'k>(
     key: impl Into<Keying<'k>>,
 ) -> Result<RngGather> {
     const OP: &str = "gather_rows";
-    let (key, seeds) = match key.into() {
+    let (params, seeds) = prepare(OP, src, dst, (src, dst), key.into())?;
+    let out_rows = dst.batch() * dst.rows();
+    let cost = Cost {
+        flops: 0.0,
+        bytes: 8.0 * dst.len() as f64,
+    };
+    let grid = grid_1d(out_rows.div_ceil(WG as usize));
+    launch(gpu, "main", &params, [src, dst], seeds, grid, cost)
+}
+
+/// Prepares the gather's adjoint: `acc[b, j, :] += Σ_{i : j(i) = j} g[b, i, :]` for the
+/// gradient `g` `[B×Rd×C]` of a gather's destination and the accumulator `acc` `[B×R×C]`
+/// shaped as its source, with the gather's `key` (so the same rows). Each accumulator row sums
+/// its contributions in increasing `i`, so the result is deterministic; repeated rows add up.
+pub fn scatter_add_rows<'k>(
+    gpu: &Gpu,
+    g: &GpuTensor,
+    acc: &GpuTensor,
+    key: impl Into<Keying<'k>>,
+) -> Result<RngGather> {
+    const OP: &str = "scatter_add_rows";
+    let (params, seeds) = prepare(OP, acc, g, (g, acc), key.into())?;
+    let cost = Cost {
+        flops: g.len() as f64,
+        bytes: 12.0 * g.len() as f64,
+    };
+    launch(
+        gpu,
+        "scatter_add",
+        &params,
+        [g, acc],
+        seeds,
+        grid_1d(g.batch()),
+        cost,
+    )
+}
+
+/// Checks a gather's `rows` (`[B×R×C]`, its source) against its `picks` (`[B×Rd×C]`) and
+/// builds its parameters: `src_*` place the launch's `read` operand, `dst_*` its written `out`
+/// (the gather reads `rows` and writes `picks`; the scatter the reverse).
+fn prepare<'k>(
+    op: &'static str,
+    rows: &GpuTensor,
+    picks: &GpuTensor,
+    (read, out): (&GpuTensor, &GpuTensor),
+    key: Keying<'k>,
+) -> Result<(Params, Option<&'k ItemSeeds>)> {
+    let (key, seeds) = match key {
         Keying::Shared(k) => (k, None),
         Keying::PerItem { seeds, stream } => {
-            seeds.check_batch(OP, dst)?;
+            seeds.check_batch(op, picks)?;
             (RngKey::new(0, stream), Some(seeds))
         }
     };
-    if src.batch() != dst.batch() || src.cols() != dst.cols() || src.rows() == 0 {
+    if rows.batch() != picks.batch() || rows.cols() != picks.cols() || rows.rows() == 0 {
         return Err(shape_err(
-            OP,
+            op,
             format!(
-                "src {} and dst {} need the same batch and columns and src at least one row",
-                src.shape_str(),
-                dst.shape_str()
+                "rows {} and picks {} need the same batch and columns and rows at least one row",
+                rows.shape_str(),
+                picks.shape_str()
             ),
         ));
     }
-    if dst.batch() > 1 && dst.batch_stride() < dst.item_len() {
+    if out.batch() > 1 && out.batch_stride() < out.item_len() {
         return Err(shape_err(
-            OP,
+            op,
             format!(
-                "dst {} has batch stride smaller than its item, so items would overlap",
-                dst.shape_str()
+                "output {} has batch stride smaller than its item, so items would overlap",
+                out.shape_str()
             ),
         ));
     }
-    let out_rows = to_u32(OP, "destination rows", dst.batch() * dst.rows())?;
+    to_u32(op, "destination rows", picks.batch() * picks.rows())?;
     let params = Params {
-        batch: to_u32(OP, "batch", dst.batch())?,
-        rows: to_u32(OP, "rows", src.rows())?,
-        cols: to_u32(OP, "columns", src.cols())?,
-        rows_dst: to_u32(OP, "rows", dst.rows())?,
-        src_off: to_u32(OP, "offset", src.offset())?,
-        src_stride: to_u32(OP, "batch stride", src.batch_stride())?,
-        dst_off: to_u32(OP, "offset", dst.offset())?,
-        dst_stride: to_u32(OP, "batch stride", dst.batch_stride())?,
+        batch: to_u32(op, "batch", picks.batch())?,
+        rows: to_u32(op, "rows", rows.rows())?,
+        cols: to_u32(op, "columns", rows.cols())?,
+        rows_dst: to_u32(op, "rows", picks.rows())?,
+        src_off: to_u32(op, "offset", read.offset())?,
+        src_stride: to_u32(op, "batch stride", read.batch_stride())?,
+        dst_off: to_u32(op, "offset", out.offset())?,
+        dst_stride: to_u32(op, "batch stride", out.batch_stride())?,
         seed_lo: key.seed as u32,
         seed_hi: (key.seed >> 32) as u32,
         stream_lo: key.stream as u32,
         stream_hi: (key.stream >> 32) as u32,
     };
+    Ok((params, seeds))
+}
+
+/// One launch of `entry` reading `io[0]` and writing `io[1]`.
+fn launch(
+    gpu: &Gpu,
+    entry: &'static str,
+    params: &Params,
+    io: [&GpuTensor; 2],
+    seeds: Option<&ItemSeeds>,
+    grid: [u32; 3],
+    cost: Cost,
+) -> Result<RngGather> {
     let per_item = if seeds.is_some() { 1.0 } else { 0.0 };
     let spec = KernelSpec {
         shader: &SHADER,
-        entry: "main",
+        entry,
         constants: &[("WG", WG as f64), ("PER_ITEM", per_item)],
         access: &[Access::Read, Access::ReadWrite, Access::Read],
     };
-    let cost = Cost {
-        flops: 0.0,
-        bytes: 8.0 * dst.len() as f64,
-    };
-    // A shared gather reads no seeds: `src` (read-only) stands in for the unused binding.
-    let seeds_t = seeds.map_or(src, |s| s.tensor());
-    let dispatch = gpu.dispatch(
-        &spec,
-        &params,
-        &[src, dst, seeds_t],
-        grid_1d((out_rows as usize).div_ceil(WG as usize)),
-        cost,
-    )?;
+    // A shared gather reads no seeds: the read operand stands in for the unused binding.
+    let seeds_t = seeds.map_or(io[0], |s| s.tensor());
+    let dispatch = gpu.dispatch(&spec, params, &[io[0], io[1], seeds_t], grid, cost)?;
     Ok(RngDispatch::new(
         dispatch,
-        &params,
+        params,
         std::mem::offset_of!(Params, stream_lo),
     ))
 }
@@ -151,6 +201,25 @@ pub fn gather_rows_cpu<T: Copy>(
         }
     }
     out
+}
+
+/// CPU twin of a shared-key [`scatter_add_rows`]: adds `g` (logical contiguous,
+/// `batch · rows_dst · cols`) into `acc` (`batch · rows · cols`) row by row in increasing `i`.
+pub fn scatter_add_rows_cpu<T: Copy + std::ops::AddAssign>(
+    g: &[T],
+    acc: &mut [T],
+    (batch, rows, cols, rows_dst): (usize, usize, usize, usize),
+    key: RngKey,
+) {
+    for b in 0..batch {
+        for i in 0..rows_dst {
+            let j = random_bits(key, (b * rows_dst + i) as u32) as usize % rows;
+            let (s, d) = ((b * rows_dst + i) * cols, (b * rows + j) * cols);
+            for c in 0..cols {
+                acc[d + c] += g[s + c];
+            }
+        }
+    }
 }
 
 /// CPU twin of a per-item gather ([`Keying::PerItem`]): item `b` of logical contiguous `src`
