@@ -9,13 +9,15 @@
 //! Layers are haiku `Linear` (no 1/√fan_in forward scaling), init TN(1/√fan_in), zero bias.
 
 use crate::error::Result;
-use crate::gpu::Gpu;
+use crate::gpu::{Gpu, GpuTensor};
 use crate::ops::Real;
 
 use crate::nn::Mlp;
 use crate::ops::Activation;
 
-use super::gpu::{check_buffers, GpuStudent, StudentBuffers, StudentProgram, TangentBuffers};
+use super::gpu::{
+    check_buffers, FixedFeatures, GpuStudent, StudentBuffers, StudentProgram, TangentBuffers,
+};
 use super::mlp_gpu::{mlp_program, Group, NamedLayer};
 
 use super::{
@@ -162,6 +164,95 @@ fn body_params<'a, T>(mv: &View<'a, T>, layers: usize) -> Vec<(&'a [T], &'a [T])
         .collect()
 }
 
+impl Anil {
+    /// The body's layers, bound to `body.l{i}.*` (shared by the tasks).
+    fn body_layers(&self) -> Vec<NamedLayer> {
+        (0..self.num_hidden)
+            .map(|l| NamedLayer {
+                group: Group::Meta,
+                w: format!("body.l{l}.w"),
+                b: format!("body.l{l}.b"),
+            })
+            .collect()
+    }
+
+    /// The head, bound to the task's `head.*`.
+    fn head_layer(&self) -> NamedLayer {
+        NamedLayer {
+            group: Group::Task,
+            w: "head.w".into(),
+            b: "head.b".into(),
+        }
+    }
+
+    /// The `dmeta` ranges no layer writes: the head's meta-learned initial value.
+    fn zero_meta(&self, layout: &ParamLayout) -> Vec<std::ops::Range<usize>> {
+        ["head_init.w", "head_init.b"]
+            .iter()
+            .filter_map(|name| layout.meta_range(name))
+            .collect()
+    }
+}
+
+/// ANIL's body is meta-learned and frozen in the inner loop: its features of the support set
+/// are fixed for the whole loop (the notes' fixed-features saving).
+impl FixedFeatures for Anil {
+    fn feature_dim(&self) -> usize {
+        self.hidden_dim
+    }
+
+    /// The body (ReLU after every layer) over all tasks; its backward writes the body's
+    /// entries of `dmeta`. `StudentBuffers` wants task tensors: the body reads none, so the
+    /// features stand in for them (only their batch is looked at).
+    fn feature_program(
+        &self,
+        gpu: &Gpu,
+        meta: &GpuTensor,
+        x: &GpuTensor,
+        features: &GpuTensor,
+        grad: Option<(&GpuTensor, &GpuTensor)>,
+    ) -> Result<StudentProgram> {
+        let layout = self.param_layout();
+        let mlp = Mlp::new(&self.body_dims(), Activation::Relu, Activation::Relu);
+        let (dfeatures, dmeta) = match grad {
+            Some((d, m)) => (d, Some(m)),
+            None => (features, None),
+        };
+        let b = StudentBuffers {
+            meta,
+            task: features,
+            x,
+            logits: features,
+            dlogits: dfeatures,
+            dtask: features,
+            dmeta,
+        };
+        let mut p = mlp_program(gpu, &layout, &mlp, &self.body_layers(), &[], &b, None, None)?;
+        if grad.is_none() {
+            p.backward.clear();
+        }
+        Ok(p)
+    }
+
+    fn head_program(
+        &self,
+        gpu: &Gpu,
+        buffers: &StudentBuffers<'_>,
+        tangent: Option<(&TangentBuffers<'_>, &GpuTensor)>,
+    ) -> Result<StudentProgram> {
+        let layout = self.param_layout();
+        let head = Mlp::new(
+            &[self.hidden_dim, self.output_dim],
+            Activation::Identity,
+            Activation::Identity,
+        );
+        let zero = self.zero_meta(&layout);
+        let (t, dx_dot) = (tangent.map(|t| t.0), tangent.map(|t| t.1));
+        let names = [self.head_layer()];
+        mlp_program(gpu, &layout, &head, &names, &zero, buffers, t, dx_dot)
+    }
+}
+
 impl GpuStudent for Anil {
     /// Body layers read the broadcast meta tensors and, with `dmeta`, write their gradient summed
     /// over the tasks; the head is per task. `head_init.*` entries of `dmeta` are zeroed. Without
@@ -180,22 +271,13 @@ impl GpuStudent for Anil {
         dims.push(self.output_dim);
         // ReLU after every body layer; the head is linear.
         let mlp = Mlp::new(&dims, Activation::Relu, Activation::Identity);
-        let mut names: Vec<NamedLayer> = (0..self.num_hidden)
-            .map(|l| NamedLayer {
-                group: Group::Meta,
-                w: format!("body.l{l}.w"),
-                b: format!("body.l{l}.b"),
-            })
-            .collect();
-        names.push(NamedLayer {
-            group: Group::Task,
-            w: "head.w".into(),
-            b: "head.b".into(),
-        });
-        let zero: Vec<_> = ["head_init.w", "head_init.b"]
-            .iter()
-            .filter_map(|name| layout.meta_range(name))
-            .collect();
-        mlp_program(gpu, &layout, &mlp, &names, &zero, buffers, tangent)
+        let mut names = self.body_layers();
+        names.push(self.head_layer());
+        let zero = self.zero_meta(&layout);
+        mlp_program(gpu, &layout, &mlp, &names, &zero, buffers, tangent, None)
+    }
+
+    fn fixed_features(&self) -> Option<&dyn FixedFeatures> {
+        Some(self)
     }
 }

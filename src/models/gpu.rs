@@ -86,6 +86,15 @@ pub trait GpuStudent: Student {
         tangent: Option<&TangentBuffers<'_>>,
     ) -> Result<StudentProgram>;
 
+    /// For a student whose lowest layers are meta-parameters the inner loop does not train
+    /// (ANIL's body): how it runs on features fixed for the whole inner loop. The
+    /// meta-learning loop then computes the support set's features once per episode, adapts
+    /// on them, and (second order) routes the body's mixed term through one backward at the
+    /// end of the reverse sweep. `None` (the default): every inner step runs the whole student.
+    fn fixed_features(&self) -> Option<&dyn FixedFeatures> {
+        None
+    }
+
     /// The program for `buffers`.
     fn program(&self, gpu: &Gpu, buffers: &StudentBuffers<'_>) -> Result<StudentProgram> {
         self.build_program(gpu, buffers, None)
@@ -101,6 +110,37 @@ pub trait GpuStudent: Student {
     ) -> Result<StudentProgram> {
         self.build_program(gpu, buffers, Some(tangent))
     }
+}
+
+/// A student split into a fixed feature map (meta-parameters only, not trained by the inner loop)
+/// and the adapted part that reads its features ([`GpuStudent::fixed_features`]). The split must
+/// compute what the whole student's program computes: `head(features(x))`.
+pub trait FixedFeatures {
+    /// Features per sample.
+    fn feature_dim(&self) -> usize;
+
+    /// The feature map over all tasks: `features` `[tasks × n × feature_dim]` from `x`
+    /// `[tasks × n × input_dim]`. With `grad = (dfeatures, dmeta)`, also its backward: the
+    /// meta-gradient of `⟨features, dfeatures⟩`, summed over tasks into `dmeta`'s entries of
+    /// the tensors it reads (overwritten; the others untouched).
+    fn feature_program(
+        &self,
+        gpu: &Gpu,
+        meta: &GpuTensor,
+        x: &GpuTensor,
+        features: &GpuTensor,
+        grad: Option<(&GpuTensor, &GpuTensor)>,
+    ) -> Result<StudentProgram>;
+
+    /// The adapted part: `buffers.x` holds features (`[tasks × n × feature_dim]`) and
+    /// `buffers.dmeta` is `None`. With `tangent`, its tangent passes and, in the second
+    /// tensor, the tangent of ∂L/∂features (through which the feature map's mixed term flows).
+    fn head_program(
+        &self,
+        gpu: &Gpu,
+        buffers: &StudentBuffers<'_>,
+        tangent: Option<(&TangentBuffers<'_>, &GpuTensor)>,
+    ) -> Result<StudentProgram>;
 }
 
 /// The error of a student asked for tangent passes it does not have on the device.
@@ -315,6 +355,7 @@ fn target_program(
         x_dot: None,
         out_dot: tb.logits_dot,
         dout_dot: tb.dlogits_dot,
+        dx_dot: None,
     };
     mlp.program_with_tangent(gpu, &params, x, out, dout, &t)
 }

@@ -160,6 +160,7 @@ impl GpuStudent for Maml {
             std::slice::from_ref(&all_meta),
             buffers,
             tangent,
+            None,
         )
     }
 }

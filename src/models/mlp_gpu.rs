@@ -110,7 +110,8 @@ fn zero_ranges(gpu: &Gpu, dmeta: &GpuTensor, zero_meta: &[Range<usize>]) -> Resu
 /// The forward and backward of `mlp` over all tasks, its layer `l` bound to `names[l]`;
 /// `zero_meta` are the `dmeta` ranges no layer writes (`*_init` tensors), zero-filled by the
 /// backward. With `tangent` (a second-order program), also the tangent passes, whose
-/// `dmeta_dot` gets the same zero-fill.
+/// `dmeta_dot` gets the same zero-fill, and with `dx_dot` the tangent of ∂L/∂x.
+#[allow(clippy::too_many_arguments)]
 pub(crate) fn mlp_program(
     gpu: &Gpu,
     layout: &ParamLayout,
@@ -119,6 +120,7 @@ pub(crate) fn mlp_program(
     zero_meta: &[Range<usize>],
     b: &StudentBuffers<'_>,
     tangent: Option<&TangentBuffers<'_>>,
+    dx_dot: Option<&GpuTensor>,
 ) -> Result<StudentProgram> {
     let layers = mlp.layers.iter().zip(names);
     let params = layers
@@ -147,6 +149,7 @@ pub(crate) fn mlp_program(
                 x_dot: None,
                 out_dot: t.logits_dot,
                 dout_dot: t.dlogits_dot,
+                dx_dot,
             };
             mlp.program_with_tangent(gpu, &params, b.x, b.logits, b.dlogits, &mt)?
         }

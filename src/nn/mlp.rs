@@ -65,6 +65,9 @@ pub struct MlpTangent<'a> {
     pub out_dot: &'a GpuTensor,
     /// In: the tangent of ∂L/∂out.
     pub dout_dot: &'a GpuTensor,
+    /// Out: the tangent of ∂L/∂x, when wanted (the mixed term of whatever produced x: ANIL's
+    /// fixed features); then the backward tangent runs down to the first layer.
+    pub dx_dot: Option<&'a GpuTensor>,
 }
 
 /// A multilayer perceptron: its layers in order.
@@ -205,7 +208,10 @@ impl Mlp {
         // input nor its weight moves.
         let reached = nl - dzs.len();
         let wants = |lt: &LayerTangent| lt.w.grad_dot.is_some() || lt.b.grad_dot.is_some();
-        let lowest = t.layers.iter().position(wants).unwrap_or(nl).min(reached);
+        let lowest = match t.dx_dot {
+            Some(_) => 0,
+            None => t.layers.iter().position(wants).unwrap_or(nl).min(reached),
+        };
         let mut dy_dot = t.dout_dot.clone();
         for i in (lowest..nl).rev() {
             let l = &self.layers[i];
@@ -223,7 +229,7 @@ impl Mlp {
             let dx_dot = if i > lowest {
                 Some(fresh(l.fan_in)?)
             } else {
-                None
+                t.dx_dot.cloned()
             };
             let io = DenseTangentIo {
                 x: &acts[i],

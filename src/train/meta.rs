@@ -1,8 +1,11 @@
-//! First-order meta-learning on the GPU (Schug et al. spec §5, with `first_order = True`
-//! semantics): every task of a meta-batch is adapted in parallel by an inner AdamW loop on its
-//! support set (fresh optimiser state per task), then the query loss at the adapted parameters
-//! gives the meta-gradient, with d(adapted)/d(initial) = I for the meta-learned initial values.
-//! One command encoder per outer step; the host reads back only the losses and accuracies.
+//! Meta-learning on the GPU (Schug et al. spec §5): every task of a meta-batch is adapted in
+//! parallel by an inner AdamW loop on its support set (fresh optimiser state per task), then the
+//! query loss at the adapted parameters gives the meta-gradient: second order through the
+//! unrolled inner loop (`ReverseSweep`, the paper's algorithm) or first order (metax
+//! `first_order = True`: d(adapted)/d(initial) = (1 − lr·wd)^S for the meta-learned initial
+//! values). A student with [`crate::models::gpu::FixedFeatures`] (ANIL) adapts on its support
+//! set's features, computed once per episode. One command encoder per outer step; the host
+//! reads back only the losses and accuracies.
 
 use rand::rngs::ChaCha8Rng;
 use rand::{RngExt, SeedableRng};
@@ -16,7 +19,7 @@ use crate::models::gpu::{GpuStudent, StudentBuffers, StudentProgram, TangentBuff
 use crate::models::{Init, ParamLayout, ParamSpec};
 use crate::ops::adamw::{AdamW, AdamWConfig, AdamWVjpIo};
 use crate::ops::elementwise::{axpy, copy, fill};
-use crate::ops::gather::{gather_rows, gather_rows_cpu, RngGather};
+use crate::ops::gather::{gather_rows, gather_rows_cpu, scatter_add_rows, RngGather};
 use crate::ops::loss::{accuracy, kl_divergence, kl_tangent};
 use crate::ops::reduce::sum_batch;
 use crate::ops::rng::{fill_truncated_normal, fill_uniform, RngKey};
@@ -115,11 +118,16 @@ struct Episode {
     acc: GpuTensor,
     support_loss: GpuTensor,
     init: Vec<Dispatch>,
+    /// A student with fixed features: their forward on the support inputs, once per episode.
+    features: Vec<Dispatch>,
     inner_opt: AdamW,
     inner: Vec<Dispatch>,
-    /// Per inner step, the gathers of its support minibatch (inputs, targets; one key each
-    /// step); empty on the full-batch path.
+    /// Per inner step, the gathers of its support minibatch (inputs or features, targets; one
+    /// key each step); empty on the full-batch path.
     minibatch: Vec<[RngGather; 2]>,
+    /// Second order with fixed features on minibatches: per inner step, the scatter of the
+    /// features' cotangent back onto the support rows its minibatch drew (the gather's key).
+    scatter: Vec<RngGather>,
     query: Vec<Dispatch>,
     /// The train episode's reverse sweep through the inner loop (second order only).
     sweep: Option<ReverseSweep>,
@@ -187,6 +195,15 @@ impl Episode {
             split(targets.targets(), dout, true)?,
             split(targets.targets(), dout, false)?,
         );
+        // A student with fixed features adapts on them: the inner loop reads the support set's
+        // features (computed once per episode) instead of its inputs.
+        let fixed = student.fixed_features();
+        let support_x = xs.clone();
+        let (xs, din) = match fixed {
+            Some(f) => (gpu.zeros(tasks, ns, f.feature_dim())?, f.feature_dim()),
+            None => (xs, din),
+        };
+        let support_in = xs.clone();
         // Minibatched inner loop: each step first gathers `inner_batch` support points (with
         // replacement) into buffers of their own, which the support program and loss read.
         let ib = cfg.inner_batch;
@@ -225,21 +242,39 @@ impl Episode {
         // Second order: the support program with its tangent passes (the same forward and
         // backward launches, on kept buffers) and the sweep's scratch.
         let tangents = if second_order {
+            let feature_rows = fixed.map(|f| (ns, f.feature_dim()));
             Some(SweepScratch::new(
                 gpu,
-                tasks,
-                ib,
-                dout,
-                p,
+                (tasks, ib, dout, p),
                 layout.meta_len(),
+                feature_rows,
             )?)
         } else {
             None
         };
-        let support: StudentProgram = match &tangents {
-            Some(sc) => student.hvp_program(gpu, &support_buffers, &sc.buffers())?,
-            None => student.program(gpu, &support_buffers)?,
+        let support: StudentProgram = match (fixed, &tangents) {
+            (Some(f), Some(sc)) => {
+                let fs = sc.features.as_ref().expect("feature scratch");
+                f.head_program(gpu, &support_buffers, Some((&sc.buffers(), &fs.dfeat_dot)))?
+            }
+            (Some(f), None) => f.head_program(gpu, &support_buffers, None)?,
+            (None, Some(sc)) => student.hvp_program(gpu, &support_buffers, &sc.buffers())?,
+            (None, None) => student.program(gpu, &support_buffers)?,
         };
+        // The features of the support inputs; second order also builds their backward, which
+        // the sweep runs once at the end on the accumulated cotangent.
+        let feature_program = match fixed {
+            Some(f) => {
+                let grad = tangents
+                    .as_ref()
+                    .and_then(|sc| sc.features.as_ref())
+                    .map(|fs| (&fs.feat_bar, &fs.dbody));
+                Some(f.feature_program(gpu, meta, &support_x, &support_in, grad)?)
+            }
+            None => None,
+        };
+        let (feature_forward, mut feature_backward) =
+            feature_program.map(|p| (p.forward, p.backward)).unzip();
         let query: StudentProgram = student.program(
             gpu,
             &StudentBuffers {
@@ -301,6 +336,7 @@ impl Episode {
         query_ds.push(kl_divergence(gpu, &logits_q, &yq, &loss, grad, scale)?);
         query_ds.push(accuracy(gpu, &logits_q, &yq, &acc)?);
         let mut sweep = None;
+        let mut scatter = Vec::new();
         if let Some(dmeta) = dmeta {
             query_ds.extend(query.backward);
             match tangents {
@@ -315,7 +351,17 @@ impl Episode {
                         inner_opt: &inner_opt,
                         tangent_forward,
                         tangent_backward,
+                        feature_backward: feature_backward.take(),
+                        minibatched: !minibatch.is_empty(),
                     };
+                    // Fixed features on minibatches: each step's cotangent goes back onto the
+                    // support rows it drew (the same key as the step's gathers).
+                    if let (Some(fs), false) = (&sc.features, minibatch.is_empty()) {
+                        for _ in 0..cfg.steps_inner {
+                            let key = RngKey::new(minibatch_seed(cfg.seed), 0);
+                            scatter.push(scatter_add_rows(gpu, &fs.dfeat_dot, &fs.feat_bar, key)?);
+                        }
+                    }
                     sweep = Some(ReverseSweep::new(gpu, sc, parts, cfg.steps_inner)?);
                 }
                 None => {
@@ -335,9 +381,11 @@ impl Episode {
             acc,
             support_loss: loss_s,
             init,
+            features: feature_forward.unwrap_or_default(),
             inner_opt,
             inner,
             minibatch,
+            scatter,
             query: query_ds,
             sweep,
             steps_inner: cfg.steps_inner,
@@ -352,6 +400,7 @@ impl Episode {
     fn record(&self, step: &mut Step<'_>) {
         self.teacher.record(step);
         self.targets.record(step);
+        step.run_all(&self.features);
         step.run_all(&self.init);
         self.inner_opt.record_reset(step);
         for i in 0..self.steps_inner {
@@ -372,6 +421,9 @@ impl Episode {
                 self.record_gradient(step, i);
                 step.run(&sw.vjp[i]);
                 step.run_all(&sw.hvp);
+                if let Some(s) = self.scatter.get(i) {
+                    step.run(s);
+                }
             }
             step.run_all(&sw.finish);
         }
@@ -419,7 +471,7 @@ impl Episode {
     /// (written before the episode's single submit; no-op on the full-batch path).
     fn set_minibatch_streams(&self, gpu: &Gpu, stream: u64) {
         for (i, pair) in self.minibatch.iter().enumerate() {
-            for g in pair {
+            for g in pair.iter().chain(self.scatter.get(i)) {
                 g.set_stream(gpu, minibatch_stream(stream, i));
             }
         }
@@ -437,18 +489,38 @@ struct SweepScratch {
     theta_bar: GpuTensor,
     m_bar: GpuTensor,
     v_bar: GpuTensor,
+    /// A student with fixed features: where their mixed term collects.
+    features: Option<FeatureScratch>,
+}
+
+/// The fixed features' part of the sweep: each step's tangent of ∂L/∂features (`dfeat_dot`,
+/// `[tasks × batch × dim]`) is added onto the support rows it came from (`feat_bar`,
+/// `[tasks × support × dim]`); at the end ONE backward of the feature map turns `feat_bar` into
+/// the feature map's meta-gradient (`dbody`, meta-sized), added to the meta-gradient.
+struct FeatureScratch {
+    dfeat_dot: GpuTensor,
+    feat_bar: GpuTensor,
+    dbody: GpuTensor,
 }
 
 impl SweepScratch {
+    /// Scratch for `(tasks, batch, out, P)`, `m` meta parameters and, for fixed features,
+    /// `(support rows, feature dim)`.
     fn new(
         gpu: &Gpu,
-        tasks: usize,
-        batch: usize,
-        out: usize,
-        p: usize,
+        (tasks, batch, out, p): (usize, usize, usize, usize),
         m: usize,
+        feature_rows: Option<(usize, usize)>,
     ) -> Result<SweepScratch> {
         let task = || gpu.zeros(tasks, 1, p);
+        let features = match feature_rows {
+            Some((rows, dim)) => Some(FeatureScratch {
+                dfeat_dot: gpu.zeros(tasks, batch, dim)?,
+                feat_bar: gpu.zeros(tasks, rows, dim)?,
+                dbody: gpu.zeros(1, 1, m)?,
+            }),
+            None => None,
+        };
         Ok(SweepScratch {
             g_bar: task()?,
             logits_dot: gpu.zeros(tasks, batch, out)?,
@@ -458,6 +530,7 @@ impl SweepScratch {
             theta_bar: task()?,
             m_bar: task()?,
             v_bar: task()?,
+            features,
         })
     }
 
@@ -483,7 +556,9 @@ impl SweepScratch {
             &self.m_bar,
             &self.v_bar,
         ];
-        t.iter().map(|x| 4 * x.len() as u64).sum()
+        let f = self.features.iter();
+        let f = f.flat_map(|f| [&f.dfeat_dot, &f.feat_bar, &f.dbody]);
+        t.into_iter().chain(f).map(|x| 4 * x.len() as u64).sum()
     }
 }
 
@@ -498,6 +573,11 @@ struct SweepParts<'a> {
     inner_opt: &'a AdamW,
     tangent_forward: Vec<Dispatch>,
     tangent_backward: Vec<Dispatch>,
+    /// Fixed features: the feature map's backward from the scratch's `feat_bar` into `dbody`.
+    feature_backward: Option<Vec<Dispatch>>,
+    /// Whether the inner steps draw minibatches (then the episode scatters each step's
+    /// feature cotangent; on the full batch the sweep adds it).
+    minibatched: bool,
 }
 
 impl ReverseSweep {
@@ -512,6 +592,8 @@ impl ReverseSweep {
             inner_opt,
             tangent_forward,
             tangent_backward,
+            feature_backward,
+            minibatched,
         } = parts;
         let (tasks, p) = (task.batch(), layout.task_len());
         let mut sw = ReverseSweep {
@@ -564,7 +646,21 @@ impl ReverseSweep {
         )?);
         sw.hvp.extend(tangent_backward);
         sw.hvp.push(axpy(gpu, 1.0, &sc.dtask_dot, &sc.theta_bar)?);
-        sw.hvp.push(axpy(gpu, 1.0, &sc.dmeta_dot, dmeta)?);
+        match (&sc.features, feature_backward) {
+            // The mixed term reaches the feature map only through the features: collect their
+            // cotangent over the steps (on minibatches the episode scatters it per step), then
+            // one backward at the end. The rest of the student has no meta-parameters but the
+            // initial values, whose meta-gradient is θ̄₀ below.
+            (Some(fs), Some(backward)) => {
+                sw.start.push(fill(gpu, &fs.feat_bar, 0.0)?);
+                if !minibatched {
+                    sw.hvp.push(axpy(gpu, 1.0, &fs.dfeat_dot, &fs.feat_bar)?);
+                }
+                sw.finish.extend(backward);
+                sw.finish.push(axpy(gpu, 1.0, &fs.dbody, dmeta)?);
+            }
+            _ => sw.hvp.push(axpy(gpu, 1.0, &sc.dmeta_dot, dmeta)?),
+        }
         Ok(sw)
     }
 }
