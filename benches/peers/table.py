@@ -57,7 +57,7 @@ def main(d):
              "hypermod_lavapipe_step": "hypermod, WGSL on lavapipe",
              "jax_step": "official JAX code (jit, CPU)"}
     steps = {}
-    for model in ("hnet_linear", "hnet_deepmlp"):
+    for model in ("hnet_linear", "hnet_deepmlp", "anil"):
         for order in ("first_order", "second_order"):
             # Runs before the per-model file names timed hnet_linear as `{impl}_step_{order}`.
             old = model == "hnet_linear"
@@ -67,8 +67,10 @@ def main(d):
                 continue
             steps[f"{model}/{order}"] = found
             lines.append("")
+            inner = ("512-wide body, 100 inner steps on minibatches of 64" if model == "anil"
+                     else "width 128, 10 inner steps")
             lines.append(f"| hyperteacher outer step ({model}, M = 4, K = 2, 16 tasks, 256 + 256 "
-                         f"shots, width 128, 10 inner steps, {order.replace('_', ' ')}) | s/step "
+                         f"shots, {inner}, {order.replace('_', ' ')}) | s/step "
                          "| vs official JAX |")
             lines.append("|---|---|---|")
             jax_s = found["jax_step"]["median_s"] if found["jax_step"] else None
