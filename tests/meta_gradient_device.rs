@@ -16,7 +16,7 @@ use hypermod::models::{Anil, HnetDeep, HnetLinear, Maml};
 use hypermod::tasks::teacher::{TeacherConfig, TeacherWeightsGpu};
 use hypermod::train::episode_twin::TwinStudent;
 use hypermod::train::episode_twin::{meta_gradient, InnerLoop, MetaGradient, TaskData};
-use hypermod::train::meta::{EpisodeGradient, MetaConfig, MetaLearner};
+use hypermod::train::meta::{EpisodeGradient, MetaConfig, MetaLearner, SweepMode};
 
 const TASKS: usize = 3;
 const SUPPORT: usize = 6;
@@ -77,11 +77,22 @@ fn config(steps: usize, lr: f32, batch: usize, order: MetaGradient) -> MetaConfi
         inner,
         outer: MetaConfig::outer_adamw(1e-3, 0.0, 0.0),
         meta_gradient: order,
+        sweep: SweepMode::Auto,
+        sweep_memory: 1 << 30,
     }
 }
 
 /// The device's episode gradient for `cfg`.
 fn device<S: GpuStudent>(gpu: &Gpu, s: &S, cfg: MetaConfig) -> (EpisodeGradient, MetaConfig) {
+    (device_sweep(gpu, s, cfg).0, cfg)
+}
+
+/// The device's episode gradient for `cfg` and how its sweep got the activations back.
+fn device_sweep<S: GpuStudent>(
+    gpu: &Gpu,
+    s: &S,
+    cfg: MetaConfig,
+) -> (EpisodeGradient, Option<SweepMode>) {
     let teacher = TeacherConfig {
         hidden_dim: 8,
         num_hidden: 2,
@@ -94,7 +105,8 @@ fn device<S: GpuStudent>(gpu: &Gpu, s: &S, cfg: MetaConfig) -> (EpisodeGradient,
         .iter()
         .map(|v| v.abs())
         .collect();
-    (learner.episode_gradient(gpu, &latents, 3).unwrap(), cfg)
+    let mode = learner.sweep_mode();
+    (learner.episode_gradient(gpu, &latents, 3).unwrap(), mode)
 }
 
 /// Σ_tasks (1/tasks)·∂L_task/∂φ by the twin on the device's data.
@@ -224,4 +236,50 @@ fn second_order_is_reproducible() {
     let a = device(gpu, &hnet(), cfg).0;
     let b = device(gpu, &hnet(), cfg).0;
     assert_eq!(a.dmeta, b.dmeta);
+}
+
+/// Storing every step's support program and replaying it give the same bits, for every student
+/// (the replay recomputes exactly what the stored program kept); `auto` stores when the memory
+/// fits its budget and recomputes when it does not.
+#[test]
+fn stored_and_recomputed_sweeps_give_the_same_bits() {
+    let gpu = gpu_or_skip!();
+    fn same<S: GpuStudent>(gpu: &Gpu, s: &S, name: &str, batch: usize) {
+        let base = config(4, 0.1, batch, MetaGradient::SecondOrder);
+        let with = |sweep, sweep_memory| MetaConfig {
+            sweep,
+            sweep_memory,
+            ..base
+        };
+        let (store, m1) = device_sweep(gpu, s, with(SweepMode::Store, 0));
+        let (replay, m2) = device_sweep(gpu, s, with(SweepMode::Recompute, 1 << 30));
+        assert_eq!(
+            (m1, m2),
+            (Some(SweepMode::Store), Some(SweepMode::Recompute))
+        );
+        assert_eq!(store.dmeta, replay.dmeta, "{name}: store vs recompute");
+        let (_, auto_big) = device_sweep(gpu, s, with(SweepMode::Auto, 1 << 30));
+        let (_, auto_none) = device_sweep(gpu, s, with(SweepMode::Auto, 0));
+        assert_eq!(
+            auto_big,
+            Some(SweepMode::Store),
+            "{name}: auto with room stores"
+        );
+        assert_eq!(
+            auto_none,
+            Some(SweepMode::Recompute),
+            "{name}: auto without recomputes"
+        );
+    }
+    same(gpu, &hnet(), "hnet_linear", SUPPORT);
+    same(gpu, &hnet_deep(), "hnet_deepmlp", 4);
+    same(gpu, &anil(), "anil", 4);
+    same(gpu, &anil(), "anil full batch", SUPPORT);
+    same(gpu, &maml(), "maml", 4);
+    let fo = device_sweep(
+        gpu,
+        &hnet(),
+        config(4, 0.1, SUPPORT, MetaGradient::FirstOrder),
+    );
+    assert_eq!(fo.1, None, "first order has no sweep");
 }

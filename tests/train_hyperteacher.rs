@@ -295,5 +295,36 @@ fn bench_step_reports_steps_and_tasks_per_second() {
         "first_order" => assert_eq!(sweep, 0, "{r}"),
         other => panic!("meta_gradient {other}"),
     }
+    // The sweep modes: storing every step's program costs more memory than replaying it, and
+    // the report names the mode (recompute by default, auto resolved); first order has none.
+    let mode = |set: &str| {
+        let path = out.join(format!("{set}.json"));
+        let o = common::hypermod_bin()
+            .args(["bench", "step", TINY, "--steps", "1", "--warmup", "0"])
+            .args(["--set", set, "--json"])
+            .arg(&path)
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        json(&path)
+    };
+    let (default, auto) = (
+        mode("train.meta_gradient=\"second_order\""),
+        mode("train.reverse_sweep=\"auto\""),
+    );
+    let (st, rc) = (
+        mode("train.reverse_sweep=\"store\""),
+        mode("train.reverse_sweep=\"recompute\""),
+    );
+    assert_eq!(st["reverse_sweep"], "store", "{st}");
+    assert_eq!(rc["reverse_sweep"], "recompute", "{rc}");
+    let bytes = |r: &serde_json::Value| r["sweep_bytes"].as_u64().unwrap();
+    assert!(bytes(&st) > bytes(&rc), "store {st} vs recompute {rc}");
+    assert_eq!(
+        auto["reverse_sweep"], "store",
+        "auto with room stores: {auto}"
+    );
+    let fo = mode("train.meta_gradient=\"first_order\"");
+    assert!(fo["reverse_sweep"].is_null(), "{fo}");
     std::fs::remove_dir_all(&out).ok();
 }

@@ -49,6 +49,39 @@ pub struct MetaConfig {
     pub outer: AdamWConfig,
     /// Whether the meta-gradient flows through the inner loop (`train.meta_gradient`).
     pub meta_gradient: MetaGradient,
+    /// How the second-order sweep gets each inner step's activations back
+    /// (`train.reverse_sweep`).
+    pub sweep: SweepMode,
+    /// The most bytes [`SweepMode::Auto`] may spend on stored steps (`train.sweep_memory_mib`).
+    pub sweep_memory: u64,
+}
+
+/// How the second-order reverse sweep gets each inner step's activations back
+/// (`train.reverse_sweep`). Both give the same bits: a replayed step recomputes exactly what the
+/// stored one kept.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SweepMode {
+    /// Store when the extra memory (measured on the first step's program) fits
+    /// `sweep_memory`, else recompute.
+    Auto,
+    /// Replay each step's minibatch and support pass in the sweep: least memory.
+    #[default]
+    Recompute,
+    /// Keep every step's support program and gradient: no replay, S times the program's
+    /// activation memory.
+    Store,
+}
+
+impl SweepMode {
+    /// The config spelling.
+    pub fn name(self) -> &'static str {
+        match self {
+            SweepMode::Auto => "auto",
+            SweepMode::Recompute => "recompute",
+            SweepMode::Store => "store",
+        }
+    }
 }
 
 impl MetaConfig {
@@ -261,10 +294,23 @@ impl MetaLearner {
         })
     }
 
-    /// Bytes the second-order reverse sweep holds on the device (its history and scratch; 0 at
-    /// first order).
+    /// Bytes the second-order reverse sweep holds on the device (its history and scratch, and
+    /// in store mode every step's support program; 0 at first order).
     pub fn sweep_bytes(&self) -> u64 {
         self.train.sweep.as_ref().map_or(0, |s| s.bytes)
+    }
+
+    /// How the train episode's reverse sweep got its activations back: `Some(Store)` or
+    /// `Some(Recompute)` (what `Auto` chose), `None` at first order.
+    pub fn sweep_mode(&self) -> Option<SweepMode> {
+        let mode = |s: &sweep::ReverseSweep| {
+            if s.stores() {
+                SweepMode::Store
+            } else {
+                SweepMode::Recompute
+            }
+        };
+        self.train.sweep.as_ref().map(mode)
     }
 
     /// Every tensor that a checkpoint must hold to continue exactly: meta parameters, the

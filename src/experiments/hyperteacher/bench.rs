@@ -30,7 +30,11 @@ pub struct StepBench {
     pub params: (usize, usize),
     /// `second_order` or `first_order`.
     pub meta_gradient: &'static str,
-    /// Device bytes the second-order reverse sweep holds (its θ, m′, v′ history and scratch).
+    /// How the second-order reverse sweep got each step's activations back: `store` or
+    /// `recompute` (`train.reverse_sweep`, `auto` resolved); `None` at first order.
+    pub reverse_sweep: Option<&'static str>,
+    /// Device bytes the second-order reverse sweep holds (its θ, m′, v′ history and scratch,
+    /// and when it stores, every step's support program).
     pub sweep_bytes: u64,
     /// Peak bytes held by live device tensors over set-up and the timed steps (the process's
     /// whole device footprint: teacher, student, episodes, sweep, evaluation buffers).
@@ -74,6 +78,7 @@ pub fn bench_step(
         steps_inner: cfg.train_params().steps_inner,
         params: param_counts(cfg),
         meta_gradient: cfg.train_params().meta_gradient.name(),
+        reverse_sweep: s.learner.sweep_mode().map(|m| m.name()),
         sweep_bytes: s.learner.sweep_bytes(),
         peak_bytes: gpu.memory_in_use().1,
         adapter: gpu.adapter_info().name.clone(),

@@ -103,5 +103,7 @@ fn meta_config(cfg: &HyperteacherConfig) -> MetaConfig {
             tp.max_grad_norm as f32,
         ),
         meta_gradient: tp.meta_gradient,
+        sweep: cfg.train.reverse_sweep,
+        sweep_memory: cfg.train.sweep_memory_mib.saturating_mul(1 << 20),
     }
 }

@@ -17,8 +17,8 @@ use crate::tasks::teacher::{
 };
 use crate::train::episode_twin::MetaGradient;
 
-use super::sweep::{ReverseSweep, SweepParts, SweepScratch};
-use super::MetaConfig;
+use super::sweep::{ReverseSweep, SweepParts, SweepProgram, SweepScratch};
+use super::{MetaConfig, SweepMode};
 
 /// Everything one meta-batch size needs: teacher data, task parameters, programs, inner loop.
 /// The train episode also produces the meta-gradient; evaluation episodes only adapt and score.
@@ -29,14 +29,18 @@ pub(super) struct Episode {
     pub(super) task: GpuTensor,
     pub(super) loss: GpuTensor,
     pub(super) acc: GpuTensor,
+    /// The support loss of the last inner step, copied out before the reverse sweep replays
+    /// (and overwrites) the step losses.
     pub(super) support_loss: GpuTensor,
+    keep_support_loss: Dispatch,
     pub(super) init: Vec<Dispatch>,
     /// A student with fixed features: their forward on the support inputs, once per episode.
     pub(super) features: Vec<Dispatch>,
     pub(super) inner_opt: AdamW,
-    pub(super) inner: Vec<Dispatch>,
+    /// The support pass: one for every inner step, or (second order, store mode) one per step.
+    pub(super) steps: Vec<SupportStep>,
     /// Per inner step, the gathers of its support minibatch (inputs or features, targets; one
-    /// key each step); empty on the full-batch path.
+    /// key each step) into its support pass's buffers; empty on the full-batch path.
     pub(super) minibatch: Vec<[RngGather; 2]>,
     /// Second order with fixed features on minibatches: per inner step, the scatter of the
     /// features' cotangent back onto the support rows its minibatch drew (the gather's key).
@@ -92,40 +96,14 @@ impl Episode {
             None => (xs, din),
         };
         let support_in = xs.clone();
-        // Minibatched inner loop: each step first gathers `inner_batch` support points (with
-        // replacement) into buffers of their own, which the support program and loss read.
         let ib = cfg.inner_batch;
-        let mut minibatch = Vec::new();
-        let (xs, ys) = if ib == ns {
-            (xs, ys)
-        } else {
-            let (xb, yb) = (gpu.zeros(tasks, ib, din)?, gpu.zeros(tasks, ib, dout)?);
-            for _ in 0..cfg.steps_inner {
-                // The stream is set per episode by `set_minibatch_streams`.
-                let key = RngKey::new(minibatch_seed(cfg.seed), 0);
-                minibatch.push([
-                    gather_rows(gpu, &xs, &xb, key)?,
-                    gather_rows(gpu, &ys, &yb, key)?,
-                ]);
-            }
-            (xb, yb)
-        };
         let p = layout.task_len();
         let task = gpu.zeros(tasks, 1, p)?;
         let dtask = gpu.zeros(tasks, 1, p)?;
-        let (logits_s, dlogits_s) = (gpu.zeros(tasks, ib, dout)?, gpu.zeros(tasks, ib, dout)?);
         let (logits_q, dlogits_q) = (gpu.zeros(tasks, nq, dout)?, gpu.zeros(tasks, nq, dout)?);
         let loss = gpu.zeros(tasks, 1, 1)?;
         let acc = gpu.zeros(tasks, 1, 1)?;
-        let support_buffers = StudentBuffers {
-            meta,
-            task: &task,
-            x: &xs,
-            logits: &logits_s,
-            dlogits: &dlogits_s,
-            dtask: &dtask,
-            dmeta: None,
-        };
+        let (loss_s, support_loss) = (gpu.zeros(tasks, 1, 1)?, gpu.zeros(tasks, 1, 1)?);
         let second_order = dmeta.is_some() && cfg.meta_gradient == MetaGradient::SecondOrder;
         // Second order: the support program with its tangent passes (the same forward and
         // backward launches, on kept buffers) and the sweep's scratch.
@@ -140,15 +118,53 @@ impl Episode {
         } else {
             None
         };
-        let support: StudentProgram = match (fixed, &tangents) {
-            (Some(f), Some(sc)) => {
-                let fs = sc.features.as_ref().expect("feature scratch");
-                f.head_program(gpu, &support_buffers, Some((&sc.buffers(), &fs.dfeat_dot)))?
+        // The support passes. Minibatched, each reads `inner_batch` support points gathered
+        // (with replacement) into buffers of its own; on the full batch, the support set.
+        let rows = |gpu: &Gpu| -> Result<(GpuTensor, GpuTensor)> {
+            if ib == ns {
+                Ok((xs.clone(), ys.clone()))
+            } else {
+                Ok((gpu.zeros(tasks, ib, din)?, gpu.zeros(tasks, ib, dout)?))
             }
-            (Some(f), None) => f.head_program(gpu, &support_buffers, None)?,
-            (None, Some(sc)) => student.hvp_program(gpu, &support_buffers, &sc.buffers())?,
-            (None, None) => student.program(gpu, &support_buffers)?,
         };
+        let io = SupportIo {
+            meta,
+            task: &task,
+            dtask: &dtask,
+            loss: &loss_s,
+        };
+        let build = |gpu: &Gpu| SupportStep::new(gpu, student, &io, rows(gpu)?, tangents.as_ref());
+        // Store mode keeps one support pass per step: measure what one costs.
+        let before = gpu.memory_in_use().0;
+        let mut steps = vec![build(gpu)?];
+        let per_step = gpu.memory_in_use().0.saturating_sub(before) + (4 * tasks * p) as u64;
+        let extra = per_step * cfg.steps_inner.saturating_sub(1) as u64;
+        let store = second_order
+            && cfg.steps_inner > 1
+            && match cfg.sweep {
+                SweepMode::Store => true,
+                SweepMode::Recompute => false,
+                SweepMode::Auto => extra <= cfg.sweep_memory,
+            };
+        let before = gpu.memory_in_use().0;
+        if store {
+            for _ in 1..cfg.steps_inner {
+                steps.push(build(gpu)?);
+            }
+        }
+        let stored_bytes = gpu.memory_in_use().0.saturating_sub(before);
+        let mut minibatch = Vec::new();
+        if ib != ns {
+            for i in 0..cfg.steps_inner {
+                // The stream is set per episode by `set_minibatch_streams`.
+                let key = RngKey::new(minibatch_seed(cfg.seed), 0);
+                let st = &steps[i.min(steps.len() - 1)];
+                minibatch.push([
+                    gather_rows(gpu, &xs, &st.x, key)?,
+                    gather_rows(gpu, &ys, &st.y, key)?,
+                ]);
+            }
+        }
         // The features of the support inputs; second order also builds their backward, which
         // the sweep runs once at the end on the accumulated cotangent.
         let feature_program = match fixed {
@@ -200,21 +216,6 @@ impl Episode {
             });
         }
 
-        // Inner loop body: support forward, per-task KL gradient, backward, AdamW on task params.
-        let (tangent_forward, tangent_backward) =
-            (support.tangent_forward, support.tangent_backward);
-        let mut inner = support.forward;
-        let loss_s = gpu.zeros(tasks, 1, 1)?;
-        inner.push(kl_divergence(
-            gpu,
-            &logits_s,
-            &ys,
-            &loss_s,
-            Some(&dlogits_s),
-            1.0,
-        )?);
-        inner.extend(support.backward);
-
         // Query: loss and accuracy; with a meta-gradient, the backward of the mean query loss
         // plus, for every meta-learned initial value, Σ_t ∂L/∂task_t (first order: the adapted
         // parameters move one-for-one with their initial value).
@@ -229,16 +230,14 @@ impl Episode {
             query_ds.extend(query.backward);
             match tangents {
                 Some(sc) => {
+                    let programs = steps.iter_mut().map(SupportStep::sweep_program).collect();
                     let parts = SweepParts {
                         layout,
                         task: &task,
                         dtask: &dtask,
                         dmeta,
-                        logits: &logits_s,
-                        targets: &ys,
                         inner_opt: &inner_opt,
-                        tangent_forward,
-                        tangent_backward,
+                        programs,
                         feature_backward: feature_backward.take(),
                         minibatched: !minibatch.is_empty(),
                     };
@@ -250,7 +249,9 @@ impl Episode {
                             scatter.push(scatter_add_rows(gpu, &fs.dfeat_dot, &fs.feat_bar, key)?);
                         }
                     }
-                    sweep = Some(ReverseSweep::new(gpu, sc, parts, cfg.steps_inner)?);
+                    let mut sw = ReverseSweep::new(gpu, sc, parts, cfg.steps_inner)?;
+                    sw.bytes += stored_bytes;
+                    sweep = Some(sw);
                 }
                 None => {
                     // First order (metax `first_order = True`): θ_S moves with θ₀ only through
@@ -267,11 +268,12 @@ impl Episode {
             task,
             loss,
             acc,
-            support_loss: loss_s,
+            keep_support_loss: copy(gpu, &loss_s, &support_loss)?,
+            support_loss,
             init,
             features: feature_forward.unwrap_or_default(),
             inner_opt,
-            inner,
+            steps,
             minibatch,
             scatter,
             query: query_ds,
@@ -295,20 +297,26 @@ impl Episode {
             self.record_gradient(step, i);
             if let Some(sw) = &self.sweep {
                 step.run(&sw.save_theta[i]);
+                if let Some(g) = sw.save_grad.get(i) {
+                    step.run(g);
+                }
             }
             self.inner_opt.record_step(step);
             if let Some(sw) = &self.sweep {
                 step.run_all(&sw.save_moments[i]);
             }
         }
+        step.run(&self.keep_support_loss);
         step.run_all(&self.query);
         if let Some(sw) = &self.sweep {
             step.run_all(&sw.start);
             for i in (0..self.steps_inner).rev() {
                 step.run(&sw.restore[i]);
-                self.record_gradient(step, i);
+                if !sw.stores() {
+                    self.record_gradient(step, i);
+                }
                 step.run(&sw.vjp[i]);
-                step.run_all(&sw.hvp);
+                step.run_all(sw.hvp(i));
                 if let Some(s) = self.scatter.get(i) {
                     step.run(s);
                 }
@@ -323,7 +331,7 @@ impl Episode {
             step.run(x);
             step.run(y);
         }
-        step.run_all(&self.inner);
+        step.run_all(&self.steps[i.min(self.steps.len() - 1)].launches);
     }
 
     /// Per task, per inner step, the support rows the minibatch gathers of data stream `stream`
@@ -417,4 +425,85 @@ pub(super) fn meta_view(layout: &ParamLayout, meta: &GpuTensor, name: &str) -> R
         .meta_range(name)
         .ok_or_else(|| shape_err("meta", format!("no meta tensor {name}")))?;
     meta.view(meta.offset() + r.start, 1, 1, r.len(), r.len())
+}
+
+/// The tensors every support pass shares: parameters, their gradient, the support loss.
+pub(super) struct SupportIo<'a> {
+    pub(super) meta: &'a GpuTensor,
+    pub(super) task: &'a GpuTensor,
+    pub(super) dtask: &'a GpuTensor,
+    pub(super) loss: &'a GpuTensor,
+}
+
+/// One support pass on buffers of its own: the rows it reads (`x`, `y`: the support set, or a
+/// minibatch gathered into them), its logits, its launches (forward, per-task KL gradient,
+/// backward into `dtask`) and, at second order, its tangent passes.
+pub(super) struct SupportStep {
+    pub(super) x: GpuTensor,
+    pub(super) y: GpuTensor,
+    logits: GpuTensor,
+    pub(super) launches: Vec<Dispatch>,
+    tangent_forward: Vec<Dispatch>,
+    tangent_backward: Vec<Dispatch>,
+}
+
+impl SupportStep {
+    /// Builds the pass on `(x, y)`; with `tangents`, its tangent passes too. A student with
+    /// fixed features runs its head on them (`x` holds features).
+    fn new<S: GpuStudent>(
+        gpu: &Gpu,
+        student: &S,
+        io: &SupportIo<'_>,
+        (x, y): (GpuTensor, GpuTensor),
+        tangents: Option<&SweepScratch>,
+    ) -> Result<SupportStep> {
+        let (tasks, rows, dout) = (io.task.batch(), x.rows(), student.output_dim());
+        let (logits, dlogits) = (gpu.zeros(tasks, rows, dout)?, gpu.zeros(tasks, rows, dout)?);
+        let b = StudentBuffers {
+            meta: io.meta,
+            task: io.task,
+            x: &x,
+            logits: &logits,
+            dlogits: &dlogits,
+            dtask: io.dtask,
+            dmeta: None,
+        };
+        let prog: StudentProgram = match (student.fixed_features(), tangents) {
+            (Some(f), Some(sc)) => {
+                let fs = sc.features.as_ref().expect("feature scratch");
+                f.head_program(gpu, &b, Some((&sc.buffers(), &fs.dfeat_dot)))?
+            }
+            (Some(f), None) => f.head_program(gpu, &b, None)?,
+            (None, Some(sc)) => student.hvp_program(gpu, &b, &sc.buffers())?,
+            (None, None) => student.program(gpu, &b)?,
+        };
+        let mut launches = prog.forward;
+        launches.push(kl_divergence(
+            gpu,
+            &logits,
+            &y,
+            io.loss,
+            Some(&dlogits),
+            1.0,
+        )?);
+        launches.extend(prog.backward);
+        Ok(SupportStep {
+            x,
+            y,
+            logits,
+            launches,
+            tangent_forward: prog.tangent_forward,
+            tangent_backward: prog.tangent_backward,
+        })
+    }
+
+    /// Its part in the reverse sweep (the tangent passes move there).
+    fn sweep_program(&mut self) -> SweepProgram<'_> {
+        SweepProgram {
+            logits: &self.logits,
+            targets: &self.y,
+            tangent_forward: std::mem::take(&mut self.tangent_forward),
+            tangent_backward: std::mem::take(&mut self.tangent_backward),
+        }
+    }
 }

@@ -13,27 +13,45 @@ use super::episode::add_init_grads;
 
 /// What the second-order meta-gradient adds to a train episode (spec second-order.md §3–§4):
 /// the forward keeps θ_{t−1} and the moments m′_t, v′_t of every inner step; after the query
-/// backward, the sweep runs t = S..1: restore θ_{t−1}, replay step t's minibatch and recompute
-/// g_t (the same launches, so bitwise the same values), the AdamW adjoint (θ̄ ← (1 − lr·wd)·θ̄,
-/// m̄, v̄, ḡ), then ONE forward-over-reverse pass with direction ḡ for θ̄ += H_θθ·ḡ and
-/// φ̄ += H_φθ·ḡ; finally φ̄_init += Σ_tasks θ̄₀. Recomputing g_t trades one support
-/// forward/backward per step for not storing S gradients: the history holds 3·S·tasks·P floats.
+/// backward, the sweep runs t = S..1: restore θ_{t−1}, get step t's activations back, the AdamW
+/// adjoint (θ̄ ← (1 − lr·wd)·θ̄, m̄, v̄, ḡ), then ONE forward-over-reverse pass with direction ḡ
+/// for θ̄ += H_θθ·ḡ and φ̄ += H_φθ·ḡ; finally φ̄_init += Σ_tasks θ̄₀. The activations come back
+/// one of two ways ([`crate::train::meta::SweepMode`]):
+/// - recompute: replay step t's minibatch and support pass (the same launches, so bitwise the
+///   same values), one program for every step; the history holds 3·S·tasks·P floats;
+/// - store: every step has its own support program, whose kept activations (and g_t) survive
+///   until the sweep; no replay, S times the program's memory.
 pub(super) struct ReverseSweep {
     /// Per inner step: copy θ_{t−1} out before the step, m′_t and v′_t after it.
     pub(super) save_theta: Vec<Dispatch>,
     pub(super) save_moments: Vec<[Dispatch; 2]>,
+    /// Store mode: per inner step, copy g_t out after the step's backward (empty: recompute).
+    pub(super) save_grad: Vec<Dispatch>,
     /// Per inner step: copy θ_{t−1} back into the task parameters.
     pub(super) restore: Vec<Dispatch>,
     /// θ̄_S = ∂L/∂θ_S (the query backward's dtask), m̄ = v̄ = 0.
     pub(super) start: Vec<Dispatch>,
     /// Per inner step t (index t − 1): the AdamW adjoint of step t.
     pub(super) vjp: Vec<Dispatch>,
-    /// ż, its loss tangent, the tangent backward, and the two accumulations.
-    pub(super) hvp: Vec<Dispatch>,
+    /// Per support program (one, or one per step in store mode): ż, its loss tangent, the
+    /// tangent backward, and the accumulations.
+    pub(super) hvp: Vec<Vec<Dispatch>>,
     /// φ̄_init += Σ_tasks θ̄₀.
     pub(super) finish: Vec<Dispatch>,
-    /// Bytes of the history (θ, m′, v′ of every step) and the sweep's scratch.
+    /// Bytes of the history (θ, m′, v′ of every step; g_t when stored) and the sweep's scratch.
     pub(super) bytes: u64,
+}
+
+impl ReverseSweep {
+    /// Whether step t's activations are stored (else the episode recomputes them).
+    pub(super) fn stores(&self) -> bool {
+        !self.save_grad.is_empty()
+    }
+
+    /// The forward-over-reverse launches of inner step `i`.
+    pub(super) fn hvp(&self, i: usize) -> &[Dispatch] {
+        &self.hvp[i.min(self.hvp.len() - 1)]
+    }
 }
 
 /// The tangent tensors of the second-order support program and the sweep's adjoints, all
@@ -120,17 +138,24 @@ impl SweepScratch {
     }
 }
 
+/// One support program's part in the sweep: its logits and targets (for the loss tangent) and
+/// its tangent passes.
+pub(super) struct SweepProgram<'a> {
+    pub(super) logits: &'a GpuTensor,
+    pub(super) targets: &'a GpuTensor,
+    pub(super) tangent_forward: Vec<Dispatch>,
+    pub(super) tangent_backward: Vec<Dispatch>,
+}
+
 /// The train episode's pieces the reverse sweep is built on.
 pub(super) struct SweepParts<'a> {
     pub(super) layout: &'a ParamLayout,
     pub(super) task: &'a GpuTensor,
     pub(super) dtask: &'a GpuTensor,
     pub(super) dmeta: &'a GpuTensor,
-    pub(super) logits: &'a GpuTensor,
-    pub(super) targets: &'a GpuTensor,
     pub(super) inner_opt: &'a AdamW,
-    pub(super) tangent_forward: Vec<Dispatch>,
-    pub(super) tangent_backward: Vec<Dispatch>,
+    /// One support program for every step (recompute), or one per step (store).
+    pub(super) programs: Vec<SweepProgram<'a>>,
     /// Fixed features: the feature map's backward from the scratch's `feat_bar` into `dbody`.
     pub(super) feature_backward: Option<Vec<Dispatch>>,
     /// Whether the inner steps draw minibatches (then the episode scatters each step's
@@ -150,18 +175,17 @@ impl ReverseSweep {
             task,
             dtask,
             dmeta,
-            logits,
-            targets,
             inner_opt,
-            tangent_forward,
-            tangent_backward,
+            programs,
             feature_backward,
             minibatched,
         } = parts;
         let (tasks, p) = (task.batch(), layout.task_len());
+        let store = programs.len() > 1;
         let mut sw = ReverseSweep {
             save_theta: Vec::new(),
             save_moments: Vec::new(),
+            save_grad: Vec::new(),
             restore: Vec::new(),
             start: vec![
                 copy(gpu, dtask, &sc.theta_bar)?,
@@ -169,25 +193,34 @@ impl ReverseSweep {
                 fill(gpu, &sc.v_bar, 0.0)?,
             ],
             vjp: Vec::new(),
-            hvp: tangent_forward,
+            hvp: Vec::new(),
             finish: add_init_grads(gpu, layout, &sc.theta_bar, dmeta, 1.0)?,
             bytes: sc.bytes(),
         };
         for t in 1..=steps {
+            let history = 3 + usize::from(store);
             let (theta, m, v) = (
                 gpu.zeros(tasks, 1, p)?,
                 gpu.zeros(tasks, 1, p)?,
                 gpu.zeros(tasks, 1, p)?,
             );
-            sw.bytes += 3 * 4 * (tasks * p) as u64;
+            sw.bytes += (history * 4 * tasks * p) as u64;
             sw.save_theta.push(copy(gpu, task, &theta)?);
             sw.save_moments.push([
                 copy(gpu, &inner_opt.m().clone(), &m)?,
                 copy(gpu, &inner_opt.v().clone(), &v)?,
             ]);
             sw.restore.push(copy(gpu, &theta, task)?);
+            // Recompute: the replayed step leaves g_t in dtask; store: its saved copy.
+            let g = if store {
+                let g = gpu.zeros(tasks, 1, p)?;
+                sw.save_grad.push(copy(gpu, dtask, &g)?);
+                g
+            } else {
+                dtask.clone()
+            };
             let io = AdamWVjpIo {
-                g: dtask,
+                g: &g,
                 m_new: &m,
                 v_new: &v,
                 theta_bar: &sc.theta_bar,
@@ -198,31 +231,38 @@ impl ReverseSweep {
             let step = u32::try_from(t).map_err(|_| arg_err("meta", "too many inner steps"))?;
             sw.vjp.push(inner_opt.vjp(gpu, step, &io)?);
         }
-        // The inner loss of each task has grad_scale 1 (as in the inner loop).
-        sw.hvp.push(kl_tangent(
-            gpu,
-            logits,
-            targets,
-            &sc.logits_dot,
-            &sc.dlogits_dot,
-            1.0,
-        )?);
-        sw.hvp.extend(tangent_backward);
-        sw.hvp.push(axpy(gpu, 1.0, &sc.dtask_dot, &sc.theta_bar)?);
-        match (&sc.features, feature_backward) {
-            // The mixed term reaches the feature map only through the features: collect their
-            // cotangent over the steps (on minibatches the episode scatters it per step), then
-            // one backward at the end. The rest of the student has no meta-parameters but the
-            // initial values, whose meta-gradient is θ̄₀ below.
+        // The mixed term of a student with fixed features reaches the feature map only through
+        // the features: collect their cotangent over the steps (on minibatches the episode
+        // scatters it per step), then one backward at the end. The rest of the student has no
+        // meta-parameters but the initial values, whose meta-gradient is θ̄₀.
+        let features = match (&sc.features, feature_backward) {
             (Some(fs), Some(backward)) => {
                 sw.start.push(fill(gpu, &fs.feat_bar, 0.0)?);
-                if !minibatched {
-                    sw.hvp.push(axpy(gpu, 1.0, &fs.dfeat_dot, &fs.feat_bar)?);
-                }
                 sw.finish.extend(backward);
                 sw.finish.push(axpy(gpu, 1.0, &fs.dbody, dmeta)?);
+                Some(fs)
             }
-            _ => sw.hvp.push(axpy(gpu, 1.0, &sc.dmeta_dot, dmeta)?),
+            _ => None,
+        };
+        for prog in programs {
+            // The inner loss of each task has grad_scale 1 (as in the inner loop).
+            let mut hvp = prog.tangent_forward;
+            hvp.push(kl_tangent(
+                gpu,
+                prog.logits,
+                prog.targets,
+                &sc.logits_dot,
+                &sc.dlogits_dot,
+                1.0,
+            )?);
+            hvp.extend(prog.tangent_backward);
+            hvp.push(axpy(gpu, 1.0, &sc.dtask_dot, &sc.theta_bar)?);
+            match features {
+                Some(fs) if !minibatched => hvp.push(axpy(gpu, 1.0, &fs.dfeat_dot, &fs.feat_bar)?),
+                Some(_) => {}
+                None => hvp.push(axpy(gpu, 1.0, &sc.dmeta_dot, dmeta)?),
+            }
+            sw.hvp.push(hvp);
         }
         Ok(sw)
     }
