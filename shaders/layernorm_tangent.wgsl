@@ -40,7 +40,7 @@ override HAS_GAMMA: bool = false;
 @group(0) @binding(8) var<storage, read_write> out: array<f32>;
 @group(0) @binding(9) var<storage, read_write> tstats: array<f32>;
 
-// One row's place: its item, its row within the item, μ, r and (after the forward) tm, tp.
+// One row's place: its item, its row within the item, and the forward's μ and r.
 struct Row { item: u32, r: u32, mu: f32, rstd: f32 }
 
 fn row_of(row: u32) -> Row {
@@ -58,6 +58,18 @@ fn ts_at(w: Row) -> u32 { return p.ts_off + w.item * p.ts_stride + 2u * w.r; }
 
 fn xhat(w: Row, c: u32) -> f32 { return (x[at(p.x_off, p.x_stride, w, c)] - w.mu) * w.rstd; }
 
+// x̂̇ of element c from the row's tangent statistics.
+fn xhat_dot(w: Row, c: u32, tm: f32, tp: f32) -> f32 {
+    return w.rstd * (x_dot[at(p.xd_off, p.xd_stride, w, c)] - tm - xhat(w, c) * tp);
+}
+
+// (g, ġ) = (dy·γ, ḋy·γ) of element c.
+fn grads(w: Row, c: u32) -> vec2<f32> {
+    let ga = gamma_at(w.item, c);
+    return vec2<f32>(dy[at(p.dy_off, p.dy_stride, w, c)],
+                     dy_dot[at(p.dyd_off, p.dyd_stride, w, c)]) * ga;
+}
+
 @compute @workgroup_size(WG)
 fn forward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
            @builtin(local_invocation_index) lid: u32) {
@@ -71,9 +83,7 @@ fn forward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: 
     }
     let s = reduce(acc, lid) / f32(p.cols);
     for (var c = lid; c < p.cols; c += WG) {
-        let xd = x_dot[at(p.xd_off, p.xd_stride, w, c)];
-        let xh_dot = w.rstd * (xd - s.x - xhat(w, c) * s.y);
-        out[at(p.out_off, p.out_stride, w, c)] = gamma_at(w.item, c) * xh_dot;
+        out[at(p.out_off, p.out_stride, w, c)] = gamma_at(w.item, c) * xhat_dot(w, c, s.x, s.y);
     }
     if (lid == 0u) {
         tstats[ts_at(w)] = s.x;
@@ -91,23 +101,17 @@ fn backward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg:
     let tp = tstats[ts_at(w) + 1u];
     var acc = vec4<f32>(0.0);
     for (var c = lid; c < p.cols; c += WG) {
-        let ga = gamma_at(w.item, c);
-        let g = dy[at(p.dy_off, p.dy_stride, w, c)] * ga;
-        let gd = dy_dot[at(p.dyd_off, p.dyd_stride, w, c)] * ga;
+        let g = grads(w, c);
         let xh = xhat(w, c);
-        let xh_dot = w.rstd * (x_dot[at(p.xd_off, p.xd_stride, w, c)] - tm - xh * tp);
-        acc += vec4<f32>(g, g * xh, gd, gd * xh + g * xh_dot);
+        acc += vec4<f32>(g.x, g.x * xh, g.y, g.y * xh + g.x * xhat_dot(w, c, tm, tp));
     }
     let s = reduce(acc, lid) / f32(p.cols);
     for (var c = lid; c < p.cols; c += WG) {
-        let ga = gamma_at(w.item, c);
-        let g = dy[at(p.dy_off, p.dy_stride, w, c)] * ga;
-        let gd = dy_dot[at(p.dyd_off, p.dyd_stride, w, c)] * ga;
+        let g = grads(w, c);
         let xh = xhat(w, c);
-        let xh_dot = w.rstd * (x_dot[at(p.xd_off, p.xd_stride, w, c)] - tm - xh * tp);
-        let dx = w.rstd * (g - s.x - xh * s.y);
+        let dx = w.rstd * (g.x - s.x - xh * s.y);
         out[at(p.out_off, p.out_stride, w, c)] =
-            -w.rstd * tp * dx + w.rstd * (gd - s.z - xh_dot * s.y - xh * s.w);
+            -w.rstd * tp * dx + w.rstd * (g.y - s.z - xhat_dot(w, c, tm, tp) * s.y - xh * s.w);
     }
 }
 
@@ -123,10 +127,8 @@ fn dparams(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: 
         let w = row_of(item * p.rows + r);
         let tm = tstats[ts_at(w)];
         let tp = tstats[ts_at(w) + 1u];
-        let xh = xhat(w, c);
-        let xh_dot = w.rstd * (x_dot[at(p.xd_off, p.xd_stride, w, c)] - tm - xh * tp);
-        dg += dy_dot[at(p.dyd_off, p.dyd_stride, w, c)] * xh
-            + dy[at(p.dy_off, p.dy_stride, w, c)] * xh_dot;
+        dg += dy_dot[at(p.dyd_off, p.dyd_stride, w, c)] * xhat(w, c)
+            + dy[at(p.dy_off, p.dy_stride, w, c)] * xhat_dot(w, c, tm, tp);
     }
     out[p.out_off + item * p.out_stride + c] = dg;
 }

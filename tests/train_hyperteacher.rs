@@ -321,6 +321,10 @@ fn bench_step_reports_steps_and_tasks_per_second() {
     let bytes = |r: &serde_json::Value| r["sweep_bytes"].as_u64().unwrap();
     assert!(bytes(&st) > bytes(&rc), "store {st} vs recompute {rc}");
     assert_eq!(
+        default["reverse_sweep"], "recompute",
+        "the default: {default}"
+    );
+    assert_eq!(
         auto["reverse_sweep"], "store",
         "auto with room stores: {auto}"
     );
