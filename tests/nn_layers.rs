@@ -285,13 +285,7 @@ fn deep_bank_matches_twin() {
     let gpu = gpu_or_skip!();
     let mut rng = common::rng(13);
     for case in 0..5 {
-        let bank = DeepBank {
-            templates: common::size(&mut rng, 2, 9),
-            body_dim: common::size(&mut rng, 2, 11),
-            body_layers: common::size(&mut rng, 1, 3),
-            chunk: common::size(&mut rng, 1, 23),
-        };
-        let m = common::size(&mut rng, 1, 7);
+        let (bank, m) = random_bank(&mut rng);
         let names = bank_names(&bank);
         let uploaded: Vec<(String, Param, Vec<f32>)> = names
             .iter()
@@ -323,13 +317,7 @@ fn deep_bank_matches_twin() {
         let mut grads: Vec<(String, Vec<f64>)> = Vec::new();
         let mut add = |name: &str, g: &[f64]| grads.push((name.to_string(), g.to_vec()));
         let de = bank.backward_cpu(&pv, &mut add, &e, &cache, &common::widen(&dgen_host));
-        // LayerNorm amplifies by rstd (≤ 1/√eps in theory, O(1) for random rows): a relative
-        // tolerance per element against the largest magnitude of each output.
         let ctx = format!("case {case}: {bank:?} m {m}");
-        let rel = |want: &[f64]| {
-            let big = want.iter().fold(1.0f64, |a, v| a.max(v.abs()));
-            move |_: usize| 1e-4 * big
-        };
         common::assert_close(&read(gpu, &gen), &cache.gen, rel(&cache.gen), &ctx);
         common::assert_close(&read(gpu, &dehat), &de, rel(&de), &format!("{ctx}: dê"));
         for (name, g) in &grads {
@@ -348,13 +336,7 @@ fn deep_bank_tangents_match_the_dual_twin() {
     let gpu = gpu_or_skip!();
     let mut rng = common::rng(17);
     for case in 0..5 {
-        let bank = DeepBank {
-            templates: common::size(&mut rng, 2, 9),
-            body_dim: common::size(&mut rng, 2, 11),
-            body_layers: common::size(&mut rng, 1, 3),
-            chunk: common::size(&mut rng, 1, 23),
-        };
-        let m = common::size(&mut rng, 1, 7);
+        let (bank, m) = random_bank(&mut rng);
         let (t, c) = (bank.templates, bank.chunk);
         let uploaded: Vec<(String, Param, Vec<f32>, GpuTensor)> = bank_names(&bank)
             .into_iter()
@@ -404,10 +386,6 @@ fn deep_bank_tangents_match_the_dual_twin() {
         let dgd = Dual::seed(&common::widen(&dg), &common::widen(&dg_dot));
         let de = bank.backward_cpu(&pv, &mut add, &ed, &cache, &dgd);
         let ctx = format!("case {case}: {bank:?} m {m}");
-        let rel = |want: &[f64]| {
-            let big = want.iter().fold(1.0f64, |a, v| a.max(v.abs()));
-            move |_: usize| 1e-4 * big
-        };
         let gen_t = Dual::tangents(&cache.gen);
         common::assert_close(
             &read(gpu, &gen_dot),
@@ -427,6 +405,24 @@ fn deep_bank_tangents_match_the_dual_twin() {
             common::assert_close(&got, g, rel(g), &format!("{ctx}: (d{name})˙"));
         }
     }
+}
+
+/// A DeepBank of random small shape and a row count `m` for it.
+fn random_bank(rng: &mut ChaCha8Rng) -> (DeepBank, usize) {
+    let bank = DeepBank {
+        templates: common::size(rng, 2, 9),
+        body_dim: common::size(rng, 2, 11),
+        body_layers: common::size(rng, 1, 3),
+        chunk: common::size(rng, 1, 23),
+    };
+    (bank, common::size(rng, 1, 7))
+}
+
+/// LayerNorm amplifies by rstd (≤ 1/√eps in theory, O(1) for random rows): a relative
+/// tolerance per element against the largest magnitude of each output.
+fn rel(want: &[f64]) -> impl Fn(usize) -> f64 {
+    let big = want.iter().fold(1.0f64, |a, v| a.max(v.abs()));
+    move |_| 1e-4 * big
 }
 
 fn bank_names(b: &DeepBank) -> Vec<(String, usize, usize)> {

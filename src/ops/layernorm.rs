@@ -53,7 +53,7 @@ pub(crate) struct Params {
 }
 
 /// Checks that `t` is `[batch × rows × cols]`, naming `what` and the input shape otherwise.
-fn expect(
+pub(crate) fn expect(
     op: &'static str,
     what: &str,
     t: &GpuTensor,

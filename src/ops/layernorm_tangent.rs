@@ -13,9 +13,9 @@
 //! `ḋβ = Σ_rows ḋy` is a plain column sum ([`crate::ops::reduce::col_sums`]). `tstats` is
 //! `[batch × rows × 2]`; the forward tangent writes it, the backward tangent reads it.
 
-use crate::error::{shape_err, Result};
+use crate::error::Result;
 use crate::gpu::{grid_1d, Access, Cost, Dispatch, Gpu, GpuTensor, KernelSpec, Shader};
-use crate::ops::layernorm::{row_workgroup, WG};
+use crate::ops::layernorm::{expect, row_workgroup, WG};
 use crate::ops::{check_output, common_batch, place, to_u32, Real};
 
 /// `shaders/layernorm_tangent.wgsl` with `layernorm_common.wgsl` (reductions, γ) prepended.
@@ -96,19 +96,8 @@ impl LnTangentInputs<'_> {
         ops.extend_from_slice(like_x);
         let batch = common_batch(op, &ops)?;
         let (rows, cols) = (self.x.rows(), self.x.cols());
-        let want = |name: &str, t: &GpuTensor, r: usize, c: usize| {
-            if t.rows() == r && t.cols() == c {
-                return Ok(());
-            }
-            Err(shape_err(
-                op,
-                format!(
-                    "{name} {} must be {r}×{c} per item for x {}",
-                    t.shape_str(),
-                    self.x.shape_str()
-                ),
-            ))
-        };
+        let want =
+            |name: &str, t: &GpuTensor, r: usize, c: usize| expect(op, name, t, self.x, r, c);
         want("x_dot", self.x_dot, rows, cols)?;
         want("mean", self.mean, rows, 1)?;
         want("rstd", self.rstd, rows, 1)?;
@@ -232,21 +221,13 @@ pub fn layernorm_tangent_backward(
     dgamma_dot: Option<&GpuTensor>,
 ) -> Result<Vec<Dispatch>> {
     const OP: &str = "layernorm_tangent_backward";
-    let batch = inputs.check(OP, &[("dy", dy), ("dy_dot", dy_dot), ("dx_dot", dx_dot)])?;
+    inputs.check(OP, &[("dy", dy), ("dy_dot", dy_dot), ("dx_dot", dx_dot)])?;
     check_output(OP, "dx_dot", dx_dot)?;
     let grads = Some((dy, dy_dot));
     let mut out = vec![inputs.launch(gpu, OP, Entry::Backward, grads, dx_dot)?];
     if let Some(dg) = dgamma_dot {
-        if dg.batch() != batch || dg.rows() != 1 || dg.cols() != inputs.x.cols() {
-            return Err(shape_err(
-                OP,
-                format!(
-                    "dgamma_dot {} must be [{batch}×1×{}]",
-                    dg.shape_str(),
-                    inputs.x.cols()
-                ),
-            ));
-        }
+        common_batch(OP, &[("x", inputs.x), ("dgamma_dot", dg)])?;
+        expect(OP, "dgamma_dot", dg, inputs.x, 1, inputs.x.cols())?;
         check_output(OP, "dgamma_dot", dg)?;
         out.push(inputs.launch(gpu, OP, Entry::Dparams, grads, dg)?);
     }
