@@ -7,6 +7,7 @@ import shutil
 import signal
 import subprocess
 import threading
+import time
 from pathlib import Path
 
 import numpy as np
@@ -172,11 +173,22 @@ def test_errors_map_to_python_exceptions(tmp_path):
 def test_interrupted_train_resumes_to_the_same_numbers(tmp_path):
     long = {"train.steps_outer": 3000, "train.eval_every": 1000}
     full = hypermod.train(TINY, overrides=long, out=tmp_path / "full", device=DEVICE)
-    timer = threading.Timer(0.4, os.kill, (os.getpid(), signal.SIGINT))
-    timer.start()
+    # Ctrl-C once the run is under way (its step-0 evaluation is on disk), not after a fixed
+    # delay: a fixed timer raced the run on a loaded machine.
+    started = tmp_path / "cut" / "metrics.jsonl"
+
+    def interrupt_when_started():
+        for _ in range(6000):
+            if started.exists():
+                break
+            time.sleep(0.005)
+        os.kill(os.getpid(), signal.SIGINT)
+
+    killer = threading.Thread(target=interrupt_when_started)
+    killer.start()
     with pytest.raises(KeyboardInterrupt):
         hypermod.train(TINY, overrides=long, out=tmp_path / "cut", device=DEVICE)
-    timer.join()
+    killer.join()
     ck = hypermod.load_run(tmp_path / "cut")
     assert ck["summary"] is None and ck["checkpoint"], "the interrupted run left a checkpoint"
     resumed = hypermod.resume(tmp_path / "cut", device=DEVICE)
