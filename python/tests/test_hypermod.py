@@ -184,11 +184,15 @@ def test_interrupted_train_resumes_to_the_same_numbers(tmp_path):
             time.sleep(0.005)
         os.kill(os.getpid(), signal.SIGINT)
 
+    # A shell that starts pytest in the background hands it SIGINT ignored; Python then has no
+    # KeyboardInterrupt handler. Install it, as an interactive session has.
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
     killer = threading.Thread(target=interrupt_when_started)
     killer.start()
     with pytest.raises(KeyboardInterrupt):
         hypermod.train(TINY, overrides=long, out=tmp_path / "cut", device=DEVICE)
     killer.join()
+    signal.signal(signal.SIGINT, previous)
     ck = hypermod.load_run(tmp_path / "cut")
     assert ck["summary"] is None and ck["checkpoint"], "the interrupted run left a checkpoint"
     resumed = hypermod.resume(tmp_path / "cut", device=DEVICE)
