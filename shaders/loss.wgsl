@@ -26,7 +26,7 @@
 // statistics in registers between the value and the gradient.
 
 struct Params {
-    rows: u32, cols: u32, _pad0: u32, _pad1: u32,
+    rows: u32, cols: u32, batch: u32, _pad1: u32,  // batch: read by the native kernel only (here each workgroup is an item)
     z_off: u32, z_stride: u32, t_off: u32, t_stride: u32,
     l_off: u32, l_stride: u32, g_off: u32, g_stride: u32,
     norm: f32,    // 1 / (number of terms of the mean)

@@ -3,7 +3,7 @@
 
 use serde::Serialize;
 
-use crate::error::Result;
+use crate::gpu::error::Result;
 use crate::gpu::{AdapterReport, Dispatch, Gpu, GpuTensor, TimingMethod};
 use crate::ops::adamw::{AdamW, AdamWConfig};
 use crate::ops::elementwise::{activation_backward, activation_tangent_backward, axpy};

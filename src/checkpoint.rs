@@ -164,3 +164,23 @@ impl<'a> TensorState<'a> {
         Ok(())
     }
 }
+
+/// The optimiser's checkpoint: it lists its own state. Here rather than in `ops/adamw.rs` so the
+/// kernel layer knows nothing of checkpoint files.
+impl crate::ops::adamw::AdamW {
+    /// Everything an exact resume needs: the moments, the step count and the skip counters,
+    /// named `m`, `v`, `t`, `skipped`, `consecutive_skips`.
+    pub fn state(&self) -> TensorState<'_> {
+        TensorState::new()
+            .with("m", self.m())
+            .with("v", self.v())
+            .with("t", self.step_count())
+            .with("skipped", self.skipped())
+            .with("consecutive_skips", self.consecutive_skips())
+    }
+
+    /// Restores [`AdamW::state`](crate::ops::adamw::AdamW::state) from a checkpoint read from `path` (un-prefixed names).
+    pub fn load_state(&self, gpu: &Gpu, ck: &Checkpoint, path: &std::path::Path) -> Result<()> {
+        self.state().load_from(gpu, ck, path)
+    }
+}

@@ -1,70 +1,20 @@
-//! Typed errors of the library. The CLI wraps them in `anyhow` at the edge.
+//! The crate's error: runs, configs, checkpoints, experiments. It wraps the device layer's
+//! [`DeviceError`] (`Error::Device`) and the errors of the config loader, the teacher and the
+//! runs table; nothing below it (`gpu`, `ops`, `nn`, `models`, `tasks`) imports it. The CLI
+//! wraps it in `anyhow` at the edge.
 
 use std::path::PathBuf;
 
 use thiserror::Error;
 
+use crate::gpu::DeviceError;
+
 /// Everything that can go wrong inside the engine.
 #[derive(Debug, Error)]
 pub enum Error {
-    /// No adapter could be found (or none matched `HYPERMOD_ADAPTER`).
-    #[error(
-        "no GPU adapter found ({tried}).\n\
-         hypermod needs a WebGPU-capable adapter (Vulkan, Metal, DX12 or OpenGL ES 3.1+).\n\
-         On a machine without a GPU install Mesa's CPU Vulkan driver (lavapipe):\n    \
-         sudo apt-get install mesa-vulkan-drivers libvulkan1\n\
-         and select it with WGPU_BACKEND=vulkan. Run `hypermod info` to list what wgpu sees."
-    )]
-    NoAdapter {
-        /// Which backends / filters were tried.
-        tried: String,
-    },
-    /// The adapter refused to create a device.
-    #[error("could not create a device on adapter '{adapter}': {message}")]
-    RequestDevice {
-        /// Adapter name.
-        adapter: String,
-        /// The driver's message.
-        message: String,
-    },
-    /// Operands of an op do not fit together.
-    #[error("shape error in {op}: {detail}")]
-    Shape {
-        /// The op that rejected its operands.
-        op: &'static str,
-        /// Which shapes were given and what was expected.
-        detail: String,
-    },
-    /// A buffer or dispatch would exceed a device limit.
-    #[error("{what} needs {requested} but the device limit `{limit_name}` is {limit}")]
-    Limit {
-        /// What was being created.
-        what: String,
-        /// The size asked for (with unit).
-        requested: String,
-        /// The wgpu limit's name.
-        limit_name: &'static str,
-        /// The limit's value (with unit).
-        limit: String,
-    },
-    /// The adapter lacks a feature the requested operation needs.
-    #[error("the adapter '{adapter}' lacks {feature}, which {needed_by} needs")]
-    MissingFeature {
-        /// Adapter name.
-        adapter: String,
-        /// The missing wgpu feature.
-        feature: &'static str,
-        /// What needed it.
-        needed_by: String,
-    },
-    /// A validation / out-of-memory / internal error reported by wgpu.
-    #[error("GPU error in {context}: {message}")]
-    Gpu {
-        /// What the engine was doing.
-        context: String,
-        /// wgpu's description.
-        message: String,
-    },
+    /// A device, kernel or layer error ([`DeviceError`]).
+    #[error(transparent)]
+    Device(#[from] DeviceError),
     /// Reading or writing a file failed for a reason of the engine's own (a corrupt checkpoint,
     /// a file that is not what it should be).
     #[error("{path}: {message}")]
@@ -108,9 +58,6 @@ pub enum Error {
     /// A config file could not be loaded or is invalid (boxed: it is large).
     #[error(transparent)]
     Config(Box<crate::config::ConfigError>),
-    /// The experiment's task space or split is impossible.
-    #[error(transparent)]
-    Task(#[from] crate::experiments::hyperteacher::tasks::TaskError),
     /// The teacher rejected its configuration or data (boxed: it can hold an [`enum@Error`]).
     #[error(transparent)]
     Teacher(Box<crate::tasks::teacher::TeacherError>),
@@ -190,12 +137,9 @@ pub enum Error {
 /// Result alias for the library.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
-/// Shorthand for a [`Error::Shape`].
+/// Shorthand for a [`DeviceError::Shape`] raised above the device layer.
 pub(crate) fn shape_err(op: &'static str, detail: impl Into<String>) -> Error {
-    Error::Shape {
-        op,
-        detail: detail.into(),
-    }
+    Error::Device(crate::gpu::error::shape_err(op, detail))
 }
 
 /// Shorthand for an [`Error::InvalidArgument`].
@@ -220,7 +164,7 @@ impl From<crate::tasks::teacher::TeacherError> for Error {
     fn from(e: crate::tasks::teacher::TeacherError) -> Error {
         match e {
             // A GPU error passed through the teacher is the engine's own.
-            crate::tasks::teacher::TeacherError::Gpu(e) => e,
+            crate::tasks::teacher::TeacherError::Gpu(e) => Error::Device(e),
             other => Error::Teacher(Box::new(other)),
         }
     }

@@ -35,6 +35,7 @@ pub mod checkpoint;
 pub mod config;
 pub mod error;
 pub mod experiments;
+pub mod fs;
 pub mod gpu;
 pub mod metrics;
 pub mod models;

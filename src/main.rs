@@ -337,7 +337,7 @@ fn run(cli: Cli) -> Result<()> {
             omega,
         } => sine_theory(out, sweep, p, n, omega),
         Command::Plot { dir } => {
-            for f in hypermod::report::plot_dir(&dir)? {
+            for f in hypermod::experiments::plot_dir(&dir)? {
                 println!("wrote {}", f.display());
             }
             Ok(())

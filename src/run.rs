@@ -6,12 +6,9 @@ use std::path::Path;
 use crate::error::{file_err, Error, Result};
 use crate::gpu::Gpu;
 
-/// Writes `bytes` to `path` through a temporary file in the same directory and a rename.
+/// Writes `bytes` to `path` atomically ([`crate::fs::write_atomic`]).
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    let mut tmp = path.as_os_str().to_owned();
-    tmp.push(".tmp");
-    std::fs::write(&tmp, bytes).map_err(file_err("write", path))?;
-    std::fs::rename(&tmp, path).map_err(file_err("write", path))
+    crate::fs::write_atomic(path, bytes).map_err(file_err("write", path))
 }
 
 /// Serialises `value` as pretty JSON and writes it atomically.

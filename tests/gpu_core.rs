@@ -142,3 +142,40 @@ fn engine_works_without_optional_features_and_times_by_wall_clock() {
     assert!(t.median_ms > 0.0);
     assert_eq!(bare.read(&c).unwrap(), vec![7.0, 10.0, 15.0, 22.0]);
 }
+
+hypermod::uniform! {
+    /// Four words, like no family's `Params`.
+    struct NotSoftmaxParams {
+        rows: u32,
+        cols: u32,
+        _pad: [u32; 2],
+    }
+}
+
+#[test]
+fn dispatch_refuses_parameters_of_another_layout() {
+    use hypermod::gpu::{Access, Cost, KernelSpec};
+    let gpu = gpu_or_skip!();
+    let x = gpu.zeros(1, 2, 2).unwrap();
+    let y = gpu.zeros(1, 1, 2).unwrap();
+    let z = gpu.zeros(1, 1, 2).unwrap();
+    let spec = KernelSpec {
+        shader: &hypermod::ops::softmax::SHADER,
+        entry: "column_stats",
+        constants: &[("WG", 64.0)],
+        access: &[Access::Read, Access::ReadWrite, Access::ReadWrite],
+    };
+    let params = NotSoftmaxParams {
+        rows: 2,
+        cols: 2,
+        _pad: [0; 2],
+    };
+    let err = gpu
+        .dispatch(&spec, &params, &[&x, &y, &z], [1, 1, 1], Cost::default())
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("`NotSoftmaxParams` are not the shader's `Params` layout"),
+        "{err}"
+    );
+}

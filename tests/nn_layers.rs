@@ -533,7 +533,10 @@ fn bad_bindings_and_shapes_are_typed_errors_naming_them() {
     let w_wrong = gpu.zeros(1, 5, 5).unwrap();
     let w = Param::shared(&w_wrong, None, 2).unwrap();
     let err = Dense::new(4, 5).forward(gpu, &x, &w, None, &y).unwrap_err();
-    assert!(matches!(err, hypermod::Error::Shape { .. }), "{err}");
+    assert!(
+        matches!(err, hypermod::gpu::DeviceError::Shape { .. }),
+        "{err}"
+    );
     let msg = err.to_string();
     assert!(msg.contains("4→5") && msg.contains("[2×5×5]"), "{msg}");
 

@@ -9,11 +9,11 @@ mod common;
 
 use rand::RngExt;
 
+use hypermod::gpu::DeviceError;
 use hypermod::gpu::{Gpu, GpuTensor, Step};
 use hypermod::ops::adamw::{
     adamw_per_item_cpu, adamw_vjp_cpu, AdamW, AdamWConfig, AdamWHostState, AdamWVjpIo,
 };
-use hypermod::Error;
 
 /// f32 machine epsilon (2u). Bounds below count roundings in EPS rather than u: the GPU and the
 /// f32 twin each round, so their difference is up to twice either one's error.
@@ -437,8 +437,8 @@ fn per_item_counts_and_values_are_checked() {
     let g = gpu.zeros(4, 3, 5).unwrap();
     let cfg = AdamWConfig::default();
     let four = [1e-3f32; 4];
-    let shape_msg = |r: hypermod::Result<()>, what: &str| match r {
-        Err(e @ Error::Shape { .. }) => {
+    let shape_msg = |r: hypermod::gpu::error::Result<()>, what: &str| match r {
+        Err(e @ DeviceError::Shape { .. }) => {
             let m = e.to_string();
             assert!(
                 m.contains(&format!("3 values of {what}")) && m.contains("batch of 4"),
@@ -467,7 +467,8 @@ fn per_item_counts_and_values_are_checked() {
         .set_lr_per_item(gpu, &[1e-3, 1e-3, f32::NAN, 1e-3])
         .unwrap_err();
     assert!(
-        matches!(err, Error::InvalidArgument { .. }) && err.to_string().contains("lr[2] = NaN"),
+        matches!(err, DeviceError::InvalidArgument { .. })
+            && err.to_string().contains("lr[2] = NaN"),
         "{err}"
     );
     let err = opt
@@ -686,7 +687,7 @@ fn bad_configs_and_shapes_are_errors() {
     ];
     for (field, cfg) in bad {
         match AdamW::new(gpu, &p, &g, cfg) {
-            Err(e @ Error::InvalidArgument { .. }) => {
+            Err(e @ DeviceError::InvalidArgument { .. }) => {
                 assert!(
                     e.to_string().contains(&format!("{field} =")),
                     "{field}: {e}"
@@ -699,7 +700,7 @@ fn bad_configs_and_shapes_are_errors() {
     let opt = AdamW::new(gpu, &p, &g, ok).unwrap();
     assert!(matches!(
         opt.set_lr(gpu, f32::NAN),
-        Err(Error::InvalidArgument { .. })
+        Err(DeviceError::InvalidArgument { .. })
     ));
     let g_bad = gpu.zeros(2, 3, 5).unwrap();
     let err = AdamW::new(gpu, &p, &g_bad, ok).err().unwrap().to_string();
@@ -1068,14 +1069,14 @@ fn vjp_rejects_clipping_step_zero_and_bad_operands() {
         g_bar: &x7,
     };
     assert!(opt.vjp(gpu, 3, &io).is_ok());
-    let arg = |r: hypermod::Result<hypermod::gpu::Dispatch>, what: &str| match r {
-        Err(e @ Error::InvalidArgument { .. }) => {
+    let arg = |r: hypermod::gpu::error::Result<hypermod::gpu::Dispatch>, what: &str| match r {
+        Err(e @ DeviceError::InvalidArgument { .. }) => {
             assert!(e.to_string().contains(what), "{e}")
         }
         other => panic!("{what}: expected an argument error, got {other:?}"),
     };
-    let shape = |r: hypermod::Result<hypermod::gpu::Dispatch>, what: &[&str]| match r {
-        Err(e @ Error::Shape { .. }) => {
+    let shape = |r: hypermod::gpu::error::Result<hypermod::gpu::Dispatch>, what: &[&str]| match r {
+        Err(e @ DeviceError::Shape { .. }) => {
             let m = e.to_string();
             assert!(what.iter().all(|w| m.contains(w)), "{m}");
         }

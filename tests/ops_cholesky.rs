@@ -548,7 +548,7 @@ fn cholesky_rejects_bad_shapes_naming_them() {
     let z = |b, r, c| gpu.zeros(b, r, c).unwrap();
     let (k, y, l, a, q) = (z(2, 4, 4), z(2, 4, 3), z(2, 4, 4), z(2, 4, 3), z(2, 1, 1));
     let none = Ridge::default();
-    let err = |e: hypermod::Result<Vec<Dispatch>>| e.unwrap_err().to_string();
+    let err = |e: Result<Vec<Dispatch>, hypermod::gpu::DeviceError>| e.unwrap_err().to_string();
     let e = err(cholesky_solve(gpu, &z(2, 4, 5), &y, &l, &a, Some(&q), none));
     assert!(e.contains("[2×4×5]") && e.contains("k "), "{e}");
     let e = err(cholesky_solve(gpu, &k, &z(2, 5, 3), &l, &a, None, none));

@@ -3,10 +3,10 @@
 
 mod common;
 
+use hypermod::gpu::DeviceError;
 use hypermod::gpu::{Gpu, GpuTensor};
 use hypermod::ops::elementwise::*;
 use hypermod::ops::Activation;
-use hypermod::Error;
 use rand::RngExt;
 
 /// f32 unit roundoff.
@@ -31,7 +31,11 @@ fn put_out(
 }
 
 /// Runs one launch and reads its output back, checking a padded output's gaps too.
-fn run_read(gpu: &Gpu, d: hypermod::Result<hypermod::gpu::Dispatch>, out: &GpuTensor) -> Vec<f32> {
+fn run_read(
+    gpu: &Gpu,
+    d: hypermod::gpu::error::Result<hypermod::gpu::Dispatch>,
+    out: &GpuTensor,
+) -> Vec<f32> {
     gpu.run(&[&d.unwrap()]).unwrap();
     if out.offset() > 0 {
         common::assert_gaps_untouched(gpu, out, &format!("{out:?}"));
@@ -261,14 +265,14 @@ fn elementwise_rejects_bad_shapes_and_arguments() {
     assert!(err.contains("output x [2×3×4] stride 0"), "{err}");
     assert!(matches!(
         scale(gpu, &x, f32::INFINITY),
-        Err(Error::InvalidArgument { .. })
+        Err(DeviceError::InvalidArgument { .. })
     ));
     assert!(matches!(
         axpy(gpu, f32::NAN, &x, &x),
-        Err(Error::InvalidArgument { .. })
+        Err(DeviceError::InvalidArgument { .. })
     ));
     assert!(matches!(
         fill(gpu, &x, f32::NEG_INFINITY),
-        Err(Error::InvalidArgument { .. })
+        Err(DeviceError::InvalidArgument { .. })
     ));
 }

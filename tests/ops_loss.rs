@@ -6,9 +6,9 @@
 
 mod common;
 
+use hypermod::gpu::DeviceError;
 use hypermod::gpu::{Gpu, GpuTensor};
 use hypermod::ops::loss::*;
-use hypermod::Error;
 use rand::rngs::ChaCha8Rng;
 use rand::RngExt;
 
@@ -93,7 +93,7 @@ fn launch(
     l: &GpuTensor,
     g: Option<&GpuTensor>,
     scale: f32,
-) -> hypermod::Result<hypermod::gpu::Dispatch> {
+) -> hypermod::gpu::error::Result<hypermod::gpu::Dispatch> {
     match w {
         Which::Ce => softmax_cross_entropy(gpu, z, t, l, g, scale),
         Which::Kl => kl_divergence(gpu, z, t, l, g, scale),
@@ -456,7 +456,7 @@ fn loss_rejects_bad_shapes_and_arguments() {
             Some(&g.reshape(3, 4).unwrap()),
             f32::NAN
         ),
-        Err(Error::InvalidArgument { .. })
+        Err(DeviceError::InvalidArgument { .. })
     ));
 }
 
@@ -639,13 +639,14 @@ fn kl_tangent_rejects_bad_shapes_and_arguments() {
     let z = || gpu.zeros(2, 3, 4).unwrap();
     let (logits, t, dz, o) = (z(), z(), z(), z());
     assert!(kl_tangent(gpu, &logits, &t, &dz, &o, 1.0).is_ok());
-    let shape_err = |r: hypermod::Result<hypermod::gpu::Dispatch>, what: &[&str]| match r {
-        Err(e @ Error::Shape { .. }) => {
-            let m = e.to_string();
-            assert!(what.iter().all(|w| m.contains(w)), "{m}");
-        }
-        other => panic!("{what:?}: expected a shape error, got {other:?}"),
-    };
+    let shape_err =
+        |r: hypermod::gpu::error::Result<hypermod::gpu::Dispatch>, what: &[&str]| match r {
+            Err(e @ DeviceError::Shape { .. }) => {
+                let m = e.to_string();
+                assert!(what.iter().all(|w| m.contains(w)), "{m}");
+            }
+            other => panic!("{what:?}: expected a shape error, got {other:?}"),
+        };
     let wide = gpu.zeros(2, 3, 5).unwrap();
     shape_err(
         kl_tangent(gpu, &logits, &t, &wide, &o, 1.0),
@@ -694,6 +695,6 @@ fn kl_tangent_rejects_bad_shapes_and_arguments() {
     );
     assert!(matches!(
         kl_tangent(gpu, &logits, &t, &dz, &o, f32::INFINITY),
-        Err(Error::InvalidArgument { .. })
+        Err(DeviceError::InvalidArgument { .. })
     ));
 }

@@ -5,12 +5,12 @@
 
 mod common;
 
+use hypermod::gpu::DeviceError;
 use hypermod::gpu::{Gpu, GpuTensor};
 use hypermod::ops::rng::{
     fill_cpu, fill_normal, fill_per_item_cpu, fill_truncated_normal, fill_uniform, normal_icdf,
     philox4x32_10, random_bits, Distribution, ItemSeeds, Keying, RngDispatch, RngKey,
 };
-use hypermod::Error;
 use rand::RngExt;
 
 const DISTS: [Distribution; 3] = [
@@ -287,7 +287,7 @@ fn per_item_seed_counts_are_checked() {
     let mut seeds = ItemSeeds::upload(gpu, &[1, 2, 3]).unwrap();
     let err = fill_normal(gpu, &t, Keying::per_item(&seeds, 0), 0.0, 1.0).unwrap_err();
     assert!(
-        matches!(err, Error::Shape { .. })
+        matches!(err, DeviceError::Shape { .. })
             && err.to_string().contains("3 per-item seeds")
             && err.to_string().contains("[4×2×3]"),
         "{err}"
@@ -299,7 +299,7 @@ fn per_item_seed_counts_are_checked() {
     );
     assert!(matches!(
         ItemSeeds::upload(gpu, &[]),
-        Err(Error::InvalidArgument { .. })
+        Err(DeviceError::InvalidArgument { .. })
     ));
 }
 

@@ -2,7 +2,8 @@
 
 use std::path::{Path, PathBuf};
 
-use hypermod::report::{plot_dir, plot_run, PlotError, RunsTableError};
+use hypermod::experiments::plot_dir;
+use hypermod::report::{plot_run, PlotError, RunsTableError};
 
 fn tmp_dir(name: &str) -> PathBuf {
     let d = std::env::temp_dir().join(format!("hypermod-plot-{name}-{}", std::process::id()));

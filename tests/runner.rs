@@ -69,7 +69,7 @@ impl Experiment for Toy {
         m.loss
     }
     fn save_best(&self, gpu: &Gpu) -> Result<()> {
-        gpu.write(&self.best, &gpu.read(&self.x)?)
+        Ok(gpu.write(&self.best, &gpu.read(&self.x)?)?)
     }
     fn skipped_steps(&self, _gpu: &Gpu) -> Result<f64> {
         Ok(0.0)

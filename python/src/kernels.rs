@@ -3,10 +3,10 @@
 //! batch-axis semantics: a 2-D operand (or a 3-D one with one item) is shared by every item of
 //! the batch (stride 0).
 
+use hypermod::gpu::DeviceError;
 use hypermod::gpu::{Gpu, GpuTensor};
 use hypermod::ops::gemm::{gemm, GemmOptions};
 use hypermod::ops::Activation;
-use hypermod::Error;
 
 /// A host operand: its shape and row-major values.
 pub type Host = (Vec<usize>, Vec<f32>);
@@ -24,12 +24,12 @@ pub struct GemmCall {
     pub activation: String,
 }
 
-fn shape_err(detail: String) -> Error {
-    Error::Shape { op: "gemm", detail }
+fn shape_err(detail: String) -> DeviceError {
+    DeviceError::Shape { op: "gemm", detail }
 }
 
 /// (items, rows, cols) of a 2-D or 3-D operand.
-fn dims(name: &str, shape: &[usize]) -> Result<(usize, usize, usize), Error> {
+fn dims(name: &str, shape: &[usize]) -> Result<(usize, usize, usize), DeviceError> {
     match *shape {
         [r, c] => Ok((1, r, c)),
         [b, r, c] => Ok((b, r, c)),
@@ -40,7 +40,7 @@ fn dims(name: &str, shape: &[usize]) -> Result<(usize, usize, usize), Error> {
 }
 
 /// Uploads `values` as `items × rows × cols`, broadcast to `batch` items when it has one.
-fn put(gpu: &Gpu, name: &str, op: &Host, batch: usize) -> Result<GpuTensor, Error> {
+fn put(gpu: &Gpu, name: &str, op: &Host, batch: usize) -> Result<GpuTensor, DeviceError> {
     let (items, rows, cols) = dims(name, &op.0)?;
     let t = gpu.upload(&op.1, items, rows, cols)?;
     match items {
@@ -52,13 +52,13 @@ fn put(gpu: &Gpu, name: &str, op: &Host, batch: usize) -> Result<GpuTensor, Erro
     }
 }
 
-fn activation(name: &str) -> Result<Activation, Error> {
+fn activation(name: &str) -> Result<Activation, DeviceError> {
     let op = "activation";
     match name.to_lowercase().as_str() {
         "identity" | "none" | "linear" => Ok(Activation::Identity),
         "relu" => Ok(Activation::Relu),
         "elu" => Ok(Activation::Elu),
-        other => Err(Error::InvalidArgument {
+        other => Err(DeviceError::InvalidArgument {
             op,
             detail: format!("unknown activation '{other}': expected identity, relu or elu"),
         }),
@@ -67,7 +67,7 @@ fn activation(name: &str) -> Result<Activation, Error> {
 
 impl GemmCall {
     /// Runs the GEMM on `gpu`; returns the output's shape (3-D when A is) and values.
-    pub fn run(&self, gpu: &Gpu) -> Result<(Vec<usize>, Vec<f32>), Error> {
+    pub fn run(&self, gpu: &Gpu) -> Result<(Vec<usize>, Vec<f32>), DeviceError> {
         let (ab, ar, ac) = dims("a", &self.a.0)?;
         let (bb, _, _) = dims("b", &self.b.0)?;
         let batch = ab.max(bb);
@@ -120,13 +120,13 @@ fn finish(
     d: &hypermod::gpu::Dispatch,
     out: &GpuTensor,
     shape: &[usize],
-) -> Result<(Vec<usize>, Vec<f32>), Error> {
+) -> Result<(Vec<usize>, Vec<f32>), DeviceError> {
     gpu.run(&[d])?;
     Ok((shape.to_vec(), gpu.read(out)?))
 }
 
 /// A per-column parameter (γ or β): `[C]` shared by every item, or `[B, C]`.
-fn per_column(gpu: &Gpu, name: &str, op: &Host, batch: usize) -> Result<GpuTensor, Error> {
+fn per_column(gpu: &Gpu, name: &str, op: &Host, batch: usize) -> Result<GpuTensor, DeviceError> {
     let (shape, v) = op;
     let items = if shape.len() == 1 { 1 } else { shape[0] };
     let row = (vec![items, 1, v.len() / items.max(1)], v.clone());
@@ -140,7 +140,7 @@ pub fn layer_norm(
     gamma: Option<&Host>,
     beta: Option<&Host>,
     eps: f32,
-) -> Result<(Vec<usize>, Vec<f32>), Error> {
+) -> Result<(Vec<usize>, Vec<f32>), DeviceError> {
     let (batch, rows, cols) = dims("x", &x.0)?;
     let xt = gpu.upload(&x.1, batch, rows, cols)?;
     let g = gamma
@@ -168,7 +168,11 @@ pub fn layer_norm(
 }
 
 /// `hypermod.activation`: an element-wise activation.
-pub fn activation_forward(gpu: &Gpu, x: &Host, act: &str) -> Result<(Vec<usize>, Vec<f32>), Error> {
+pub fn activation_forward(
+    gpu: &Gpu,
+    x: &Host,
+    act: &str,
+) -> Result<(Vec<usize>, Vec<f32>), DeviceError> {
     let (batch, rows, cols) = dims("x", &x.0)?;
     let xt = gpu.upload(&x.1, batch, rows, cols)?;
     let y = gpu.zeros(batch, rows, cols)?;

@@ -13,7 +13,7 @@ use std::sync::{Mutex, OnceLock};
 use hypermod::config::ConfigError;
 use hypermod::experiments::session::Session;
 use hypermod::experiments::ExperimentConfig;
-use hypermod::gpu::{DeviceChoice, Gpu, GpuOptions};
+use hypermod::gpu::{DeviceChoice, DeviceError, Gpu, GpuOptions};
 use hypermod::Error;
 use numpy::{
     IntoPyArray, PyArray1, PyArrayDyn, PyArrayMethods, PyReadonlyArrayDyn, PyUntypedArrayMethods,
@@ -32,10 +32,13 @@ fn to_py(e: Error) -> PyErr {
         {
             PyFileNotFoundError::new_err(msg)
         }
-        Error::Config(_) | Error::Task(_) | Error::Experiment { .. } | Error::Shape { .. } => {
-            PyValueError::new_err(msg)
-        }
-        Error::InvalidArgument { op, .. } if *op != "device" && *op != "native backend" => {
+        Error::Config(_)
+        | Error::Experiment { .. }
+        | Error::InvalidArgument { .. }
+        | Error::Device(DeviceError::Shape { .. }) => PyValueError::new_err(msg),
+        Error::Device(DeviceError::InvalidArgument { op, .. })
+            if *op != "device" && *op != "native backend" =>
+        {
             PyValueError::new_err(msg)
         }
         Error::File { source, .. } if source.kind() == std::io::ErrorKind::NotFound => {
@@ -69,7 +72,7 @@ fn open(device: Option<&str>) -> Result<Gpu, Error> {
         Some(d) => d.parse::<DeviceChoice>()?,
         None => DeviceChoice::from_env()?,
     };
-    Gpu::open(choice, GpuOptions::default())
+    Ok(Gpu::open(choice, GpuOptions::default())?)
 }
 
 /// The device of one name, opened once per process (kernel calls reuse its pipelines).
@@ -345,7 +348,7 @@ fn gemm<'py>(
     };
     let (shape, values) = engine(py, move || {
         let gpu = shared_device(device.as_deref())?;
-        call.run(gpu)
+        Ok(call.run(gpu)?)
     })?;
     PyArray1::from_vec(py, values).reshape(shape)
 }
@@ -369,7 +372,13 @@ fn layer_norm<'py>(
     let (x, gamma, beta) = (host(&x), gamma.as_ref().map(host), beta.as_ref().map(host));
     let (shape, values) = engine(py, move || {
         let gpu = shared_device(device.as_deref())?;
-        kernels::layer_norm(gpu, &x, gamma.as_ref(), beta.as_ref(), eps)
+        Ok(kernels::layer_norm(
+            gpu,
+            &x,
+            gamma.as_ref(),
+            beta.as_ref(),
+            eps,
+        )?)
     })?;
     PyArray1::from_vec(py, values).reshape(shape)
 }
@@ -386,7 +395,7 @@ fn activation<'py>(
     let x = host(&x);
     let (shape, values) = engine(py, move || {
         let gpu = shared_device(device.as_deref())?;
-        kernels::activation_forward(gpu, &x, &activation)
+        Ok(kernels::activation_forward(gpu, &x, &activation)?)
     })?;
     PyArray1::from_vec(py, values).reshape(shape)
 }

@@ -20,9 +20,9 @@ use serde::Serialize;
 use crate::config::{experiment_of, read_table, suggest, EXPERIMENT_KEY};
 use crate::error::{Error, Result};
 use crate::gpu::Gpu;
-use crate::report::plot::SweepPlot;
+use crate::report::plot::{check_dir, plot_run, plot_sweep, PlotError, SweepPlot};
 use crate::report::runs_table::Measure;
-use crate::report::RunsTable;
+use crate::report::{RunsTable, RunsTableError};
 use hyperteacher::HyperteacherConfig;
 use sine::SineConfig;
 use theory::TheoryConfig;
@@ -135,7 +135,7 @@ impl Kind {
         self,
         out: &Path,
         table: &RunsTable,
-    ) -> std::result::Result<Vec<PathBuf>, crate::report::plot::PlotError> {
+    ) -> std::result::Result<Vec<PathBuf>, PlotError> {
         match self {
             Kind::Sine => sine::sample_complexity::plot(out, table),
             Kind::Hyperteacher | Kind::Theory => Ok(Vec::new()),
@@ -344,4 +344,43 @@ pub fn resume(gpu: &Gpu, dir: &Path) -> Result<RunSummary> {
         ExperimentConfig::Theory(c) => theory::resume(gpu, &c, dir).map(RunSummary::Theory),
         ExperimentConfig::Sine(c) => sine::resume(gpu, &c, dir).map(RunSummary::Sine),
     }
+}
+
+/// Plots a sweep directory (has `runs.csv`: every run's curves, the experiment's comparison of
+/// grid points and its own sweep plots) or a run directory (has `metrics.jsonl`).
+pub fn plot_dir(dir: &Path) -> std::result::Result<Vec<PathBuf>, PlotError> {
+    check_dir(dir)?;
+    let csv = dir.join("runs.csv");
+    if !csv.is_file() {
+        return plot_run(dir);
+    }
+    let table = RunsTable::read(&csv)?;
+    let kind = kind_of(dir, &table, &csv)?;
+    let mut written = plot_sweep(dir, &table, kind.sweep_plot())?;
+    written.extend(kind.plot_sweep_extra(dir, &table)?);
+    Ok(written)
+}
+
+/// The sweep's experiment, from the config of its first run (every run of a sweep is the same
+/// experiment).
+fn kind_of(dir: &Path, table: &RunsTable, csv: &Path) -> Result<Kind, PlotError> {
+    let run = table.column("run").map_err(|message| PlotError::BadCsv {
+        path: csv.display().to_string(),
+        message,
+    })?;
+    let first = table
+        .rows
+        .first()
+        .map(|r| dir.join(&r[run]).join("config.toml"));
+    let err = |source: Error| PlotError::Experiment {
+        dir: dir.to_path_buf(),
+        source: Box::new(source),
+    };
+    let config = first.ok_or_else(|| {
+        err(Error::from(RunsTableError::Empty {
+            path: csv.display().to_string(),
+        }))
+    })?;
+    let t = crate::config::read_table(&config).map_err(|e| err(e.into()))?;
+    Kind::of_table(&t, &config).map_err(err)
 }

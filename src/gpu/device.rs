@@ -6,7 +6,7 @@ use std::sync::{Arc, Mutex};
 
 use serde::Serialize;
 
-use crate::error::{Error, Result};
+use crate::gpu::error::{DeviceError, Result};
 use crate::gpu::kernels::KernelCache;
 use crate::gpu::pool::BufferPool;
 use crate::gpu::select::DeviceChoice;
@@ -205,7 +205,7 @@ impl Gpu {
             let pin_lc = pin.to_lowercase();
             adapters.retain(|a| a.get_info().name.to_lowercase().contains(&pin_lc));
             if adapters.is_empty() {
-                return Err(Error::NoAdapter {
+                return Err(DeviceError::NoAdapter {
                     tried: format!(
                         "WGPU_BACKEND={env_backend}; {ADAPTER_ENV}={pin} matched none of [{}]",
                         found.join(", ")
@@ -218,7 +218,7 @@ impl Gpu {
             (device_type_rank(i.device_type), backend_rank(i.backend))
         });
         if adapters.is_empty() {
-            return Err(Error::NoAdapter {
+            return Err(DeviceError::NoAdapter {
                 tried: format!(
                     "WGPU_BACKEND={env_backend}, backends {backends:?}: wgpu enumerated no adapter"
                 ),
@@ -252,7 +252,7 @@ impl Gpu {
             memory_hints: wgpu::MemoryHints::Performance,
             trace: wgpu::Trace::Off,
         }))
-        .map_err(|e| Error::RequestDevice {
+        .map_err(|e| DeviceError::RequestDevice {
             adapter: adapter_info.name.clone(),
             message: e.to_string(),
         })?;
@@ -405,7 +405,7 @@ impl Gpu {
         }
         let message = errs.join("; ");
         errs.clear();
-        Err(Error::Gpu {
+        Err(DeviceError::Gpu {
             context: context.to_string(),
             message,
         })

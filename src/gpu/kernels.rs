@@ -9,9 +9,9 @@ use std::sync::{Arc, Mutex};
 
 use wgpu::util::DeviceExt;
 
-use crate::error::{shape_err, Error, Result};
 use crate::gpu::device::Backend;
-use crate::gpu::{Gpu, GpuTensor};
+use crate::gpu::error::{shape_err, DeviceError, Result};
+use crate::gpu::{Gpu, GpuTensor, Uniform};
 use crate::native::{HostBuffer, Launch};
 
 /// A WGSL source file, compiled into one shader module per device.
@@ -21,8 +21,11 @@ pub struct Shader {
     pub name: &'static str,
     /// WGSL text (`include_str!` of `shaders/<name>.wgsl`).
     pub source: &'static str,
-    /// The same family on the native CPU backend (`crate::native::<name>::run`).
+    /// The same family on the native CPU backend (its `ops/<name>/native.rs`).
     pub native: crate::native::Kernel,
+    /// The layout of the family's uniform `Params` (the Rust declaration's; checked against the
+    /// WGSL struct by `tests/kernel_layouts.rs`).
+    pub params: crate::gpu::UniformLayout,
 }
 
 /// How a kernel uses a storage binding.
@@ -215,8 +218,8 @@ impl KernelCache {
     }
 }
 
-fn gpu_err(context: String, e: wgpu::Error) -> Error {
-    Error::Gpu {
+fn gpu_err(context: String, e: wgpu::Error) -> DeviceError {
+    DeviceError::Gpu {
         context,
         message: e.to_string(),
     }
@@ -330,7 +333,7 @@ impl Gpu {
     ///
     /// Checks the grid against `max_compute_workgroups_per_dimension` and rejects a buffer bound
     /// twice when one of the bindings writes it (WebGPU forbids that aliasing).
-    pub fn dispatch<P: bytemuck::Pod>(
+    pub fn dispatch<P: Uniform>(
         &self,
         spec: &KernelSpec<'_>,
         params: &P,
@@ -339,6 +342,16 @@ impl Gpu {
         cost: Cost,
     ) -> Result<Dispatch> {
         let label = format!("{}::{}", spec.shader.name, spec.entry);
+        if P::LAYOUT != spec.shader.params {
+            return Err(shape_err(
+                "dispatch",
+                format!(
+                    "{label}: parameters `{}` are not the shader's `{}` layout",
+                    P::LAYOUT.name,
+                    spec.shader.params.name
+                ),
+            ));
+        }
         if tensors.len() != spec.access.len() {
             return Err(shape_err(
                 "dispatch",
@@ -367,7 +380,7 @@ impl Gpu {
         }
         let max = self.limits().max_compute_workgroups_per_dimension;
         if let Some(&w) = workgroups.iter().find(|&&w| w > max) {
-            return Err(Error::Limit {
+            return Err(DeviceError::Limit {
                 what: format!("{label} grid {workgroups:?}"),
                 requested: format!("{w} workgroups in one dimension"),
                 limit_name: "max_compute_workgroups_per_dimension",

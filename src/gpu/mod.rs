@@ -3,19 +3,23 @@
 //! the same calls run on a wgpu adapter or on the native CPU backend (`crate::native`).
 
 mod device;
+pub mod error;
 mod kernels;
 mod pool;
 mod profile;
 mod select;
 mod step;
 mod tensor;
+mod uniform;
 
 pub use device::{
     list_adapters, quiet_display_probes, AdapterReport, FeatureSet, Gpu, GpuOptions, LimitsReport,
     ADAPTER_ENV,
 };
+pub use error::DeviceError;
 pub use kernels::{grid_1d, Access, Cost, Dispatch, KernelSpec, Shader};
 pub use profile::{Timing, TimingMethod};
 pub use select::{DeviceChoice, DEVICE_ENV};
 pub use step::{ReadSlot, Readback, Step};
 pub use tensor::GpuTensor;
+pub use uniform::{Uniform, UniformField, UniformLayout};

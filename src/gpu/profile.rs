@@ -5,7 +5,7 @@ use std::time::Instant;
 
 use serde::Serialize;
 
-use crate::error::{Error, Result};
+use crate::gpu::error::{DeviceError, Result};
 use crate::gpu::{Dispatch, Gpu};
 
 /// How a timing was taken.
@@ -122,7 +122,7 @@ impl Gpu {
             for i in 0..n {
                 let (a, b) = (tick(2 * i), tick(2 * i + 1));
                 if b < a {
-                    return Err(Error::Gpu {
+                    return Err(DeviceError::Gpu {
                         context: "timestamp readback".into(),
                         message: format!("end tick {b} before begin tick {a}"),
                     });

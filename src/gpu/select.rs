@@ -7,8 +7,8 @@
 use std::fmt;
 use std::str::FromStr;
 
-use crate::error::{Error, Result};
 use crate::gpu::device::GpuOptions;
+use crate::gpu::error::{DeviceError, Result};
 use crate::gpu::{Gpu, ADAPTER_ENV};
 
 /// Environment variable naming the device choice (the CLI's `--device` sets it).
@@ -59,7 +59,7 @@ impl fmt::Display for DeviceChoice {
 }
 
 impl FromStr for DeviceChoice {
-    type Err = Error;
+    type Err = DeviceError;
     fn from_str(s: &str) -> Result<DeviceChoice> {
         let lc = s.trim().to_lowercase();
         DeviceChoice::ALL
@@ -68,7 +68,7 @@ impl FromStr for DeviceChoice {
             .map(|(c, _)| *c)
             .ok_or_else(|| {
                 let names: Vec<&str> = DeviceChoice::ALL.iter().map(|(_, n)| *n).collect();
-                Error::InvalidArgument {
+                DeviceError::InvalidArgument {
                     op: "device",
                     detail: format!("unknown device '{s}': expected one of {}", names.join(", ")),
                 }
@@ -112,7 +112,7 @@ impl Gpu {
                 let adapter = adapters
                     .into_iter()
                     .find(|a| is_software(a) == want_software)
-                    .ok_or_else(|| Error::NoAdapter {
+                    .ok_or_else(|| DeviceError::NoAdapter {
                         tried: format!(
                             "--device {choice}: no {} adapter among [{seen}]",
                             if want_software {

@@ -4,8 +4,8 @@
 
 use std::sync::Arc;
 
-use crate::error::{shape_err, Result};
 use crate::gpu::device::Backend;
+use crate::gpu::error::{shape_err, Result};
 use crate::gpu::kernels::NativeDispatch;
 use crate::gpu::{Dispatch, Gpu, GpuTensor};
 
@@ -184,7 +184,7 @@ fn finish_wgpu(
                 submission_index: Some(idx),
                 timeout: None,
             })
-            .map_err(|e| crate::Error::Gpu {
+            .map_err(|e| crate::gpu::DeviceError::Gpu {
                 context: "step".into(),
                 message: e.to_string(),
             })?;

@@ -6,8 +6,8 @@
 use std::fmt;
 use std::sync::Arc;
 
-use crate::error::{shape_err, Error, Result};
 use crate::gpu::device::Backend;
+use crate::gpu::error::{shape_err, DeviceError, Result};
 use crate::gpu::pool::{PooledBuffer, Storage};
 use crate::gpu::Gpu;
 
@@ -167,7 +167,7 @@ fn check_elems(gpu: &Gpu, what: &str, elems: usize) -> Result<u64> {
     let bytes = (elems.max(1) as u64) * 4;
     let limit = gpu.limits().max_storage_buffer_binding_size;
     if bytes > limit {
-        return Err(Error::Limit {
+        return Err(DeviceError::Limit {
             what: what.to_string(),
             requested: format!("{bytes} bytes ({elems} f32)"),
             limit_name: "max_storage_buffer_binding_size",
@@ -176,7 +176,7 @@ fn check_elems(gpu: &Gpu, what: &str, elems: usize) -> Result<u64> {
     }
     let limit = gpu.limits().max_buffer_size;
     if bytes > limit {
-        return Err(Error::Limit {
+        return Err(DeviceError::Limit {
             what: what.to_string(),
             requested: format!("{bytes} bytes ({elems} f32)"),
             limit_name: "max_buffer_size",
@@ -307,7 +307,7 @@ impl Gpu {
                 }));
             }
             _ => {
-                return Err(Error::Gpu {
+                return Err(DeviceError::Gpu {
                     context: "read".into(),
                     message: "the tensor belongs to another device".into(),
                 })
@@ -340,24 +340,26 @@ impl Gpu {
                 submission_index: Some(idx),
                 timeout: None,
             })
-            .map_err(|e| Error::Gpu {
+            .map_err(|e| DeviceError::Gpu {
                 context: format!("{context}: waiting for the GPU"),
                 message: e.to_string(),
             })?;
         pollster::block_on(rx)
-            .map_err(|_| Error::Gpu {
+            .map_err(|_| DeviceError::Gpu {
                 context: context.to_string(),
                 message: "map callback dropped".into(),
             })?
-            .map_err(|e| Error::Gpu {
+            .map_err(|e| DeviceError::Gpu {
                 context: format!("{context}: mapping the readback buffer"),
                 message: e.to_string(),
             })?;
         let values = {
-            let view = staging.get_mapped_range(..bytes).map_err(|e| Error::Gpu {
-                context: context.to_string(),
-                message: e.to_string(),
-            })?;
+            let view = staging
+                .get_mapped_range(..bytes)
+                .map_err(|e| DeviceError::Gpu {
+                    context: context.to_string(),
+                    message: e.to_string(),
+                })?;
             bytemuck::cast_slice::<u8, f32>(&view).to_vec()
         };
         staging.unmap();
@@ -369,7 +371,7 @@ impl Gpu {
     pub(crate) fn wgpu_device(&self) -> Result<&wgpu::Device> {
         match &self.backend {
             Backend::Wgpu { device, .. } => Ok(device),
-            Backend::Native(_) => Err(Error::Gpu {
+            Backend::Native(_) => Err(DeviceError::Gpu {
                 context: "wgpu".into(),
                 message: "the native CPU backend has no wgpu device".into(),
             }),
@@ -383,8 +385,8 @@ impl Gpu {
 }
 
 /// The error for a tensor of one device used on another.
-pub(crate) fn foreign_tensor(op: &str, t: &GpuTensor) -> Error {
-    Error::Gpu {
+pub(crate) fn foreign_tensor(op: &str, t: &GpuTensor) -> DeviceError {
+    DeviceError::Gpu {
         context: op.to_string(),
         message: format!("tensor {} belongs to another device", t.shape_str()),
     }

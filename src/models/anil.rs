@@ -8,7 +8,7 @@
 //!
 //! Layers are haiku `Linear` (no 1/√fan_in forward scaling), init TN(1/√fan_in), zero bias.
 
-use crate::error::Result;
+use crate::gpu::error::Result;
 use crate::gpu::{Gpu, GpuTensor};
 use crate::ops::Real;
 

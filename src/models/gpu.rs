@@ -5,7 +5,7 @@
 //! The meta-learning loop ([`crate::train`]) owns the tensors and builds one program per data
 //! split it needs (support set for the inner loop, query set for the meta-gradient).
 
-use crate::error::{arg_err, shape_err, Result};
+use crate::gpu::error::{arg_err, shape_err, Result};
 use crate::gpu::{Dispatch, Gpu, GpuTensor};
 use crate::models::{HnetSlot, ParamLayout, Student, TargetNet};
 use crate::nn::{
@@ -144,7 +144,7 @@ pub trait FixedFeatures {
 }
 
 /// The error of a student asked for tangent passes it does not have on the device.
-pub fn no_tangents(student: &str) -> crate::Error {
+pub fn no_tangents(student: &str) -> crate::gpu::DeviceError {
     arg_err(
         "second-order meta-gradient",
         format!(

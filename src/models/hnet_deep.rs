@@ -11,7 +11,7 @@
 //! logits = target(gen, x)
 //! ```
 
-use crate::error::Result;
+use crate::gpu::error::Result;
 use crate::gpu::{Gpu, GpuTensor};
 use crate::nn::{DeepBank, DeepBankCache, DeepBankTangent, Param};
 use crate::ops::Real;

@@ -10,7 +10,7 @@
 //! logits = target(gen, x) + fast_bias
 //! ```
 
-use crate::error::Result;
+use crate::gpu::error::Result;
 use crate::gpu::{Gpu, GpuTensor};
 use crate::nn::{col_sums_cpu as col_sums, Dense, DenseBackward, DenseTangentIo, ParamTangent};
 use crate::ops::elementwise::bias_add;

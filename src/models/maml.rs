@@ -9,7 +9,7 @@
 //! forward pass reads only the task parameters; the meta parameters are their initial values, so
 //! `dmeta` from [`Student::backward`] is all zeros.
 
-use crate::error::Result;
+use crate::gpu::error::Result;
 use crate::gpu::Gpu;
 use crate::ops::Real;
 

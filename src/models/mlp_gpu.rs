@@ -4,7 +4,7 @@
 
 use std::ops::Range;
 
-use crate::error::Result;
+use crate::gpu::error::Result;
 use crate::gpu::GpuTensor;
 use crate::gpu::{Dispatch, Gpu};
 use crate::models::gpu::{

@@ -15,24 +15,10 @@
 //! per element. Products and sums stay unfused, as in the CPU twins; the GEMM reaches FMA and
 //! AVX-512 through the `gemm` crate's run-time dispatch.
 
-pub(crate) mod adamw;
-pub(crate) mod cholesky;
-pub(crate) mod elementwise;
-pub(crate) mod embnorm;
-pub(crate) mod gather;
-pub(crate) mod gemm;
-pub(crate) mod layernorm;
-pub(crate) mod layernorm_tangent;
-pub(crate) mod loss;
-pub(crate) mod reduce;
-pub(crate) mod rng;
-pub(crate) mod sine;
-pub(crate) mod softmax;
-
 use std::cell::UnsafeCell;
 use std::sync::Mutex;
 
-use crate::error::{Error, Result};
+use crate::gpu::error::{DeviceError, Result};
 use crate::gpu::Access;
 
 /// A native kernel family: runs one launch of one of its entry points.
@@ -96,7 +82,7 @@ impl NativeCpu {
             .num_threads(threads)
             .thread_name(|i| format!("hypermod-cpu-{i}"))
             .build()
-            .map_err(|e| Error::Gpu {
+            .map_err(|e| DeviceError::Gpu {
                 context: "starting the native CPU backend's threads".into(),
                 message: e.to_string(),
             })?;
@@ -126,7 +112,7 @@ fn threads_from_env() -> Result<usize> {
             .parse::<usize>()
             .ok()
             .filter(|&t| t > 0)
-            .ok_or_else(|| Error::InvalidArgument {
+            .ok_or_else(|| DeviceError::InvalidArgument {
                 op: "native backend",
                 detail: format!("{THREADS_ENV}={v:?} is not a positive thread count"),
             }),
@@ -241,7 +227,7 @@ impl<'a> Launch<'a> {
     pub fn write(&mut self, binding: usize) -> Result<&'a mut [f32]> {
         let label = self.label;
         match self.slots.get_mut(binding.wrapping_sub(1)) {
-            Some(Slot::Write(s)) => s.take().ok_or_else(|| Error::Gpu {
+            Some(Slot::Write(s)) => s.take().ok_or_else(|| DeviceError::Gpu {
                 context: format!("native {label}"),
                 message: format!("binding {binding} taken twice"),
             }),
@@ -250,15 +236,15 @@ impl<'a> Launch<'a> {
     }
 
     /// An error naming this launch.
-    pub fn err(&self, message: String) -> Error {
-        Error::Gpu {
+    pub fn err(&self, message: String) -> DeviceError {
+        DeviceError::Gpu {
             context: format!("native {}", self.label),
             message,
         }
     }
 
     /// The error for an entry point this family does not have.
-    pub fn unknown_entry(&self) -> Error {
+    pub fn unknown_entry(&self) -> DeviceError {
         self.err(format!("no native entry point '{}'", self.entry))
     }
 }
@@ -272,7 +258,7 @@ pub fn items_mut(
     len: usize,
     batch: usize,
 ) -> Result<Vec<&mut [f32]>> {
-    let bad = |m: String| Error::Gpu {
+    let bad = |m: String| DeviceError::Gpu {
         context: "native output".into(),
         message: m,
     };
@@ -322,7 +308,7 @@ pub fn items(
 /// a bounds check instead of a panic.
 pub fn item(buf: &[f32], off: usize, stride: usize, b: usize, len: usize) -> Result<&[f32]> {
     let start = off + b * stride;
-    buf.get(start..start + len).ok_or_else(|| Error::Gpu {
+    buf.get(start..start + len).ok_or_else(|| DeviceError::Gpu {
         context: "native input".into(),
         message: format!(
             "item {b} [{start}..{}] is past the buffer's {} elements",
@@ -330,4 +316,73 @@ pub fn item(buf: &[f32], off: usize, stride: usize, b: usize, len: usize) -> Res
             buf.len()
         ),
     })
+}
+
+/// The `batch·rows` rows of `cols` elements of a strided batch, row `b·rows + r` at
+/// `off + b·stride + r·cols`. Zero-width rows are empty slices, one per row, as the kernel
+/// still visits them (and writes their statistics).
+pub(crate) fn rows_mut(
+    buf: &mut [f32],
+    off: usize,
+    stride: usize,
+    (batch, rows, cols): (usize, usize, usize),
+) -> Result<Vec<&mut [f32]>> {
+    if cols == 0 {
+        return Ok((0..batch * rows).map(|_| <&mut [f32]>::default()).collect());
+    }
+    let items = items_mut(buf, off, stride, rows * cols, batch)?;
+    Ok(items
+        .into_iter()
+        .flat_map(|it| it.chunks_mut(cols))
+        .collect())
+}
+
+/// Read-only counterpart of [`rows_mut`] (stride 0 = every item shares one).
+pub(crate) fn rows(
+    buf: &[f32],
+    off: usize,
+    stride: usize,
+    (batch, rows, cols): (usize, usize, usize),
+) -> Result<Vec<&[f32]>> {
+    if cols == 0 {
+        return Ok(vec![&[][..]; batch * rows]);
+    }
+    let mut out = Vec::with_capacity(batch * rows);
+    for b in 0..batch {
+        let it = item(buf, off, stride, b, rows * cols)?;
+        out.extend((0..rows).map(|r| &it[r * cols..(r + 1) * cols]));
+    }
+    Ok(out)
+}
+
+/// Per-item γ (or β) slices when `present`, else `None` for every item.
+pub(crate) fn per_item(
+    buf: &[f32],
+    present: bool,
+    off: u32,
+    stride: u32,
+    batch: usize,
+    cols: usize,
+) -> Result<Vec<Option<&[f32]>>> {
+    (0..batch)
+        .map(|b| {
+            present
+                .then(|| item(buf, off as usize, stride as usize, b, cols))
+                .transpose()
+        })
+        .collect()
+}
+
+/// The shaders' workgroup tree over `acc`, seen as lanes of `width` values: lane `i` += lane
+/// `i + s` for `s = lanes/2, lanes/4, …, 1`. The sums end in the first lane. A power-of-two lane
+/// count adds every lane (the shaders only use those).
+pub(crate) fn tree(acc: &mut [f32], width: usize) {
+    let mut s = acc.len() / width.max(1) / 2;
+    while s > 0 {
+        let (lo, hi) = acc.split_at_mut(s * width);
+        lo.iter_mut()
+            .zip(&hi[..s * width])
+            .for_each(|(a, &b)| *a += b);
+        s /= 2;
+    }
 }

@@ -15,7 +15,7 @@
 //! still): LN tangents, ELU's curvature and the dense layers' tangents, each parameter's
 //! gradient tangent summed over the rows like its gradient.
 
-use crate::error::Result;
+use crate::gpu::error::Result;
 use crate::gpu::{Dispatch, Gpu, GpuTensor};
 use crate::ops::elementwise;
 use crate::ops::{Activation, Real};

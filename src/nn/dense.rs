@@ -13,7 +13,7 @@
 //! Tangent (JVP) pass, for second-order meta-gradients: `ẏ = act'(z) ⊙ (scale·(ẋ@w + x@ẇ) + ḃ)`
 //! will sit beside `backward` as `Dense::tangent`, with the same kept tensors.
 
-use crate::error::{shape_err, Result};
+use crate::gpu::error::{shape_err, Result};
 use crate::gpu::{Dispatch, Gpu, GpuTensor};
 use crate::ops::elementwise::{activation_backward_cpu, activation_forward_cpu, copy};
 use crate::ops::gemm::{gemm, gemm_cpu, GemmOptions, GemmShape};

@@ -13,7 +13,7 @@
 //! `act'` comes from the kept output `y` as in the backward. ELU's second derivative is not 0;
 //! its layers are rejected here (the deep hypernetwork's tangent lives in its twin for now).
 
-use crate::error::{arg_err, Result};
+use crate::gpu::error::{arg_err, Result};
 use crate::gpu::{Dispatch, Gpu, GpuTensor};
 use crate::ops::elementwise::{activation_backward, bias_add};
 use crate::ops::gemm::{gemm, GemmOptions};

@@ -12,7 +12,7 @@
 //! Tangent (JVP), frozen scale: `ė̂ = ė · s` ([`EmbeddingNorm::tangent`]), and its backward
 //! tangent `(d ∂L/∂ê)·s`, the same launch as the backward.
 
-use crate::error::Result;
+use crate::gpu::error::Result;
 use crate::gpu::{Dispatch, Gpu, GpuTensor};
 use crate::ops::embnorm::{embedding_normalize, scale_rows};
 use crate::ops::Real;

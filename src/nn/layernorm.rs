@@ -14,7 +14,7 @@
 //! of ∂L/∂x, ∂L/∂γ, ∂L/∂β) reuse [`LnStats`] and share per-row tangent statistics; γ and β hold
 //! still (`crate::ops::layernorm_tangent`).
 
-use crate::error::{arg_err, shape_err, Result};
+use crate::gpu::error::{arg_err, shape_err, Result};
 use crate::gpu::{Dispatch, Gpu, GpuTensor};
 use crate::ops::layernorm::{
     layernorm_backward as ln_backward_gpu, layernorm_backward_cpu,

@@ -8,7 +8,7 @@
 //!
 //! CPU twin: [`mlp_forward`] / [`mlp_backward`] for one item.
 
-use crate::error::{shape_err, Result};
+use crate::gpu::error::{shape_err, Result};
 use crate::gpu::{Dispatch, Gpu, GpuTensor};
 use crate::ops::{Activation, Real};
 

@@ -7,7 +7,7 @@
 //! the item's shape alone (GEMM tiles from M×N, element-wise ops, batch-invariant column sums),
 //! so an item gets the bits it gets in a batch of one.
 
-use crate::error::{shape_err, Result};
+use crate::gpu::error::{shape_err, Result};
 use crate::gpu::{Gpu, GpuTensor};
 use crate::nn::{LayerParams, Mlp, MlpProgram, Param};
 use crate::ops::rng::{

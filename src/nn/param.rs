@@ -7,7 +7,7 @@
 //! kernel: a shared gradient is ONE GEMM over the rows of all items (`K = items·n`), a per-item
 //! one a batched GEMM.
 
-use crate::error::{shape_err, Result};
+use crate::gpu::error::{shape_err, Result};
 use crate::gpu::GpuTensor;
 
 /// Whether a parameter is shared by the items of a batch or owned by each.

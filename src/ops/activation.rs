@@ -3,6 +3,8 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::gpu::error::Result;
+use crate::native::Launch;
 use crate::ops::Real;
 
 /// Point-wise nonlinearity.
@@ -85,5 +87,13 @@ impl Activation {
     /// `act'(x)·ḋy + act''(x)·ẋ·dy`, from the output y and its tangent ẏ.
     pub fn tangent_backward<T: Real>(self, dy_dot: T, (y, y_dot): (T, T), dy: T) -> T {
         self.backward(dy_dot, y) + self.curvature(y) * y_dot * dy
+    }
+}
+
+impl Activation {
+    /// The `ACT` override constant of a native launch (the WGSL kernels' activation switch).
+    pub(crate) fn of_launch(l: &Launch<'_>) -> Result<Activation> {
+        let code = l.constant("ACT", 0.0) as u32;
+        Activation::from_code(code).ok_or_else(|| l.err(format!("unknown activation code {code}")))
     }
 }

@@ -30,16 +30,19 @@
 //! `update`. `prepare` increments `t` before `update` runs and hands it the bias corrections, so no
 //! update invocation reads `t` while it changes.
 
-use crate::error::{arg_err, shape_err, Result};
+use crate::gpu::error::{arg_err, shape_err, Result};
 use crate::gpu::{grid_1d, Access, Cost, Dispatch, Gpu, GpuTensor, KernelSpec, Shader, Step};
 use crate::ops::reduce::{sum_squares, SumSquares};
 use crate::ops::{check_output, place, to_u32, Real};
+
+mod native;
 
 /// `shaders/adamw.wgsl`.
 pub static SHADER: Shader = Shader {
     name: "adamw",
     source: include_str!("../../shaders/adamw.wgsl"),
-    native: crate::native::adamw::run,
+    native: native::run,
+    params: <Params as crate::gpu::Uniform>::LAYOUT,
 };
 
 /// Hyper-parameters of [`AdamW`] (names and defaults of `optax.adamw`).
@@ -100,34 +103,34 @@ impl AdamWConfig {
     }
 }
 
-#[repr(C)]
-#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
-pub(crate) struct Params {
-    pub(crate) batch: u32,
-    pub(crate) n: u32,
-    pub(crate) w_off: u32,
-    pub(crate) w_stride: u32,
-    pub(crate) g_off: u32,
-    pub(crate) g_stride: u32,
-    pub(crate) b1: f32,
-    pub(crate) b2: f32,
-    pub(crate) eps: f32,
-    pub(crate) eps_root: f32,
-    pub(crate) max_norm: f32,
-    /// The step count `vjp` runs backwards (the other entries read theirs from the state).
-    pub(crate) t: u32,
-    /// Offsets and strides of `vjp`'s m′, v′, m̄, v̄, ḡ (its θ̄ is at `w_*`, its g at `g_*`).
-    pub(crate) mn_off: u32,
-    pub(crate) mn_stride: u32,
-    pub(crate) vn_off: u32,
-    pub(crate) vn_stride: u32,
-    pub(crate) mb_off: u32,
-    pub(crate) mb_stride: u32,
-    pub(crate) vb_off: u32,
-    pub(crate) vb_stride: u32,
-    pub(crate) gb_off: u32,
-    pub(crate) gb_stride: u32,
-    pub(crate) _pad: [u32; 2],
+crate::uniform! {
+    pub(crate) struct Params {
+        pub(crate) batch: u32,
+        pub(crate) n: u32,
+        pub(crate) w_off: u32,
+        pub(crate) w_stride: u32,
+        pub(crate) g_off: u32,
+        pub(crate) g_stride: u32,
+        pub(crate) b1: f32,
+        pub(crate) b2: f32,
+        pub(crate) eps: f32,
+        pub(crate) eps_root: f32,
+        pub(crate) max_norm: f32,
+        /// The step count `vjp` runs backwards (the other entries read theirs from the state).
+        pub(crate) t: u32,
+        /// Offsets and strides of `vjp`'s m′, v′, m̄, v̄, ḡ (its θ̄ is at `w_*`, its g at `g_*`).
+        pub(crate) mn_off: u32,
+        pub(crate) mn_stride: u32,
+        pub(crate) vn_off: u32,
+        pub(crate) vn_stride: u32,
+        pub(crate) mb_off: u32,
+        pub(crate) mb_stride: u32,
+        pub(crate) vb_off: u32,
+        pub(crate) vb_stride: u32,
+        pub(crate) gb_off: u32,
+        pub(crate) gb_stride: u32,
+        pub(crate) _pad: [u32; 2],
+    }
 }
 
 impl Params {
@@ -352,7 +355,7 @@ impl AdamW {
     }
 
     /// Sets one learning rate per item (B values, each finite and ≥ 0), with the timing of
-    /// [`AdamW::set_lr`]. A wrong count is an [`crate::Error::Shape`] naming both lengths.
+    /// [`AdamW::set_lr`]. A wrong count is an [`crate::gpu::DeviceError::Shape`] naming both lengths.
     pub fn set_lr_per_item(&self, gpu: &Gpu, lr: &[f32]) -> Result<()> {
         check_per_item("lr", lr, self.lr.batch())?;
         gpu.write(&self.lr, lr)
@@ -454,8 +457,8 @@ impl AdamW {
     /// with no write). Each item's learning rate and weight decay are read from this optimiser's
     /// state when the dispatch runs, so they must still be the ones the step used.
     ///
-    /// Errors: [`crate::Error::InvalidArgument`] for an optimiser that clips (`max_grad_norm >
-    /// 0`: clipping has no adjoint here) or `t = 0`; [`crate::Error::Shape`] naming the shapes
+    /// Errors: [`crate::gpu::DeviceError::InvalidArgument`] for an optimiser that clips (`max_grad_norm >
+    /// 0`: clipping has no adjoint here) or `t = 0`; [`crate::gpu::DeviceError::Shape`] naming the shapes
     /// when an operand's shape differs from the params', an output is broadcast or an output
     /// shares a buffer with another operand.
     pub fn vjp(&self, gpu: &Gpu, t: u32, io: &AdamWVjpIo<'_>) -> Result<Dispatch> {
@@ -591,30 +594,6 @@ fn check_distinct(op: &'static str, ops: &[(&'static str, &GpuTensor, bool)]) ->
         }
     }
     Ok(())
-}
-
-/// Checkpointing: the optimiser lists its own state.
-impl AdamW {
-    /// Everything an exact resume needs: the moments, the step count and the skip counters,
-    /// named `m`, `v`, `t`, `skipped`, `consecutive_skips`.
-    pub fn state(&self) -> crate::checkpoint::TensorState<'_> {
-        crate::checkpoint::TensorState::new()
-            .with("m", self.m())
-            .with("v", self.v())
-            .with("t", self.step_count())
-            .with("skipped", self.skipped())
-            .with("consecutive_skips", self.consecutive_skips())
-    }
-
-    /// Restores [`AdamW::state`] from a checkpoint read from `path` (un-prefixed names).
-    pub fn load_state(
-        &self,
-        gpu: &Gpu,
-        ck: &crate::checkpoint::Checkpoint,
-        path: &std::path::Path,
-    ) -> Result<()> {
-        self.state().load_from(gpu, ck, path)
-    }
 }
 
 /// Host copy of the per-item AdamW state, for [`adamw_cpu`].

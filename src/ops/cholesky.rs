@@ -22,15 +22,18 @@
 //! For the quadratic form, `∂quad/∂K = −α αᵀ` (the backward with `∂ℓ/∂α = y`, where `w = α`; no
 //! solve is needed: [`cholesky_grad_outer`] with `a = w = α`) and `∂quad/∂y = 2α`.
 
-use crate::error::{arg_err, shape_err, Result};
+use crate::gpu::error::{arg_err, shape_err, Result};
 use crate::gpu::{grid_1d, Access, Cost, Dispatch, Gpu, GpuTensor, KernelSpec, Shader};
 use crate::ops::{check_output, common_batch, place, to_u32, Real};
+
+mod native;
 
 /// `shaders/cholesky.wgsl`.
 pub static SHADER: Shader = Shader {
     name: "cholesky",
     source: include_str!("../../shaders/cholesky.wgsl"),
-    native: crate::native::cholesky::run,
+    native: native::run,
+    params: <Params as crate::gpu::Uniform>::LAYOUT,
 };
 
 /// Invocations of the element-wise `outer` kernel.
@@ -59,24 +62,25 @@ pub struct Ridge {
     pub rel: f32,
 }
 
-#[repr(C)]
-#[derive(Clone, Copy, Default, bytemuck::Pod, bytemuck::Zeroable)]
-pub(crate) struct Params {
-    pub(crate) n: u32,
-    pub(crate) r: u32,
-    pub(crate) batch: u32,
-    pub(crate) nan_bits: u32,
-    pub(crate) ridge_abs: f32,
-    pub(crate) ridge_rel: f32,
-    pub(crate) in1_off: u32,
-    pub(crate) in1_stride: u32,
-    pub(crate) in2_off: u32,
-    pub(crate) in2_stride: u32,
-    pub(crate) out3_off: u32,
-    pub(crate) out3_stride: u32,
-    pub(crate) out4_off: u32,
-    pub(crate) out4_stride: u32,
-    pub(crate) _pad: [u32; 2],
+crate::uniform! {
+    #[derive(Default)]
+    pub(crate) struct Params {
+        pub(crate) n: u32,
+        pub(crate) r: u32,
+        pub(crate) batch: u32,
+        pub(crate) nan_bits: u32,
+        pub(crate) ridge_abs: f32,
+        pub(crate) ridge_rel: f32,
+        pub(crate) in1_off: u32,
+        pub(crate) in1_stride: u32,
+        pub(crate) in2_off: u32,
+        pub(crate) in2_stride: u32,
+        pub(crate) out3_off: u32,
+        pub(crate) out3_stride: u32,
+        pub(crate) out4_off: u32,
+        pub(crate) out4_stride: u32,
+        pub(crate) _pad: [u32; 2],
+    }
 }
 
 /// `name shape, …` for error messages.

@@ -4,9 +4,11 @@
 //! Inputs may be stride-0 broadcasts; outputs may not. `copy` from a broadcast source into a
 //! per-item tensor is how per-task fast weights are initialised from a shared meta-init.
 
-use crate::error::{arg_err, shape_err, Result};
+use crate::gpu::error::{arg_err, shape_err, Result};
 use crate::gpu::{grid_1d, Access, Cost, Dispatch, Gpu, GpuTensor, KernelSpec, Shader};
 use crate::ops::{check_output, common_batch, place, to_u32, Activation, Real};
+
+mod native;
 
 /// `shaders/elementwise.wgsl` with the shared activation functions prepended.
 pub static SHADER: Shader = Shader {
@@ -15,31 +17,32 @@ pub static SHADER: Shader = Shader {
         include_str!("../../shaders/activation.wgsl"),
         include_str!("../../shaders/elementwise.wgsl")
     ),
-    native: crate::native::elementwise::run,
+    native: native::run,
+    params: <Params as crate::gpu::Uniform>::LAYOUT,
 };
 
 /// Invocations per workgroup (`WG` in the shader).
 const WG: usize = 256;
 
-#[repr(C)]
-#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
-pub(crate) struct Params {
-    pub(crate) len: u32,
-    pub(crate) total: u32,
-    pub(crate) cols: u32,
-    pub(crate) _pad0: u32,
-    pub(crate) y_off: u32,
-    pub(crate) y_stride: u32,
-    pub(crate) a_off: u32,
-    pub(crate) a_stride: u32,
-    pub(crate) b_off: u32,
-    pub(crate) b_stride: u32,
-    pub(crate) alpha: f32,
-    pub(crate) _pad1: u32,
-    pub(crate) c_off: u32,
-    pub(crate) c_stride: u32,
-    pub(crate) d_off: u32,
-    pub(crate) d_stride: u32,
+crate::uniform! {
+    pub(crate) struct Params {
+        pub(crate) len: u32,
+        pub(crate) total: u32,
+        pub(crate) cols: u32,
+        pub(crate) _pad0: u32,
+        pub(crate) y_off: u32,
+        pub(crate) y_stride: u32,
+        pub(crate) a_off: u32,
+        pub(crate) a_stride: u32,
+        pub(crate) b_off: u32,
+        pub(crate) b_stride: u32,
+        pub(crate) alpha: f32,
+        pub(crate) _pad1: u32,
+        pub(crate) c_off: u32,
+        pub(crate) c_stride: u32,
+        pub(crate) d_off: u32,
+        pub(crate) d_stride: u32,
+    }
 }
 
 /// Which entry point, and the value of its `OP` override.

@@ -5,34 +5,37 @@
 //! Operands are strided batches of `rows × C` matrices (e.g. the embedding rows of every task
 //! inside the packed task buffer); the scales are `[batch × rows × 1]`.
 
-use crate::error::{shape_err, Result};
+use crate::gpu::error::{shape_err, Result};
 use crate::gpu::{grid_1d, Access, Cost, Dispatch, Gpu, GpuTensor, KernelSpec, Shader};
 use crate::ops::{check_output, common_batch, place, to_u32, Real};
+
+mod native;
 
 /// `shaders/embnorm.wgsl`.
 pub static SHADER: Shader = Shader {
     name: "embnorm",
     source: include_str!("../../shaders/embnorm.wgsl"),
-    native: crate::native::embnorm::run,
+    native: native::run,
+    params: <Params as crate::gpu::Uniform>::LAYOUT,
 };
 
 /// Invocations per workgroup (`WG` in the shader).
 const WG: usize = 64;
 
-#[repr(C)]
-#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
-pub(crate) struct Params {
-    pub(crate) rows: u32,
-    pub(crate) cols: u32,
-    pub(crate) total: u32,
-    pub(crate) _pad0: u32,
-    pub(crate) x_off: u32,
-    pub(crate) x_stride: u32,
-    pub(crate) y_off: u32,
-    pub(crate) y_stride: u32,
-    pub(crate) s_off: u32,
-    pub(crate) s_stride: u32,
-    pub(crate) _pad1: [u32; 2],
+crate::uniform! {
+    pub(crate) struct Params {
+        pub(crate) rows: u32,
+        pub(crate) cols: u32,
+        pub(crate) total: u32,
+        pub(crate) _pad0: u32,
+        pub(crate) x_off: u32,
+        pub(crate) x_stride: u32,
+        pub(crate) y_off: u32,
+        pub(crate) y_stride: u32,
+        pub(crate) s_off: u32,
+        pub(crate) s_stride: u32,
+        pub(crate) _pad1: [u32; 2],
+    }
 }
 
 fn launch(

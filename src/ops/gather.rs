@@ -16,10 +16,12 @@
 //! `bits mod R` over 32 uniform bits favours the first `2³² mod R` rows by a relative
 //! `≤ R / 2³²` (≤ 6·10⁻⁸ for R ≤ 256): negligible here, and zero when R is a power of two.
 
-use crate::error::{shape_err, Result};
+use crate::gpu::error::{shape_err, Result};
 use crate::gpu::{grid_1d, Access, Cost, Gpu, GpuTensor, KernelSpec, Shader};
 use crate::ops::rng::{random_bits, ItemSeeds, Keying, RngDispatch, RngKey};
 use crate::ops::to_u32;
+
+mod native;
 
 /// `shaders/gather.wgsl` after the shared Philox of `shaders/philox.wgsl`.
 pub static SHADER: Shader = Shader {
@@ -28,27 +30,29 @@ pub static SHADER: Shader = Shader {
         include_str!("../../shaders/philox.wgsl"),
         include_str!("../../shaders/gather.wgsl")
     ),
-    native: crate::native::gather::run,
+    native: native::run,
+    params: <Params as crate::gpu::Uniform>::LAYOUT,
 };
 
 /// Invocations per workgroup; each copies one destination row.
 const WG: u32 = 64;
 
-#[repr(C)]
-#[derive(Clone, Copy, Debug, bytemuck::Pod, bytemuck::Zeroable)]
-pub(crate) struct Params {
-    pub(crate) batch: u32,
-    pub(crate) rows: u32,
-    pub(crate) cols: u32,
-    pub(crate) rows_dst: u32,
-    pub(crate) src_off: u32,
-    pub(crate) src_stride: u32,
-    pub(crate) dst_off: u32,
-    pub(crate) dst_stride: u32,
-    pub(crate) seed_lo: u32,
-    pub(crate) seed_hi: u32,
-    pub(crate) stream_lo: u32,
-    pub(crate) stream_hi: u32,
+crate::uniform! {
+    #[derive(Debug)]
+    pub(crate) struct Params {
+        pub(crate) batch: u32,
+        pub(crate) rows: u32,
+        pub(crate) cols: u32,
+        pub(crate) rows_dst: u32,
+        pub(crate) src_off: u32,
+        pub(crate) src_stride: u32,
+        pub(crate) dst_off: u32,
+        pub(crate) dst_stride: u32,
+        pub(crate) seed_lo: u32,
+        pub(crate) seed_hi: u32,
+        pub(crate) stream_lo: u32,
+        pub(crate) stream_hi: u32,
+    }
 }
 
 /// A prepared random gather: an [`RngDispatch`] (`set_stream` replays it with a new stream).

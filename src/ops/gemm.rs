@@ -1,9 +1,11 @@
 //! Batched GEMM with bias and activation epilogue (`shaders/gemm.wgsl`):
 //! `C[b] = act(α · op(A[b]) · op(B[b]) + β · C[b] + bias[b])`.
 
-use crate::error::{arg_err, shape_err, Result};
+use crate::gpu::error::{arg_err, shape_err, Result};
 use crate::gpu::{Access, Cost, Dispatch, Gpu, GpuTensor, KernelSpec, Shader};
 use crate::ops::{check_output, common_batch, place, to_u32, Activation, Real};
+
+mod native;
 
 /// `shaders/gemm.wgsl` with the shared activation functions prepended.
 pub static SHADER: Shader = Shader {
@@ -12,7 +14,8 @@ pub static SHADER: Shader = Shader {
         include_str!("../../shaders/activation.wgsl"),
         include_str!("../../shaders/gemm.wgsl")
     ),
-    native: crate::native::gemm::run,
+    native: native::run,
+    params: <Params as crate::gpu::Uniform>::LAYOUT,
 };
 
 /// Workgroup shape of the GEMM kernel: a `(4·wg_y) × (4·wg_x)` tile of C per workgroup, K staged
@@ -98,24 +101,24 @@ impl Default for GemmOptions {
     }
 }
 
-#[repr(C)]
-#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
-pub(crate) struct Params {
-    pub(crate) m: u32,
-    pub(crate) n: u32,
-    pub(crate) k: u32,
-    pub(crate) batch: u32,
-    pub(crate) a_off: u32,
-    pub(crate) a_stride: u32,
-    pub(crate) b_off: u32,
-    pub(crate) b_stride: u32,
-    pub(crate) c_off: u32,
-    pub(crate) c_stride: u32,
-    pub(crate) bias_off: u32,
-    pub(crate) bias_stride: u32,
-    pub(crate) alpha: f32,
-    pub(crate) beta: f32,
-    pub(crate) _pad: [u32; 2],
+crate::uniform! {
+    pub(crate) struct Params {
+        pub(crate) m: u32,
+        pub(crate) n: u32,
+        pub(crate) k: u32,
+        pub(crate) batch: u32,
+        pub(crate) a_off: u32,
+        pub(crate) a_stride: u32,
+        pub(crate) b_off: u32,
+        pub(crate) b_stride: u32,
+        pub(crate) c_off: u32,
+        pub(crate) c_stride: u32,
+        pub(crate) bias_off: u32,
+        pub(crate) bias_stride: u32,
+        pub(crate) alpha: f32,
+        pub(crate) beta: f32,
+        pub(crate) _pad: [u32; 2],
+    }
 }
 
 /// Problem size of a GEMM: (batch, M, N, K).
@@ -297,7 +300,7 @@ fn launch(
     }
     let shared = 4 * tile.bk * (tile.tile_m() + tile.tile_n());
     if shared > gpu.limits().max_compute_workgroup_storage_size {
-        return Err(crate::Error::Limit {
+        return Err(crate::gpu::DeviceError::Limit {
             what: format!("gemm tile {tile:?}"),
             requested: format!("{shared} bytes of workgroup memory"),
             limit_name: "max_compute_workgroup_storage_size",

@@ -2,9 +2,11 @@
 //! `x [batch × rows × cols]`, `y = (x − μ)·rstd·γ + β` with `rstd = 1/√(var + eps)` and the biased
 //! variance. The forward saves `mean` and `rstd` (`[batch × rows × 1]`) for the backward.
 
-use crate::error::{arg_err, shape_err, Result};
+use crate::gpu::error::{arg_err, shape_err, Result};
 use crate::gpu::{grid_1d, Access, Cost, Dispatch, Gpu, GpuTensor, KernelSpec, Shader};
 use crate::ops::{check_output, common_batch, place, to_u32, Real};
+
+mod native;
 
 /// `shaders/layernorm.wgsl` with `layernorm_common.wgsl` (reductions, γ) prepended.
 pub static SHADER: Shader = Shader {
@@ -13,7 +15,8 @@ pub static SHADER: Shader = Shader {
         include_str!("../../shaders/layernorm_common.wgsl"),
         include_str!("../../shaders/layernorm.wgsl")
     ),
-    native: crate::native::layernorm::run,
+    native: native::run,
+    params: <Params as crate::gpu::Uniform>::LAYOUT,
 };
 
 /// haiku's default `eps`.
@@ -28,28 +31,29 @@ pub(crate) fn row_workgroup(cols: usize) -> u32 {
     (cols.next_power_of_two() as u32).clamp(32, WG)
 }
 
-#[repr(C)]
-#[derive(Clone, Copy, Default, bytemuck::Pod, bytemuck::Zeroable)]
-pub(crate) struct Params {
-    pub(crate) batch: u32,
-    pub(crate) rows: u32,
-    pub(crate) cols: u32,
-    pub(crate) eps: f32,
-    pub(crate) x_off: u32,
-    pub(crate) x_stride: u32,
-    pub(crate) g_off: u32,
-    pub(crate) g_stride: u32,
-    pub(crate) in3_off: u32,
-    pub(crate) in3_stride: u32,
-    pub(crate) out4_off: u32,
-    pub(crate) out4_stride: u32,
-    pub(crate) m_off: u32,
-    pub(crate) m_stride: u32,
-    pub(crate) r_off: u32,
-    pub(crate) r_stride: u32,
-    pub(crate) out7_off: u32,
-    pub(crate) out7_stride: u32,
-    pub(crate) _pad: [u32; 2],
+crate::uniform! {
+    #[derive(Default)]
+    pub(crate) struct Params {
+        pub(crate) batch: u32,
+        pub(crate) rows: u32,
+        pub(crate) cols: u32,
+        pub(crate) eps: f32,
+        pub(crate) x_off: u32,
+        pub(crate) x_stride: u32,
+        pub(crate) g_off: u32,
+        pub(crate) g_stride: u32,
+        pub(crate) in3_off: u32,
+        pub(crate) in3_stride: u32,
+        pub(crate) out4_off: u32,
+        pub(crate) out4_stride: u32,
+        pub(crate) m_off: u32,
+        pub(crate) m_stride: u32,
+        pub(crate) r_off: u32,
+        pub(crate) r_stride: u32,
+        pub(crate) out7_off: u32,
+        pub(crate) out7_stride: u32,
+        pub(crate) _pad: [u32; 2],
+    }
 }
 
 /// Checks that `t` is `[batch × rows × cols]`, naming `what` and the input shape otherwise.

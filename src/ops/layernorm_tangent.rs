@@ -13,10 +13,12 @@
 //! `ḋβ = Σ_rows ḋy` is a plain column sum ([`crate::ops::reduce::col_sums`]). `tstats` is
 //! `[batch × rows × 2]`; the forward tangent writes it, the backward tangent reads it.
 
-use crate::error::Result;
+use crate::gpu::error::Result;
 use crate::gpu::{grid_1d, Access, Cost, Dispatch, Gpu, GpuTensor, KernelSpec, Shader};
 use crate::ops::layernorm::{expect, row_workgroup, WG};
 use crate::ops::{check_output, common_batch, place, to_u32, Real};
+
+mod native;
 
 /// `shaders/layernorm_tangent.wgsl` with `layernorm_common.wgsl` (reductions, γ) prepended.
 pub static SHADER: Shader = Shader {
@@ -25,35 +27,37 @@ pub static SHADER: Shader = Shader {
         include_str!("../../shaders/layernorm_common.wgsl"),
         include_str!("../../shaders/layernorm_tangent.wgsl")
     ),
-    native: crate::native::layernorm_tangent::run,
+    native: native::run,
+    params: <Params as crate::gpu::Uniform>::LAYOUT,
 };
 
-#[repr(C)]
-#[derive(Clone, Copy, Default, bytemuck::Pod, bytemuck::Zeroable)]
-pub(crate) struct Params {
-    pub(crate) batch: u32,
-    pub(crate) rows: u32,
-    pub(crate) cols: u32,
-    pub(crate) _pad0: u32,
-    pub(crate) x_off: u32,
-    pub(crate) x_stride: u32,
-    pub(crate) g_off: u32,
-    pub(crate) g_stride: u32,
-    pub(crate) xd_off: u32,
-    pub(crate) xd_stride: u32,
-    pub(crate) dy_off: u32,
-    pub(crate) dy_stride: u32,
-    pub(crate) dyd_off: u32,
-    pub(crate) dyd_stride: u32,
-    pub(crate) m_off: u32,
-    pub(crate) m_stride: u32,
-    pub(crate) r_off: u32,
-    pub(crate) r_stride: u32,
-    pub(crate) out_off: u32,
-    pub(crate) out_stride: u32,
-    pub(crate) ts_off: u32,
-    pub(crate) ts_stride: u32,
-    pub(crate) _pad: [u32; 2],
+crate::uniform! {
+    #[derive(Default)]
+    pub(crate) struct Params {
+        pub(crate) batch: u32,
+        pub(crate) rows: u32,
+        pub(crate) cols: u32,
+        pub(crate) _pad0: u32,
+        pub(crate) x_off: u32,
+        pub(crate) x_stride: u32,
+        pub(crate) g_off: u32,
+        pub(crate) g_stride: u32,
+        pub(crate) xd_off: u32,
+        pub(crate) xd_stride: u32,
+        pub(crate) dy_off: u32,
+        pub(crate) dy_stride: u32,
+        pub(crate) dyd_off: u32,
+        pub(crate) dyd_stride: u32,
+        pub(crate) m_off: u32,
+        pub(crate) m_stride: u32,
+        pub(crate) r_off: u32,
+        pub(crate) r_stride: u32,
+        pub(crate) out_off: u32,
+        pub(crate) out_stride: u32,
+        pub(crate) ts_off: u32,
+        pub(crate) ts_stride: u32,
+        pub(crate) _pad: [u32; 2],
+    }
 }
 
 /// What both tangent passes read: the forward's input and statistics, the input's tangent, γ,

@@ -7,39 +7,42 @@
 //! has the logits' shape and is `grad_scale · d(loss_item)/d(logits)` (e.g. `grad_scale =
 //! 1/meta_batch` to average over tasks). Results are deterministic: see the shader header.
 
-use crate::error::{arg_err, shape_err, Result};
+use crate::gpu::error::{arg_err, shape_err, Result};
 use crate::gpu::{Access, Cost, Dispatch, Gpu, GpuTensor, KernelSpec, Shader};
 use crate::ops::{check_output, common_batch, place, to_u32, Real};
+
+mod native;
 
 /// `shaders/loss.wgsl`.
 pub static SHADER: Shader = Shader {
     name: "loss",
     source: include_str!("../../shaders/loss.wgsl"),
-    native: crate::native::loss::run,
+    native: native::run,
+    params: <Params as crate::gpu::Uniform>::LAYOUT,
 };
 
-#[repr(C)]
-#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
-pub(crate) struct Params {
-    pub(crate) rows: u32,
-    pub(crate) cols: u32,
-    /// Items (the workgroup count). The shader ignores it (its items are its workgroups; this is
-    /// its `_pad0`); the native kernel, which sees no grid, reads it.
-    pub(crate) batch: u32,
-    pub(crate) _pad0: u32,
-    pub(crate) z_off: u32,
-    pub(crate) z_stride: u32,
-    pub(crate) t_off: u32,
-    pub(crate) t_stride: u32,
-    pub(crate) l_off: u32,
-    pub(crate) l_stride: u32,
-    pub(crate) g_off: u32,
-    pub(crate) g_stride: u32,
-    pub(crate) norm: f32,
-    pub(crate) gscale: f32,
-    /// Offset and stride of the tangent `dz` (`grad_tangent` only).
-    pub(crate) d_off: u32,
-    pub(crate) d_stride: u32,
+crate::uniform! {
+    pub(crate) struct Params {
+        pub(crate) rows: u32,
+        pub(crate) cols: u32,
+        /// Items (the workgroup count). The shader does not read it (its items are its
+        /// workgroups); the native kernel, which sees no grid, does.
+        pub(crate) batch: u32,
+        pub(crate) _pad0: u32,
+        pub(crate) z_off: u32,
+        pub(crate) z_stride: u32,
+        pub(crate) t_off: u32,
+        pub(crate) t_stride: u32,
+        pub(crate) l_off: u32,
+        pub(crate) l_stride: u32,
+        pub(crate) g_off: u32,
+        pub(crate) g_stride: u32,
+        pub(crate) norm: f32,
+        pub(crate) gscale: f32,
+        /// Offset and stride of the tangent `dz` (`grad_tangent` only).
+        pub(crate) d_off: u32,
+        pub(crate) d_stride: u32,
+    }
 }
 
 /// The per-row value a launch reduces (the shader's `LOSS` override).

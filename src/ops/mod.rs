@@ -5,7 +5,7 @@
 //! - operands are [`GpuTensor`]s with a leading batch axis; every operand of one launch has the
 //!   same `batch` (use [`GpuTensor::broadcast`] for a matrix shared by all items);
 //! - outputs must not be broadcast views (items would race on the same memory);
-//! - launchers validate shapes and return [`crate::Error::Shape`] naming them, never panic;
+//! - launchers validate shapes and return [`crate::gpu::DeviceError::Shape`] naming them, never panic;
 //! - CPU twins take logical, contiguous host data (`batch · rows · cols`, broadcasts repeated)
 //!   and are generic over [`Real`] so model gradient checks can run them in f64.
 
@@ -25,10 +25,28 @@ pub mod rng;
 pub mod sine;
 pub mod softmax;
 
-use crate::error::{shape_err, Result};
+use crate::gpu::error::{shape_err, Result};
 use crate::gpu::GpuTensor;
 
 pub use activation::Activation;
+
+/// Every kernel family's shader, once: the list the layout test (`tests/kernel_layouts.rs`)
+/// checks against the WGSL files. A new family adds its `SHADER` here.
+pub const SHADERS: &[&crate::gpu::Shader] = &[
+    &adamw::SHADER,
+    &cholesky::SHADER,
+    &elementwise::SHADER,
+    &embnorm::SHADER,
+    &gather::SHADER,
+    &gemm::SHADER,
+    &layernorm::SHADER,
+    &layernorm_tangent::SHADER,
+    &loss::SHADER,
+    &reduce::SHADER,
+    &rng::SHADER,
+    &sine::SHADER,
+    &softmax::SHADER,
+];
 
 /// Scalar type of the CPU twins: f32 (to match the GPU) or f64 (for finite-difference checks).
 pub trait Real:

@@ -14,15 +14,18 @@
 //! workgroup is sized from one item's `C` outputs (sizing it from all `B·C` outputs would change
 //! the number of partial sums per output, hence the order of the additions, with `B`).
 
-use crate::error::{arg_err, shape_err, Result};
+use crate::gpu::error::{arg_err, shape_err, Result};
 use crate::gpu::{grid_1d, Access, Cost, Dispatch, Gpu, GpuTensor, KernelSpec, Shader, Step};
 use crate::ops::{check_output, place, to_u32, Real};
+
+mod native;
 
 /// `shaders/reduce.wgsl`.
 pub static SHADER: Shader = Shader {
     name: "reduce",
     source: include_str!("../../shaders/reduce.wgsl"),
-    native: crate::native::reduce::run,
+    native: native::run,
+    params: <Params as crate::gpu::Uniform>::LAYOUT,
 };
 
 /// Which axis of `x [B×R×C]` a [`reduce`] sums over.
@@ -50,21 +53,21 @@ impl Reduction {
     }
 }
 
-#[repr(C)]
-#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
-pub(crate) struct Params {
-    pub(crate) n_out: u32,
-    pub(crate) per_item: u32,
-    pub(crate) n_red: u32,
-    pub(crate) limit: u32,
-    pub(crate) j_step: u32,
-    pub(crate) k_step: u32,
-    pub(crate) x_off: u32,
-    pub(crate) x_stride: u32,
-    pub(crate) y_off: u32,
-    pub(crate) y_stride: u32,
-    pub(crate) alpha: f32,
-    pub(crate) beta: f32,
+crate::uniform! {
+    pub(crate) struct Params {
+        pub(crate) n_out: u32,
+        pub(crate) per_item: u32,
+        pub(crate) n_red: u32,
+        pub(crate) limit: u32,
+        pub(crate) j_step: u32,
+        pub(crate) k_step: u32,
+        pub(crate) x_off: u32,
+        pub(crate) x_stride: u32,
+        pub(crate) y_off: u32,
+        pub(crate) y_stride: u32,
+        pub(crate) alpha: f32,
+        pub(crate) beta: f32,
+    }
 }
 
 /// Elements of one sum-of-squares pass-1 partial: 16 terms per invocation of a 256-wide workgroup,

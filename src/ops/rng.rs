@@ -31,11 +31,12 @@
 //! FMA. Remaining risk: a driver that flushes or rounds non-conformantly, or that fuses across
 //! that barrier (none known); the bitwise tests detect it on the device at hand.
 
-use crate::error::{arg_err, shape_err, Result};
+use crate::gpu::error::{arg_err, shape_err, Result};
 use crate::gpu::{grid_1d, Access, Cost, Dispatch, Gpu, GpuTensor, KernelSpec, Shader};
 use crate::ops::to_u32;
 
 mod keying;
+mod native;
 pub use keying::{ItemSeeds, Keying};
 
 /// `shaders/rng.wgsl` after the shared Philox (`shaders/philox.wgsl`) and normal
@@ -47,7 +48,8 @@ pub static SHADER: Shader = Shader {
         include_str!("../../shaders/normal.wgsl"),
         include_str!("../../shaders/rng.wgsl")
     ),
-    native: crate::native::rng::run,
+    native: native::run,
+    params: <Params as crate::gpu::Uniform>::LAYOUT,
 };
 
 /// Invocations per workgroup; each handles one Philox block of 4 elements.
@@ -99,21 +101,21 @@ impl Distribution {
     }
 }
 
-#[repr(C)]
-#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
-pub(crate) struct Params {
-    pub(crate) len: u32,
-    pub(crate) item_len: u32,
-    pub(crate) out_off: u32,
-    pub(crate) out_stride: u32,
-    pub(crate) seed_lo: u32,
-    pub(crate) seed_hi: u32,
-    pub(crate) stream_lo: u32,
-    pub(crate) stream_hi: u32,
-    pub(crate) a: f32,
-    pub(crate) s: f32,
-    pub(crate) zero: u32,
-    pub(crate) blocks: u32,
+crate::uniform! {
+    pub(crate) struct Params {
+        pub(crate) len: u32,
+        pub(crate) item_len: u32,
+        pub(crate) out_off: u32,
+        pub(crate) out_stride: u32,
+        pub(crate) seed_lo: u32,
+        pub(crate) seed_hi: u32,
+        pub(crate) stream_lo: u32,
+        pub(crate) stream_hi: u32,
+        pub(crate) a: f32,
+        pub(crate) s: f32,
+        pub(crate) zero: u32,
+        pub(crate) blocks: u32,
+    }
 }
 
 /// A prepared launch keyed by the Philox generator (a random fill, a random gather). Replay it

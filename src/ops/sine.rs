@@ -15,10 +15,12 @@
 //! The CPU twin [`sample_cpu`] gives the same `x` bit for bit (Philox and the polynomial normal
 //! are exact) and `y` up to `sin` rounding.
 
-use crate::error::{arg_err, shape_err, Result};
+use crate::gpu::error::{arg_err, shape_err, Result};
 use crate::gpu::{grid_1d, Access, Cost, Gpu, GpuTensor, KernelSpec, Shader};
 use crate::ops::rng::{normal_table, random_bits, ItemSeeds, RngDispatch, RngKey};
 use crate::ops::to_u32;
+
+mod native;
 
 /// `shaders/sine.wgsl` after the shared Philox and normal.
 pub static SHADER: Shader = Shader {
@@ -28,37 +30,39 @@ pub static SHADER: Shader = Shader {
         include_str!("../../shaders/normal.wgsl"),
         include_str!("../../shaders/sine.wgsl")
     ),
-    native: crate::native::sine::run,
+    native: native::run,
+    params: <Params as crate::gpu::Uniform>::LAYOUT,
 };
 
 /// Invocations per workgroup; each writes one row.
 const WG: u32 = 64;
 
-#[repr(C)]
-#[derive(Clone, Copy, Debug, bytemuck::Pod, bytemuck::Zeroable)]
-pub(crate) struct Params {
-    pub(crate) batch: u32,
-    pub(crate) rows: u32,
-    pub(crate) m: u32,
-    pub(crate) modules: u32,
-    pub(crate) comps: u32,
-    pub(crate) x_rep: u32,
-    pub(crate) y_rep: u32,
-    pub(crate) task_stride: u32,
-    pub(crate) row0: u32,
-    pub(crate) zero: u32,
-    pub(crate) data_lo: u32,
-    pub(crate) data_hi: u32,
-    pub(crate) pick_lo: u32,
-    pub(crate) pick_hi: u32,
-    pub(crate) x_off: u32,
-    pub(crate) x_stride: u32,
-    pub(crate) y_off: u32,
-    pub(crate) y_stride: u32,
-    pub(crate) task_off: u32,
-    pub(crate) sigma: f32,
-    pub(crate) dim: u32,
-    pub(crate) _pad: [u32; 3],
+crate::uniform! {
+    #[derive(Debug)]
+    pub(crate) struct Params {
+        pub(crate) batch: u32,
+        pub(crate) rows: u32,
+        pub(crate) m: u32,
+        pub(crate) modules: u32,
+        pub(crate) comps: u32,
+        pub(crate) x_rep: u32,
+        pub(crate) y_rep: u32,
+        pub(crate) task_stride: u32,
+        pub(crate) row0: u32,
+        pub(crate) zero: u32,
+        pub(crate) data_lo: u32,
+        pub(crate) data_hi: u32,
+        pub(crate) pick_lo: u32,
+        pub(crate) pick_hi: u32,
+        pub(crate) x_off: u32,
+        pub(crate) x_stride: u32,
+        pub(crate) y_off: u32,
+        pub(crate) y_stride: u32,
+        pub(crate) task_off: u32,
+        pub(crate) sigma: f32,
+        pub(crate) dim: u32,
+        pub(crate) _pad: [u32; 3],
+    }
 }
 
 /// Sizes of the task: input dimension `m`, true modules `K` of input dimension `b`, sine

@@ -3,37 +3,40 @@
 //! into soft labels (Schug et al. spec §3.2): z-score each output unit per task with μ, σ taken
 //! over a fixed set of inputs, then `y = softmax(z / T)` with `T = 0.1`.
 
-use crate::error::{arg_err, shape_err, Result};
+use crate::gpu::error::{arg_err, shape_err, Result};
 use crate::gpu::{grid_1d, Access, Cost, Dispatch, Gpu, GpuTensor, KernelSpec, Shader};
 use crate::ops::{check_output, common_batch, place, to_u32, Real};
+
+mod native;
 
 /// `shaders/softmax.wgsl`.
 pub static SHADER: Shader = Shader {
     name: "softmax",
     source: include_str!("../../shaders/softmax.wgsl"),
-    native: crate::native::softmax::run,
+    native: native::run,
+    params: <Params as crate::gpu::Uniform>::LAYOUT,
 };
 
 /// Invocations per workgroup (`WG` in the shader).
 const WG: usize = 64;
 
-#[repr(C)]
-#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
-pub(crate) struct Params {
-    pub(crate) batch: u32,
-    pub(crate) rows: u32,
-    pub(crate) cols: u32,
-    pub(crate) _pad0: u32,
-    pub(crate) x_off: u32,
-    pub(crate) x_stride: u32,
-    pub(crate) y_off: u32,
-    pub(crate) y_stride: u32,
-    pub(crate) mean_off: u32,
-    pub(crate) mean_stride: u32,
-    pub(crate) std_off: u32,
-    pub(crate) std_stride: u32,
-    pub(crate) inv_temperature: f32,
-    pub(crate) _pad1: [u32; 3],
+crate::uniform! {
+    pub(crate) struct Params {
+        pub(crate) batch: u32,
+        pub(crate) rows: u32,
+        pub(crate) cols: u32,
+        pub(crate) _pad0: u32,
+        pub(crate) x_off: u32,
+        pub(crate) x_stride: u32,
+        pub(crate) y_off: u32,
+        pub(crate) y_stride: u32,
+        pub(crate) mean_off: u32,
+        pub(crate) mean_stride: u32,
+        pub(crate) std_off: u32,
+        pub(crate) std_stride: u32,
+        pub(crate) inv_temperature: f32,
+        pub(crate) _pad1: [u32; 3],
+    }
 }
 
 /// Checks `stats` is `[batch × 1 × cols]` per item.

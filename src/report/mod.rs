@@ -4,5 +4,5 @@
 pub mod plot;
 pub mod runs_table;
 
-pub use plot::{plot_dir, plot_run, plot_sweep, PlotError};
+pub use plot::{plot_run, plot_sweep, PlotError};
 pub use runs_table::{summary_markdown, RunsTable, RunsTableError};

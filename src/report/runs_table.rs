@@ -9,7 +9,7 @@ use std::path::Path;
 
 use thiserror::Error;
 
-use crate::run::write_atomic;
+use crate::fs::write_atomic;
 
 /// What can go wrong reading or writing `runs.csv`.
 #[derive(Debug, Error)]

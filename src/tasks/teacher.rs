@@ -77,7 +77,7 @@ pub enum TeacherError {
     },
     /// The GPU layer rejected an operation.
     #[error(transparent)]
-    Gpu(#[from] crate::Error),
+    Gpu(#[from] crate::gpu::DeviceError),
 }
 
 /// Shape and seed of a teacher (spec §1.1).

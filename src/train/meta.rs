@@ -393,12 +393,12 @@ impl MetaLearner {
 
     /// Copies the current meta parameters into the best-so-far slot.
     pub fn save_best(&self, gpu: &Gpu) -> Result<()> {
-        gpu.run(&[&self.save_best])
+        Ok(gpu.run(&[&self.save_best])?)
     }
 
     /// Replaces the current meta parameters by the best-so-far slot.
     pub fn restore_best(&self, gpu: &Gpu) -> Result<()> {
-        gpu.run(&[&self.restore_best])
+        Ok(gpu.run(&[&self.restore_best])?)
     }
 
     /// The packed meta parameters.
@@ -454,7 +454,7 @@ fn init_meta(gpu: &Gpu, specs: &[ParamSpec], meta: &GpuTensor, seed: u64) -> Res
         });
     }
     let refs: Vec<&Dispatch> = ds.iter().collect();
-    gpu.run(&refs)
+    Ok(gpu.run(&refs)?)
 }
 
 /// Samples `count` task latents with replacement from `pool` (each `latent_len` long), seeded.

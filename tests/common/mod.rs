@@ -39,7 +39,7 @@ pub fn native() -> &'static Gpu {
 ///
 /// With `CI=true` a missing adapter fails the test; elsewhere the test is skipped loudly.
 pub fn gpu() -> Option<&'static Gpu> {
-    let open = || -> hypermod::Result<Gpu> {
+    let open = || -> Result<Gpu, hypermod::gpu::DeviceError> {
         let choice: DeviceChoice = device_name().parse()?;
         Gpu::open(choice, GpuOptions::default())
     };

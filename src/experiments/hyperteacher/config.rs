@@ -454,8 +454,9 @@ impl HyperteacherConfig {
     }
 }
 
-/// The `[task]` section's error for an impossible task space or split.
-fn task_err(e: TaskError) -> ConfigError {
+/// The `[task]` section's error for an impossible task space or split (also raised after
+/// validation, where the task space is used: a [`TaskError`] is always the config's fault).
+pub(crate) fn task_err(e: TaskError) -> ConfigError {
     ConfigError::Section {
         file: None,
         section: "task",

@@ -2,6 +2,7 @@
 //! `valid` and `test` from the training tasks, `ood` from the held-out ones, and `ood_k<k>` per
 //! hotness level (held-out tasks with k active modules; random k-hot tasks for k > K).
 
+use super::config::task_err;
 use super::setup::{coefficients, pool, Setup};
 use crate::error::Result;
 use crate::train::meta::sample_latents;
@@ -40,7 +41,8 @@ pub(crate) fn eval_sets(s: &Setup, plan: &EvalPlan) -> Result<Vec<EvalSet>> {
             s.space.ood_with_hotness(&s.split, k)
         } else {
             s.space.random_k_hot(k, plan.tasks, plan.seed ^ k as u64)
-        }?;
+        }
+        .map_err(task_err)?;
         if tasks.is_empty() {
             continue;
         }

@@ -2,6 +2,7 @@
 //! split, the pools of task latents and the meta-learner (teacher, student, episodes, optimisers)
 //! on the GPU. Nothing after this reads the config.
 
+use super::config::task_err;
 use super::config::HyperteacherConfig;
 use super::student::{with_student, StudentTask};
 use super::tasks::{Coefficients, Task, TaskSpace, TaskSplit};
@@ -26,7 +27,7 @@ pub(crate) fn pool(
     tasks: &[Task],
     coefficients: Coefficients,
 ) -> Result<Vec<Vec<f32>>> {
-    let flat = space.latents(tasks, coefficients)?;
+    let flat = space.latents(tasks, coefficients).map_err(task_err)?;
     Ok(flat
         .chunks(space.latent_len())
         .map(<[f32]>::to_vec)
@@ -60,7 +61,7 @@ pub(crate) fn setup(gpu: &Gpu, cfg: &HyperteacherConfig) -> Result<Setup> {
 fn build<S: GpuStudent>(gpu: &Gpu, cfg: &HyperteacherConfig, student: &S) -> Result<Setup> {
     let tr = &cfg.train;
     let space = cfg.task_space()?;
-    let split = space.split(cfg.task_support())?;
+    let split = space.split(cfg.task_support()).map_err(task_err)?;
     let coeff = |salt| coefficients(cfg.task.continuous, tr.seed, salt);
     let train_pool = pool(&space, &split.train, coeff(1))?;
     let ood_pool = pool(&space, &split.ood, coeff(2))?;

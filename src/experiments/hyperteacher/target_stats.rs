@@ -13,6 +13,7 @@
 
 use serde::Serialize;
 
+use super::config::task_err;
 use super::config::HyperteacherConfig;
 use super::setup::{coefficients, pool};
 use crate::error::{arg_err, Result};
@@ -121,7 +122,7 @@ pub fn target_stats(
 fn seed_stats(cfg: &HyperteacherConfig, tasks: usize, inputs: usize) -> Result<SeedStats> {
     let seed = cfg.train.seed;
     let space = cfg.task_space()?;
-    let split = space.split(cfg.task_support())?;
+    let split = space.split(cfg.task_support()).map_err(task_err)?;
     let weights = TeacherWeights::generate(TeacherConfig {
         hidden_dim: cfg.task.hidden_dim,
         num_hidden: cfg.task.layers + 1,

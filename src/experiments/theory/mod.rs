@@ -480,7 +480,7 @@ impl Experiment for Theory {
     }
 
     fn save_best(&self, gpu: &Gpu) -> Result<()> {
-        gpu.run(&[&self.save_best])
+        Ok(gpu.run(&[&self.save_best])?)
     }
 
     fn skipped_steps(&self, gpu: &Gpu) -> Result<f64> {

@@ -13,6 +13,7 @@
 //! backward (ê held fixed: first order) writes the meta-gradient of the run's mean ½·MSE.
 
 use crate::error::Result;
+use crate::gpu::error::Result as DeviceResult;
 use crate::gpu::{Dispatch, Gpu, GpuTensor};
 use crate::nn::{Dense, DenseBackward, Param};
 use crate::ops::adamw::{AdamW, AdamWConfig};
@@ -46,7 +47,7 @@ pub struct Nets {
 }
 
 /// `H` of every run: `[R × M × inputs·hidden]`.
-fn hnet_view(t: &GpuTensor, s: NetShape) -> Result<GpuTensor> {
+fn hnet_view(t: &GpuTensor, s: NetShape) -> DeviceResult<GpuTensor> {
     t.view(
         t.offset(),
         t.batch(),
@@ -57,7 +58,7 @@ fn hnet_view(t: &GpuTensor, s: NetShape) -> Result<GpuTensor> {
 }
 
 /// `W₂` of every run: `[R × hidden × outputs]`.
-fn readout_view(t: &GpuTensor, s: NetShape) -> Result<GpuTensor> {
+fn readout_view(t: &GpuTensor, s: NetShape) -> DeviceResult<GpuTensor> {
     t.view(
         t.offset() + s.hnet_len(),
         t.batch(),
@@ -68,13 +69,13 @@ fn readout_view(t: &GpuTensor, s: NetShape) -> Result<GpuTensor> {
 }
 
 /// A per-task tensor `[R·T × n × c]` seen per run, `[R × T·n × c]`.
-fn per_run(t: &GpuTensor, runs: usize) -> Result<GpuTensor> {
+fn per_run(t: &GpuTensor, runs: usize) -> DeviceResult<GpuTensor> {
     let rows = t.batch() / runs * t.rows();
     t.view(t.offset(), runs, rows, t.cols(), rows * t.cols())
 }
 
 /// Per-run generated weights `[R × T × inputs·hidden]` seen per task, `[R·T × inputs × hidden]`.
-fn per_task_weights(t: &GpuTensor, s: NetShape) -> Result<GpuTensor> {
+fn per_task_weights(t: &GpuTensor, s: NetShape) -> DeviceResult<GpuTensor> {
     let items = t.batch() * t.rows();
     t.view(t.offset(), items, s.inputs, s.hidden, s.generated_len())
 }

@@ -1,7 +1,7 @@
 //! How the items of a batched random launch are keyed (see the module docs of
 //! [`crate::ops::rng`]): one key for the whole batch, or one seed per item.
 
-use crate::error::{arg_err, shape_err, Result};
+use crate::gpu::error::{arg_err, shape_err, Result};
 use crate::gpu::{Gpu, GpuTensor};
 use crate::ops::rng::RngKey;
 

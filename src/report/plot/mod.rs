@@ -73,9 +73,10 @@ pub enum PlotError {
     Experiment {
         /// The sweep directory.
         dir: PathBuf,
-        /// Why (a missing or unreadable config, an unknown experiment).
+        /// Why (a missing or unreadable config, an unknown experiment): the crate's error,
+        /// boxed as a trait object so that `report` stays below it.
         #[source]
-        source: Box<crate::Error>,
+        source: Box<dyn std::error::Error + Send + Sync>,
     },
     /// plotters failed to draw or encode.
     #[error("drawing {path}: {message}")]
@@ -96,7 +97,7 @@ fn io_err(path: &Path) -> impl Fn(std::io::Error) -> PlotError + '_ {
     }
 }
 
-fn check_dir(dir: &Path) -> Result<()> {
+pub(crate) fn check_dir(dir: &Path) -> Result<()> {
     if !dir.is_dir() {
         return Err(PlotError::MissingDir {
             path: dir.display().to_string(),
@@ -110,14 +111,4 @@ fn run_name(dir: &Path) -> String {
     dir.file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_else(|| dir.display().to_string())
-}
-
-/// Plots a sweep directory (has `runs.csv`) or a run directory (has `metrics.jsonl`).
-pub fn plot_dir(dir: &Path) -> Result<Vec<PathBuf>> {
-    check_dir(dir)?;
-    if dir.join("runs.csv").is_file() {
-        plot_sweep(dir)
-    } else {
-        plot_run(dir)
-    }
 }

@@ -7,7 +7,7 @@ use plotters::coord::Shift;
 use plotters::prelude::*;
 
 use super::{io_err, PlotError, Result};
-use crate::run::write_atomic;
+use crate::fs::write_atomic;
 
 /// tab10: distinguishable line colours.
 pub(super) const COLORS: [RGBColor; 10] = [

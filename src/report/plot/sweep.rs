@@ -8,8 +8,8 @@ use plotters::prelude::*;
 
 use super::curves::plot_run;
 use super::render::*;
-use super::{check_dir, run_name, PlotError, Result};
-use crate::report::runs_table::{mean_std, RunsTable, RunsTableError};
+use super::{run_name, PlotError, Result};
+use crate::report::runs_table::{mean_std, RunsTable};
 
 /// What a sweep plot compares per grid point, chosen by the experiment: one metric in two
 /// `runs.csv` columns (e.g. final in-distribution and OOD accuracy) and their gap.
@@ -54,30 +54,6 @@ struct Sweep {
     spec: SweepPlot,
     grid_keys: Vec<String>,
     points: Vec<SweepPoint>,
-}
-
-/// The sweep's experiment, from the config of its first run (every run of a sweep is the same
-/// experiment).
-fn kind_of(dir: &Path, table: &RunsTable, csv: &Path) -> Result<crate::experiments::Kind> {
-    let run = table.column("run").map_err(|message| PlotError::BadCsv {
-        path: csv.display().to_string(),
-        message,
-    })?;
-    let first = table
-        .rows
-        .first()
-        .map(|r| dir.join(&r[run]).join("config.toml"));
-    let err = |source: crate::Error| PlotError::Experiment {
-        dir: dir.to_path_buf(),
-        source: Box::new(source),
-    };
-    let config = first.ok_or_else(|| {
-        err(crate::Error::from(RunsTableError::Empty {
-            path: csv.display().to_string(),
-        }))
-    })?;
-    let t = crate::config::read_table(&config).map_err(|e| err(e.into()))?;
-    crate::experiments::Kind::of_table(&t, &config).map_err(err)
 }
 
 fn read_sweep(path: &Path, table: &RunsTable, spec: SweepPlot) -> Result<Sweep> {
@@ -275,18 +251,11 @@ fn draw_sweep<DB: DrawingBackend>(
     }
 }
 
-/// Plots a sweep directory: every run's learning curves and `sweep.{svg,png}` (what it compares
-/// is the experiment's [`SweepPlot`], read from the first run's config).
-pub fn plot_sweep(dir: &Path) -> Result<Vec<PathBuf>> {
-    check_dir(dir)?;
+/// Plots a sweep directory whose `runs.csv` is `table`: every run's learning curves and, when the
+/// experiment compares grid points (`spec`), `sweep.{svg,png}`. The experiment's own plots are
+/// its caller's (`crate::experiments::plot_dir` resolves the experiment).
+pub fn plot_sweep(dir: &Path, table: &RunsTable, spec: Option<SweepPlot>) -> Result<Vec<PathBuf>> {
     let csv = dir.join("runs.csv");
-    if !csv.is_file() {
-        return Err(PlotError::NothingToPlot {
-            path: dir.display().to_string(),
-        });
-    }
-    let table = RunsTable::read(&csv)?;
-    let kind = kind_of(dir, &table, &csv)?;
     let run = table.column("run").map_err(|message| PlotError::BadCsv {
         path: csv.display().to_string(),
         message,
@@ -295,11 +264,10 @@ pub fn plot_sweep(dir: &Path) -> Result<Vec<PathBuf>> {
     for row in &table.rows {
         written.extend(plot_run(&dir.join(&row[run]))?);
     }
-    written.extend(kind.plot_sweep_extra(dir, &table)?);
-    let Some(spec) = kind.sweep_plot() else {
+    let Some(spec) = spec else {
         return Ok(written);
     };
-    let sweep = read_sweep(&csv, &table, spec)?;
+    let sweep = read_sweep(&csv, table, spec)?;
     let title = format!("sweep: {}", run_name(dir));
     let width = (1400).max(2 * (200 + 90 * sweep.points.len() as u32));
     written.extend(render_both(

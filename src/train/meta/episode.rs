@@ -424,7 +424,7 @@ pub(super) fn meta_view(layout: &ParamLayout, meta: &GpuTensor, name: &str) -> R
     let r = layout
         .meta_range(name)
         .ok_or_else(|| shape_err("meta", format!("no meta tensor {name}")))?;
-    meta.view(meta.offset() + r.start, 1, 1, r.len(), r.len())
+    Ok(meta.view(meta.offset() + r.start, 1, 1, r.len(), r.len())?)
 }
 
 /// The tensors every support pass shares: parameters, their gradient, the support loss.

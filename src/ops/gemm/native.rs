@@ -8,10 +8,9 @@
 
 use rayon::prelude::*;
 
-use crate::error::Result;
-use crate::native::elementwise::activation;
+use super::Params;
+use crate::gpu::error::Result;
 use crate::native::{item, items_mut, Launch};
-use crate::ops::gemm::Params;
 use crate::ops::Activation;
 
 /// Below this many multiply-adds an item is not worth splitting over threads.
@@ -40,7 +39,7 @@ pub(crate) fn run(l: &mut Launch<'_>) -> Result<()> {
         trans_b: l.flag("TRANS_B"),
         alpha: p.alpha,
         beta: p.beta,
-        act: activation(l)?,
+        act: Activation::of_launch(l)?,
     };
     let has_bias = l.flag("HAS_BIAS");
     let (a, b, bias) = (l.read(1)?, l.read(2)?, l.read(3)?);

@@ -7,9 +7,9 @@
 
 use rayon::prelude::*;
 
-use crate::error::Result;
+use super::Params;
+use crate::gpu::error::Result;
 use crate::native::{items, items_mut, Launch};
-use crate::ops::softmax::Params;
 
 /// Rows per parallel task of the softmax (rows are short: a few classes).
 const ROWS_PER_TASK: usize = 64;

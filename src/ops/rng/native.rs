@@ -9,9 +9,9 @@
 
 use rayon::prelude::*;
 
-use crate::error::Result;
+use super::{philox4x32_10, value, Distribution, Params, TRUNC_P_LO};
+use crate::gpu::error::Result;
 use crate::native::{items_mut, Launch};
-use crate::ops::rng::{philox4x32_10, value, Distribution, Params, TRUNC_P_LO};
 
 /// Elements per parallel task inside one item.
 const CHUNK: usize = 4096;

@@ -9,9 +9,9 @@
 
 use rayon::prelude::*;
 
-use crate::error::Result;
+use super::{powi, Params};
+use crate::gpu::error::Result;
 use crate::native::{item, items, items_mut, Launch};
-use crate::ops::adamw::{powi, Params};
 
 /// Elements per parallel task of `update`.
 const CHUNK: usize = 4096;

@@ -7,10 +7,10 @@
 
 use rayon::prelude::*;
 
-use crate::error::Result;
-use crate::native::layernorm::rows_mut;
+use super::Params;
+use crate::gpu::error::Result;
+use crate::native::rows_mut;
 use crate::native::{item, items_mut, Launch};
-use crate::ops::gather::Params;
 use crate::ops::rng::{random_bits, RngKey};
 
 /// Runs one launch of `gather::main` or `gather::scatter_add`.

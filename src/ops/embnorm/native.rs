@@ -6,10 +6,10 @@
 
 use rayon::prelude::*;
 
-use crate::error::Result;
-use crate::native::layernorm::{rows, rows_mut};
+use super::Params;
+use crate::gpu::error::Result;
 use crate::native::{items, items_mut, Launch};
-use crate::ops::embnorm::Params;
+use crate::native::{rows, rows_mut};
 
 /// Runs one launch of `embnorm::main`.
 pub(crate) fn run(l: &mut Launch<'_>) -> Result<()> {

@@ -8,10 +8,10 @@
 
 use rayon::prelude::*;
 
-use crate::error::Result;
-use crate::native::reduce::tree;
+use super::Params;
+use crate::gpu::error::Result;
+use crate::native::tree;
 use crate::native::{items, items_mut, Launch};
-use crate::ops::loss::Params;
 
 /// Invocations per workgroup in the shader (`WG`): the number of partial sums of an item.
 const WG: usize = 64;

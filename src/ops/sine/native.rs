@@ -6,11 +6,11 @@
 
 use rayon::prelude::*;
 
-use crate::error::Result;
-use crate::native::layernorm::rows_mut;
+use super::{Params, SineShape, MAX_MODULE_DIM};
+use crate::gpu::error::Result;
+use crate::native::rows_mut;
 use crate::native::{item, Launch};
 use crate::ops::rng::{normal_icdf, random_bits, RngKey};
-use crate::ops::sine::{Params, SineShape, MAX_MODULE_DIM};
 
 const TWO_PI: f32 = std::f32::consts::TAU;
 

@@ -7,9 +7,9 @@
 
 use rayon::prelude::*;
 
-use crate::error::Result;
-use crate::native::{item, items_mut, Launch};
-use crate::ops::layernorm::Params;
+use super::Params;
+use crate::gpu::error::Result;
+use crate::native::{item, items_mut, per_item, rows, rows_mut, Launch};
 
 /// Columns per `dparams` task: wide enough for a vectorised row loop, independent of threads.
 const DPARAMS_CHUNK: usize = 256;
@@ -23,61 +23,6 @@ pub(crate) fn run(l: &mut Launch<'_>) -> Result<()> {
         "dparams" => dparams(l, &p),
         _ => Err(l.unknown_entry()),
     }
-}
-
-/// The `batch·rows` rows of `cols` elements of a strided batch, row `b·rows + r` at
-/// `off + b·stride + r·cols`. Zero-width rows are empty slices, one per row, as the kernel
-/// still visits them (and writes their statistics).
-pub(crate) fn rows_mut(
-    buf: &mut [f32],
-    off: usize,
-    stride: usize,
-    (batch, rows, cols): (usize, usize, usize),
-) -> Result<Vec<&mut [f32]>> {
-    if cols == 0 {
-        return Ok((0..batch * rows).map(|_| <&mut [f32]>::default()).collect());
-    }
-    let items = items_mut(buf, off, stride, rows * cols, batch)?;
-    Ok(items
-        .into_iter()
-        .flat_map(|it| it.chunks_mut(cols))
-        .collect())
-}
-
-/// Read-only counterpart of [`rows_mut`] (stride 0 = every item shares one).
-pub(crate) fn rows(
-    buf: &[f32],
-    off: usize,
-    stride: usize,
-    (batch, rows, cols): (usize, usize, usize),
-) -> Result<Vec<&[f32]>> {
-    if cols == 0 {
-        return Ok(vec![&[][..]; batch * rows]);
-    }
-    let mut out = Vec::with_capacity(batch * rows);
-    for b in 0..batch {
-        let it = item(buf, off, stride, b, rows * cols)?;
-        out.extend((0..rows).map(|r| &it[r * cols..(r + 1) * cols]));
-    }
-    Ok(out)
-}
-
-/// Per-item γ (or β) slices when `present`, else `None` for every item.
-pub(crate) fn per_item(
-    buf: &[f32],
-    present: bool,
-    off: u32,
-    stride: u32,
-    batch: usize,
-    cols: usize,
-) -> Result<Vec<Option<&[f32]>>> {
-    (0..batch)
-        .map(|b| {
-            present
-                .then(|| item(buf, off as usize, stride as usize, b, cols))
-                .transpose()
-        })
-        .collect()
 }
 
 /// γ per item (binding 2), when the launch has one.

@@ -4,16 +4,16 @@
 
 use rayon::prelude::*;
 
-use crate::error::Result;
+use super::Params;
+use crate::gpu::error::Result;
 use crate::native::{items, items_mut, Launch};
-use crate::ops::elementwise::Params;
 use crate::ops::Activation;
 
 /// Runs one launch of an element-wise entry point.
 pub(crate) fn run(l: &mut Launch<'_>) -> Result<()> {
     let p: Params = l.params()?;
     let op = l.constant("OP", 0.0) as u32;
-    let act = activation(l)?;
+    let act = Activation::of_launch(l)?;
     let (len, batch) = (p.len as usize, batch_of(&p));
     let alpha = p.alpha;
     match l.entry {
@@ -98,10 +98,4 @@ fn backward(act: Activation, dy: &[f32], out: &[f32], dx: &mut [f32]) {
 
 fn batch_of(p: &Params) -> usize {
     p.total.checked_div(p.len).unwrap_or(0) as usize
-}
-
-/// The `ACT` override constant as an [`Activation`].
-pub(crate) fn activation(l: &Launch<'_>) -> Result<Activation> {
-    let code = l.constant("ACT", 0.0) as u32;
-    Activation::from_code(code).ok_or_else(|| l.err(format!("unknown activation code {code}")))
 }

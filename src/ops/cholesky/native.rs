@@ -17,9 +17,9 @@
 
 use rayon::prelude::*;
 
-use crate::error::Result;
+use super::Params;
+use crate::gpu::error::Result;
 use crate::native::{items, items_mut, Launch};
-use crate::ops::cholesky::Params;
 
 /// Lanes of the partial sums of the solve's dot products (fixed: part of the result's
 /// definition).

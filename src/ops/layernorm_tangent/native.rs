@@ -6,10 +6,10 @@
 
 use rayon::prelude::*;
 
-use crate::error::Result;
-use crate::native::layernorm::{per_item, rows, rows_mut};
+use super::{Params, TangentRow};
+use crate::gpu::error::Result;
 use crate::native::Launch;
-use crate::ops::layernorm_tangent::{Params, TangentRow};
+use crate::native::{per_item, rows, rows_mut};
 
 /// Rows per `dparams` partial sum.
 const ROW_CHUNK: usize = 512;

@@ -11,9 +11,9 @@
 
 use rayon::prelude::*;
 
-use crate::error::Result;
-use crate::native::{items_mut, Launch};
-use crate::ops::reduce::Params;
+use super::Params;
+use crate::gpu::error::Result;
+use crate::native::{items_mut, tree, Launch};
 
 /// Outputs per parallel task (the shader's default `WG_X`).
 const BLOCK: usize = 64;
@@ -170,18 +170,4 @@ fn terms(x: &[f32], start: usize, step: usize, n: usize) -> Result<&[f32]> {
         return Ok(&[]);
     }
     crate::native::item(x, start, 0, 0, (n - 1) * step + 1)
-}
-
-/// The shaders' workgroup tree over `acc`, seen as lanes of `width` values: lane `i` += lane
-/// `i + s` for `s = lanes/2, lanes/4, …, 1`. The sums end in the first lane. A power-of-two lane
-/// count adds every lane (the shaders only use those).
-pub(crate) fn tree(acc: &mut [f32], width: usize) {
-    let mut s = acc.len() / width.max(1) / 2;
-    while s > 0 {
-        let (lo, hi) = acc.split_at_mut(s * width);
-        lo.iter_mut()
-            .zip(&hi[..s * width])
-            .for_each(|(a, &b)| *a += b);
-        s /= 2;
-    }
 }
