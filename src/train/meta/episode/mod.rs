@@ -2,23 +2,20 @@
 //! parameters fresh from their initial values, the inner AdamW loop (on inputs, or on fixed
 //! features), the query pass and, for the train episode at second order, the reverse sweep.
 
-use crate::error::{arg_err, shape_err, Result};
+use crate::error::{shape_err, Result};
 use crate::gpu::{Dispatch, Gpu, GpuTensor, Step};
 use crate::models::gpu::{GpuStudent, StudentBuffers, StudentProgram};
 use crate::models::{Init, ParamLayout};
 use crate::ops::adamw::{AdamW, AdamWConfig};
-use crate::ops::elementwise::{copy, fill};
-use crate::ops::gather::{gather_rows, gather_rows_cpu, scatter_add_rows, RngGather};
-use crate::ops::loss::{accuracy, kl_divergence};
+use crate::ops::gather::{gather_rows_cpu, RngGather};
+use crate::ops::loss::kl_divergence;
 use crate::ops::reduce::sum_batch;
 use crate::ops::rng::RngKey;
-use crate::tasks::teacher::{
-    TeacherForward, TeacherTargets, TeacherWeightsGpu, STATS_INPUTS, TARGET_TEMPERATURE,
-};
-use crate::train::episode_twin::MetaGradient;
+use crate::tasks::teacher::{TeacherForward, TeacherTargets};
 
-use super::sweep::{ReverseSweep, SweepParts, SweepProgram, SweepScratch};
-use super::{MetaConfig, SweepMode};
+use super::sweep::{ReverseSweep, SweepProgram, SweepScratch};
+
+mod build;
 
 /// Everything one meta-batch size needs: teacher data, task parameters, programs, inner loop.
 /// The train episode also produces the meta-gradient; evaluation episodes only adapt and score.
@@ -55,236 +52,6 @@ pub(super) struct Episode {
 }
 
 impl Episode {
-    /// Records an episode of `tasks` tasks. With `dmeta`, the query pass also accumulates the
-    /// (first-order) meta-gradient into it; without, the episode only adapts and scores.
-    #[allow(clippy::too_many_arguments)]
-    pub(super) fn new<S: GpuStudent>(
-        gpu: &Gpu,
-        student: &S,
-        layout: &ParamLayout,
-        weights: &TeacherWeightsGpu,
-        meta: &GpuTensor,
-        dmeta: Option<&GpuTensor>,
-        tasks: usize,
-        cfg: &MetaConfig,
-    ) -> Result<Episode> {
-        let (ns, nq) = (cfg.shots_support, cfg.shots_query);
-        let n = ns + nq;
-        let teacher = TeacherForward::new(gpu, weights, tasks, n)?;
-        let targets =
-            TeacherTargets::new(gpu, weights, &teacher, STATS_INPUTS, TARGET_TEMPERATURE)?;
-        let (din, dout) = (student.input_dim(), student.output_dim());
-        // Support rows are the first `ns` samples of every task, query rows the last `nq`.
-        let split = |t: &GpuTensor, cols: usize, first: bool| {
-            let (off, rows) = if first { (0, ns) } else { (ns * cols, nq) };
-            t.view(t.offset() + off, tasks, rows, cols, n * cols)
-        };
-        let (xs, xq) = (
-            split(teacher.inputs(), din, true)?,
-            split(teacher.inputs(), din, false)?,
-        );
-        let (ys, yq) = (
-            split(targets.targets(), dout, true)?,
-            split(targets.targets(), dout, false)?,
-        );
-        // A student with fixed features adapts on them: the inner loop reads the support set's
-        // features (computed once per episode) instead of its inputs.
-        let fixed = student.fixed_features();
-        let support_x = xs.clone();
-        let (xs, din) = match fixed {
-            Some(f) => (gpu.zeros(tasks, ns, f.feature_dim())?, f.feature_dim()),
-            None => (xs, din),
-        };
-        let support_in = xs.clone();
-        let ib = cfg.inner_batch;
-        let p = layout.task_len();
-        let task = gpu.zeros(tasks, 1, p)?;
-        let dtask = gpu.zeros(tasks, 1, p)?;
-        let (logits_q, dlogits_q) = (gpu.zeros(tasks, nq, dout)?, gpu.zeros(tasks, nq, dout)?);
-        let loss = gpu.zeros(tasks, 1, 1)?;
-        let acc = gpu.zeros(tasks, 1, 1)?;
-        let (loss_s, support_loss) = (gpu.zeros(tasks, 1, 1)?, gpu.zeros(tasks, 1, 1)?);
-        let second_order = dmeta.is_some() && cfg.meta_gradient == MetaGradient::SecondOrder;
-        // Second order: the support program with its tangent passes (the same forward and
-        // backward launches, on kept buffers) and the sweep's scratch.
-        let tangents = if second_order {
-            let feature_rows = fixed.map(|f| (ns, f.feature_dim()));
-            Some(SweepScratch::new(
-                gpu,
-                (tasks, ib, dout, p),
-                layout.meta_len(),
-                feature_rows,
-            )?)
-        } else {
-            None
-        };
-        // The support passes. Minibatched, each reads `inner_batch` support points gathered
-        // (with replacement) into buffers of its own; on the full batch, the support set.
-        let rows = |gpu: &Gpu| -> Result<(GpuTensor, GpuTensor)> {
-            if ib == ns {
-                Ok((xs.clone(), ys.clone()))
-            } else {
-                Ok((gpu.zeros(tasks, ib, din)?, gpu.zeros(tasks, ib, dout)?))
-            }
-        };
-        let io = SupportIo {
-            meta,
-            task: &task,
-            dtask: &dtask,
-            loss: &loss_s,
-        };
-        let build = |gpu: &Gpu| SupportStep::new(gpu, student, &io, rows(gpu)?, tangents.as_ref());
-        // Store mode keeps one support pass per step: measure what one costs.
-        let before = gpu.memory_in_use().0;
-        let mut steps = vec![build(gpu)?];
-        let per_step = gpu.memory_in_use().0.saturating_sub(before) + (4 * tasks * p) as u64;
-        let extra = per_step * cfg.steps_inner.saturating_sub(1) as u64;
-        let store = second_order
-            && cfg.steps_inner > 1
-            && match cfg.sweep {
-                SweepMode::Store => true,
-                SweepMode::Recompute => false,
-                SweepMode::Auto => extra <= cfg.sweep_memory,
-            };
-        let before = gpu.memory_in_use().0;
-        if store {
-            for _ in 1..cfg.steps_inner {
-                steps.push(build(gpu)?);
-            }
-        }
-        let stored_bytes = gpu.memory_in_use().0.saturating_sub(before);
-        let mut minibatch = Vec::new();
-        if ib != ns {
-            for i in 0..cfg.steps_inner {
-                // The stream is set per episode by `set_minibatch_streams`.
-                let key = RngKey::new(minibatch_seed(cfg.seed), 0);
-                let st = &steps[i.min(steps.len() - 1)];
-                minibatch.push([
-                    gather_rows(gpu, &xs, &st.x, key)?,
-                    gather_rows(gpu, &ys, &st.y, key)?,
-                ]);
-            }
-        }
-        // The features of the support inputs; second order also builds their backward, which
-        // the sweep runs once at the end on the accumulated cotangent.
-        let feature_program = match fixed {
-            Some(f) => {
-                let grad = tangents
-                    .as_ref()
-                    .and_then(|sc| sc.features.as_ref())
-                    .map(|fs| (&fs.feat_bar, &fs.dbody));
-                Some(f.feature_program(gpu, meta, &support_x, &support_in, grad)?)
-            }
-            None => None,
-        };
-        let (feature_forward, mut feature_backward) =
-            feature_program.map(|p| (p.forward, p.backward)).unzip();
-        let query: StudentProgram = student.program(
-            gpu,
-            &StudentBuffers {
-                meta,
-                task: &task,
-                x: &xq,
-                logits: &logits_q,
-                dlogits: &dlogits_q,
-                dtask: &dtask,
-                dmeta,
-            },
-        )?;
-        let inner_opt = AdamW::new(gpu, &task, &dtask, cfg.inner)?;
-
-        // Fresh task parameters: copies of their meta-learned initial values, or constants.
-        let mut init = Vec::new();
-        for spec in &layout.task {
-            let range = layout
-                .task_range(&spec.name)
-                .ok_or_else(|| shape_err("meta", format!("no task tensor {}", spec.name)))?;
-            let dst = task.view(range.start, tasks, 1, range.len(), p)?;
-            init.push(match &spec.init {
-                Init::Meta(name) => {
-                    let src = meta_view(layout, meta, name)?;
-                    copy(gpu, &src.broadcast(tasks)?, &dst)?
-                }
-                Init::Zeros => fill(gpu, &dst, 0.0)?,
-                Init::Ones => fill(gpu, &dst, 1.0)?,
-                other => {
-                    return Err(arg_err(
-                        "meta",
-                        format!("task tensor {} has a random init {other:?}", spec.name),
-                    ))
-                }
-            });
-        }
-
-        // Query: loss and accuracy; with a meta-gradient, the backward of the mean query loss
-        // plus, for every meta-learned initial value, Σ_t ∂L/∂task_t (first order: the adapted
-        // parameters move one-for-one with their initial value).
-        let mut query_ds = query.forward;
-        let scale = 1.0 / tasks as f32;
-        let grad = dmeta.map(|_| &dlogits_q);
-        query_ds.push(kl_divergence(gpu, &logits_q, &yq, &loss, grad, scale)?);
-        query_ds.push(accuracy(gpu, &logits_q, &yq, &acc)?);
-        let mut sweep = None;
-        let mut scatter = Vec::new();
-        if let Some(dmeta) = dmeta {
-            query_ds.extend(query.backward);
-            match tangents {
-                Some(sc) => {
-                    let programs = steps.iter_mut().map(SupportStep::sweep_program).collect();
-                    let parts = SweepParts {
-                        layout,
-                        task: &task,
-                        dtask: &dtask,
-                        dmeta,
-                        inner_opt: &inner_opt,
-                        programs,
-                        feature_backward: feature_backward.take(),
-                        minibatched: !minibatch.is_empty(),
-                    };
-                    // Fixed features on minibatches: each step's cotangent goes back onto the
-                    // support rows it drew (the same key as the step's gathers).
-                    if let (Some(fs), false) = (&sc.features, minibatch.is_empty()) {
-                        for _ in 0..cfg.steps_inner {
-                            let key = RngKey::new(minibatch_seed(cfg.seed), 0);
-                            scatter.push(scatter_add_rows(gpu, &fs.dfeat_dot, &fs.feat_bar, key)?);
-                        }
-                    }
-                    let mut sw = ReverseSweep::new(gpu, sc, parts, cfg.steps_inner)?;
-                    sw.bytes += stored_bytes;
-                    sweep = Some(sw);
-                }
-                None => {
-                    // First order (metax `first_order = True`): θ_S moves with θ₀ only through
-                    // the decoupled weight decay, ∂θ_S/∂θ₀ = (1 − lr·wd)^S.
-                    let decay = first_order_decay(&cfg.inner, cfg.steps_inner);
-                    query_ds.extend(add_init_grads(gpu, layout, &dtask, dmeta, decay)?);
-                }
-            }
-        }
-        Ok(Episode {
-            tasks,
-            teacher,
-            targets,
-            task,
-            loss,
-            acc,
-            keep_support_loss: copy(gpu, &loss_s, &support_loss)?,
-            support_loss,
-            init,
-            features: feature_forward.unwrap_or_default(),
-            inner_opt,
-            steps,
-            minibatch,
-            scatter,
-            query: query_ds,
-            sweep,
-            steps_inner: cfg.steps_inner,
-            shots_support: ns,
-            inner_batch: ib,
-            seed: cfg.seed,
-        })
-    }
-
     /// Records data generation, adaptation and the query pass (and, second order, the reverse
     /// sweep through the inner loop).
     pub(super) fn record(&self, step: &mut Step<'_>) {

@@ -1,0 +1,490 @@
+//! Building an [`Episode`]: [`Episode::new`] as the list of its steps, each a method of
+//! [`Builder`] that allocates the step's tensors and records its dispatches.
+
+use crate::error::{arg_err, shape_err, Result};
+use crate::gpu::{Dispatch, Gpu, GpuTensor};
+use crate::models::gpu::{GpuStudent, StudentBuffers, StudentProgram};
+use crate::models::{Init, ParamLayout};
+use crate::ops::adamw::AdamW;
+use crate::ops::elementwise::{copy, fill};
+use crate::ops::gather::{gather_rows, scatter_add_rows, RngGather};
+use crate::ops::loss::{accuracy, kl_divergence};
+use crate::ops::rng::RngKey;
+use crate::tasks::teacher::{
+    TeacherForward, TeacherTargets, TeacherWeightsGpu, STATS_INPUTS, TARGET_TEMPERATURE,
+};
+use crate::train::episode_twin::MetaGradient;
+
+use super::{
+    add_init_grads, first_order_decay, meta_view, minibatch_seed, Episode, SupportIo, SupportStep,
+};
+use crate::train::meta::sweep::{ReverseSweep, SweepParts, SweepScratch};
+use crate::train::meta::{MetaConfig, SweepMode};
+
+impl Episode {
+    /// Records an episode of `tasks` tasks. With `dmeta`, the query pass also accumulates the
+    /// (first-order) meta-gradient into it; without, the episode only adapts and scores.
+    ///
+    /// The steps keep the order they had inline: each allocates from the device's buffer pool
+    /// (which hands freed buffers back last in, first out), so reordering them would change
+    /// which buffers the episode gets. Every tensor a step returns lives until `new` returns, as
+    /// its local did, so no buffer goes back to the pool earlier than before.
+    #[allow(clippy::too_many_arguments)]
+    pub(in crate::train::meta) fn new<S: GpuStudent>(
+        gpu: &Gpu,
+        student: &S,
+        layout: &ParamLayout,
+        weights: &TeacherWeightsGpu,
+        meta: &GpuTensor,
+        dmeta: Option<&GpuTensor>,
+        tasks: usize,
+        cfg: &MetaConfig,
+    ) -> Result<Episode> {
+        let b = Builder {
+            gpu,
+            student,
+            layout,
+            meta,
+            dmeta,
+            tasks,
+            cfg,
+        };
+        let data = b.teacher_data(weights)?;
+        let bufs = b.allocate()?;
+        let tangents = b.sweep_scratch()?;
+        let mut inner = b.inner_loop(&data, &bufs, tangents.as_ref())?;
+        let query = b.query_program(&data, &bufs)?;
+        let inner_opt = AdamW::new(gpu, &bufs.task, &bufs.dtask, cfg.inner)?;
+        let init = b.init_task_params(&bufs.task)?;
+        let mut query_ds = b.score_query(query.forward, &data, &bufs)?;
+        let (sweep, scatter) = match dmeta {
+            Some(dmeta) => {
+                // With a meta-gradient, the backward of the mean query loss follows the scores.
+                query_ds.extend(query.backward);
+                b.meta_gradient(
+                    dmeta,
+                    &mut query_ds,
+                    tangents,
+                    &mut inner,
+                    &inner_opt,
+                    &bufs,
+                )?
+            }
+            None => (None, Vec::new()),
+        };
+        Ok(Episode {
+            tasks,
+            teacher: data.teacher,
+            targets: data.targets,
+            task: bufs.task,
+            loss: bufs.loss,
+            acc: bufs.acc,
+            keep_support_loss: copy(gpu, &bufs.loss_s, &bufs.support_loss)?,
+            support_loss: bufs.support_loss,
+            init,
+            features: inner.feature_forward.unwrap_or_default(),
+            inner_opt,
+            steps: inner.steps,
+            minibatch: inner.minibatch,
+            scatter,
+            query: query_ds,
+            sweep,
+            steps_inner: cfg.steps_inner,
+            shots_support: cfg.shots_support,
+            inner_batch: cfg.inner_batch,
+            seed: cfg.seed,
+        })
+    }
+}
+
+/// What every step of [`Episode::new`] reads: the device, the student and its meta-parameters
+/// (and their gradient, for the train episode), the episode's task count and the config.
+struct Builder<'a, S> {
+    gpu: &'a Gpu,
+    student: &'a S,
+    layout: &'a ParamLayout,
+    meta: &'a GpuTensor,
+    dmeta: Option<&'a GpuTensor>,
+    tasks: usize,
+    cfg: &'a MetaConfig,
+}
+
+/// The episode's data: the teacher's samples and targets, split into support and query rows.
+struct EpisodeData {
+    teacher: TeacherForward,
+    targets: TeacherTargets,
+    /// The support inputs.
+    support_x: GpuTensor,
+    /// What the inner loop adapts on: the support inputs, or (a student with fixed features)
+    /// the buffer their features are written into.
+    xs: GpuTensor,
+    ys: GpuTensor,
+    xq: GpuTensor,
+    yq: GpuTensor,
+    /// Columns of `xs`.
+    din: usize,
+}
+
+/// The tensors the episode computes into.
+struct EpisodeBuffers {
+    task: GpuTensor,
+    dtask: GpuTensor,
+    logits_q: GpuTensor,
+    dlogits_q: GpuTensor,
+    loss: GpuTensor,
+    acc: GpuTensor,
+    /// Every support pass's loss (per task).
+    loss_s: GpuTensor,
+    support_loss: GpuTensor,
+}
+
+/// The inner loop's passes, as [`Builder::inner_loop`] builds them.
+struct InnerLoop {
+    steps: Vec<SupportStep>,
+    /// The bytes the support passes beyond the first hold (store mode; else 0).
+    stored_bytes: u64,
+    minibatch: Vec<[RngGather; 2]>,
+    /// A student with fixed features: the forward of their program.
+    feature_forward: Option<Vec<Dispatch>>,
+    /// The backward of the features' program; the reverse sweep takes it.
+    feature_backward: Option<Vec<Dispatch>>,
+}
+
+impl<S: GpuStudent> Builder<'_, S> {
+    /// Whether this episode builds the second-order meta-gradient (only the train episode can).
+    fn second_order(&self) -> bool {
+        self.dmeta.is_some() && self.cfg.meta_gradient == MetaGradient::SecondOrder
+    }
+
+    /// The teacher's program for the episode's samples and targets, and their views as support
+    /// and query rows.
+    fn teacher_data(&self, weights: &TeacherWeightsGpu) -> Result<EpisodeData> {
+        let (gpu, student, tasks) = (self.gpu, self.student, self.tasks);
+        let (ns, nq) = (self.cfg.shots_support, self.cfg.shots_query);
+        let n = ns + nq;
+        let teacher = TeacherForward::new(gpu, weights, tasks, n)?;
+        let targets =
+            TeacherTargets::new(gpu, weights, &teacher, STATS_INPUTS, TARGET_TEMPERATURE)?;
+        let (din, dout) = (student.input_dim(), student.output_dim());
+        // Support rows are the first `ns` samples of every task, query rows the last `nq`.
+        let split = |t: &GpuTensor, cols: usize, first: bool| {
+            let (off, rows) = if first { (0, ns) } else { (ns * cols, nq) };
+            t.view(t.offset() + off, tasks, rows, cols, n * cols)
+        };
+        let (xs, xq) = (
+            split(teacher.inputs(), din, true)?,
+            split(teacher.inputs(), din, false)?,
+        );
+        let (ys, yq) = (
+            split(targets.targets(), dout, true)?,
+            split(targets.targets(), dout, false)?,
+        );
+        // A student with fixed features adapts on them: the inner loop reads the support set's
+        // features (computed once per episode) instead of its inputs.
+        let fixed = student.fixed_features();
+        let support_x = xs.clone();
+        let (xs, din) = match fixed {
+            Some(f) => (gpu.zeros(tasks, ns, f.feature_dim())?, f.feature_dim()),
+            None => (xs, din),
+        };
+        Ok(EpisodeData {
+            teacher,
+            targets,
+            support_x,
+            xs,
+            ys,
+            xq,
+            yq,
+            din,
+        })
+    }
+
+    /// Allocates the task parameters and their gradient, the query logits and their gradient,
+    /// the scores and the support loss.
+    fn allocate(&self) -> Result<EpisodeBuffers> {
+        let (gpu, tasks) = (self.gpu, self.tasks);
+        let (nq, dout) = (self.cfg.shots_query, self.student.output_dim());
+        let p = self.layout.task_len();
+        let task = gpu.zeros(tasks, 1, p)?;
+        let dtask = gpu.zeros(tasks, 1, p)?;
+        let (logits_q, dlogits_q) = (gpu.zeros(tasks, nq, dout)?, gpu.zeros(tasks, nq, dout)?);
+        let loss = gpu.zeros(tasks, 1, 1)?;
+        let acc = gpu.zeros(tasks, 1, 1)?;
+        let (loss_s, support_loss) = (gpu.zeros(tasks, 1, 1)?, gpu.zeros(tasks, 1, 1)?);
+        Ok(EpisodeBuffers {
+            task,
+            dtask,
+            logits_q,
+            dlogits_q,
+            loss,
+            acc,
+            loss_s,
+            support_loss,
+        })
+    }
+
+    /// Second order: the support program with its tangent passes (the same forward and
+    /// backward launches, on kept buffers) and the sweep's scratch.
+    fn sweep_scratch(&self) -> Result<Option<SweepScratch>> {
+        let (ns, ib, p) = (
+            self.cfg.shots_support,
+            self.cfg.inner_batch,
+            self.layout.task_len(),
+        );
+        let dout = self.student.output_dim();
+        let tangents = if self.second_order() {
+            let feature_rows = self.student.fixed_features().map(|f| (ns, f.feature_dim()));
+            Some(SweepScratch::new(
+                self.gpu,
+                (self.tasks, ib, dout, p),
+                self.layout.meta_len(),
+                feature_rows,
+            )?)
+        } else {
+            None
+        };
+        Ok(tangents)
+    }
+
+    /// The inner loop's passes: the support passes, their minibatch gathers and the fixed
+    /// features' program.
+    fn inner_loop(
+        &self,
+        data: &EpisodeData,
+        bufs: &EpisodeBuffers,
+        tangents: Option<&SweepScratch>,
+    ) -> Result<InnerLoop> {
+        let (steps, stored_bytes) = self.support_steps(data, bufs, tangents)?;
+        let minibatch = self.minibatch_gathers(data, &steps)?;
+        let (feature_forward, feature_backward) = self
+            .feature_program(data, tangents)?
+            .map(|p| (p.forward, p.backward))
+            .unzip();
+        Ok(InnerLoop {
+            steps,
+            stored_bytes,
+            minibatch,
+            feature_forward,
+            feature_backward,
+        })
+    }
+
+    /// The support passes (one, or in store mode one per inner step) and the bytes the ones
+    /// beyond the first hold. Minibatched, each reads `inner_batch` support points gathered
+    /// (with replacement) into buffers of its own; on the full batch, the support set.
+    fn support_steps(
+        &self,
+        data: &EpisodeData,
+        bufs: &EpisodeBuffers,
+        tangents: Option<&SweepScratch>,
+    ) -> Result<(Vec<SupportStep>, u64)> {
+        let (gpu, tasks, cfg) = (self.gpu, self.tasks, self.cfg);
+        let (ns, ib, p) = (cfg.shots_support, cfg.inner_batch, self.layout.task_len());
+        let (xs, ys, din, dout) = (&data.xs, &data.ys, data.din, self.student.output_dim());
+        let rows = |gpu: &Gpu| -> Result<(GpuTensor, GpuTensor)> {
+            if ib == ns {
+                Ok((xs.clone(), ys.clone()))
+            } else {
+                Ok((gpu.zeros(tasks, ib, din)?, gpu.zeros(tasks, ib, dout)?))
+            }
+        };
+        let io = SupportIo {
+            meta: self.meta,
+            task: &bufs.task,
+            dtask: &bufs.dtask,
+            loss: &bufs.loss_s,
+        };
+        let build = |gpu: &Gpu| SupportStep::new(gpu, self.student, &io, rows(gpu)?, tangents);
+        // Store mode keeps one support pass per step: measure what one costs.
+        let before = gpu.memory_in_use().0;
+        let mut steps = vec![build(gpu)?];
+        let per_step = gpu.memory_in_use().0.saturating_sub(before) + (4 * tasks * p) as u64;
+        let extra = per_step * cfg.steps_inner.saturating_sub(1) as u64;
+        let store = self.second_order()
+            && cfg.steps_inner > 1
+            && match cfg.sweep {
+                SweepMode::Store => true,
+                SweepMode::Recompute => false,
+                SweepMode::Auto => extra <= cfg.sweep_memory,
+            };
+        let before = gpu.memory_in_use().0;
+        if store {
+            for _ in 1..cfg.steps_inner {
+                steps.push(build(gpu)?);
+            }
+        }
+        let stored_bytes = gpu.memory_in_use().0.saturating_sub(before);
+        Ok((steps, stored_bytes))
+    }
+
+    /// Per inner step, the gathers of its support minibatch into its support pass's buffers;
+    /// none on the full batch.
+    fn minibatch_gathers(
+        &self,
+        data: &EpisodeData,
+        steps: &[SupportStep],
+    ) -> Result<Vec<[RngGather; 2]>> {
+        let cfg = self.cfg;
+        let mut minibatch = Vec::new();
+        if cfg.inner_batch != cfg.shots_support {
+            for i in 0..cfg.steps_inner {
+                // The stream is set per episode by `set_minibatch_streams`.
+                let key = RngKey::new(minibatch_seed(cfg.seed), 0);
+                let st = &steps[i.min(steps.len() - 1)];
+                minibatch.push([
+                    gather_rows(self.gpu, &data.xs, &st.x, key)?,
+                    gather_rows(self.gpu, &data.ys, &st.y, key)?,
+                ]);
+            }
+        }
+        Ok(minibatch)
+    }
+
+    /// A student with fixed features: the program of the support inputs' features; second order
+    /// also builds their backward, which the sweep runs once at the end on the accumulated
+    /// cotangent.
+    fn feature_program(
+        &self,
+        data: &EpisodeData,
+        tangents: Option<&SweepScratch>,
+    ) -> Result<Option<StudentProgram>> {
+        let feature_program = match self.student.fixed_features() {
+            Some(f) => {
+                let grad = tangents
+                    .and_then(|sc| sc.features.as_ref())
+                    .map(|fs| (&fs.feat_bar, &fs.dbody));
+                Some(f.feature_program(self.gpu, self.meta, &data.support_x, &data.xs, grad)?)
+            }
+            None => None,
+        };
+        Ok(feature_program)
+    }
+
+    /// The student's program on the query rows; its backward accumulates into `dmeta`, if any.
+    fn query_program(&self, data: &EpisodeData, bufs: &EpisodeBuffers) -> Result<StudentProgram> {
+        self.student.program(
+            self.gpu,
+            &StudentBuffers {
+                meta: self.meta,
+                task: &bufs.task,
+                x: &data.xq,
+                logits: &bufs.logits_q,
+                dlogits: &bufs.dlogits_q,
+                dtask: &bufs.dtask,
+                dmeta: self.dmeta,
+            },
+        )
+    }
+
+    /// Fresh task parameters: copies of their meta-learned initial values, or constants.
+    fn init_task_params(&self, task: &GpuTensor) -> Result<Vec<Dispatch>> {
+        let (gpu, layout, tasks) = (self.gpu, self.layout, self.tasks);
+        let p = layout.task_len();
+        let mut init = Vec::new();
+        for spec in &layout.task {
+            let range = layout
+                .task_range(&spec.name)
+                .ok_or_else(|| shape_err("meta", format!("no task tensor {}", spec.name)))?;
+            let dst = task.view(range.start, tasks, 1, range.len(), p)?;
+            init.push(match &spec.init {
+                Init::Meta(name) => {
+                    let src = meta_view(layout, self.meta, name)?;
+                    copy(gpu, &src.broadcast(tasks)?, &dst)?
+                }
+                Init::Zeros => fill(gpu, &dst, 0.0)?,
+                Init::Ones => fill(gpu, &dst, 1.0)?,
+                other => {
+                    return Err(arg_err(
+                        "meta",
+                        format!("task tensor {} has a random init {other:?}", spec.name),
+                    ))
+                }
+            });
+        }
+        Ok(init)
+    }
+
+    /// Query: the query program's `forward`, then loss and accuracy. With a meta-gradient, the
+    /// backward of the mean query loss follows ([`Builder::meta_gradient`]).
+    fn score_query(
+        &self,
+        forward: Vec<Dispatch>,
+        data: &EpisodeData,
+        bufs: &EpisodeBuffers,
+    ) -> Result<Vec<Dispatch>> {
+        let mut query_ds = forward;
+        let scale = 1.0 / self.tasks as f32;
+        let grad = self.dmeta.map(|_| &bufs.dlogits_q);
+        query_ds.push(kl_divergence(
+            self.gpu,
+            &bufs.logits_q,
+            &data.yq,
+            &bufs.loss,
+            grad,
+            scale,
+        )?);
+        query_ds.push(accuracy(self.gpu, &bufs.logits_q, &data.yq, &bufs.acc)?);
+        Ok(query_ds)
+    }
+
+    /// After the query backward, for every meta-learned initial value, Σ_t ∂L/∂task_t into
+    /// `dmeta`: second order, through the reverse sweep over the inner loop (returned, with the
+    /// scatters of fixed features on minibatches); first order (the adapted parameters move
+    /// one-for-one with their initial value), appended to `query_ds`.
+    fn meta_gradient(
+        &self,
+        dmeta: &GpuTensor,
+        query_ds: &mut Vec<Dispatch>,
+        tangents: Option<SweepScratch>,
+        inner: &mut InnerLoop,
+        inner_opt: &AdamW,
+        bufs: &EpisodeBuffers,
+    ) -> Result<(Option<ReverseSweep>, Vec<RngGather>)> {
+        let cfg = self.cfg;
+        let mut scatter = Vec::new();
+        match tangents {
+            Some(sc) => {
+                let programs = inner
+                    .steps
+                    .iter_mut()
+                    .map(SupportStep::sweep_program)
+                    .collect();
+                let parts = SweepParts {
+                    layout: self.layout,
+                    task: &bufs.task,
+                    dtask: &bufs.dtask,
+                    dmeta,
+                    inner_opt,
+                    programs,
+                    feature_backward: inner.feature_backward.take(),
+                    minibatched: !inner.minibatch.is_empty(),
+                };
+                // Fixed features on minibatches: each step's cotangent goes back onto the
+                // support rows it drew (the same key as the step's gathers).
+                if let (Some(fs), false) = (&sc.features, inner.minibatch.is_empty()) {
+                    for _ in 0..cfg.steps_inner {
+                        let key = RngKey::new(minibatch_seed(cfg.seed), 0);
+                        let s = scatter_add_rows(self.gpu, &fs.dfeat_dot, &fs.feat_bar, key)?;
+                        scatter.push(s);
+                    }
+                }
+                let mut sw = ReverseSweep::new(self.gpu, sc, parts, cfg.steps_inner)?;
+                sw.bytes += inner.stored_bytes;
+                Ok((Some(sw), scatter))
+            }
+            None => {
+                // First order (metax `first_order = True`): θ_S moves with θ₀ only through
+                // the decoupled weight decay, ∂θ_S/∂θ₀ = (1 − lr·wd)^S.
+                let decay = first_order_decay(&cfg.inner, cfg.steps_inner);
+                query_ds.extend(add_init_grads(
+                    self.gpu,
+                    self.layout,
+                    &bufs.dtask,
+                    dmeta,
+                    decay,
+                )?);
+                Ok((None, scatter))
+            }
+        }
+    }
+}
