@@ -362,7 +362,7 @@ impl<S: GpuStudent> Builder<'_, S> {
 
     /// The student's program on the query rows; its backward accumulates into `dmeta`, if any.
     fn query_program(&self, data: &EpisodeData, bufs: &EpisodeBuffers) -> Result<StudentProgram> {
-        self.student.program(
+        Ok(self.student.program(
             self.gpu,
             &StudentBuffers {
                 meta: self.meta,
@@ -373,7 +373,7 @@ impl<S: GpuStudent> Builder<'_, S> {
                 dtask: &bufs.dtask,
                 dmeta: self.dmeta,
             },
-        )
+        )?)
     }
 
     /// Fresh task parameters: copies of their meta-learned initial values, or constants.
