@@ -107,7 +107,12 @@ fn bad_specs_are_typed_errors() {
     let bad = |runs: &[RunSpec], m: MlpSpec, d: DataSpec, want: &str| match SupervisedRuns::new(
         gpu, runs, &m, &d,
     ) {
-        Err(e @ Error::InvalidArgument { .. }) => {
+        // An invalid argument, whether the runs' own check or the optimiser's (a device-layer
+        // error wrapped as `Error::Device`) rejects it.
+        Err(
+            e @ (Error::InvalidArgument { .. }
+            | Error::Device(hypermod::gpu::DeviceError::InvalidArgument { .. })),
+        ) => {
             assert!(e.to_string().contains(want), "{e}")
         }
         Err(e) => panic!("{want}: wrong error kind {e}"),
