@@ -7,6 +7,8 @@ use std::path::PathBuf;
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
 use hypermod::bench::{kernel_cases, run_cases, table_row, BenchReport, BenchSize};
+use hypermod::experiments::hyperteacher::HyperteacherConfig;
+use hypermod::experiments::sine::SineConfig;
 use hypermod::experiments::ExperimentConfig;
 use hypermod::gpu::{list_adapters, Gpu};
 use hypermod::sweep::Shard;
@@ -485,7 +487,7 @@ fn train(config: PathBuf, set: Vec<String>, out: Option<PathBuf>, overwrite: boo
         out.display()
     );
     let s = stoppable(|| cfg.train(&gpu, &resolved, &out, overwrite))?;
-    println!("{}", serde_json::to_string_pretty(&s)?);
+    println!("{}", s.json());
     Ok(())
 }
 
@@ -497,7 +499,7 @@ fn resume_run(dir: PathBuf) -> Result<()> {
         gpu.adapter_info().name
     );
     let s = stoppable(|| hypermod::experiments::resume(&gpu, &dir))?;
-    println!("{}", serde_json::to_string_pretty(&s)?);
+    println!("{}", s.json());
     Ok(())
 }
 
@@ -596,7 +598,7 @@ fn bench_sweep(
     json: Option<PathBuf>,
 ) -> Result<()> {
     let (cfg, _) = ExperimentConfig::load(&config, &set)?;
-    let ExperimentConfig::Sine(c) = &cfg else {
+    let Some(c) = cfg.get::<SineConfig>() else {
         anyhow::bail!(
             "{}: `bench sweep` measures sine runs; use `hypermod bench step` for {} configs",
             config.display(),
@@ -634,7 +636,7 @@ fn teacher_stats(
     json: Option<PathBuf>,
 ) -> Result<()> {
     let (cfg, _) = ExperimentConfig::load(&config, &set)?;
-    let ExperimentConfig::Hyperteacher(c) = &cfg else {
+    let Some(c) = cfg.get::<HyperteacherConfig>() else {
         anyhow::bail!(
             "{}: teacher-stats needs a hyperteacher config, not {}",
             config.display(),
@@ -672,56 +674,22 @@ fn bench_step(
     json: Option<PathBuf>,
 ) -> Result<()> {
     let (cfg, _) = ExperimentConfig::load(&config, &set)?;
+    let shape = cfg
+        .bench_step_shape()
+        .with_context(|| format!("{}", config.display()))?;
     let gpu = Gpu::new()?;
-    match &cfg {
-        ExperimentConfig::Hyperteacher(c) => {
-            println!(
-                "hypermod bench step {} on {}: {}, {} tasks × {} inner steps",
-                config.display(),
-                gpu.adapter_info().name,
-                cfg.describe(),
-                c.train.meta_batch,
-                c.train_params().steps_inner
-            );
-            let r = hypermod::experiments::hyperteacher::bench::bench_step(&gpu, c, warmup, steps)?;
-            println!(
-                "median {:.4} s/step  →  {:.3} outer steps/s, {:.1} tasks/s (wall clock, median of {steps})",
-                r.median_s, r.steps_per_s, r.tasks_per_s
-            );
-            let sweep = r.reverse_sweep.map_or(String::new(), |m| format!(" ({m})"));
-            println!(
-                "meta-gradient {}; reverse-sweep memory{sweep} {:.1} MiB; peak device memory {:.1} MiB",
-                r.meta_gradient,
-                r.sweep_bytes as f64 / (1u64 << 20) as f64,
-                r.peak_bytes as f64 / (1u64 << 20) as f64
-            );
-            if let Some(path) = json {
-                hypermod::run::write_json(&path, &r)?;
-            }
-        }
-        ExperimentConfig::Theory(c) => {
-            println!(
-                "hypermod bench step {} on {}: {}, {} tasks × {} inner steps",
-                config.display(),
-                gpu.adapter_info().name,
-                cfg.describe(),
-                c.train.meta_batch,
-                c.train.steps_inner
-            );
-            let r = hypermod::experiments::theory::bench::bench_step(&gpu, c, warmup, steps)?;
-            println!(
-                "median {:.4} s/step  →  {:.3} outer steps/s, {:.0} task inner steps/s (wall clock, median of {steps})",
-                r.median_s, r.steps_per_s, r.task_inner_steps_per_s
-            );
-            if let Some(path) = json {
-                hypermod::run::write_json(&path, &r)?;
-            }
-        }
-        ExperimentConfig::Sine(_) => anyhow::bail!(
-            "{}: a sine run is many small runs; measure them with `hypermod bench sweep {}`",
-            config.display(),
-            config.display()
-        ),
+    println!(
+        "hypermod bench step {} on {}: {}, {shape}",
+        config.display(),
+        gpu.adapter_info().name,
+        cfg.describe(),
+    );
+    let r = cfg.bench_step(&gpu, warmup, steps)?;
+    for line in &r.lines {
+        println!("{line}");
+    }
+    if let Some(path) = json {
+        hypermod::run::write_json(&path, &r.json)?;
     }
     Ok(())
 }

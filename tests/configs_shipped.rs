@@ -4,7 +4,8 @@
 use std::path::Path;
 
 use hypermod::experiments::hyperteacher::HyperteacherConfig;
-use hypermod::experiments::{ExperimentConfig, Kind};
+use hypermod::experiments::theory::TheoryConfig;
+use hypermod::experiments::{hyperteacher, sine, theory, ExperimentConfig};
 
 fn toml_files(dir: &str) -> Vec<std::path::PathBuf> {
     let mut v: Vec<_> = std::fs::read_dir(dir)
@@ -30,13 +31,13 @@ fn every_experiment_config_loads() {
                 .unwrap_or_else(|e| panic!("{}: {}", f.display(), hypermod::error::report(&e)));
             let name = f.to_string_lossy();
             let want = if name.contains("theory") {
-                Kind::Theory
+                theory::NAME
             } else if name.contains("sine") {
-                Kind::Sine
+                sine::NAME
             } else {
-                Kind::Hyperteacher
+                hyperteacher::NAME
             };
-            assert_eq!(cfg.kind(), want, "{}", f.display());
+            assert_eq!(cfg.kind().name(), want, "{}", f.display());
             n += 1;
         }
     }
@@ -44,12 +45,12 @@ fn every_experiment_config_loads() {
     for f in toml_files("configs/theory") {
         let (cfg, _) = ExperimentConfig::load(&f, &[])
             .unwrap_or_else(|e| panic!("{}: {}", f.display(), hypermod::error::report(&e)));
-        assert_eq!(cfg.kind(), Kind::Theory, "{}", f.display());
+        assert_eq!(cfg.kind().name(), theory::NAME, "{}", f.display());
     }
     for f in toml_files("configs/sine") {
         let (cfg, _) = ExperimentConfig::load(&f, &[])
             .unwrap_or_else(|e| panic!("{}: {}", f.display(), hypermod::error::report(&e)));
-        assert_eq!(cfg.kind(), Kind::Sine, "{}", f.display());
+        assert_eq!(cfg.kind().name(), sine::NAME, "{}", f.display());
     }
     for (model, file) in [
         ("hnet_linear", "hnet_linear"),
@@ -112,10 +113,9 @@ fn every_sweep_expands_into_valid_runs() {
         let (_, r) =
             hypermod::sweep::expand(Path::new(&path)).unwrap_or_else(|e| panic!("{path}: {e}"));
         assert_eq!(r.len(), runs, "{path}");
-        let labels = r.iter().filter_map(|x| match &x.config {
-            ExperimentConfig::Theory(c) => Some(c.label().unwrap()),
-            _ => None,
-        });
+        let labels = r
+            .iter()
+            .filter_map(|x| x.config.get::<TheoryConfig>().map(|c| c.label().unwrap()));
         let n_blessed = labels
             .filter(|l| *l == hypermod::experiments::theory::task_list::Label::Blessed)
             .count();
@@ -192,7 +192,7 @@ fn a_bad_sweep_is_refused_before_any_run() {
     let (_, runs) = hypermod::sweep::expand(&p).unwrap();
     let kinds: Vec<_> = runs
         .iter()
-        .map(|r| r.config.as_hyperteacher().unwrap().model.kind)
+        .map(|r| r.config.get::<HyperteacherConfig>().unwrap().model.kind)
         .collect();
     use hypermod::experiments::hyperteacher::ModelKind::{Anil, Maml};
     assert_eq!(kinds, [Anil, Anil, Maml, Maml]);

@@ -167,3 +167,73 @@ fn a_selection_set_the_experiment_does_not_evaluate_is_a_typed_error() {
     assert!(!d.join("metrics.jsonl").exists());
     let _ = std::fs::remove_dir_all(&d);
 }
+
+/// The toy as a registered experiment: a folder's `ExperimentDef` is all an experiment needs for
+/// the shared run, resume, session and batch code (here driven through its `Registration`,
+/// since the crate's `REGISTRY` is fixed at compile time).
+#[derive(Clone, Debug, PartialEq)]
+struct ToyConfig {
+    steps: usize,
+}
+
+impl hypermod::experiments::ExperimentDef for Toy {
+    const NAME: &'static str = "toy";
+    type Config = ToyConfig;
+    const MEASURES: &'static [hypermod::report::runs_table::Measure] = &[];
+
+    fn load(
+        table: toml::Table,
+        _origin: &std::path::Path,
+        _overrides: &[String],
+    ) -> Result<(ToyConfig, toml::Table)> {
+        let steps = table["steps"].as_integer().unwrap() as usize;
+        Ok((ToyConfig { steps }, table))
+    }
+    fn describe(cfg: &ToyConfig) -> String {
+        format!("x² for {} steps", cfg.steps)
+    }
+    fn build(gpu: &Gpu, cfgs: &[ToyConfig], _resume: bool) -> Result<(Toy, Schedule)> {
+        let schedule = Schedule {
+            steps: cfgs[0].steps,
+            ..SCHEDULE
+        };
+        Ok((Toy::new(gpu, "holdout"), schedule))
+    }
+    fn summary_columns(_summary: &std::path::Path) -> Result<Vec<(String, String)>> {
+        Ok(Vec::new())
+    }
+}
+
+#[test]
+fn an_experiment_def_is_all_a_new_experiment_needs() {
+    use hypermod::experiments::{Registered, Registration};
+    let gpu = gpu_or_skip!();
+    let toy: &dyn Registered = &Registration::<Toy>::NEW;
+    assert_eq!(toy.name(), "toy");
+    assert_eq!(toy.seed_key(), "train.seed");
+    assert!(toy.sweep_plot().is_none());
+    let table: toml::Table = toml::from_str("steps = 6").unwrap();
+    let (cfg, _) = toy.load_any(table, "toy.toml".as_ref(), &[]).unwrap();
+    assert_eq!(toy.describe_any(&*cfg), "x² for 6 steps");
+    // Runs one at a time: a batch is refused, with the experiment named.
+    assert_eq!(toy.batch_key_any(&*cfg), None);
+    assert_eq!(toy.max_batch_any(&*cfg, 64), 1);
+    let err = toy
+        .train_batch_any(gpu, &[&*cfg], &[], &dir("toy-batch"))
+        .unwrap_err();
+    assert!(err.to_string().contains("toy runs do not train as a batch"), "{err}");
+    // The shared run: trains into the directory, resumes to the same summary numbers.
+    let d = dir("toy-registered");
+    let s = toy.train_any(gpu, &*cfg, &d, false).unwrap();
+    let summary: serde_json::Value = serde_json::from_str(s.json()).unwrap();
+    assert_eq!(summary["best_step"], 6, "{summary}");
+    let x6 = 3.0 * 0.8f64.powi(6);
+    assert!((summary["x_final"].as_f64().unwrap() - x6).abs() < 1e-5, "{summary}");
+    // A stepped session: the same first loss as the loop's first step.
+    let (session, schedule) = toy.session_any(gpu, &*cfg).unwrap();
+    assert_eq!(schedule.steps, 6);
+    let (metrics, skips) = session.step_json(gpu, 0).unwrap();
+    assert_eq!((metrics["loss"].as_f64().unwrap(), skips), (9.0, 0));
+    // No step benchmark unless the experiment writes one.
+    assert!(toy.bench_step_shape_any(&*cfg).is_err());
+}

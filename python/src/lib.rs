@@ -145,7 +145,7 @@ fn train(
         let resolved = toml::to_string(&table)?;
         let gpu = open(device.as_deref())?;
         let summary = interruptible(|| cfg.train(&gpu, &resolved, &out, overwrite))?;
-        to_json(&summary)
+        Ok(summary.json().to_string())
     })
 }
 
@@ -156,7 +156,7 @@ fn resume(py: Python<'_>, dir: PathBuf, device: Option<String>) -> PyResult<Stri
     engine(py, move || {
         let gpu = open(device.as_deref())?;
         let summary = interruptible(|| hypermod::experiments::resume(&gpu, &dir))?;
-        to_json(&summary)
+        Ok(summary.json().to_string())
     })
 }
 

@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::error::{arg_err, Error, Result};
+use crate::experiments::ExperimentDef;
 use crate::gpu::Gpu;
 use crate::run::{create_dir, start_run_dir, write_atomic, write_json};
 use crate::train::runner::{self, Experiment, Schedule, SetMetrics, Summary};
@@ -59,6 +60,25 @@ pub struct MemberDir<'a> {
     pub resolved: &'a str,
     /// Its run directory.
     pub dir: PathBuf,
+}
+
+/// Sets up the batch of `cfgs` (one per member, in order) and trains it with [`train_members`]:
+/// every batching experiment's [`ExperimentDef::train_batch`].
+pub fn train_batch<D, M, X>(
+    gpu: &Gpu,
+    cfgs: &[D::Config],
+    members: &[MemberDir<'_>],
+    batch_dir: &Path,
+) -> Result<()>
+where
+    D: ExperimentDef + Experiment<Metrics = PerRun<M>, Extras = PerRun<X>>,
+    M: Clone + Default + Serialize + DeserializeOwned,
+    X: Clone + Default + Serialize + DeserializeOwned,
+{
+    // Set-up (the sine kernel initialisation) counts in the batch's `seconds`.
+    let started = Instant::now();
+    let (exp, schedule) = D::build(gpu, cfgs, false)?;
+    train_members(gpu, &exp, &schedule, members, batch_dir, started)
 }
 
 /// Trains the batch `exp` (its runs in the order of `members`) by `schedule` in its own

@@ -12,53 +12,23 @@ use std::path::Path;
 
 use crate::checkpoint::{Checkpoint, TensorState};
 use crate::error::{Error, Result};
-use crate::experiments::hyperteacher::Hyperteacher;
-use crate::experiments::sine::Sine;
-use crate::experiments::theory::Theory;
+use crate::experiments::registry::SteppedExperiment;
 use crate::experiments::ExperimentConfig;
 use crate::gpu::Gpu;
-use crate::train::runner::{Experiment, Schedule};
-
-/// The experiment behind a session.
-enum Inner {
-    Hyperteacher(Box<Hyperteacher>),
-    Theory(Box<Theory>),
-    Sine(Box<Sine>),
-}
+use crate::train::runner::Schedule;
 
 /// One experiment, its device, and how many steps it has trained.
 pub struct Session {
     gpu: Gpu,
-    inner: Inner,
+    inner: Box<dyn SteppedExperiment>,
     schedule: Schedule,
     steps_done: usize,
-}
-
-fn json<T: serde::Serialize>(value: &T) -> Result<serde_json::Value> {
-    serde_json::to_value(value).map_err(|e| Error::InvalidArgument {
-        op: "session",
-        detail: format!("metrics are not JSON: {e}"),
-    })
 }
 
 impl Session {
     /// Sets the experiment of `cfg` up on `gpu` (the session owns the device).
     pub fn new(gpu: Gpu, cfg: &ExperimentConfig) -> Result<Session> {
-        let (inner, schedule) = match cfg {
-            ExperimentConfig::Hyperteacher(c) => {
-                c.validate()?;
-                let (exp, schedule) = Hyperteacher::new(&gpu, c)?;
-                (Inner::Hyperteacher(Box::new(exp)), schedule)
-            }
-            ExperimentConfig::Theory(c) => {
-                let (exp, schedule) = Theory::new(&gpu, std::slice::from_ref(c))?;
-                (Inner::Theory(Box::new(exp)), schedule)
-            }
-            ExperimentConfig::Sine(c) => {
-                let (exp, schedule) = Sine::new(&gpu, std::slice::from_ref(c), false)?;
-                (Inner::Sine(Box::new(exp)), schedule)
-            }
-        };
+        let (inner, schedule) = cfg.session(&gpu)?;
         Ok(Session {
             gpu,
             inner,
@@ -70,20 +40,7 @@ impl Session {
     /// Trains one step and returns its report: `{"step", "train": {...}, "consecutive_skips"}`
     /// (`step` counts the steps done, as in `metrics.jsonl`).
     pub fn step(&mut self) -> Result<serde_json::Value> {
-        let (train, consecutive_skips) = match &self.inner {
-            Inner::Hyperteacher(e) => {
-                let r = e.train_step(&self.gpu, self.steps_done)?;
-                (json(&r.metrics)?, r.consecutive_skips)
-            }
-            Inner::Theory(e) => {
-                let r = e.train_step(&self.gpu, self.steps_done)?;
-                (json(&r.metrics)?, r.consecutive_skips)
-            }
-            Inner::Sine(e) => {
-                let r = e.train_step(&self.gpu, self.steps_done)?;
-                (json(&r.metrics)?, r.consecutive_skips)
-            }
-        };
+        let (train, consecutive_skips) = self.inner.step_json(&self.gpu, self.steps_done)?;
         self.steps_done += 1;
         Ok(serde_json::json!({
             "step": self.steps_done,
@@ -94,19 +51,11 @@ impl Session {
 
     /// Every evaluation set's metrics at the current state, by set name.
     pub fn evaluate(&self) -> Result<serde_json::Value> {
-        match &self.inner {
-            Inner::Hyperteacher(e) => json(&e.evaluate(&self.gpu)?),
-            Inner::Theory(e) => json(&e.evaluate(&self.gpu)?),
-            Inner::Sine(e) => json(&e.evaluate(&self.gpu)?),
-        }
+        self.inner.evaluate_json(&self.gpu)
     }
 
     fn state(&self) -> TensorState<'_> {
-        match &self.inner {
-            Inner::Hyperteacher(e) => e.state(),
-            Inner::Theory(e) => e.state(),
-            Inner::Sine(e) => e.state(),
-        }
+        self.inner.tensor_state()
     }
 
     /// Every tensor an exact resume needs, flat, under its checkpoint name.

@@ -26,9 +26,11 @@ pub use self::decoder::{DecoderR2, MAX_DECODER_DIM};
 use self::eval_sets::{eval_sets, EvalPlan, EvalSet};
 pub use self::student::param_counts;
 use crate::checkpoint::TensorState;
-use crate::error::Result;
+use crate::error::{arg_err, Result};
+use crate::experiments::{ExperimentDef, StepBenchReport};
 use crate::gpu::Gpu;
-use crate::run::start_run_dir;
+use crate::report::plot::SweepPlot;
+use crate::report::runs_table::Measure;
 use crate::train::meta::{data_stream, sample_latents, EpisodeMetrics, MetaLearner};
 use crate::train::runner::{self, Experiment, Schedule, SetMetrics, StepReport};
 
@@ -203,30 +205,68 @@ impl Experiment for Hyperteacher {
     }
 }
 
-/// Runs the experiment described by `cfg` into `out` (refused when `out` holds a run, unless
-/// `overwrite`). `resolved` is the config as loaded (with `--set` overrides), stored verbatim.
-pub fn run(
-    gpu: &Gpu,
-    cfg: &HyperteacherConfig,
-    resolved: &str,
-    out: &Path,
-    overwrite: bool,
-) -> Result<Summary> {
-    cfg.validate()?;
-    start_run_dir(gpu, out, resolved, overwrite)?;
-    train(gpu, cfg, out, false)
-}
+impl ExperimentDef for Hyperteacher {
+    const NAME: &'static str = NAME;
+    type Config = HyperteacherConfig;
+    const MEASURES: &'static [Measure] = columns::MEASURES;
+    const SWEEP_PLOT: Option<SweepPlot> = Some(columns::SWEEP_PLOT);
 
-/// Continues the run in `dir` (whose `config.toml` is `cfg`) from its last checkpoint. Exact:
-/// the data of every step is a function of (seed, step), so the resumed run ends with the same
-/// numbers (bitwise, on the same device) as an uninterrupted one.
-pub fn resume(gpu: &Gpu, cfg: &HyperteacherConfig, dir: &Path) -> Result<Summary> {
-    cfg.validate()?;
-    runner::check_resumable(dir)?;
-    train(gpu, cfg, dir, true)
-}
+    fn load(
+        table: toml::Table,
+        origin: &Path,
+        overrides: &[String],
+    ) -> Result<(HyperteacherConfig, toml::Table)> {
+        Ok(HyperteacherConfig::from_table(table, origin, overrides)?)
+    }
 
-fn train(gpu: &Gpu, cfg: &HyperteacherConfig, dir: &Path, resume: bool) -> Result<Summary> {
-    let (exp, schedule) = Hyperteacher::new(gpu, cfg)?;
-    runner::train_in(gpu, &exp, &schedule, dir, resume)
+    fn describe(cfg: &HyperteacherConfig) -> String {
+        let (meta, task) = param_counts(cfg);
+        format!("{:?}, {meta} meta / {task} task parameters", cfg.model.kind)
+    }
+
+    fn build(
+        gpu: &Gpu,
+        cfgs: &[HyperteacherConfig],
+        _resume: bool,
+    ) -> Result<(Hyperteacher, Schedule)> {
+        match cfgs {
+            [cfg] => Hyperteacher::new(gpu, cfg),
+            _ => Err(arg_err(NAME, "runs one config at a time")),
+        }
+    }
+
+    fn summary_columns(summary: &Path) -> Result<Vec<(String, String)>> {
+        columns::summary_columns(summary)
+    }
+
+    fn bench_step_shape(cfg: &HyperteacherConfig) -> Result<String> {
+        Ok(format!(
+            "{} tasks × {} inner steps",
+            cfg.train.meta_batch,
+            cfg.train_params().steps_inner
+        ))
+    }
+
+    fn bench_step(
+        gpu: &Gpu,
+        cfg: &HyperteacherConfig,
+        warmup: usize,
+        steps: usize,
+    ) -> Result<StepBenchReport> {
+        let r = bench::bench_step(gpu, cfg, warmup, steps)?;
+        let sweep = r.reverse_sweep.map_or(String::new(), |m| format!(" ({m})"));
+        let lines = vec![
+            format!(
+                "median {:.4} s/step  →  {:.3} outer steps/s, {:.1} tasks/s (wall clock, median of {steps})",
+                r.median_s, r.steps_per_s, r.tasks_per_s
+            ),
+            format!(
+                "meta-gradient {}; reverse-sweep memory{sweep} {:.1} MiB; peak device memory {:.1} MiB",
+                r.meta_gradient,
+                r.sweep_bytes as f64 / (1u64 << 20) as f64,
+                r.peak_bytes as f64 / (1u64 << 20) as f64
+            ),
+        ];
+        StepBenchReport::new(&r, lines)
+    }
 }

@@ -28,7 +28,6 @@ pub mod theory_curve;
 use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
-use std::time::Instant;
 
 use serde::{Deserialize, Serialize};
 
@@ -39,13 +38,17 @@ use self::net::{NetProgram, Network};
 use self::task::{recovery, Task};
 use crate::checkpoint::TensorState;
 use crate::error::{arg_err, Result};
-use crate::experiments::per_run::{train_members, MemberDir, PerRun};
+use crate::experiments::per_run::{self, MemberDir, PerRun};
+use crate::experiments::registry::check_batch;
+use crate::experiments::ExperimentDef;
 use crate::gpu::{Dispatch, Gpu, GpuTensor, Step};
 use crate::ops::adamw::{AdamW, AdamWConfig};
 use crate::ops::loss::mse;
 use crate::ops::rng::ItemSeeds;
 use crate::ops::sine::{sample, Fold, Rows, SineSample};
-use crate::run::start_run_dir;
+use crate::report::plot::PlotError;
+use crate::report::runs_table::Measure;
+use crate::report::RunsTable;
 use crate::train::runner::{self, Experiment, Schedule, SetMetrics, StepReport};
 
 /// The name configs give this experiment (`experiment = "sine"`).
@@ -162,19 +165,8 @@ impl Sine {
     /// Sets up the runs of `cfgs` (validated, one [`batch_key`]) and the loop's schedule; runs
     /// the kernel initialisation unless `resume` (the checkpoint then holds the parameters).
     pub fn new(gpu: &Gpu, cfgs: &[SineConfig], resume: bool) -> Result<(Sine, Schedule)> {
-        let Some(first) = cfgs.first() else {
-            return Err(arg_err("sine", "a batch needs at least one run"));
-        };
-        if let Some(other) = cfgs.iter().find(|c| batch_key(c) != batch_key(first)) {
-            return Err(arg_err(
-                "sine",
-                format!(
-                    "runs of one batch must share every size and step count (seed {} differs \
-                     from seed {} in more than seed, n and learning rates)",
-                    other.train.seed, first.train.seed
-                ),
-            ));
-        }
+        check_batch::<Sine>(cfgs)?;
+        let first = &cfgs[0];
         for c in cfgs {
             c.validate()?;
         }
@@ -564,56 +556,6 @@ pub fn max_runs(cfg: &SineConfig, limit: usize) -> usize {
     (BATCH_BYTES / per_run).clamp(1, limit.max(1))
 }
 
-/// Trains the sweep runs `members` (configs with their stored text and directories) as one
-/// batch in `batch_dir`, then writes each member's run directory.
-pub fn train_batch(
-    gpu: &Gpu,
-    members: &[(&SineConfig, MemberDir<'_>)],
-    batch_dir: &Path,
-) -> Result<()> {
-    // The kernel initialisation is set-up: the batch's `seconds` include it.
-    let started = Instant::now();
-    let cfgs: Vec<SineConfig> = members.iter().map(|(c, _)| (*c).clone()).collect();
-    let (exp, schedule) = Sine::new(gpu, &cfgs, false)?;
-    let dirs: Vec<MemberDir<'_>> = members
-        .iter()
-        .map(|(_, d)| MemberDir {
-            resolved: d.resolved,
-            dir: d.dir.clone(),
-        })
-        .collect();
-    train_members(gpu, &exp, &schedule, &dirs, batch_dir, started)
-}
-
-/// Runs the experiment of `cfg` into `out` (refused when `out` holds a run, unless `overwrite`).
-pub fn run(
-    gpu: &Gpu,
-    cfg: &SineConfig,
-    resolved: &str,
-    out: &Path,
-    overwrite: bool,
-) -> Result<Summary> {
-    cfg.validate()?;
-    start_run_dir(gpu, out, resolved, overwrite)?;
-    let started = Instant::now();
-    let (exp, schedule) = Sine::new(gpu, std::slice::from_ref(cfg), false)?;
-    let plan = runner::RunPlan {
-        dir: out.to_path_buf(),
-        resume: false,
-        started,
-    };
-    runner::train(gpu, &exp, &schedule, &plan)
-}
-
-/// Continues the run in `dir` from its last checkpoint (exact: every step's data is a function
-/// of the seed and the step).
-pub fn resume(gpu: &Gpu, cfg: &SineConfig, dir: &Path) -> Result<Summary> {
-    cfg.validate()?;
-    runner::check_resumable(dir)?;
-    let (exp, schedule) = Sine::new(gpu, std::slice::from_ref(cfg), true)?;
-    runner::train_in(gpu, &exp, &schedule, dir, true)
-}
-
 /// One line about the run for the CLI.
 pub fn describe(cfg: &SineConfig) -> String {
     let t = &cfg.task;
@@ -635,4 +577,69 @@ pub fn describe(cfg: &SineConfig) -> String {
         t.module_dim,
         t.n_train
     )
+}
+
+impl ExperimentDef for Sine {
+    const NAME: &'static str = NAME;
+    type Config = SineConfig;
+    const MEASURES: &'static [Measure] = columns::MEASURES;
+    // No comparison of grid points: its grids are too large for one panel per point; the
+    // scaling plots (`plot_sweep_extra`) replace it.
+
+    fn load(
+        table: toml::Table,
+        origin: &Path,
+        overrides: &[String],
+    ) -> Result<(SineConfig, toml::Table)> {
+        Ok(SineConfig::from_table(table, origin, overrides)?)
+    }
+
+    fn describe(cfg: &SineConfig) -> String {
+        describe(cfg)
+    }
+
+    /// Runs the kernel initialisation unless `resume` (the checkpoint then holds the
+    /// parameters).
+    fn build(gpu: &Gpu, cfgs: &[SineConfig], resume: bool) -> Result<(Sine, Schedule)> {
+        Sine::new(gpu, cfgs, resume)
+    }
+
+    fn summary_columns(summary: &Path) -> Result<Vec<(String, String)>> {
+        columns::summary_columns(summary)
+    }
+
+    fn write_sweep_summary(out: &Path, table: &RunsTable) -> Result<()> {
+        sample_complexity::write_summary(out, table)
+    }
+
+    fn plot_sweep_extra(
+        out: &Path,
+        table: &RunsTable,
+    ) -> std::result::Result<Vec<std::path::PathBuf>, PlotError> {
+        sample_complexity::plot(out, table)
+    }
+
+    fn batch_key(cfg: &SineConfig) -> Option<String> {
+        Some(batch_key(cfg))
+    }
+
+    fn max_batch(cfg: &SineConfig, limit: usize) -> usize {
+        max_runs(cfg, limit)
+    }
+
+    fn train_batch(
+        gpu: &Gpu,
+        cfgs: &[SineConfig],
+        members: &[MemberDir<'_>],
+        batch_dir: &Path,
+    ) -> Result<()> {
+        per_run::train_batch::<Sine, _, _>(gpu, cfgs, members, batch_dir)
+    }
+
+    fn bench_step_shape(_cfg: &SineConfig) -> Result<String> {
+        Err(arg_err(
+            "bench step",
+            "a sine run is many small runs; measure them with `hypermod bench sweep CONFIG`",
+        ))
+    }
 }

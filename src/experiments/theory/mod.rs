@@ -33,12 +33,16 @@ use self::metrics::{generated_alignment, latent_r2, losses, template_alignment};
 use self::net::NetShape;
 use self::program::{Episode, EpisodeSize, Nets};
 use crate::checkpoint::TensorState;
-use crate::error::{arg_err, Result};
+use crate::error::Result;
+use crate::experiments::per_run;
+use crate::experiments::registry::check_batch;
+use crate::experiments::{ExperimentDef, StepBenchReport};
 use crate::gpu::{Dispatch, Gpu, GpuTensor, Step};
 use crate::ops::adamw::{AdamW, AdamWConfig};
 use crate::ops::elementwise::copy;
 use crate::ops::rng::{fill_cpu, Distribution, ItemSeeds, RngKey};
-use crate::run::start_run_dir;
+use crate::report::plot::SweepPlot;
+use crate::report::runs_table::Measure;
 use crate::train::meta::data_stream;
 use crate::train::runner::{self, Experiment, Schedule, SetMetrics, StepReport};
 
@@ -169,19 +173,8 @@ fn episode_sizes(cfg: &TheoryConfig) -> (EpisodeSize, EpisodeSize) {
 impl Theory {
     /// Sets up the runs of `cfgs` (validated, all with one [`batch_key`]) and the loop's schedule.
     pub fn new(gpu: &Gpu, cfgs: &[TheoryConfig]) -> Result<(Theory, Schedule)> {
-        let Some(first) = cfgs.first() else {
-            return Err(arg_err("theory", "a batch needs at least one run"));
-        };
-        if let Some(other) = cfgs.iter().find(|c| batch_key(c) != batch_key(first)) {
-            return Err(arg_err(
-                "theory",
-                format!(
-                    "runs of one batch must share every size and step count (seed {} differs \
-                     from seed {} in more than seed, task list and learning rates)",
-                    other.train.seed, first.train.seed
-                ),
-            ));
-        }
+        check_batch::<Theory>(cfgs)?;
+        let first = &cfgs[0];
         for c in cfgs {
             c.validate()?;
         }
@@ -551,32 +544,6 @@ fn run_extras(cfg: &TheoryConfig, sets: &SetMetrics<TheoryMetrics>) -> Result<Ru
     })
 }
 
-/// Runs the experiment of `cfg` into `out` (refused when `out` holds a run, unless `overwrite`).
-pub fn run(
-    gpu: &Gpu,
-    cfg: &TheoryConfig,
-    resolved: &str,
-    out: &Path,
-    overwrite: bool,
-) -> Result<Summary> {
-    cfg.validate()?;
-    start_run_dir(gpu, out, resolved, overwrite)?;
-    train(gpu, cfg, out, false)
-}
-
-/// Continues the run in `dir` from its last checkpoint (exact: every step's data is a function
-/// of the seed and the step).
-pub fn resume(gpu: &Gpu, cfg: &TheoryConfig, dir: &Path) -> Result<Summary> {
-    cfg.validate()?;
-    runner::check_resumable(dir)?;
-    train(gpu, cfg, dir, true)
-}
-
-fn train(gpu: &Gpu, cfg: &TheoryConfig, dir: &Path, resume: bool) -> Result<Summary> {
-    let (exp, schedule) = Theory::new(gpu, std::slice::from_ref(cfg))?;
-    runner::train_in(gpu, &exp, &schedule, dir, resume)
-}
-
 /// One line about the run for the CLI: the task list, its label and the parameter counts.
 pub fn describe(cfg: &TheoryConfig) -> String {
     let (t, s) = shapes(cfg);
@@ -595,4 +562,69 @@ pub fn describe(cfg: &TheoryConfig) -> String {
         cfg.student.module_factor,
         t.param_len()
     )
+}
+
+impl ExperimentDef for Theory {
+    const NAME: &'static str = NAME;
+    type Config = TheoryConfig;
+    const MEASURES: &'static [Measure] = columns::MEASURES;
+    const SWEEP_PLOT: Option<SweepPlot> = Some(columns::SWEEP_PLOT);
+
+    fn load(
+        table: toml::Table,
+        origin: &Path,
+        overrides: &[String],
+    ) -> Result<(TheoryConfig, toml::Table)> {
+        Ok(TheoryConfig::from_table(table, origin, overrides)?)
+    }
+
+    fn describe(cfg: &TheoryConfig) -> String {
+        describe(cfg)
+    }
+
+    fn build(gpu: &Gpu, cfgs: &[TheoryConfig], _resume: bool) -> Result<(Theory, Schedule)> {
+        Theory::new(gpu, cfgs)
+    }
+
+    fn summary_columns(summary: &Path) -> Result<Vec<(String, String)>> {
+        columns::summary_columns(summary)
+    }
+
+    fn batch_key(cfg: &TheoryConfig) -> Option<String> {
+        Some(batch_key(cfg))
+    }
+
+    fn max_batch(cfg: &TheoryConfig, limit: usize) -> usize {
+        batch::max_runs(cfg, limit)
+    }
+
+    fn train_batch(
+        gpu: &Gpu,
+        cfgs: &[TheoryConfig],
+        members: &[per_run::MemberDir<'_>],
+        batch_dir: &Path,
+    ) -> Result<()> {
+        per_run::train_batch::<Theory, _, _>(gpu, cfgs, members, batch_dir)
+    }
+
+    fn bench_step_shape(cfg: &TheoryConfig) -> Result<String> {
+        Ok(format!(
+            "{} tasks × {} inner steps",
+            cfg.train.meta_batch, cfg.train.steps_inner
+        ))
+    }
+
+    fn bench_step(
+        gpu: &Gpu,
+        cfg: &TheoryConfig,
+        warmup: usize,
+        steps: usize,
+    ) -> Result<StepBenchReport> {
+        let r = bench::bench_step(gpu, cfg, warmup, steps)?;
+        let line = format!(
+            "median {:.4} s/step  →  {:.3} outer steps/s, {:.0} task inner steps/s (wall clock, median of {steps})",
+            r.median_s, r.steps_per_s, r.task_inner_steps_per_s
+        );
+        StepBenchReport::new(&r, vec![line])
+    }
 }
