@@ -20,6 +20,8 @@
 //! # }
 //! ```
 
+mod schema;
+
 use std::collections::BTreeMap;
 use std::path::Path;
 
@@ -179,11 +181,17 @@ impl Field {
     }
 }
 
-/// The keys a config type accepts, table by table. Must list exactly the serde field names of the
-/// type (the tests check this for every experiment config).
+/// The keys a config type accepts, table by table: derived from the type's serde declaration
+/// (`config/schema.rs` probes it once), for every deserializable type.
 pub trait Schema {
     /// The keys of the top-level table.
-    const FIELDS: &'static [Field];
+    fn fields() -> &'static [Field];
+}
+
+impl<T: DeserializeOwned + 'static> Schema for T {
+    fn fields() -> &'static [Field] {
+        schema::fields_of::<T>()
+    }
 }
 
 /// The closest of `candidates` to `key` by edit distance, if close enough to be a likely typo.
@@ -430,10 +438,10 @@ pub fn from_table<T: DeserializeOwned + Schema>(
                         .into(),
             });
         }
-        apply_override(&mut table, T::FIELDS, arg, file)?;
+        apply_override(&mut table, T::fields(), arg, file)?;
         origins.insert(path.join("."), arg.clone());
     }
-    check_keys(&table, T::FIELDS, &mut Vec::new(), file, &origins)?;
+    check_keys(&table, T::fields(), &mut Vec::new(), file, &origins)?;
     let value: T = serde_path_to_error::deserialize(toml::Value::Table(table.clone())).map_err(
         |e: serde_path_to_error::Error<toml::de::Error>| {
             let key = e.path().to_string();

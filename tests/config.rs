@@ -119,7 +119,7 @@ fn empty_file_is_the_reference_default() {
 #[test]
 fn schema_lists_exactly_the_serde_fields() {
     let full = toml::Table::try_from(HyperteacherConfig::default().with_defaults_filled()).unwrap();
-    let schema = HyperteacherConfig::FIELDS;
+    let schema = HyperteacherConfig::fields();
     assert_eq!(full.len(), schema.len());
     for f in schema {
         let sub = full[f.name].as_table().unwrap();
@@ -613,4 +613,131 @@ fn fuzz_never_panics() {
     assert_eq!(panics, 0, "{panics} of {cases} cases panicked");
     // The generator also exercises the success path, not only errors.
     assert!(oks > 0, "no case was valid");
+}
+
+/// Every key of `T` (sections end in `.`), sorted, as the derived schema lists them.
+fn schema_keys<T: Schema>() -> Vec<String> {
+    fn walk(fields: &[hypermod::config::Field], prefix: &str, out: &mut Vec<String>) {
+        for f in fields {
+            match f.table {
+                Some(sub) => {
+                    out.push(format!("{prefix}{}.", f.name));
+                    walk(sub, &format!("{prefix}{}.", f.name), out);
+                }
+                None => out.push(format!("{prefix}{}", f.name)),
+            }
+        }
+    }
+    let mut out = Vec::new();
+    walk(T::fields(), "", &mut out);
+    out.sort();
+    out
+}
+
+/// The schemas derived from the serde declarations equal the field lists that were written by
+/// hand beside them before (pinned here when the hand lists were removed).
+#[test]
+fn derived_schemas_equal_the_former_hand_written_lists() {
+    assert_eq!(
+        schema_keys::<hypermod::experiments::hyperteacher::HyperteacherConfig>(),
+        [
+            "model.",
+            "model.kind",
+            "model.ratio_templates",
+            "model.width",
+            "task.",
+            "task.chunking",
+            "task.continuous",
+            "task.frac_ood",
+            "task.hidden_dim",
+            "task.layers",
+            "task.max_hot",
+            "task.modules",
+            "task.shots_query",
+            "task.shots_support",
+            "task.support",
+            "train.",
+            "train.eval_every",
+            "train.eval_tasks",
+            "train.inject_nan_steps",
+            "train.inner_batch",
+            "train.lr_inner",
+            "train.lr_outer",
+            "train.max_consecutive_skips",
+            "train.max_grad_norm",
+            "train.meta_batch",
+            "train.meta_gradient",
+            "train.reverse_sweep",
+            "train.seed",
+            "train.steps_inner",
+            "train.steps_outer",
+            "train.sweep_memory_mib",
+            "train.wd_outer",
+        ]
+    );
+    assert_eq!(
+        schema_keys::<hypermod::experiments::sine::SineConfig>(),
+        [
+            "eval.",
+            "eval.n_test",
+            "eval.n_valid",
+            "eval.ood_scale",
+            "eval.threshold",
+            "kernel_init.",
+            "kernel_init.batch",
+            "kernel_init.lr",
+            "kernel_init.ridge",
+            "kernel_init.steps",
+            "model.",
+            "model.hidden",
+            "model.method",
+            "model.module_dim",
+            "model.module_hidden",
+            "model.modules",
+            "task.",
+            "task.amplitudes",
+            "task.frequencies",
+            "task.holdout_combination",
+            "task.m",
+            "task.module_dim",
+            "task.modules",
+            "task.n_train",
+            "task.projections",
+            "train.",
+            "train.batch",
+            "train.eval_every",
+            "train.lr",
+            "train.seed",
+            "train.steps",
+            "train.weight_decay",
+        ]
+    );
+    assert_eq!(
+        schema_keys::<hypermod::experiments::theory::TheoryConfig>(),
+        [
+            "student.",
+            "student.hidden_factor",
+            "student.module_factor",
+            "task.",
+            "task.continuous",
+            "task.hidden",
+            "task.inputs",
+            "task.modules",
+            "task.outputs",
+            "task.task_list",
+            "train.",
+            "train.cosine_alpha",
+            "train.eval_every",
+            "train.eval_inputs",
+            "train.eval_tasks",
+            "train.inputs",
+            "train.lr",
+            "train.lr_inner",
+            "train.meta_batch",
+            "train.seed",
+            "train.steps",
+            "train.steps_inner",
+            "train.weight_decay",
+        ]
+    );
 }

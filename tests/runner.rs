@@ -221,14 +221,20 @@ fn an_experiment_def_is_all_a_new_experiment_needs() {
     let err = toy
         .train_batch_any(gpu, &[&*cfg], &[], &dir("toy-batch"))
         .unwrap_err();
-    assert!(err.to_string().contains("toy runs do not train as a batch"), "{err}");
+    assert!(
+        err.to_string().contains("toy runs do not train as a batch"),
+        "{err}"
+    );
     // The shared run: trains into the directory, resumes to the same summary numbers.
     let d = dir("toy-registered");
     let s = toy.train_any(gpu, &*cfg, &d, false).unwrap();
     let summary: serde_json::Value = serde_json::from_str(s.json()).unwrap();
     assert_eq!(summary["best_step"], 6, "{summary}");
     let x6 = 3.0 * 0.8f64.powi(6);
-    assert!((summary["x_final"].as_f64().unwrap() - x6).abs() < 1e-5, "{summary}");
+    assert!(
+        (summary["x_final"].as_f64().unwrap() - x6).abs() < 1e-5,
+        "{summary}"
+    );
     // A stepped session: the same first loss as the loop's first step.
     let (session, schedule) = toy.session_any(gpu, &*cfg).unwrap();
     assert_eq!(schedule.steps, 6);

@@ -1,7 +1,7 @@
 //! Meta-learning on the GPU (Schug et al. spec §5): every task of a meta-batch is adapted in
 //! parallel by an inner AdamW loop on its support set (fresh optimiser state per task), then the
 //! query loss at the adapted parameters gives the meta-gradient: second order through the
-//! unrolled inner loop (`ReverseSweep`, the paper's algorithm) or first order (metax
+//! unrolled inner loop (`ReversePass`, the paper's algorithm) or first order (metax
 //! `first_order = True`: d(adapted)/d(initial) = (1 − lr·wd)^S for the meta-learned initial
 //! values). A student with [`crate::models::gpu::FixedFeatures`] (ANIL) adapts on its support
 //! set's features, computed once per episode. One command encoder per outer step; the host
@@ -24,7 +24,7 @@ use crate::tasks::teacher::TeacherWeightsGpu;
 use crate::train::episode_twin::MetaGradient;
 
 mod episode;
-mod sweep;
+mod reverse;
 
 use episode::Episode;
 
@@ -303,7 +303,7 @@ impl MetaLearner {
     /// How the train episode's reverse sweep got its activations back: `Some(Store)` or
     /// `Some(Recompute)` (what `Auto` chose), `None` at first order.
     pub fn sweep_mode(&self) -> Option<SweepMode> {
-        let mode = |s: &sweep::ReverseSweep| {
+        let mode = |s: &reverse::ReversePass| {
             if s.stores() {
                 SweepMode::Store
             } else {

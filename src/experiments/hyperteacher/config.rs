@@ -13,7 +13,7 @@ use super::NAME;
 use crate::config::check::{
     invalid, positive_finite as check_positive_finite, range as check_range,
 };
-use crate::config::{experiment_from_table, read_table, ConfigError, Field, Schema};
+use crate::config::{experiment_from_table, read_table, ConfigError};
 
 /// Largest network width or teacher hidden size accepted (a guard against typos, far above the
 /// paper's 512).
@@ -257,52 +257,6 @@ pub struct HyperteacherConfig {
     pub train: TrainConfig,
 }
 
-const TASK_FIELDS: &[Field] = &[
-    Field::leaf("modules"),
-    Field::leaf("max_hot"),
-    Field::leaf("layers"),
-    Field::leaf("hidden_dim"),
-    Field::leaf("chunking"),
-    Field::leaf("continuous"),
-    Field::leaf("support"),
-    Field::leaf("frac_ood"),
-    Field::leaf("shots_support"),
-    Field::leaf("shots_query"),
-];
-
-const MODEL_FIELDS: &[Field] = &[
-    Field::leaf("kind"),
-    Field::leaf("width"),
-    Field::leaf("ratio_templates"),
-];
-
-const TRAIN_FIELDS: &[Field] = &[
-    Field::leaf("seed"),
-    Field::leaf("steps_outer"),
-    Field::leaf("meta_batch"),
-    Field::leaf("steps_inner"),
-    Field::leaf("inner_batch"),
-    Field::leaf("lr_inner"),
-    Field::leaf("lr_outer"),
-    Field::leaf("wd_outer"),
-    Field::leaf("max_grad_norm"),
-    Field::leaf("meta_gradient"),
-    Field::leaf("reverse_sweep"),
-    Field::leaf("sweep_memory_mib"),
-    Field::leaf("eval_every"),
-    Field::leaf("eval_tasks"),
-    Field::leaf("max_consecutive_skips"),
-    Field::leaf("inject_nan_steps"),
-];
-
-impl Schema for HyperteacherConfig {
-    const FIELDS: &'static [Field] = &[
-        Field::table("task", TASK_FIELDS),
-        Field::table("model", MODEL_FIELDS),
-        Field::table("train", TRAIN_FIELDS),
-    ];
-}
-
 impl HyperteacherConfig {
     /// Reads `path`, applies `overrides`, then [`HyperteacherConfig::validate`]; validation
     /// errors name the file. The file's `experiment` key may be absent here (the caller chose
@@ -321,7 +275,9 @@ impl HyperteacherConfig {
         path: &Path,
         overrides: &[String],
     ) -> Result<(Self, toml::Table), ConfigError> {
-        experiment_from_table(table, path, overrides, NAME, Self::validate)
+        // Per-model defaults are resolved here, once: every later reader sees plain values.
+        let (cfg, table) = experiment_from_table(table, path, overrides, NAME, Self::validate)?;
+        Ok((cfg.with_defaults_filled(), table))
     }
 
     /// The student's hidden width, the model default when `[model] width` is absent.

@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 
 use super::NAME;
 use crate::config::check::{invalid, positive_finite, range};
-use crate::config::{experiment_from_table, ConfigError, Field, Schema};
+use crate::config::{experiment_from_table, ConfigError};
 use crate::ops::sine::MAX_MODULE_DIM;
 
 /// Largest input dimension, width or set size accepted: a typo guard.
@@ -219,54 +219,6 @@ pub struct SineConfig {
     pub train: TrainConfig,
     /// Evaluation.
     pub eval: EvalConfig,
-}
-
-const TASK_FIELDS: &[Field] = &[
-    Field::leaf("m"),
-    Field::leaf("modules"),
-    Field::leaf("module_dim"),
-    Field::leaf("frequencies"),
-    Field::leaf("amplitudes"),
-    Field::leaf("projections"),
-    Field::leaf("n_train"),
-    Field::leaf("holdout_combination"),
-];
-const MODEL_FIELDS: &[Field] = &[
-    Field::leaf("method"),
-    Field::leaf("hidden"),
-    Field::leaf("modules"),
-    Field::leaf("module_dim"),
-    Field::leaf("module_hidden"),
-];
-const KERNEL_FIELDS: &[Field] = &[
-    Field::leaf("steps"),
-    Field::leaf("lr"),
-    Field::leaf("batch"),
-    Field::leaf("ridge"),
-];
-const TRAIN_FIELDS: &[Field] = &[
-    Field::leaf("seed"),
-    Field::leaf("steps"),
-    Field::leaf("batch"),
-    Field::leaf("lr"),
-    Field::leaf("weight_decay"),
-    Field::leaf("eval_every"),
-];
-const EVAL_FIELDS: &[Field] = &[
-    Field::leaf("n_valid"),
-    Field::leaf("n_test"),
-    Field::leaf("ood_scale"),
-    Field::leaf("threshold"),
-];
-
-impl Schema for SineConfig {
-    const FIELDS: &'static [Field] = &[
-        Field::table("task", TASK_FIELDS),
-        Field::table("model", MODEL_FIELDS),
-        Field::table("kernel_init", KERNEL_FIELDS),
-        Field::table("train", TRAIN_FIELDS),
-        Field::table("eval", EVAL_FIELDS),
-    ];
 }
 
 fn widths(key: &str, v: &[usize]) -> Result<(), ConfigError> {

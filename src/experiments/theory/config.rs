@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 use super::task_list::{Label, TaskList};
 use super::NAME;
 use crate::config::check::{invalid, positive_finite, range};
-use crate::config::{experiment_from_table, ConfigError, Field, Schema};
+use crate::config::{experiment_from_table, ConfigError};
 
 /// Largest size of any one dimension (modules, units, inputs, tasks) accepted: a typo guard.
 pub const MAX_DIM: usize = 1 << 16;
@@ -133,40 +133,6 @@ pub struct TheoryConfig {
     pub student: StudentConfig,
     /// Training and evaluation.
     pub train: TrainConfig,
-}
-
-const TASK_FIELDS: &[Field] = &[
-    Field::leaf("modules"),
-    Field::leaf("inputs"),
-    Field::leaf("hidden"),
-    Field::leaf("outputs"),
-    Field::leaf("task_list"),
-    Field::leaf("continuous"),
-];
-
-const STUDENT_FIELDS: &[Field] = &[Field::leaf("hidden_factor"), Field::leaf("module_factor")];
-
-const TRAIN_FIELDS: &[Field] = &[
-    Field::leaf("seed"),
-    Field::leaf("steps"),
-    Field::leaf("meta_batch"),
-    Field::leaf("inputs"),
-    Field::leaf("steps_inner"),
-    Field::leaf("lr_inner"),
-    Field::leaf("lr"),
-    Field::leaf("cosine_alpha"),
-    Field::leaf("weight_decay"),
-    Field::leaf("eval_every"),
-    Field::leaf("eval_tasks"),
-    Field::leaf("eval_inputs"),
-];
-
-impl Schema for TheoryConfig {
-    const FIELDS: &'static [Field] = &[
-        Field::table("task", TASK_FIELDS),
-        Field::table("student", STUDENT_FIELDS),
-        Field::table("train", TRAIN_FIELDS),
-    ];
 }
 
 impl TheoryConfig {

@@ -18,7 +18,7 @@ use crate::train::episode_twin::MetaGradient;
 use super::{
     add_init_grads, first_order_decay, meta_view, minibatch_seed, Episode, SupportIo, SupportStep,
 };
-use crate::train::meta::sweep::{ReverseSweep, SweepParts, SweepScratch};
+use crate::train::meta::reverse::{ReverseParts, ReversePass, ReverseScratch};
 use crate::train::meta::{MetaConfig, SweepMode};
 
 impl Episode {
@@ -225,7 +225,7 @@ impl<S: GpuStudent> Builder<'_, S> {
 
     /// Second order: the support program with its tangent passes (the same forward and
     /// backward launches, on kept buffers) and the sweep's scratch.
-    fn sweep_scratch(&self) -> Result<Option<SweepScratch>> {
+    fn sweep_scratch(&self) -> Result<Option<ReverseScratch>> {
         let (ns, ib, p) = (
             self.cfg.shots_support,
             self.cfg.inner_batch,
@@ -234,7 +234,7 @@ impl<S: GpuStudent> Builder<'_, S> {
         let dout = self.student.output_dim();
         let tangents = if self.second_order() {
             let feature_rows = self.student.fixed_features().map(|f| (ns, f.feature_dim()));
-            Some(SweepScratch::new(
+            Some(ReverseScratch::new(
                 self.gpu,
                 (self.tasks, ib, dout, p),
                 self.layout.meta_len(),
@@ -252,7 +252,7 @@ impl<S: GpuStudent> Builder<'_, S> {
         &self,
         data: &EpisodeData,
         bufs: &EpisodeBuffers,
-        tangents: Option<&SweepScratch>,
+        tangents: Option<&ReverseScratch>,
     ) -> Result<InnerLoop> {
         let (steps, stored_bytes) = self.support_steps(data, bufs, tangents)?;
         let minibatch = self.minibatch_gathers(data, &steps)?;
@@ -276,7 +276,7 @@ impl<S: GpuStudent> Builder<'_, S> {
         &self,
         data: &EpisodeData,
         bufs: &EpisodeBuffers,
-        tangents: Option<&SweepScratch>,
+        tangents: Option<&ReverseScratch>,
     ) -> Result<(Vec<SupportStep>, u64)> {
         let (gpu, tasks, cfg) = (self.gpu, self.tasks, self.cfg);
         let (ns, ib, p) = (cfg.shots_support, cfg.inner_batch, self.layout.task_len());
@@ -346,7 +346,7 @@ impl<S: GpuStudent> Builder<'_, S> {
     fn feature_program(
         &self,
         data: &EpisodeData,
-        tangents: Option<&SweepScratch>,
+        tangents: Option<&ReverseScratch>,
     ) -> Result<Option<StudentProgram>> {
         let feature_program = match self.student.fixed_features() {
             Some(f) => {
@@ -435,11 +435,11 @@ impl<S: GpuStudent> Builder<'_, S> {
         &self,
         dmeta: &GpuTensor,
         query_ds: &mut Vec<Dispatch>,
-        tangents: Option<SweepScratch>,
+        tangents: Option<ReverseScratch>,
         inner: &mut InnerLoop,
         inner_opt: &AdamW,
         bufs: &EpisodeBuffers,
-    ) -> Result<(Option<ReverseSweep>, Vec<RngGather>)> {
+    ) -> Result<(Option<ReversePass>, Vec<RngGather>)> {
         let cfg = self.cfg;
         let mut scatter = Vec::new();
         match tangents {
@@ -449,7 +449,7 @@ impl<S: GpuStudent> Builder<'_, S> {
                     .iter_mut()
                     .map(SupportStep::sweep_program)
                     .collect();
-                let parts = SweepParts {
+                let parts = ReverseParts {
                     layout: self.layout,
                     task: &bufs.task,
                     dtask: &bufs.dtask,
@@ -468,7 +468,7 @@ impl<S: GpuStudent> Builder<'_, S> {
                         scatter.push(s);
                     }
                 }
-                let mut sw = ReverseSweep::new(self.gpu, sc, parts, cfg.steps_inner)?;
+                let mut sw = ReversePass::new(self.gpu, sc, parts, cfg.steps_inner)?;
                 sw.bytes += inner.stored_bytes;
                 Ok((Some(sw), scatter))
             }

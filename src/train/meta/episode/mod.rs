@@ -13,7 +13,7 @@ use crate::ops::reduce::sum_batch;
 use crate::ops::rng::RngKey;
 use crate::tasks::teacher::{TeacherForward, TeacherTargets};
 
-use super::sweep::{ReverseSweep, SweepProgram, SweepScratch};
+use super::reverse::{ReversePass, ReverseProgram, ReverseScratch};
 
 mod build;
 
@@ -44,7 +44,7 @@ pub(super) struct Episode {
     pub(super) scatter: Vec<RngGather>,
     pub(super) query: Vec<Dispatch>,
     /// The train episode's reverse sweep through the inner loop (second order only).
-    pub(super) sweep: Option<ReverseSweep>,
+    pub(super) sweep: Option<ReversePass>,
     pub(super) steps_inner: usize,
     pub(super) shots_support: usize,
     pub(super) inner_batch: usize,
@@ -222,7 +222,7 @@ impl SupportStep {
         student: &S,
         io: &SupportIo<'_>,
         (x, y): (GpuTensor, GpuTensor),
-        tangents: Option<&SweepScratch>,
+        tangents: Option<&ReverseScratch>,
     ) -> Result<SupportStep> {
         let (tasks, rows, dout) = (io.task.batch(), x.rows(), student.output_dim());
         let (logits, dlogits) = (gpu.zeros(tasks, rows, dout)?, gpu.zeros(tasks, rows, dout)?);
@@ -265,8 +265,8 @@ impl SupportStep {
     }
 
     /// Its part in the reverse sweep (the tangent passes move there).
-    fn sweep_program(&mut self) -> SweepProgram<'_> {
-        SweepProgram {
+    fn sweep_program(&mut self) -> ReverseProgram<'_> {
+        ReverseProgram {
             logits: &self.logits,
             targets: &self.y,
             tangent_forward: std::mem::take(&mut self.tangent_forward),

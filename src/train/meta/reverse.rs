@@ -21,7 +21,7 @@ use super::episode::add_init_grads;
 ///   same values), one program for every step; the history holds 3·S·tasks·P floats;
 /// - store: every step has its own support program, whose kept activations (and g_t) survive
 ///   until the sweep; no replay, S times the program's memory.
-pub(super) struct ReverseSweep {
+pub(super) struct ReversePass {
     /// Per inner step: copy θ_{t−1} out before the step, m′_t and v′_t after it.
     pub(super) save_theta: Vec<Dispatch>,
     pub(super) save_moments: Vec<[Dispatch; 2]>,
@@ -42,7 +42,7 @@ pub(super) struct ReverseSweep {
     pub(super) bytes: u64,
 }
 
-impl ReverseSweep {
+impl ReversePass {
     /// Whether step t's activations are stored (else the episode recomputes them).
     pub(super) fn stores(&self) -> bool {
         !self.save_grad.is_empty()
@@ -56,7 +56,7 @@ impl ReverseSweep {
 
 /// The tangent tensors of the second-order support program and the sweep's adjoints, all
 /// `[tasks × 1 × P]` but the logits' (`[tasks × batch × out]`) and the meta-gradient's.
-pub(super) struct SweepScratch {
+pub(super) struct ReverseScratch {
     pub(super) g_bar: GpuTensor,
     pub(super) logits_dot: GpuTensor,
     pub(super) dlogits_dot: GpuTensor,
@@ -79,7 +79,7 @@ pub(super) struct FeatureScratch {
     pub(super) dbody: GpuTensor,
 }
 
-impl SweepScratch {
+impl ReverseScratch {
     /// Scratch for `(tasks, batch, out, P)`, `m` meta parameters and, for fixed features,
     /// `(support rows, feature dim)`.
     pub(super) fn new(
@@ -87,7 +87,7 @@ impl SweepScratch {
         (tasks, batch, out, p): (usize, usize, usize, usize),
         m: usize,
         feature_rows: Option<(usize, usize)>,
-    ) -> Result<SweepScratch> {
+    ) -> Result<ReverseScratch> {
         let task = || gpu.zeros(tasks, 1, p);
         let features = match feature_rows {
             Some((rows, dim)) => Some(FeatureScratch {
@@ -97,7 +97,7 @@ impl SweepScratch {
             }),
             None => None,
         };
-        Ok(SweepScratch {
+        Ok(ReverseScratch {
             g_bar: task()?,
             logits_dot: gpu.zeros(tasks, batch, out)?,
             dlogits_dot: gpu.zeros(tasks, batch, out)?,
@@ -140,7 +140,7 @@ impl SweepScratch {
 
 /// One support program's part in the sweep: its logits and targets (for the loss tangent) and
 /// its tangent passes.
-pub(super) struct SweepProgram<'a> {
+pub(super) struct ReverseProgram<'a> {
     pub(super) logits: &'a GpuTensor,
     pub(super) targets: &'a GpuTensor,
     pub(super) tangent_forward: Vec<Dispatch>,
@@ -148,14 +148,14 @@ pub(super) struct SweepProgram<'a> {
 }
 
 /// The train episode's pieces the reverse sweep is built on.
-pub(super) struct SweepParts<'a> {
+pub(super) struct ReverseParts<'a> {
     pub(super) layout: &'a ParamLayout,
     pub(super) task: &'a GpuTensor,
     pub(super) dtask: &'a GpuTensor,
     pub(super) dmeta: &'a GpuTensor,
     pub(super) inner_opt: &'a AdamW,
     /// One support program for every step (recompute), or one per step (store).
-    pub(super) programs: Vec<SweepProgram<'a>>,
+    pub(super) programs: Vec<ReverseProgram<'a>>,
     /// Fixed features: the feature map's backward from the scratch's `feat_bar` into `dbody`.
     pub(super) feature_backward: Option<Vec<Dispatch>>,
     /// Whether the inner steps draw minibatches (then the episode scatters each step's
@@ -163,14 +163,14 @@ pub(super) struct SweepParts<'a> {
     pub(super) minibatched: bool,
 }
 
-impl ReverseSweep {
+impl ReversePass {
     pub(super) fn new(
         gpu: &Gpu,
-        sc: SweepScratch,
-        parts: SweepParts<'_>,
+        sc: ReverseScratch,
+        parts: ReverseParts<'_>,
         steps: usize,
     ) -> Result<Self> {
-        let SweepParts {
+        let ReverseParts {
             layout,
             task,
             dtask,
@@ -182,7 +182,7 @@ impl ReverseSweep {
         } = parts;
         let (tasks, p) = (task.batch(), layout.task_len());
         let store = programs.len() > 1;
-        let mut sw = ReverseSweep {
+        let mut sw = ReversePass {
             save_theta: Vec::new(),
             save_moments: Vec::new(),
             save_grad: Vec::new(),

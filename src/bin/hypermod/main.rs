@@ -1,16 +1,16 @@
 //! The `hypermod` command line: `info`, `train`, `sweep`, `plot` and `bench`. Configs name their
 //! experiment (`experiment = "..."`); the commands read it first and dispatch on it.
 
-use std::io::IsTerminal;
+mod bench;
+mod info;
+mod runs;
+mod studies;
+
 use std::path::PathBuf;
 
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
-use hypermod::bench::{kernel_cases, run_cases, table_row, BenchReport, BenchSize};
-use hypermod::experiments::hyperteacher::HyperteacherConfig;
-use hypermod::experiments::sine::SineConfig;
-use hypermod::experiments::ExperimentConfig;
-use hypermod::gpu::{list_adapters, Gpu};
+use hypermod::bench::BenchSize;
 use hypermod::sweep::Shard;
 
 #[derive(Parser)]
@@ -295,7 +295,7 @@ fn stoppable<R>(f: impl FnOnce() -> R) -> R {
 
 fn run(cli: Cli) -> Result<()> {
     match cli.command {
-        Command::Info { json } => info(json),
+        Command::Info { json } => info::info(json),
         Command::Train {
             config,
             resume,
@@ -303,8 +303,8 @@ fn run(cli: Cli) -> Result<()> {
             out,
             overwrite,
         } => match (config, resume) {
-            (_, Some(dir)) => resume_run(dir),
-            (Some(config), None) => train(config, set, out, overwrite),
+            (_, Some(dir)) => runs::resume_run(dir),
+            (Some(config), None) => runs::train(config, set, out, overwrite),
             (None, None) => anyhow::bail!("give a config file or --resume RUN_DIR"),
         },
         Command::Sweep {
@@ -329,7 +329,7 @@ fn run(cli: Cli) -> Result<()> {
         } => {
             // clap requires the file whenever there is no subcommand.
             let sweep = sweep.context("give a sweep file")?;
-            run_sweep(sweep, out, overwrite, shard)
+            runs::run_sweep(sweep, out, overwrite, shard)
         }
         Command::SineTheory {
             out,
@@ -337,7 +337,7 @@ fn run(cli: Cli) -> Result<()> {
             p,
             n,
             omega,
-        } => sine_theory(out, sweep, p, n, omega),
+        } => studies::sine_theory(out, sweep, p, n, omega),
         Command::Plot { dir } => {
             for f in hypermod::experiments::plot_dir(&dir)? {
                 println!("wrote {}", f.display());
@@ -351,7 +351,7 @@ fn run(cli: Cli) -> Result<()> {
             tasks,
             inputs,
             json,
-        } => teacher_stats(config, set, seeds, tasks, inputs, json),
+        } => studies::teacher_stats(config, set, seeds, tasks, inputs, json),
         Command::Bench {
             what:
                 BenchCommand::Step {
@@ -361,7 +361,7 @@ fn run(cli: Cli) -> Result<()> {
                     warmup,
                     json,
                 },
-        } => bench_step(config, set, steps, warmup, json),
+        } => bench::bench_step(config, set, steps, warmup, json),
         Command::Bench {
             what:
                 BenchCommand::Runs {
@@ -385,7 +385,7 @@ fn run(cli: Cli) -> Result<()> {
                     teacher_hidden: vec![width],
                 },
             };
-            bench_runs(spec, json)
+            bench::bench_runs(spec, json)
         }
         Command::Bench {
             what:
@@ -396,7 +396,7 @@ fn run(cli: Cli) -> Result<()> {
                     sequential,
                     json,
                 },
-        } => bench_sweep(config, set, runs, sequential, json),
+        } => bench::bench_sweep(config, set, runs, sequential, json),
         Command::Bench {
             what:
                 BenchCommand::Kernels {
@@ -406,411 +406,6 @@ fn run(cli: Cli) -> Result<()> {
                     warmup,
                     filter,
                 },
-        } => bench_kernels(json, size, iters, warmup, filter),
+        } => bench::bench_kernels(json, size, iters, warmup, filter),
     }
-}
-
-/// `runs/<file stem>-<unix time>`, the default run or sweep directory.
-fn default_out(config: &std::path::Path) -> PathBuf {
-    let stem = config.file_stem().and_then(|s| s.to_str()).unwrap_or("run");
-    let secs = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0);
-    PathBuf::from("runs").join(format!("{stem}-{secs}"))
-}
-
-fn run_sweep(
-    sweep: PathBuf,
-    out: Option<PathBuf>,
-    overwrite: bool,
-    shard: Option<Shard>,
-) -> Result<()> {
-    // Expanding validates every run's config before any GPU work starts.
-    let (_, runs) = hypermod::sweep::expand(&sweep)?;
-    let out = out.unwrap_or_else(|| match shard {
-        // Shards started in the same second must not share a directory.
-        Some(s) => {
-            let mut d = default_out(&sweep).into_os_string();
-            d.push(format!("-shard-{}", s.index));
-            PathBuf::from(d)
-        }
-        None => default_out(&sweep),
-    });
-    hypermod::sweep::check_shard_dir(&sweep, &out, overwrite, shard)?;
-    let gpu = Gpu::new()?;
-    match shard {
-        None => println!(
-            "hypermod sweep {}: {} runs on {} → {}",
-            sweep.display(),
-            runs.len(),
-            gpu.adapter_info().name,
-            out.display()
-        ),
-        Some(s) => {
-            let r = s.runs(runs.len());
-            let which = if r.is_empty() {
-                "no runs".to_string()
-            } else {
-                format!("runs {:03} to {:03}", r.start, r.end - 1)
-            };
-            println!(
-                "hypermod sweep {}, shard {s}: {} of {} runs ({which}) on {} → {}",
-                sweep.display(),
-                r.len(),
-                runs.len(),
-                gpu.adapter_info().name,
-                out.display()
-            );
-        }
-    }
-    let csv = stoppable(|| hypermod::sweep::run_sweep_shard(&gpu, &sweep, &out, overwrite, shard))?;
-    match csv {
-        Some(csv) => println!("wrote {}", csv.display()),
-        None => println!("shard without runs (more shards than the sweep's runs): nothing to run"),
-    }
-    Ok(())
-}
-
-fn train(config: PathBuf, set: Vec<String>, out: Option<PathBuf>, overwrite: bool) -> Result<()> {
-    // Config errors are reported before any GPU work starts, and so is a run in the way.
-    let (cfg, table) = ExperimentConfig::load(&config, &set)?;
-    let out = out.unwrap_or_else(|| default_out(&config));
-    hypermod::run::check_fresh_run_dir(&out, overwrite)?;
-    let resolved = toml::to_string(&table).context("serialising the resolved config")?;
-    let gpu = Gpu::new()?;
-    println!(
-        "hypermod train {} on {}: {} → {}",
-        config.display(),
-        gpu.adapter_info().name,
-        cfg.describe(),
-        out.display()
-    );
-    let s = stoppable(|| cfg.train(&gpu, &resolved, &out, overwrite))?;
-    println!("{}", s.json());
-    Ok(())
-}
-
-fn resume_run(dir: PathBuf) -> Result<()> {
-    let gpu = Gpu::new()?;
-    println!(
-        "hypermod train --resume {} on {}",
-        dir.display(),
-        gpu.adapter_info().name
-    );
-    let s = stoppable(|| hypermod::experiments::resume(&gpu, &dir))?;
-    println!("{}", s.json());
-    Ok(())
-}
-
-/// `hypermod sine-theory`: evaluates, writes and plots the sine theory curves.
-fn sine_theory(
-    out: PathBuf,
-    sweep: Option<PathBuf>,
-    p: Option<usize>,
-    n: Option<usize>,
-    omega: Option<f64>,
-) -> Result<()> {
-    use hypermod::experiments::sine::theory_curve as tc;
-    let table = match &sweep {
-        Some(dir) => Some(hypermod::report::RunsTable::read(&dir.join("runs.csv"))?),
-        None => None,
-    };
-    let theory = tc::evaluate(&tc::TheoryOptions { p, n, omega }, table.as_ref())?;
-    let s = theory.spectrum;
-    match (theory.omega_source, theory.fit) {
-        (tc::OmegaSource::Fitted, Some(f)) => println!(
-            "Ω = {:.4} fitted to {} empirical monolithic points (rms log error {:.3}); c = {}, d = {}",
-            s.omega, f.points, f.rms_log_error, s.c, s.d
-        ),
-        (source, _) => println!(
-            "Ω = {:.4} ({}); c = {}, d = {}{}",
-            s.omega,
-            match source {
-                tc::OmegaSource::Given => "given",
-                _ => "default: no sweep to fit",
-            },
-            s.c,
-            s.d,
-            theory
-                .rms_log_error
-                .map_or(String::new(), |e| format!("; rms log error on the sweep {e:.3}"))
-        ),
-    }
-    for f in tc::write(&out, &theory)? {
-        println!("wrote {}", f.display());
-    }
-    for f in tc::plot(&out, &theory)? {
-        println!("wrote {}", f.display());
-    }
-    Ok(())
-}
-
-fn bench_runs(
-    spec: hypermod::train::supervised::RunsBenchSpec,
-    json: Option<PathBuf>,
-) -> Result<()> {
-    let gpu = Gpu::new()?;
-    println!(
-        "hypermod bench runs on {}: {} runs × {} steps, MLP {:?}, {} samples/step",
-        gpu.adapter_info().name,
-        spec.runs,
-        spec.steps,
-        spec.mlp.widths,
-        spec.data.samples_per_step
-    );
-    let r = hypermod::train::supervised::bench_runs(&gpu, &spec)?;
-    println!(
-        "batched     {:>9.3} s  {:>10.1} run-steps/s\nsequential  {:>9.3} s  {:>10.1} run-steps/s\n\
-         speedup {:.2}×; run 1 bit-identical batched and alone: {}",
-        r.batched_s,
-        r.batched_run_steps_per_s,
-        r.sequential_s,
-        r.sequential_run_steps_per_s,
-        r.speedup,
-        r.identical
-    );
-    finish_identity_bench(json, &r, r.identical)
-}
-
-/// Writes a batch-vs-alone benchmark's JSON (when asked) and fails unless run 1 came out
-/// bit-identical both ways.
-fn finish_identity_bench<T: serde::Serialize>(
-    json: Option<PathBuf>,
-    report: &T,
-    identical: bool,
-) -> Result<()> {
-    if let Some(path) = json {
-        hypermod::run::write_json(&path, report)?;
-    }
-    anyhow::ensure!(
-        identical,
-        "run 1 differs between the batch and its standalone run"
-    );
-    Ok(())
-}
-
-fn bench_sweep(
-    config: PathBuf,
-    set: Vec<String>,
-    runs: usize,
-    sequential: usize,
-    json: Option<PathBuf>,
-) -> Result<()> {
-    let (cfg, _) = ExperimentConfig::load(&config, &set)?;
-    let Some(c) = cfg.get::<SineConfig>() else {
-        anyhow::bail!(
-            "{}: `bench sweep` measures sine runs; use `hypermod bench step` for {} configs",
-            config.display(),
-            cfg.kind().name()
-        );
-    };
-    let gpu = Gpu::new()?;
-    println!(
-        "hypermod bench sweep {} on {}: {}, {runs} runs as one batch, {sequential} alone",
-        config.display(),
-        gpu.adapter_info().name,
-        cfg.describe()
-    );
-    let r = hypermod::experiments::sine::bench::bench_sweep(&gpu, c, runs, sequential)?;
-    println!(
-        "batched {:.2} runs/s ({:.1} s for {}), one at a time {:.3} runs/s ({:.1} s for {}): {:.1}× ; run 1 identical: {}",
-        r.batched_runs_per_s,
-        r.batched_s,
-        r.runs,
-        r.sequential_runs_per_s,
-        r.sequential_s,
-        r.sequential_sampled_runs,
-        r.speedup,
-        r.identical
-    );
-    finish_identity_bench(json, &r, r.identical)
-}
-
-fn teacher_stats(
-    config: PathBuf,
-    set: Vec<String>,
-    seeds: usize,
-    tasks: usize,
-    inputs: usize,
-    json: Option<PathBuf>,
-) -> Result<()> {
-    let (cfg, _) = ExperimentConfig::load(&config, &set)?;
-    let Some(c) = cfg.get::<HyperteacherConfig>() else {
-        anyhow::bail!(
-            "{}: teacher-stats needs a hyperteacher config, not {}",
-            config.display(),
-            cfg.describe()
-        );
-    };
-    use hypermod::experiments::hyperteacher::target_stats::target_stats;
-    let r = target_stats(c, seeds, tasks, inputs)?;
-    println!(
-        "soft targets of {} (M = {}, K = {}, support {:?}): {seeds} teacher seeds from {}, \
-         {tasks} tasks × {inputs} inputs per set; mean ± sd over seeds",
-        config.display(),
-        c.task.modules,
-        c.task.max_hot,
-        c.task.support,
-        c.train.seed
-    );
-    for (name, s) in [("in-distribution", &r.in_dist), ("ood", &r.ood)] {
-        println!(
-            "{name:>16}: max prob {:.4} ± {:.4}  entropy {:.4} ± {:.4} nats  majority class {:.4} ± {:.4}",
-            s[0].mean, s[0].sd, s[1].mean, s[1].sd, s[2].mean, s[2].sd
-        );
-    }
-    if let Some(path) = json {
-        hypermod::run::write_json(&path, &r)?;
-    }
-    Ok(())
-}
-
-fn bench_step(
-    config: PathBuf,
-    set: Vec<String>,
-    steps: usize,
-    warmup: usize,
-    json: Option<PathBuf>,
-) -> Result<()> {
-    let (cfg, _) = ExperimentConfig::load(&config, &set)?;
-    let shape = cfg
-        .bench_step_shape()
-        .with_context(|| format!("{}", config.display()))?;
-    let gpu = Gpu::new()?;
-    println!(
-        "hypermod bench step {} on {}: {}, {shape}",
-        config.display(),
-        gpu.adapter_info().name,
-        cfg.describe(),
-    );
-    let r = cfg.bench_step(&gpu, warmup, steps)?;
-    for line in &r.lines {
-        println!("{line}");
-    }
-    if let Some(path) = json {
-        hypermod::run::write_json(&path, &r.json)?;
-    }
-    Ok(())
-}
-
-fn info(json: bool) -> Result<()> {
-    let gpu = Gpu::new()?;
-    let r = gpu.report();
-    if json {
-        println!("{}", serde_json::to_string_pretty(&r)?);
-        return Ok(());
-    }
-    println!("hypermod {}", env!("CARGO_PKG_VERSION"));
-    println!("device:       {}", r.name);
-    println!("chosen:       {}", r.selection);
-    println!("backend:      {}", r.backend);
-    println!("device type:  {}", r.device_type);
-    println!("driver:       {} ({})", r.driver, r.driver_info);
-    println!(
-        "subgroups:    {}..{} invocations",
-        r.subgroup_size.0, r.subgroup_size.1
-    );
-    let l = &r.limits;
-    println!("limits:");
-    println!(
-        "  max_storage_buffer_binding_size      {} MiB",
-        l.max_storage_buffer_binding_size >> 20
-    );
-    println!(
-        "  max_buffer_size                      {} MiB",
-        l.max_buffer_size >> 20
-    );
-    println!(
-        "  max_compute_workgroup_storage_size   {} KiB",
-        l.max_compute_workgroup_storage_size >> 10
-    );
-    println!(
-        "  max_compute_invocations_per_workgroup {}",
-        l.max_compute_invocations_per_workgroup
-    );
-    println!(
-        "  max_compute_workgroups_per_dimension {}",
-        l.max_compute_workgroups_per_dimension
-    );
-    println!(
-        "  max_storage_buffers_per_shader_stage {}",
-        l.max_storage_buffers_per_shader_stage
-    );
-    let on = |b: bool| if b { "on" } else { "off" };
-    println!("features:");
-    println!("  timestamp_query  {}", on(r.features.timestamp_query));
-    println!("  subgroup         {}", on(r.features.subgroup));
-    println!("  shader_f16       {}", on(r.features.shader_f16));
-    let all = list_adapters();
-    println!("wgpu adapters seen ({}):", all.len());
-    for a in all {
-        println!("  {} ({:?}, {:?})", a.name, a.backend, a.device_type);
-    }
-    Ok(())
-}
-
-fn bench_kernels(
-    json: Option<PathBuf>,
-    size: Option<BenchSize>,
-    iters: usize,
-    warmup: usize,
-    filter: Option<String>,
-) -> Result<()> {
-    let gpu = Gpu::new()?;
-    let is_cpu = gpu.adapter_info().device_type == wgpu::DeviceType::Cpu;
-    let size = size.unwrap_or(if is_cpu {
-        BenchSize::Quick
-    } else {
-        BenchSize::Full
-    });
-    if gpu.is_native() {
-        eprintln!(
-            "note: {}: figures are this CPU's, not a GPU's",
-            gpu.adapter_info().name
-        );
-    } else if is_cpu {
-        eprintln!(
-            "note: '{}' is a CPU adapter: figures say nothing about GPU performance",
-            gpu.adapter_info().name
-        );
-    }
-    let mut cases = kernel_cases(size);
-    if let Some(f) = &filter {
-        cases.retain(|c| c.kernel.contains(f.as_str()));
-    }
-    let method = if gpu.features().timestamp_query {
-        "GPU timestamp queries"
-    } else if gpu.is_native() {
-        "wall clock (native CPU backend)"
-    } else {
-        "wall clock (no timestamp queries)"
-    };
-    let info = gpu.adapter_info();
-    println!(
-        "hypermod bench kernels on {} ({:?}), {size:?} table, median of {iters} after {warmup} warm-up, timed with {method}",
-        info.name, info.backend
-    );
-    println!("{}", table_row(None));
-    let bar = if std::io::stderr().is_terminal() {
-        indicatif::ProgressBar::new(cases.len() as u64)
-    } else {
-        indicatif::ProgressBar::hidden()
-    };
-    let records = run_cases(&gpu, &cases, warmup, iters, |r| {
-        bar.suspend(|| println!("{}", table_row(Some(r))));
-        bar.inc(1);
-    })?;
-    bar.finish_and_clear();
-    if let Some(path) = json {
-        let report = BenchReport {
-            version: env!("CARGO_PKG_VERSION"),
-            adapter: gpu.report(),
-            size,
-            records,
-        };
-        hypermod::run::write_json(&path, &report)?;
-        println!("wrote {}", path.display());
-    }
-    Ok(())
 }
