@@ -26,9 +26,11 @@
 //! shard directories into one directory as if the sweep had run unsharded.
 
 mod grid;
+mod merge;
 mod run_loop;
 mod shard;
 
 pub use grid::{expand, SweepConfig, SweepRun};
+pub use merge::merge;
 pub use run_loop::{check_shard_dir, check_sweep_dir, run_sweep, run_sweep_shard};
-pub use shard::{merge, shard_range, Shard, ShardRecord};
+pub use shard::{shard_range, Shard, ShardRecord};

@@ -1,6 +1,8 @@
 //! The host side of a run's progress, saved in every checkpoint next to the experiment's GPU
 //! state: step, last metrics, best-by-selection bookkeeping, the metrics log and the time spent.
 
+use std::collections::BTreeMap;
+
 use std::path::Path;
 use std::time::Instant;
 
@@ -10,7 +12,9 @@ use serde::Serialize;
 use crate::checkpoint::{Checkpoint, TensorState};
 use crate::error::{Error, Result};
 use crate::gpu::Gpu;
-use crate::train::runner::SetMetrics;
+
+/// Metrics of every evaluation set, by set name.
+pub type SetMetrics<M> = BTreeMap<String, M>;
 
 /// Host-side progress of a run (`M`: the experiment's metrics of one set).
 pub struct LoopState<M> {

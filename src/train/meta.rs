@@ -24,6 +24,7 @@ use crate::tasks::teacher::TeacherWeightsGpu;
 use crate::train::episode_twin::MetaGradient;
 
 mod episode;
+mod init_grads;
 mod reverse;
 
 use episode::Episode;

@@ -7,7 +7,6 @@
 //! any moment resumes from its last checkpoint to the same numbers, bit for bit on the same
 //! device, provided the experiment's step `s` is a function of (its seed, `s`) and its state.
 
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
@@ -24,8 +23,7 @@ use crate::train::progress::Progress;
 /// File name of a run's latest checkpoint.
 pub const CHECKPOINT: &str = "checkpoint.safetensors";
 
-/// Metrics of every evaluation set, by set name.
-pub type SetMetrics<M> = BTreeMap<String, M>;
+pub use crate::train::loop_state::SetMetrics;
 
 /// What one training step reports to the loop.
 #[derive(Clone, Copy, Debug)]

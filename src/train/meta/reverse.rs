@@ -9,7 +9,7 @@ use crate::ops::adamw::{AdamW, AdamWVjpIo};
 use crate::ops::elementwise::{axpy, copy, fill};
 use crate::ops::loss::kl_tangent;
 
-use super::episode::add_init_grads;
+use super::init_grads::add_init_grads;
 
 /// What the second-order meta-gradient adds to a train episode (spec second-order.md §3–§4):
 /// the forward keeps θ_{t−1} and the moments m′_t, v′_t of every inner step; after the query

@@ -15,9 +15,8 @@ use crate::tasks::teacher::{
 };
 use crate::train::episode_twin::MetaGradient;
 
-use super::{
-    add_init_grads, first_order_decay, meta_view, minibatch_seed, Episode, SupportIo, SupportStep,
-};
+use super::{first_order_decay, minibatch_seed, Episode, SupportIo, SupportStep};
+use crate::train::meta::init_grads::{add_init_grads, meta_view};
 use crate::train::meta::reverse::{ReverseParts, ReversePass, ReverseScratch};
 use crate::train::meta::{MetaConfig, SweepMode};
 

@@ -2,14 +2,12 @@
 //! parameters fresh from their initial values, the inner AdamW loop (on inputs, or on fixed
 //! features), the query pass and, for the train episode at second order, the reverse sweep.
 
-use crate::error::{shape_err, Result};
+use crate::error::Result;
 use crate::gpu::{Dispatch, Gpu, GpuTensor, Step};
 use crate::models::gpu::{GpuStudent, StudentBuffers, StudentProgram};
-use crate::models::{Init, ParamLayout};
 use crate::ops::adamw::{AdamW, AdamWConfig};
 use crate::ops::gather::{gather_rows_cpu, RngGather};
 use crate::ops::loss::kl_divergence;
-use crate::ops::reduce::sum_batch;
 use crate::ops::rng::RngKey;
 use crate::tasks::teacher::{TeacherForward, TeacherTargets};
 
@@ -146,29 +144,6 @@ pub(super) fn first_order_decay(inner: &AdamWConfig, steps: usize) -> f32 {
     (1.0 - inner.lr * inner.weight_decay).powi(steps as i32)
 }
 
-/// For every meta-learned initial value: `dmeta[init] += alpha · Σ_tasks grads[task tensor]`.
-pub(super) fn add_init_grads(
-    gpu: &Gpu,
-    layout: &ParamLayout,
-    grads: &GpuTensor,
-    dmeta: &GpuTensor,
-    alpha: f32,
-) -> Result<Vec<Dispatch>> {
-    let (tasks, p) = (grads.batch(), layout.task_len());
-    let mut out = Vec::new();
-    for spec in &layout.task {
-        if let Init::Meta(name) = &spec.init {
-            let range = layout
-                .task_range(&spec.name)
-                .ok_or_else(|| shape_err("meta", format!("no task tensor {}", spec.name)))?;
-            let src = grads.view(grads.offset() + range.start, tasks, 1, range.len(), p)?;
-            let dst = meta_view(layout, dmeta, name)?;
-            out.push(sum_batch(gpu, &src, &dst, alpha, 1.0)?);
-        }
-    }
-    Ok(out)
-}
-
 /// Philox seed of the inner minibatch draws: the run seed with a tag, so the draws are
 /// independent of the meta initialisation (same seed, streams 2⁶² + i).
 pub(super) fn minibatch_seed(seed: u64) -> u64 {
@@ -184,14 +159,6 @@ pub(super) fn minibatch_stream(stream: u64, i: usize) -> u64 {
     z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
     z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
     (z ^ (z >> 31)) ^ i as u64
-}
-
-/// `[1 × 1 × numel]` view of a named meta tensor.
-pub(super) fn meta_view(layout: &ParamLayout, meta: &GpuTensor, name: &str) -> Result<GpuTensor> {
-    let r = layout
-        .meta_range(name)
-        .ok_or_else(|| shape_err("meta", format!("no meta tensor {name}")))?;
-    Ok(meta.view(meta.offset() + r.start, 1, 1, r.len(), r.len())?)
 }
 
 /// The tensors every support pass shares: parameters, their gradient, the support loss.
