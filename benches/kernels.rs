@@ -2,10 +2,10 @@
 //! (same cases, same timing). The tiny table also runs as a test (`tests/cli.rs`).
 
 use hypermod::bench::{kernel_cases, run_cases, table_row, BenchSize};
-use hypermod::gpu::Gpu;
+use hypermod::gpu::Device;
 
 fn main() -> anyhow::Result<()> {
-    let gpu = Gpu::new()?;
+    let gpu = Device::new()?;
     let size = match std::env::args()
         .skip(1)
         .find(|a| !a.starts_with('-'))

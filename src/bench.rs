@@ -4,7 +4,7 @@
 use serde::Serialize;
 
 use crate::gpu::error::Result;
-use crate::gpu::{AdapterReport, Dispatch, Gpu, GpuTensor, TimingMethod};
+use crate::gpu::{AdapterReport, Device, Dispatch, Tensor, TimingMethod};
 use crate::ops::adamw::{AdamW, AdamWConfig};
 use crate::ops::elementwise::{activation_backward, activation_tangent_backward, axpy};
 use crate::ops::gemm::{gemm, GemmOptions};
@@ -51,7 +51,7 @@ impl Launches for AdamW {
 }
 
 /// Builds a case's tensors and prepared launches on a device.
-type BuildFn = Box<dyn Fn(&Gpu) -> Result<Box<dyn Launches>>>;
+type BuildFn = Box<dyn Fn(&Device) -> Result<Box<dyn Launches>>>;
 
 /// One benchmark: a kernel family at one shape, built on demand.
 pub struct BenchCase {
@@ -99,7 +99,7 @@ pub struct BenchReport {
 fn case<L: Launches + 'static>(
     kernel: &str,
     shape: String,
-    build: impl Fn(&Gpu) -> Result<L> + 'static,
+    build: impl Fn(&Device) -> Result<L> + 'static,
 ) -> BenchCase {
     BenchCase {
         kernel: kernel.to_string(),
@@ -252,7 +252,7 @@ pub fn kernel_cases(size: BenchSize) -> Vec<BenchCase> {
 fn pointwise_cases(tasks: usize, samples: usize, width: usize) -> Vec<BenchCase> {
     let act = format!("{tasks} × {samples}×{width}");
     let logits = format!("{tasks} × {samples}×8");
-    let zeros = move |gpu: &Gpu, cols: usize| gpu.zeros(tasks, samples, cols);
+    let zeros = move |gpu: &Device, cols: usize| gpu.zeros(tasks, samples, cols);
     vec![
         case("elementwise/act-bwd-relu", act.clone(), move |gpu| {
             let (dy, y, dx) = (zeros(gpu, width)?, zeros(gpu, width)?, zeros(gpu, width)?);
@@ -345,21 +345,21 @@ fn pointwise_cases(tasks: usize, samples: usize, width: usize) -> Vec<BenchCase>
 /// The operands of a LayerNorm tangent benchmark: `[tasks × samples × width]` activations,
 /// per-item γ, row statistics.
 struct LnTangentScratch {
-    x: GpuTensor,
-    x_dot: GpuTensor,
-    gamma: GpuTensor,
-    mean: GpuTensor,
-    rstd: GpuTensor,
-    tstats: GpuTensor,
-    dy: GpuTensor,
-    dy_dot: GpuTensor,
-    out: GpuTensor,
+    x: Tensor,
+    x_dot: Tensor,
+    gamma: Tensor,
+    mean: Tensor,
+    rstd: Tensor,
+    tstats: Tensor,
+    dy: Tensor,
+    dy_dot: Tensor,
+    out: Tensor,
 }
 
 impl LnTangentScratch {
     fn new(
-        gpu: &Gpu,
-        zeros: &dyn Fn(&Gpu, usize) -> Result<GpuTensor>,
+        gpu: &Device,
+        zeros: &dyn Fn(&Device, usize) -> Result<Tensor>,
         tasks: usize,
         width: usize,
     ) -> Result<LnTangentScratch> {
@@ -390,7 +390,7 @@ impl LnTangentScratch {
 
 /// Runs cases with `warmup` untimed and `iters` timed iterations each; `on_done` sees each record.
 pub fn run_cases(
-    gpu: &Gpu,
+    gpu: &Device,
     cases: &[BenchCase],
     warmup: usize,
     iters: usize,

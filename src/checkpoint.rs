@@ -8,7 +8,7 @@ use safetensors::tensor::{Dtype, SafeTensors, TensorView};
 use safetensors::SafeTensorError;
 
 use crate::error::{file_err, Error, Result};
-use crate::gpu::{Gpu, GpuTensor};
+use crate::gpu::{Device, Tensor};
 use crate::run::write_atomic;
 
 /// Named f32 tensors (flat, with their shape) and string metadata.
@@ -104,7 +104,7 @@ impl Checkpoint {
 /// the checkpoint's entries are assembled where the state lives, not in the training loop.
 #[derive(Default)]
 pub struct TensorState<'a> {
-    entries: Vec<(String, &'a GpuTensor)>,
+    entries: Vec<(String, &'a Tensor)>,
 }
 
 impl<'a> TensorState<'a> {
@@ -114,7 +114,7 @@ impl<'a> TensorState<'a> {
     }
 
     /// Adds `tensor` as `name`.
-    pub fn with(mut self, name: impl Into<String>, tensor: &'a GpuTensor) -> Self {
+    pub fn with(mut self, name: impl Into<String>, tensor: &'a Tensor) -> Self {
         self.entries.push((name.into(), tensor));
         self
     }
@@ -128,12 +128,12 @@ impl<'a> TensorState<'a> {
     }
 
     /// The entries, in order.
-    pub fn entries(&self) -> &[(String, &'a GpuTensor)] {
+    pub fn entries(&self) -> &[(String, &'a Tensor)] {
         &self.entries
     }
 
     /// Reads every tensor from the GPU into `ck` (flat, shape `[len]`).
-    pub fn save_into(&self, gpu: &Gpu, ck: &mut Checkpoint) -> Result<()> {
+    pub fn save_into(&self, gpu: &Device, ck: &mut Checkpoint) -> Result<()> {
         for (name, t) in &self.entries {
             ck.tensors
                 .insert(name.clone(), (vec![t.len()], gpu.read(t)?));
@@ -143,7 +143,7 @@ impl<'a> TensorState<'a> {
 
     /// Writes every tensor back from `ck` (read from `path`), refusing a missing entry or one of
     /// another length (a checkpoint of a different config).
-    pub fn load_from(&self, gpu: &Gpu, ck: &Checkpoint, path: &Path) -> Result<()> {
+    pub fn load_from(&self, gpu: &Device, ck: &Checkpoint, path: &Path) -> Result<()> {
         for (name, t) in &self.entries {
             let (_, values) = ck
                 .tensors
@@ -180,7 +180,7 @@ impl crate::ops::adamw::AdamW {
     }
 
     /// Restores [`AdamW::state`](crate::ops::adamw::AdamW::state) from a checkpoint read from `path` (un-prefixed names).
-    pub fn load_state(&self, gpu: &Gpu, ck: &Checkpoint, path: &std::path::Path) -> Result<()> {
+    pub fn load_state(&self, gpu: &Device, ck: &Checkpoint, path: &std::path::Path) -> Result<()> {
         self.state().load_from(gpu, ck, path)
     }
 }

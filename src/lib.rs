@@ -9,11 +9,11 @@
 //! kernel is strided-batched over it, and a batch stride of 0 shares one item across the batch.
 //!
 //! ```no_run
-//! use hypermod::gpu::{Gpu, Step};
+//! use hypermod::gpu::{Device, Step};
 //! use hypermod::ops::gemm::{gemm, GemmOptions};
 //!
 //! # fn main() -> hypermod::Result<()> {
-//! let gpu = Gpu::new()?;
+//! let gpu = Device::new()?;
 //! // 8 tasks, each multiplying its own 4×3 matrix by one shared 3×2 matrix.
 //! let a = gpu.upload(&[1.0; 8 * 4 * 3], 8, 4, 3)?;
 //! let w = gpu.upload(&[0.5; 3 * 2], 1, 3, 2)?.broadcast(8)?;

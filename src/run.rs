@@ -4,7 +4,7 @@
 use std::path::Path;
 
 use crate::error::{file_err, Error, Result};
-use crate::gpu::Gpu;
+use crate::gpu::Device;
 
 /// Writes `bytes` to `path` atomically ([`crate::fs::write_atomic`]).
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
@@ -66,7 +66,7 @@ pub fn check_fresh_run_dir(dir: &Path, overwrite: bool) -> Result<()> {
 
 /// Sets up a new run directory: refuses one that holds a run (unless `overwrite`), creates it,
 /// stores the resolved config (`config.toml`) and `run.json`.
-pub fn start_run_dir(gpu: &Gpu, dir: &Path, resolved: &str, overwrite: bool) -> Result<()> {
+pub fn start_run_dir(gpu: &Device, dir: &Path, resolved: &str, overwrite: bool) -> Result<()> {
     check_fresh_run_dir(dir, overwrite)?;
     create_dir(dir)?;
     write_atomic(&dir.join("config.toml"), resolved.as_bytes())?;
@@ -75,7 +75,7 @@ pub fn start_run_dir(gpu: &Gpu, dir: &Path, resolved: &str, overwrite: bool) -> 
 
 /// `run.json`: hypermod version, the adapter, when the run started and its command line, so a
 /// run can be compared with others weeks later.
-fn write_run_info(gpu: &Gpu, out: &Path) -> Result<()> {
+fn write_run_info(gpu: &Device, out: &Path) -> Result<()> {
     let started = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs())

@@ -5,7 +5,7 @@
 
 mod common;
 
-use hypermod::gpu::Gpu;
+use hypermod::gpu::Device;
 use hypermod::train::supervised::{DataSpec, MlpSpec, RunCurve, RunSpec, SupervisedRuns};
 use hypermod::Error;
 
@@ -31,7 +31,7 @@ const TARGET: RunSpec = RunSpec {
 };
 
 /// Trains `runs` for [`STEPS`] steps; returns the curves and the final parameters.
-fn train(gpu: &Gpu, runs: &[RunSpec]) -> (Vec<RunCurve>, Vec<Vec<f32>>) {
+fn train(gpu: &Device, runs: &[RunSpec]) -> (Vec<RunCurve>, Vec<Vec<f32>>) {
     let mut r = SupervisedRuns::new(gpu, runs, &mlp(), &data()).unwrap();
     let curves = r.train(gpu, STEPS).unwrap();
     assert_eq!(r.steps_done(), STEPS as u64);

@@ -3,7 +3,7 @@
 
 mod common;
 
-use hypermod::gpu::{Gpu, GpuOptions, Step, TimingMethod};
+use hypermod::gpu::{Device, DeviceOptions, Step, TimingMethod};
 use hypermod::ops::gemm::{gemm, GemmOptions};
 
 #[test]
@@ -126,7 +126,7 @@ fn timing_reports_positive_medians() {
 fn engine_works_without_optional_features_and_times_by_wall_clock() {
     let _ = gpu_or_skip!();
     // A second device with every optional feature off: the path of adapters that lack them.
-    let bare = Gpu::with_options(GpuOptions {
+    let bare = Device::with_options(DeviceOptions {
         timestamp_query: false,
         subgroup: false,
         shader_f16: false,

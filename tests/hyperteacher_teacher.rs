@@ -4,7 +4,7 @@
 mod common;
 
 use hypermod::experiments::hyperteacher::tasks::{Coefficients, TaskSpace};
-use hypermod::gpu::Gpu;
+use hypermod::gpu::Device;
 use hypermod::gpu::Step;
 use hypermod::tasks::teacher::{
     teacher_inputs_cpu, teacher_logits_cpu, teacher_targets_cpu, TeacherConfig, TeacherError,
@@ -96,7 +96,7 @@ fn latents(c: &TeacherConfig, tasks: usize) -> Vec<f32> {
 }
 
 fn forward(
-    gpu: &Gpu,
+    gpu: &Device,
     c: TeacherConfig,
     tasks: usize,
     n: usize,
@@ -141,7 +141,7 @@ fn inputs_bitwise_equal_twin_and_follow_the_step() {
 /// and followed by 1-Lipschitz ReLUs, keep the propagated error within a few times that; 1e-4
 /// relative to the largest logit (and at least 1e-4 absolute) leaves a 10× margin over what f32
 /// summation can produce, yet a wrong scale, layer or offset changes logits by O(0.1–1).
-fn check_logits(gpu: &Gpu, c: TeacherConfig, tasks: usize, n: usize) {
+fn check_logits(gpu: &Device, c: TeacherConfig, tasks: usize, n: usize) {
     let (z, x, got) = forward(gpu, c, tasks, n, 7);
     let weights = TeacherWeights::generate(c).unwrap();
     let want = teacher_logits_cpu(&weights, &common::widen(&z), &common::widen(&x)).unwrap();

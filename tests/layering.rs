@@ -169,7 +169,7 @@ fn an_upward_import_fails_the_check() {
     let fine = [
         file(
             "train/meta.rs",
-            "use crate::ops::gemm;\nuse crate::{gpu::Gpu, nn::Dense};\n",
+            "use crate::ops::gemm;\nuse crate::{gpu::Device, nn::Dense};\n",
         ),
         file(
             "ops/gemm.rs",

@@ -10,7 +10,7 @@
 
 mod common;
 
-use hypermod::gpu::Gpu;
+use hypermod::gpu::Device;
 use hypermod::models::gpu::GpuStudent;
 use hypermod::models::{Anil, HnetDeep, HnetLinear, Maml};
 use hypermod::tasks::teacher::{TeacherConfig, TeacherWeightsGpu};
@@ -83,13 +83,13 @@ fn config(steps: usize, lr: f32, batch: usize, order: MetaGradient) -> MetaConfi
 }
 
 /// The device's episode gradient for `cfg`.
-fn device<S: GpuStudent>(gpu: &Gpu, s: &S, cfg: MetaConfig) -> (EpisodeGradient, MetaConfig) {
+fn device<S: GpuStudent>(gpu: &Device, s: &S, cfg: MetaConfig) -> (EpisodeGradient, MetaConfig) {
     (device_sweep(gpu, s, cfg).0, cfg)
 }
 
 /// The device's episode gradient for `cfg` and how its sweep got the activations back.
 fn device_sweep<S: GpuStudent>(
-    gpu: &Gpu,
+    gpu: &Device,
     s: &S,
     cfg: MetaConfig,
 ) -> (EpisodeGradient, Option<SweepMode>) {
@@ -162,7 +162,12 @@ fn rel_diff(a: &[f64], b: &[f64]) -> f64 {
 /// The device and the twin agree to ~f32 accuracy (1e-3 of the gradient's norm: the f32
 /// episode runs S AdamW steps whose √v′ denominators amplify rounding), for both orders; the
 /// two orders differ by much more than that once the inner loop moves.
-fn check<S: GpuStudent + TwinStudent>(gpu: &Gpu, s: &S, name: &str, cases: &[(usize, f32, usize)]) {
+fn check<S: GpuStudent + TwinStudent>(
+    gpu: &Device,
+    s: &S,
+    name: &str,
+    cases: &[(usize, f32, usize)],
+) {
     for &(steps, lr, batch) in cases {
         let ctx = format!("{name}, S = {steps}, lr {lr}, inner batch {batch}");
         let (ep2, cfg2) = device(gpu, s, config(steps, lr, batch, MetaGradient::SecondOrder));
@@ -244,7 +249,7 @@ fn second_order_is_reproducible() {
 #[test]
 fn stored_and_recomputed_sweeps_give_the_same_bits() {
     let gpu = gpu_or_skip!();
-    fn same<S: GpuStudent>(gpu: &Gpu, s: &S, name: &str, batch: usize) {
+    fn same<S: GpuStudent>(gpu: &Device, s: &S, name: &str, batch: usize) {
         let base = config(4, 0.1, batch, MetaGradient::SecondOrder);
         let with = |sweep, sweep_memory| MetaConfig {
             sweep,

@@ -10,13 +10,13 @@ mod common;
 
 use std::path::PathBuf;
 
-use hypermod::gpu::{Gpu, GpuTensor, Step};
+use hypermod::gpu::{Device, Step, Tensor};
 use hypermod::ops::gemm::{gemm, gemm_cpu, GemmOptions, GemmShape};
 use hypermod::ops::Activation;
 
 /// One batched GEMM with the given options on `gpu`, from host data (C a NaN-padded strided
 /// view); returns the logical C.
-fn run_gemm(gpu: &Gpu, host: &Case, opts: &GemmOptions) -> Vec<f32> {
+fn run_gemm(gpu: &Device, host: &Case, opts: &GemmOptions) -> Vec<f32> {
     let Case {
         batch,
         m,
@@ -31,7 +31,7 @@ fn run_gemm(gpu: &Gpu, host: &Case, opts: &GemmOptions) -> Vec<f32> {
     let (ar, ac) = if opts.trans_a { (*k, *m) } else { (*m, *k) };
     let (br, bc) = if opts.trans_b { (*n, *k) } else { (*k, *n) };
     let at = common::put(gpu, a, *batch, ar, ac, false);
-    let bt: GpuTensor = common::put(gpu, b, *batch, br, bc, *shared_b);
+    let bt: Tensor = common::put(gpu, b, *batch, br, bc, *shared_b);
     let biast = common::put(gpu, bias, *batch, 1, *n, false);
     let ct = common::padded(gpu, c0, *batch, *m, *n);
     let d = gemm(gpu, &at, &bt, Some(&biast), &ct, opts).unwrap();
@@ -129,9 +129,9 @@ fn native_gemm_bits_do_not_depend_on_threads_or_batch() {
         (16, 20, 33, 45),
         (2, 520, 40, 700),
     ];
-    let pools: Vec<Gpu> = [1, 2, 3]
+    let pools: Vec<Device> = [1, 2, 3]
         .into_iter()
-        .map(|t| Gpu::native(Some(t)).unwrap())
+        .map(|t| Device::native(Some(t)).unwrap())
         .collect();
     for (i, &(batch, m, n, k)) in shapes.iter().enumerate() {
         let h = case(100 + i as u64, batch, m, n, k, i % 2 == 0);

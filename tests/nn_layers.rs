@@ -4,7 +4,7 @@
 
 mod common;
 
-use hypermod::gpu::{Gpu, GpuTensor, Step};
+use hypermod::gpu::{Device, Step, Tensor};
 use hypermod::nn::{
     activation_backward, activation_forward, linear_backward, linear_forward, DeepBank,
     DeepBankTangent, Dense, DenseBackward, LayerNorm, LayerParams, Mlp, Param,
@@ -22,11 +22,11 @@ fn dot_tol(k: usize) -> f64 {
     4.0 * (k * k) as f64 * U + 1e-7
 }
 
-fn read(gpu: &Gpu, t: &GpuTensor) -> Vec<f32> {
+fn read(gpu: &Device, t: &Tensor) -> Vec<f32> {
     gpu.read(t).unwrap()
 }
 
-fn run<'a>(gpu: &Gpu, launches: impl IntoIterator<Item = &'a hypermod::gpu::Dispatch>) {
+fn run<'a>(gpu: &Device, launches: impl IntoIterator<Item = &'a hypermod::gpu::Dispatch>) {
     let mut step = Step::new(gpu);
     step.run_all(launches);
     step.finish().unwrap();
@@ -35,7 +35,7 @@ fn run<'a>(gpu: &Gpu, launches: impl IntoIterator<Item = &'a hypermod::gpu::Disp
 /// A parameter of `rows × cols` for `items`: shared (one item uploaded, broadcast) or per item;
 /// returns the binding and the logical host values of every item.
 fn param(
-    gpu: &Gpu,
+    gpu: &Device,
     rng: &mut ChaCha8Rng,
     items: usize,
     rows: usize,
@@ -99,7 +99,7 @@ fn dense_case(rng: &mut ChaCha8Rng, i: usize) -> DenseCase {
     }
 }
 
-fn check_dense(gpu: &Gpu, rng: &mut ChaCha8Rng, c: &DenseCase, ctx: &str) {
+fn check_dense(gpu: &Device, rng: &mut ChaCha8Rng, c: &DenseCase, ctx: &str) {
     let l = c.layer;
     let (items, n, fi, fo) = (c.items, c.n, l.fan_in, l.fan_out);
     let x_host = common::uniform(rng, items * n * fi);
@@ -338,7 +338,7 @@ fn deep_bank_tangents_match_the_dual_twin() {
     for case in 0..5 {
         let (bank, m) = random_bank(&mut rng);
         let (t, c) = (bank.templates, bank.chunk);
-        let uploaded: Vec<(String, Param, Vec<f32>, GpuTensor)> = bank_names(&bank)
+        let uploaded: Vec<(String, Param, Vec<f32>, Tensor)> = bank_names(&bank)
             .into_iter()
             .map(|(name, r, cols)| {
                 let (p, h) = param(gpu, &mut rng, 1, r, cols, true);

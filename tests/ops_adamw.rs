@@ -10,7 +10,7 @@ mod common;
 use rand::RngExt;
 
 use hypermod::gpu::DeviceError;
-use hypermod::gpu::{Gpu, GpuTensor, Step};
+use hypermod::gpu::{Device, Step, Tensor};
 use hypermod::ops::adamw::{
     adamw_per_item_cpu, adamw_vjp_cpu, AdamW, AdamWConfig, AdamWHostState, AdamWVjpIo,
 };
@@ -31,12 +31,12 @@ const REL_U: f64 = 16.0 * EPS;
 
 /// A GPU optimiser, its f32 twin, and per-element error bounds propagated step by step.
 struct Harness<'g> {
-    gpu: &'g Gpu,
+    gpu: &'g Device,
     cfg: AdamWConfig,
     shape: (usize, usize, usize),
-    params: GpuTensor,
+    params: Tensor,
     /// Raw buffer behind `grads` (a strided view with NaN gaps when `strided`).
-    grads_raw: GpuTensor,
+    grads_raw: Tensor,
     strided_grads: bool,
     opt: AdamW,
     /// Per-item learning rates and weight decays the twin uses (mirroring the GPU's tensors).
@@ -51,7 +51,7 @@ struct Harness<'g> {
 }
 
 /// Logical (item-major) data as a NaN-padded strided view ([`common::padded`]) or packed.
-fn place(gpu: &Gpu, host: &[f32], (b, r, c): (usize, usize, usize), strided: bool) -> GpuTensor {
+fn place(gpu: &Device, host: &[f32], (b, r, c): (usize, usize, usize), strided: bool) -> Tensor {
     if strided {
         common::padded(gpu, host, b, r, c)
     } else {
@@ -61,7 +61,7 @@ fn place(gpu: &Gpu, host: &[f32], (b, r, c): (usize, usize, usize), strided: boo
 
 impl<'g> Harness<'g> {
     fn new(
-        gpu: &'g Gpu,
+        gpu: &'g Device,
         cfg: AdamWConfig,
         shape: (usize, usize, usize),
         p0: &[f32],
@@ -78,7 +78,7 @@ impl<'g> Harness<'g> {
     /// alone (values taken from `cfg`) when `None`.
     #[allow(clippy::too_many_arguments)]
     fn with_items(
-        gpu: &'g Gpu,
+        gpu: &'g Device,
         cfg: AdamWConfig,
         shape: (usize, usize, usize),
         p0: &[f32],

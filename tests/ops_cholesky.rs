@@ -6,7 +6,7 @@
 
 mod common;
 
-use hypermod::gpu::{Dispatch, Gpu, GpuTensor};
+use hypermod::gpu::{Device, Dispatch, Tensor};
 use hypermod::ops::cholesky::{
     cholesky_grad_outer, cholesky_grad_outer_cpu, cholesky_solve, cholesky_solve_backward,
     cholesky_solve_backward_cpu, cholesky_solve_cpu, cholesky_solve_factored,
@@ -72,11 +72,11 @@ fn item_tol(want: &[f64], per_item: usize, rel: &[f64]) -> Vec<f64> {
         .collect()
 }
 
-fn nan_out(gpu: &Gpu, batch: usize, rows: usize, cols: usize) -> GpuTensor {
+fn nan_out(gpu: &Device, batch: usize, rows: usize, cols: usize) -> Tensor {
     common::padded(gpu, &vec![f32::NAN; batch * rows * cols], batch, rows, cols)
 }
 
-fn run(gpu: &Gpu, ds: &[Dispatch]) {
+fn run(gpu: &Device, ds: &[Dispatch]) {
     gpu.run(&ds.iter().collect::<Vec<_>>()).unwrap();
 }
 
@@ -181,7 +181,7 @@ fn cholesky_solve_matches_f64_twin_on_random_shapes() {
 }
 
 /// The bits of a tensor's logical elements.
-fn bits(gpu: &Gpu, t: &GpuTensor) -> Vec<u32> {
+fn bits(gpu: &Device, t: &Tensor) -> Vec<u32> {
     gpu.read(t).unwrap().iter().map(|v| v.to_bits()).collect()
 }
 
@@ -522,7 +522,7 @@ fn cholesky_native_bits_do_not_depend_on_threads() {
         rel: 0.02,
     };
     let outputs = |threads: usize| {
-        let gpu = Gpu::native(Some(threads)).unwrap();
+        let gpu = Device::native(Some(threads)).unwrap();
         let kt = gpu.upload(&k, batch, n, n).unwrap();
         let yt = gpu.upload(&y, batch, n, r).unwrap();
         let z = |c| gpu.zeros(batch, n, c).unwrap();

@@ -4,7 +4,7 @@
 mod common;
 
 use hypermod::gpu::DeviceError;
-use hypermod::gpu::{Gpu, GpuTensor};
+use hypermod::gpu::{Device, Tensor};
 use hypermod::ops::elementwise::*;
 use hypermod::ops::Activation;
 use rand::RngExt;
@@ -16,13 +16,13 @@ const U: f64 = f32::EPSILON as f64 / 2.0;
 /// [`common::padded`]), so a kernel that ignores the output's offset or stride, or writes past
 /// its end, is caught; packed otherwise.
 fn put_out(
-    gpu: &Gpu,
+    gpu: &Device,
     y0: &[f32],
     batch: usize,
     rows: usize,
     cols: usize,
     padded: bool,
-) -> GpuTensor {
+) -> Tensor {
     if padded {
         common::padded(gpu, y0, batch, rows, cols)
     } else {
@@ -32,9 +32,9 @@ fn put_out(
 
 /// Runs one launch and reads its output back, checking a padded output's gaps too.
 fn run_read(
-    gpu: &Gpu,
+    gpu: &Device,
     d: hypermod::gpu::error::Result<hypermod::gpu::Dispatch>,
-    out: &GpuTensor,
+    out: &Tensor,
 ) -> Vec<f32> {
     gpu.run(&[&d.unwrap()]).unwrap();
     if out.offset() > 0 {

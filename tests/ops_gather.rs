@@ -11,7 +11,7 @@
 mod common;
 
 use common::{assert_gaps_untouched, data, padded, put, rng, size};
-use hypermod::gpu::Gpu;
+use hypermod::gpu::Device;
 use hypermod::ops::gather::{
     gather_rows, gather_rows_cpu, gather_rows_per_item_cpu, scatter_add_rows, scatter_add_rows_cpu,
 };
@@ -32,7 +32,7 @@ fn assert_bitwise(got: &[f32], want: &[f32], ctx: &str) {
 /// the destination is padded so writes past its rows are caught) and returns the logical result.
 #[allow(clippy::too_many_arguments)]
 fn gpu_gather<'k>(
-    gpu: &Gpu,
+    gpu: &Device,
     host: &[f32],
     b: usize,
     r: usize,
@@ -57,7 +57,7 @@ fn gpu_gather<'k>(
 /// padded so writes outside its rows are caught) and returns the accumulator.
 #[allow(clippy::too_many_arguments)]
 fn gpu_scatter<'k>(
-    gpu: &Gpu,
+    gpu: &Device,
     g: &[f32],
     acc: &[f32],
     (b, r, c, rd): (usize, usize, usize, usize),

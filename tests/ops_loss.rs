@@ -7,7 +7,7 @@
 mod common;
 
 use hypermod::gpu::DeviceError;
-use hypermod::gpu::{Gpu, GpuTensor};
+use hypermod::gpu::{Device, Tensor};
 use hypermod::ops::loss::*;
 use rand::rngs::ChaCha8Rng;
 use rand::RngExt;
@@ -18,7 +18,7 @@ const U: f64 = f32::EPSILON as f64 / 2.0;
 /// A NaN-filled, NaN-padded output of `batch × rows × cols` (see [`common::padded`]), so
 /// ignoring the output's offset or stride, writing past its end, or leaving an element unwritten
 /// shows.
-fn out(gpu: &Gpu, batch: usize, rows: usize, cols: usize) -> GpuTensor {
+fn out(gpu: &Device, batch: usize, rows: usize, cols: usize) -> Tensor {
     common::padded(gpu, &vec![f32::NAN; batch * rows * cols], batch, rows, cols)
 }
 
@@ -86,12 +86,12 @@ enum Which {
 }
 
 fn launch(
-    gpu: &Gpu,
+    gpu: &Device,
     w: Which,
-    z: &GpuTensor,
-    t: &GpuTensor,
-    l: &GpuTensor,
-    g: Option<&GpuTensor>,
+    z: &Tensor,
+    t: &Tensor,
+    l: &Tensor,
+    g: Option<&Tensor>,
     scale: f32,
 ) -> hypermod::gpu::error::Result<hypermod::gpu::Dispatch> {
     match w {
@@ -127,7 +127,7 @@ struct Case<'a> {
 }
 
 /// Runs one loss on the GPU and checks value and gradient against the f64 twin.
-fn check(gpu: &Gpu, w: Which, z: &[f32], t: &[f32], case: &Case) {
+fn check(gpu: &Device, w: Which, z: &[f32], t: &[f32], case: &Case) {
     let &Case {
         s,
         shared_t,

@@ -4,7 +4,7 @@
 
 mod common;
 
-use hypermod::gpu::{Gpu, GpuTensor, Step};
+use hypermod::gpu::{Device, Step, Tensor};
 use hypermod::ops::reduce::{
     col_sums, reduce, reduce_cpu, sum_squares, sum_squares_cpu, Reduction,
 };
@@ -16,11 +16,11 @@ const U: f64 = f32::EPSILON as f64 / 2.0;
 /// item (`layout` 1, [`common::put`]), a NaN-padded strided view with an offset and a gap between
 /// items (2, [`common::padded`]), or packed (0).
 fn put(
-    gpu: &Gpu,
+    gpu: &Device,
     host: &[f32],
     (batch, rows, cols): (usize, usize, usize),
     layout: u8,
-) -> GpuTensor {
+) -> Tensor {
     match layout {
         2 => common::padded(gpu, host, batch, rows, cols),
         _ => common::put(gpu, host, batch, rows, cols, layout == 1),

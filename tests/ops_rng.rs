@@ -6,7 +6,7 @@
 mod common;
 
 use hypermod::gpu::DeviceError;
-use hypermod::gpu::{Gpu, GpuTensor};
+use hypermod::gpu::{Device, Tensor};
 use hypermod::ops::rng::{
     fill_cpu, fill_normal, fill_per_item_cpu, fill_truncated_normal, fill_uniform, normal_icdf,
     philox4x32_10, random_bits, Distribution, ItemSeeds, Keying, RngDispatch, RngKey,
@@ -20,9 +20,9 @@ const DISTS: [Distribution; 3] = [
 ];
 
 fn prepare<'k>(
-    gpu: &Gpu,
+    gpu: &Device,
     dist: Distribution,
-    t: &GpuTensor,
+    t: &Tensor,
     key: impl Into<Keying<'k>>,
     p0: f32,
     p1: f32,
@@ -36,9 +36,9 @@ fn prepare<'k>(
 }
 
 fn run_fill<'k>(
-    gpu: &Gpu,
+    gpu: &Device,
     dist: Distribution,
-    t: &GpuTensor,
+    t: &Tensor,
     key: impl Into<Keying<'k>>,
     p0: f32,
     p1: f32,
@@ -111,13 +111,13 @@ fn philox_matches_random123_known_answers() {
 /// buffer (returned too, to check the gaps), and the distribution's parameters.
 struct Case {
     dist: Distribution,
-    big: GpuTensor,
-    t: GpuTensor,
+    big: Tensor,
+    t: Tensor,
     p0: f32,
     p1: f32,
 }
 
-fn random_case(gpu: &Gpu, rng: &mut rand::rngs::ChaCha8Rng, case: usize) -> Case {
+fn random_case(gpu: &Device, rng: &mut rand::rngs::ChaCha8Rng, case: usize) -> Case {
     let dist = DISTS[case % 3];
     let batch = if case.is_multiple_of(5) {
         1
@@ -159,7 +159,7 @@ fn random_case(gpu: &Gpu, rng: &mut rand::rngs::ChaCha8Rng, case: usize) -> Case
 }
 
 /// Asserts that nothing outside the case's view was written (the buffer started at zero).
-fn assert_gaps_zero(gpu: &Gpu, c: &Case, ctx: &str) {
+fn assert_gaps_zero(gpu: &Device, c: &Case, ctx: &str) {
     let (t, all) = (&c.t, gpu.read(&c.big).unwrap());
     for (i, v) in all.iter().enumerate() {
         let r = i.wrapping_sub(t.offset());

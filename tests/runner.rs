@@ -9,7 +9,7 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 use hypermod::checkpoint::TensorState;
-use hypermod::gpu::{Gpu, GpuTensor};
+use hypermod::gpu::{Device, Tensor};
 use hypermod::train::runner::{self, Experiment, RunPlan, Schedule, SetMetrics, StepReport};
 use hypermod::{Error, Result};
 use serde::{Deserialize, Serialize};
@@ -26,20 +26,20 @@ struct Extras {
 
 /// Gradient descent on f(x) = x² with step 0.1, x kept in a GPU tensor (its checkpointed state).
 struct Toy {
-    x: GpuTensor,
-    best: GpuTensor,
+    x: Tensor,
+    best: Tensor,
     selection: &'static str,
 }
 
 impl Toy {
-    fn new(gpu: &Gpu, selection: &'static str) -> Toy {
+    fn new(gpu: &Device, selection: &'static str) -> Toy {
         Toy {
             x: gpu.upload(&[3.0], 1, 1, 1).unwrap(),
             best: gpu.zeros(1, 1, 1).unwrap(),
             selection,
         }
     }
-    fn x(&self, gpu: &Gpu) -> f64 {
+    fn x(&self, gpu: &Device) -> f64 {
         gpu.read(&self.x).unwrap()[0] as f64
     }
 }
@@ -47,7 +47,7 @@ impl Toy {
 impl Experiment for Toy {
     type Metrics = Loss;
     type Extras = Extras;
-    fn train_step(&self, gpu: &Gpu, _step: usize) -> Result<StepReport<Loss>> {
+    fn train_step(&self, gpu: &Device, _step: usize) -> Result<StepReport<Loss>> {
         let x = self.x(gpu);
         gpu.write(&self.x, &[(x - 0.1 * 2.0 * x) as f32])?;
         Ok(StepReport {
@@ -58,7 +58,7 @@ impl Experiment for Toy {
     fn eval_sets(&self) -> Vec<String> {
         vec!["holdout".into()]
     }
-    fn evaluate(&self, gpu: &Gpu) -> Result<SetMetrics<Loss>> {
+    fn evaluate(&self, gpu: &Device) -> Result<SetMetrics<Loss>> {
         let x = self.x(gpu);
         Ok([("holdout".to_string(), Loss { loss: x * x })].into())
     }
@@ -68,10 +68,10 @@ impl Experiment for Toy {
     fn score(m: &Loss) -> f64 {
         m.loss
     }
-    fn save_best(&self, gpu: &Gpu) -> Result<()> {
+    fn save_best(&self, gpu: &Device) -> Result<()> {
         Ok(gpu.write(&self.best, &gpu.read(&self.x)?)?)
     }
-    fn skipped_steps(&self, _gpu: &Gpu) -> Result<f64> {
+    fn skipped_steps(&self, _gpu: &Device) -> Result<f64> {
         Ok(0.0)
     }
     fn state(&self) -> TensorState<'_> {
@@ -85,7 +85,7 @@ impl Experiment for Toy {
     fn describe_eval(_train: &Loss, sets: &SetMetrics<Loss>) -> String {
         format!("holdout {:.4}", sets["holdout"].loss)
     }
-    fn summary_extras(&self, gpu: &Gpu) -> Result<Extras> {
+    fn summary_extras(&self, gpu: &Device) -> Result<Extras> {
         Ok(Extras {
             x_final: self.x(gpu),
         })
@@ -192,7 +192,7 @@ impl hypermod::experiments::ExperimentDef for Toy {
     fn describe(cfg: &ToyConfig) -> String {
         format!("x² for {} steps", cfg.steps)
     }
-    fn build(gpu: &Gpu, cfgs: &[ToyConfig], _resume: bool) -> Result<(Toy, Schedule)> {
+    fn build(gpu: &Device, cfgs: &[ToyConfig], _resume: bool) -> Result<(Toy, Schedule)> {
         let schedule = Schedule {
             steps: cfgs[0].steps,
             ..SCHEDULE

@@ -17,10 +17,10 @@ fn config() -> ExperimentConfig {
         .0
 }
 
-fn device() -> Option<hypermod::gpu::Gpu> {
+fn device() -> Option<hypermod::gpu::Device> {
     common::gpu()?;
     let choice = common::device_name().parse().unwrap();
-    Some(hypermod::gpu::Gpu::open(choice, Default::default()).unwrap())
+    Some(hypermod::gpu::Device::open(choice, Default::default()).unwrap())
 }
 
 #[test]

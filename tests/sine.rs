@@ -10,7 +10,7 @@ use hypermod::experiments::sine::kernel_init::{InitSettings, KernelInit};
 use hypermod::experiments::sine::net::Network;
 use hypermod::experiments::sine::task::Task;
 use hypermod::experiments::sine::Sine;
-use hypermod::gpu::Gpu;
+use hypermod::gpu::Device;
 use hypermod::nn::mlp_forward;
 use hypermod::ops::cholesky::{cholesky_solve_cpu, Ridge};
 use hypermod::ops::gemm::gemm_cpu;
@@ -58,7 +58,7 @@ fn three(method: Method) -> Vec<SineConfig> {
 
 /// Trains `cfgs` as one batch for their steps with an evaluation at the end; returns each run's
 /// parameters (as bits), its final set metrics and its summary extras, as JSON.
-fn train(gpu: &Gpu, cfgs: &[SineConfig]) -> Vec<(Vec<u32>, serde_json::Value)> {
+fn train(gpu: &Device, cfgs: &[SineConfig]) -> Vec<(Vec<u32>, serde_json::Value)> {
     let (exp, schedule) = Sine::new(gpu, cfgs, false).unwrap();
     for step in 0..schedule.steps {
         exp.train_step(gpu, step).unwrap();

@@ -469,7 +469,7 @@ fn the_losses_meet_at_the_threshold_and_match_the_spec_underparameterised() {
 
 #[test]
 fn the_monolithic_parameter_count_is_the_networks() {
-    let gpu = hypermod::gpu::Gpu::native(None).expect("native backend");
+    let gpu = hypermod::gpu::Device::native(None).expect("native backend");
     for (m, hidden) in [(2, vec![256, 256]), (4, vec![256, 256]), (9, vec![16, 32])] {
         let widths: Vec<usize> = std::iter::once(m)
             .chain(hidden.iter().copied())

@@ -5,7 +5,7 @@
 
 mod common;
 
-use hypermod::gpu::{Gpu, GpuTensor};
+use hypermod::gpu::{Device, Tensor};
 use hypermod::models::gpu::{GpuStudent, StudentBuffers};
 use hypermod::models::{HnetDeep, HnetLinear, Student};
 
@@ -39,7 +39,7 @@ struct Case {
 }
 
 /// Runs `student`'s program on random data and compares it with the CPU twin.
-fn check<S: GpuStudent>(gpu: &Gpu, student: &S, case: &Case, seed: u64, ctx: &str) {
+fn check<S: GpuStudent>(gpu: &Device, student: &S, case: &Case, seed: u64, ctx: &str) {
     let Case {
         tasks,
         n,
@@ -66,7 +66,7 @@ fn check<S: GpuStudent>(gpu: &Gpu, student: &S, case: &Case, seed: u64, ctx: &st
     let logits_t = gpu.upload(&nan(tasks * n * o), tasks, n, o).unwrap();
     let dlogits_t = gpu.upload(&dlogits, tasks, n, o).unwrap();
     let dtask_t = gpu.upload(&nan(tasks * tl), tasks, 1, tl).unwrap();
-    let dmeta_t: GpuTensor = gpu.upload(&nan(ml), 1, 1, ml).unwrap();
+    let dmeta_t: Tensor = gpu.upload(&nan(ml), 1, 1, ml).unwrap();
     let buffers = StudentBuffers {
         meta: &meta_t,
         task: &task_t,

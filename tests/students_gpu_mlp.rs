@@ -5,7 +5,7 @@
 
 mod common;
 
-use hypermod::gpu::{Gpu, GpuTensor};
+use hypermod::gpu::{Device, Tensor};
 use hypermod::models::gpu::{GpuStudent, StudentBuffers};
 use hypermod::models::{Anil, Maml, ParamSpec, Student};
 use rand::rngs::ChaCha8Rng;
@@ -44,7 +44,7 @@ struct Case {
 }
 
 /// Uploads `host` as `[batch × rows × cols]`, contiguous or NaN-padded.
-fn put(gpu: &Gpu, host: &[f32], batch: usize, rows: usize, cols: usize, pad: bool) -> GpuTensor {
+fn put(gpu: &Device, host: &[f32], batch: usize, rows: usize, cols: usize, pad: bool) -> Tensor {
     if pad {
         common::padded(gpu, host, batch, rows, cols)
     } else {
@@ -53,7 +53,7 @@ fn put(gpu: &Gpu, host: &[f32], batch: usize, rows: usize, cols: usize, pad: boo
 }
 
 /// Runs the GPU program of `s` on random data and checks it against the twin.
-fn check<S: GpuStudent>(gpu: &Gpu, s: &S, rng: &mut ChaCha8Rng, c: &Case, ctx: &str) {
+fn check<S: GpuStudent>(gpu: &Device, s: &S, rng: &mut ChaCha8Rng, c: &Case, ctx: &str) {
     let layout = s.param_layout();
     let (ml, tl) = (layout.meta_len(), layout.task_len());
     let (din, dout) = (s.input_dim(), s.output_dim());

@@ -4,7 +4,7 @@
 //! the batch (stride 0).
 
 use hypermod::gpu::DeviceError;
-use hypermod::gpu::{Gpu, GpuTensor};
+use hypermod::gpu::{Device, Tensor};
 use hypermod::ops::gemm::{gemm, GemmOptions};
 use hypermod::ops::Activation;
 
@@ -40,7 +40,7 @@ fn dims(name: &str, shape: &[usize]) -> Result<(usize, usize, usize), DeviceErro
 }
 
 /// Uploads `values` as `items × rows × cols`, broadcast to `batch` items when it has one.
-fn put(gpu: &Gpu, name: &str, op: &Host, batch: usize) -> Result<GpuTensor, DeviceError> {
+fn put(gpu: &Device, name: &str, op: &Host, batch: usize) -> Result<Tensor, DeviceError> {
     let (items, rows, cols) = dims(name, &op.0)?;
     let t = gpu.upload(&op.1, items, rows, cols)?;
     match items {
@@ -67,7 +67,7 @@ fn activation(name: &str) -> Result<Activation, DeviceError> {
 
 impl GemmCall {
     /// Runs the GEMM on `gpu`; returns the output's shape (3-D when A is) and values.
-    pub fn run(&self, gpu: &Gpu) -> Result<(Vec<usize>, Vec<f32>), DeviceError> {
+    pub fn run(&self, gpu: &Device) -> Result<(Vec<usize>, Vec<f32>), DeviceError> {
         let (ab, ar, ac) = dims("a", &self.a.0)?;
         let (bb, _, _) = dims("b", &self.b.0)?;
         let batch = ab.max(bb);
@@ -116,9 +116,9 @@ impl GemmCall {
 
 /// Runs `d` once and reads `out` back with `shape` (the input's, 2-D or 3-D).
 fn finish(
-    gpu: &Gpu,
+    gpu: &Device,
     d: &hypermod::gpu::Dispatch,
-    out: &GpuTensor,
+    out: &Tensor,
     shape: &[usize],
 ) -> Result<(Vec<usize>, Vec<f32>), DeviceError> {
     gpu.run(&[d])?;
@@ -126,7 +126,7 @@ fn finish(
 }
 
 /// A per-column parameter (γ or β): `[C]` shared by every item, or `[B, C]`.
-fn per_column(gpu: &Gpu, name: &str, op: &Host, batch: usize) -> Result<GpuTensor, DeviceError> {
+fn per_column(gpu: &Device, name: &str, op: &Host, batch: usize) -> Result<Tensor, DeviceError> {
     let (shape, v) = op;
     let items = if shape.len() == 1 { 1 } else { shape[0] };
     let row = (vec![items, 1, v.len() / items.max(1)], v.clone());
@@ -135,7 +135,7 @@ fn per_column(gpu: &Gpu, name: &str, op: &Host, batch: usize) -> Result<GpuTenso
 
 /// `hypermod.layer_norm`: LayerNorm over the last axis (haiku semantics).
 pub fn layer_norm(
-    gpu: &Gpu,
+    gpu: &Device,
     x: &Host,
     gamma: Option<&Host>,
     beta: Option<&Host>,
@@ -169,7 +169,7 @@ pub fn layer_norm(
 
 /// `hypermod.activation`: an element-wise activation.
 pub fn activation_forward(
-    gpu: &Gpu,
+    gpu: &Device,
     x: &Host,
     act: &str,
 ) -> Result<(Vec<usize>, Vec<f32>), DeviceError> {

@@ -13,7 +13,7 @@ use std::sync::{Mutex, OnceLock};
 use hypermod::config::ConfigError;
 use hypermod::experiments::session::Session;
 use hypermod::experiments::ExperimentConfig;
-use hypermod::gpu::{DeviceChoice, DeviceError, Gpu, GpuOptions};
+use hypermod::gpu::{Device, DeviceChoice, DeviceError, DeviceOptions};
 use hypermod::Error;
 use numpy::{
     IntoPyArray, PyArray1, PyArrayDyn, PyArrayMethods, PyReadonlyArrayDyn, PyUntypedArrayMethods,
@@ -67,17 +67,17 @@ fn engine<T: Send>(py: Python<'_>, f: impl FnOnce() -> Result<T, Error> + Send) 
 }
 
 /// Opens a device: `None` = `$HYPERMOD_DEVICE` or auto, as the CLI.
-fn open(device: Option<&str>) -> Result<Gpu, Error> {
+fn open(device: Option<&str>) -> Result<Device, Error> {
     let choice = match device {
         Some(d) => d.parse::<DeviceChoice>()?,
         None => DeviceChoice::from_env()?,
     };
-    Ok(Gpu::open(choice, GpuOptions::default())?)
+    Ok(Device::open(choice, DeviceOptions::default())?)
 }
 
 /// The device of one name, opened once per process (kernel calls reuse its pipelines).
-fn shared_device(device: Option<&str>) -> Result<&'static Gpu, Error> {
-    static DEVICES: OnceLock<Mutex<HashMap<String, &'static Gpu>>> = OnceLock::new();
+fn shared_device(device: Option<&str>) -> Result<&'static Device, Error> {
+    static DEVICES: OnceLock<Mutex<HashMap<String, &'static Device>>> = OnceLock::new();
     let key = device.unwrap_or("").to_string();
     let mut map = DEVICES
         .get_or_init(Default::default)
@@ -86,7 +86,7 @@ fn shared_device(device: Option<&str>) -> Result<&'static Gpu, Error> {
     if let Some(g) = map.get(&key) {
         return Ok(g);
     }
-    let g: &'static Gpu = Box::leak(Box::new(open(device)?));
+    let g: &'static Device = Box::leak(Box::new(open(device)?));
     map.insert(key, g);
     Ok(g)
 }

@@ -18,7 +18,7 @@ pub mod theory;
 use std::path::{Path, PathBuf};
 
 use crate::error::{Error, Result};
-use crate::gpu::Gpu;
+use crate::gpu::Device;
 use crate::report::plot::{check_dir, plot_run, plot_sweep, PlotError};
 use crate::report::{RunsTable, RunsTableError};
 pub use registry::{
@@ -35,7 +35,7 @@ pub static REGISTRY: &[&dyn Registered] = &[
 ];
 
 /// Continues the run in `dir` from its last checkpoint, with the config stored there.
-pub fn resume(gpu: &Gpu, dir: &Path) -> Result<RunSummary> {
+pub fn resume(gpu: &Device, dir: &Path) -> Result<RunSummary> {
     let path = dir.join("config.toml");
     if !path.exists() {
         return Err(Error::Io {

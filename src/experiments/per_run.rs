@@ -10,7 +10,7 @@ use serde_json::Value;
 
 use crate::error::{arg_err, Error, Result};
 use crate::experiments::ExperimentDef;
-use crate::gpu::Gpu;
+use crate::gpu::Device;
 use crate::run::{create_dir, start_run_dir, write_atomic, write_json};
 use crate::train::runner::{self, Experiment, Schedule, SetMetrics, Summary};
 
@@ -65,7 +65,7 @@ pub struct MemberDir<'a> {
 /// Sets up the batch of `cfgs` (one per member, in order) and trains it with [`train_members`]:
 /// every batching experiment's [`ExperimentDef::train_batch`].
 pub fn train_batch<D, M, X>(
-    gpu: &Gpu,
+    gpu: &Device,
     cfgs: &[D::Config],
     members: &[MemberDir<'_>],
     batch_dir: &Path,
@@ -86,7 +86,7 @@ where
 /// `runs.txt` naming the members), then writes every member's run directory. `started` is when
 /// the batch's set-up began (its `seconds` count from there).
 pub fn train_members<E, M, X>(
-    gpu: &Gpu,
+    gpu: &Device,
     exp: &E,
     schedule: &Schedule,
     members: &[MemberDir<'_>],
@@ -117,7 +117,7 @@ where
 /// `metrics.jsonl`) and its `summary`, as if each member had run alone: `config.toml`, its own
 /// `metrics.jsonl` lines and a single-run `summary.json`.
 pub fn write_members<M, X>(
-    gpu: &Gpu,
+    gpu: &Device,
     members: &[MemberDir<'_>],
     batch_dir: &Path,
     summary: &Summary<PerRun<M>, PerRun<X>>,

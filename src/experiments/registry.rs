@@ -20,7 +20,7 @@ use crate::checkpoint::TensorState;
 use crate::config::{experiment_of, read_table, suggest, EXPERIMENT_KEY};
 use crate::error::{arg_err, Error, Result};
 use crate::experiments::per_run::MemberDir;
-use crate::gpu::Gpu;
+use crate::gpu::Device;
 use crate::report::plot::{PlotError, SweepPlot};
 use crate::report::runs_table::Measure;
 use crate::report::RunsTable;
@@ -51,7 +51,7 @@ pub trait ExperimentDef: Experiment + Send + Sync + Sized + 'static {
     /// [`ExperimentDef::batch_key`], checked before) and the loop's schedule. `resume`: the
     /// state will be restored from a checkpoint (set-up that only makes the initial state may
     /// be skipped).
-    fn build(gpu: &Gpu, cfgs: &[Self::Config], resume: bool) -> Result<(Self, Schedule)>;
+    fn build(gpu: &Device, cfgs: &[Self::Config], resume: bool) -> Result<(Self, Schedule)>;
 
     /// The `runs.csv` metric columns of the finished run whose `summary.json` is at `path`.
     fn summary_columns(summary: &Path) -> Result<Vec<(String, String)>>;
@@ -86,7 +86,7 @@ pub trait ExperimentDef: Experiment + Send + Sync + Sized + 'static {
     /// Trains `cfgs` (one [`ExperimentDef::batch_key`]) as one batch in `batch_dir` and writes
     /// each member's run directory as if it had run alone.
     fn train_batch(
-        _gpu: &Gpu,
+        _gpu: &Device,
         _cfgs: &[Self::Config],
         _members: &[MemberDir<'_>],
         _batch_dir: &Path,
@@ -107,7 +107,7 @@ pub trait ExperimentDef: Experiment + Send + Sync + Sized + 'static {
     }
     /// `hypermod bench step`: times `steps` training steps after `warmup`.
     fn bench_step(
-        _gpu: &Gpu,
+        _gpu: &Device,
         _cfg: &Self::Config,
         _warmup: usize,
         _steps: usize,
@@ -179,9 +179,9 @@ impl RunSummary {
 /// [`Experiment`] with its metrics as JSON, for any experiment.
 pub trait SteppedExperiment: Send + Sync {
     /// Trains step `step`; its metrics and consecutive skipped steps.
-    fn step_json(&self, gpu: &Gpu, step: usize) -> Result<(serde_json::Value, u32)>;
+    fn step_json(&self, gpu: &Device, step: usize) -> Result<(serde_json::Value, u32)>;
     /// Every evaluation set's metrics, by set name.
-    fn evaluate_json(&self, gpu: &Gpu) -> Result<serde_json::Value>;
+    fn evaluate_json(&self, gpu: &Device) -> Result<serde_json::Value>;
     /// Every tensor an exact resume needs.
     fn tensor_state(&self) -> TensorState<'_>;
 }
@@ -194,11 +194,11 @@ fn json<T: Serialize>(value: &T) -> Result<serde_json::Value> {
 }
 
 impl<E: Experiment + Send + Sync> SteppedExperiment for E {
-    fn step_json(&self, gpu: &Gpu, step: usize) -> Result<(serde_json::Value, u32)> {
+    fn step_json(&self, gpu: &Device, step: usize) -> Result<(serde_json::Value, u32)> {
         let r = self.train_step(gpu, step)?;
         Ok((json(&r.metrics)?, r.consecutive_skips))
     }
-    fn evaluate_json(&self, gpu: &Gpu) -> Result<serde_json::Value> {
+    fn evaluate_json(&self, gpu: &Device) -> Result<serde_json::Value> {
         json(&self.evaluate(gpu)?)
     }
     fn tensor_state(&self) -> TensorState<'_> {
@@ -241,11 +241,17 @@ pub trait Registered: Send + Sync {
     #[doc(hidden)]
     fn debug_any(&self, cfg: &dyn Any, f: &mut fmt::Formatter<'_>) -> fmt::Result;
     #[doc(hidden)]
-    fn train_any(&self, gpu: &Gpu, cfg: &dyn Any, dir: &Path, resume: bool) -> Result<RunSummary>;
+    fn train_any(
+        &self,
+        gpu: &Device,
+        cfg: &dyn Any,
+        dir: &Path,
+        resume: bool,
+    ) -> Result<RunSummary>;
     #[doc(hidden)]
     fn session_any(
         &self,
-        gpu: &Gpu,
+        gpu: &Device,
         cfg: &dyn Any,
     ) -> Result<(Box<dyn SteppedExperiment>, Schedule)>;
     #[doc(hidden)]
@@ -255,7 +261,7 @@ pub trait Registered: Send + Sync {
     #[doc(hidden)]
     fn train_batch_any(
         &self,
-        gpu: &Gpu,
+        gpu: &Device,
         cfgs: &[&dyn Any],
         members: &[MemberDir<'_>],
         batch_dir: &Path,
@@ -265,7 +271,7 @@ pub trait Registered: Send + Sync {
     #[doc(hidden)]
     fn bench_step_any(
         &self,
-        gpu: &Gpu,
+        gpu: &Device,
         cfg: &dyn Any,
         warmup: usize,
         steps: usize,
@@ -334,7 +340,13 @@ impl<D: ExperimentDef> Registered for Registration<D> {
     fn debug_any(&self, cfg: &dyn Any, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         fmt::Debug::fmt(typed::<D>(cfg), f)
     }
-    fn train_any(&self, gpu: &Gpu, cfg: &dyn Any, dir: &Path, resume: bool) -> Result<RunSummary> {
+    fn train_any(
+        &self,
+        gpu: &Device,
+        cfg: &dyn Any,
+        dir: &Path,
+        resume: bool,
+    ) -> Result<RunSummary> {
         // Set-up (e.g. a kernel initialisation) counts in the run's `seconds`.
         let started = Instant::now();
         let (exp, schedule) = D::build(gpu, std::slice::from_ref(typed::<D>(cfg)), resume)?;
@@ -347,7 +359,7 @@ impl<D: ExperimentDef> Registered for Registration<D> {
     }
     fn session_any(
         &self,
-        gpu: &Gpu,
+        gpu: &Device,
         cfg: &dyn Any,
     ) -> Result<(Box<dyn SteppedExperiment>, Schedule)> {
         let (exp, schedule) = D::build(gpu, std::slice::from_ref(typed::<D>(cfg)), false)?;
@@ -361,7 +373,7 @@ impl<D: ExperimentDef> Registered for Registration<D> {
     }
     fn train_batch_any(
         &self,
-        gpu: &Gpu,
+        gpu: &Device,
         cfgs: &[&dyn Any],
         members: &[MemberDir<'_>],
         batch_dir: &Path,
@@ -375,7 +387,7 @@ impl<D: ExperimentDef> Registered for Registration<D> {
     }
     fn bench_step_any(
         &self,
-        gpu: &Gpu,
+        gpu: &Device,
         cfg: &dyn Any,
         warmup: usize,
         steps: usize,
@@ -520,7 +532,7 @@ impl ExperimentConfig {
     /// `resolved` is the config text stored as `out/config.toml`.
     pub fn train(
         &self,
-        gpu: &Gpu,
+        gpu: &Device,
         resolved: &str,
         out: &Path,
         overwrite: bool,
@@ -532,13 +544,13 @@ impl ExperimentConfig {
     /// Continues the run in `dir` (whose stored config this is) from its last checkpoint. Exact:
     /// every step's data is a function of (seed, step), so the resumed run ends with the
     /// numbers an uninterrupted one gives (bitwise, on the same device).
-    pub fn resume(&self, gpu: &Gpu, dir: &Path) -> Result<RunSummary> {
+    pub fn resume(&self, gpu: &Device, dir: &Path) -> Result<RunSummary> {
         runner::check_resumable(dir)?;
         self.kind.train_any(gpu, &*self.config, dir, true)
     }
 
     /// The experiment set up on `gpu` for stepping from outside the loop.
-    pub(crate) fn session(&self, gpu: &Gpu) -> Result<(Box<dyn SteppedExperiment>, Schedule)> {
+    pub(crate) fn session(&self, gpu: &Device) -> Result<(Box<dyn SteppedExperiment>, Schedule)> {
         self.kind.session_any(gpu, &*self.config)
     }
 
@@ -555,7 +567,7 @@ impl ExperimentConfig {
 
     /// Trains `members` (all of one experiment and one [`ExperimentConfig::batch_key`]) as one
     /// batch in `batch_dir` and writes each member's run directory as if it had run alone.
-    pub fn train_batch(gpu: &Gpu, members: &[BatchMember<'_>], batch_dir: &Path) -> Result<()> {
+    pub fn train_batch(gpu: &Device, members: &[BatchMember<'_>], batch_dir: &Path) -> Result<()> {
         let Some(kind) = members.first().map(|m| m.config.kind) else {
             return Err(arg_err("sweep", "a batch needs at least one run"));
         };
@@ -583,7 +595,7 @@ impl ExperimentConfig {
     }
 
     /// `hypermod bench step`: times `steps` training steps after `warmup`.
-    pub fn bench_step(&self, gpu: &Gpu, warmup: usize, steps: usize) -> Result<StepBenchReport> {
+    pub fn bench_step(&self, gpu: &Device, warmup: usize, steps: usize) -> Result<StepBenchReport> {
         self.kind.bench_step_any(gpu, &*self.config, warmup, steps)
     }
 }

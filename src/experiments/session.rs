@@ -14,12 +14,12 @@ use crate::checkpoint::{Checkpoint, TensorState};
 use crate::error::{Error, Result};
 use crate::experiments::registry::SteppedExperiment;
 use crate::experiments::ExperimentConfig;
-use crate::gpu::Gpu;
+use crate::gpu::Device;
 use crate::train::runner::Schedule;
 
 /// One experiment, its device, and how many steps it has trained.
 pub struct Session {
-    gpu: Gpu,
+    gpu: Device,
     inner: Box<dyn SteppedExperiment>,
     schedule: Schedule,
     steps_done: usize,
@@ -27,7 +27,7 @@ pub struct Session {
 
 impl Session {
     /// Sets the experiment of `cfg` up on `gpu` (the session owns the device).
-    pub fn new(gpu: Gpu, cfg: &ExperimentConfig) -> Result<Session> {
+    pub fn new(gpu: Device, cfg: &ExperimentConfig) -> Result<Session> {
         let (inner, schedule) = cfg.session(&gpu)?;
         Ok(Session {
             gpu,
@@ -114,7 +114,7 @@ impl Session {
     }
 
     /// The device the session runs on.
-    pub fn gpu(&self) -> &Gpu {
+    pub fn gpu(&self) -> &Device {
         &self.gpu
     }
 }

@@ -32,9 +32,9 @@ pub struct FeatureSet {
     pub shader_f16: bool,
 }
 
-/// Which optional features [`Gpu::with_options`] may enable (each only if the adapter has it).
+/// Which optional features [`Device::with_options`] may enable (each only if the adapter has it).
 #[derive(Clone, Copy, Debug)]
-pub struct GpuOptions {
+pub struct DeviceOptions {
     /// Use timestamp queries for kernel timing (wall clock otherwise).
     pub timestamp_query: bool,
     /// Enable subgroup built-ins.
@@ -43,9 +43,9 @@ pub struct GpuOptions {
     pub shader_f16: bool,
 }
 
-impl Default for GpuOptions {
+impl Default for DeviceOptions {
     fn default() -> Self {
-        GpuOptions {
+        DeviceOptions {
             timestamp_query: true,
             subgroup: true,
             shader_f16: true,
@@ -96,10 +96,10 @@ pub struct LimitsReport {
 /// The device hypermod runs on: a wgpu adapter (one device, one queue) or the native CPU
 /// backend, with a buffer pool and a kernel cache.
 ///
-/// Create it once with [`Gpu::new`] and share it (`&Gpu`) with everything that launches kernels.
+/// Create it once with [`Device::new`] and share it (`&Device`) with everything that launches kernels.
 /// Models, layers and trainers do not know which backend runs them: a [`crate::gpu::Dispatch`]
 /// runs on either, and readback is the same call.
-pub struct Gpu {
+pub struct Device {
     pub(crate) backend: Backend,
     selection: String,
     adapter_info: wgpu::AdapterInfo,
@@ -174,18 +174,18 @@ fn make_instance() -> (wgpu::Instance, wgpu::Backends) {
     (wgpu::Instance::new(desc), backends)
 }
 
-impl Gpu {
+impl Device {
     /// Picks an adapter and creates the device.
     ///
     /// Order: adapters whose name contains `$HYPERMOD_ADAPTER` (if set), then discrete before
     /// integrated before CPU, then Vulkan/Metal/DX12 before GL.
-    pub fn new() -> Result<Gpu> {
-        Self::open(DeviceChoice::from_env()?, GpuOptions::default())
+    pub fn new() -> Result<Device> {
+        Self::open(DeviceChoice::from_env()?, DeviceOptions::default())
     }
 
-    /// [`Gpu::new`] on a wgpu adapter, with options (e.g. optional features switched off, to
+    /// [`Device::new`] on a wgpu adapter, with options (e.g. optional features switched off, to
     /// exercise the paths a less capable adapter takes).
-    pub fn with_options(options: GpuOptions) -> Result<Gpu> {
+    pub fn with_options(options: DeviceOptions) -> Result<Device> {
         Self::open(DeviceChoice::Wgpu, options)
     }
 
@@ -227,8 +227,8 @@ impl Gpu {
         Ok(adapters)
     }
 
-    /// Creates the device on a given adapter (used by [`Gpu::new`]; public for embedding).
-    pub fn from_adapter(adapter: wgpu::Adapter, options: GpuOptions) -> Result<Gpu> {
+    /// Creates the device on a given adapter (used by [`Device::new`]; public for embedding).
+    pub fn from_adapter(adapter: wgpu::Adapter, options: DeviceOptions) -> Result<Device> {
         let adapter_info = adapter.get_info();
         let mut wanted = WANTED_FEATURES;
         if !options.timestamp_query {
@@ -277,7 +277,7 @@ impl Gpu {
             adapter_info.device_type,
             features
         );
-        Ok(Gpu {
+        Ok(Device {
             pool: BufferPool::default(),
             kernels: KernelCache::default(),
             backend: Backend::Wgpu { device, queue },
@@ -291,7 +291,7 @@ impl Gpu {
 
     /// The native CPU backend with `threads` workers (`None`: `$HYPERMOD_THREADS`, else all
     /// cores).
-    pub fn native(threads: Option<usize>) -> Result<Gpu> {
+    pub fn native(threads: Option<usize>) -> Result<Device> {
         let cpu = NativeCpu::new(threads)?;
         let name = format!(
             "native CPU ({} threads, {})",
@@ -324,7 +324,7 @@ impl Gpu {
             max_storage_buffers_per_shader_stage: 16,
             ..wgpu::Limits::default()
         };
-        Ok(Gpu {
+        Ok(Device {
             pool: BufferPool::default(),
             kernels: KernelCache::default(),
             backend: Backend::Native(cpu),

@@ -11,7 +11,7 @@ use wgpu::util::DeviceExt;
 
 use crate::gpu::device::Backend;
 use crate::gpu::error::{shape_err, DeviceError, Result};
-use crate::gpu::{Gpu, GpuTensor, Uniform};
+use crate::gpu::{Device, Tensor, Uniform};
 use crate::native::{HostBuffer, Launch};
 
 /// A WGSL source file, compiled into one shader module per device.
@@ -69,7 +69,7 @@ pub struct Dispatch {
     // The bound tensors: holding them keeps their buffers out of the pool's free lists for as
     // long as the bind group may be replayed (a freed buffer could otherwise be handed to a new
     // tensor while this dispatch still reads or writes it).
-    _bound: Vec<GpuTensor>,
+    _bound: Vec<Tensor>,
 }
 
 /// A launch prepared for one backend.
@@ -106,7 +106,7 @@ impl NativeDispatch {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .clone();
-        // SAFETY: called under `NativeCpu::exclusive`, and `Gpu::dispatch` rejected every
+        // SAFETY: called under `NativeCpu::exclusive`, and `Device::dispatch` rejected every
         // buffer bound twice where one binding writes it.
         let mut launch = unsafe {
             Launch::new(
@@ -141,11 +141,11 @@ impl Dispatch {
         self.cost
     }
     /// Replaces the uniform parameters (e.g. a step counter) before the next submit.
-    pub fn set_params<P: bytemuck::Pod>(&self, gpu: &Gpu, params: &P) {
+    pub fn set_params<P: bytemuck::Pod>(&self, gpu: &Device, params: &P) {
         self.set_param_bytes(gpu, bytemuck::bytes_of(params));
     }
     /// [`Dispatch::set_params`] from the raw bytes of the parameter struct.
-    pub fn set_param_bytes(&self, gpu: &Gpu, bytes: &[u8]) {
+    pub fn set_param_bytes(&self, gpu: &Device, bytes: &[u8]) {
         match (&self.launch, &gpu.backend) {
             (Prepared::Wgpu { params, .. }, Backend::Wgpu { queue, .. }) => {
                 queue.write_buffer(params, 0, &padded_bytes(bytes))
@@ -225,7 +225,7 @@ fn gpu_err(context: String, e: wgpu::Error) -> DeviceError {
     }
 }
 
-impl Gpu {
+impl Device {
     fn pipeline(&self, spec: &KernelSpec<'_>) -> Result<Arc<CachedPipeline>> {
         let key = PipelineKey {
             shader: spec.shader.name,
@@ -337,7 +337,7 @@ impl Gpu {
         &self,
         spec: &KernelSpec<'_>,
         params: &P,
-        tensors: &[&GpuTensor],
+        tensors: &[&Tensor],
         workgroups: [u32; 3],
         cost: Cost,
     ) -> Result<Dispatch> {
@@ -387,7 +387,7 @@ impl Gpu {
                 limit: max.to_string(),
             });
         }
-        let bound: Vec<GpuTensor> = tensors.iter().map(|&t| t.clone()).collect();
+        let bound: Vec<Tensor> = tensors.iter().map(|&t| t.clone()).collect();
         if let Backend::Native(_) = &self.backend {
             let buffers = tensors
                 .iter()

@@ -43,7 +43,7 @@ struct FreeLists {
     staging: Vec<wgpu::Buffer>,
 }
 
-/// The arena behind all [`crate::gpu::GpuTensor`]s of one device.
+/// The arena behind all [`crate::gpu::Tensor`]s of one device.
 #[derive(Default)]
 pub(crate) struct BufferPool {
     free: Arc<Mutex<FreeLists>>,

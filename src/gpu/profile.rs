@@ -6,7 +6,7 @@ use std::time::Instant;
 use serde::Serialize;
 
 use crate::gpu::error::{DeviceError, Result};
-use crate::gpu::{Dispatch, Gpu};
+use crate::gpu::{Device, Dispatch};
 
 /// How a timing was taken.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
@@ -41,7 +41,7 @@ fn median(mut v: Vec<f64>) -> f64 {
     }
 }
 
-impl Gpu {
+impl Device {
     /// Times `ds` run back to back: `warmup` untimed iterations, then `iters` timed ones.
     pub fn time(&self, ds: &[&Dispatch], warmup: usize, iters: usize) -> Result<Timing> {
         let iters = iters.max(1);

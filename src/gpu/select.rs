@@ -7,9 +7,9 @@
 use std::fmt;
 use std::str::FromStr;
 
-use crate::gpu::device::GpuOptions;
+use crate::gpu::device::DeviceOptions;
 use crate::gpu::error::{DeviceError, Result};
-use crate::gpu::{Gpu, ADAPTER_ENV};
+use crate::gpu::{Device, ADAPTER_ENV};
 
 /// Environment variable naming the device choice (the CLI's `--device` sets it).
 pub const DEVICE_ENV: &str = "HYPERMOD_DEVICE";
@@ -20,7 +20,7 @@ pub enum DeviceChoice {
     /// A real GPU if wgpu finds one, else the native CPU backend.
     Auto,
     /// A hardware GPU adapter (discrete, integrated or virtual); an error when there is none.
-    Gpu,
+    Device,
     /// The native CPU backend.
     Cpu,
     /// A software wgpu adapter (lavapipe, llvmpipe, WARP): the WGSL kernels on the CPU.
@@ -33,7 +33,7 @@ impl DeviceChoice {
     /// Every choice with its name, for help texts and errors.
     pub const ALL: [(DeviceChoice, &'static str); 5] = [
         (DeviceChoice::Auto, "auto"),
-        (DeviceChoice::Gpu, "gpu"),
+        (DeviceChoice::Device, "gpu"),
         (DeviceChoice::Cpu, "cpu"),
         (DeviceChoice::Lavapipe, "lavapipe"),
         (DeviceChoice::Wgpu, "wgpu"),
@@ -95,19 +95,19 @@ fn describe(adapters: &[wgpu::Adapter]) -> String {
     }
 }
 
-impl Gpu {
-    /// Opens the device `choice` asks for; [`Gpu::selection`] then says why it was chosen.
-    pub fn open(choice: DeviceChoice, options: GpuOptions) -> Result<Gpu> {
+impl Device {
+    /// Opens the device `choice` asks for; [`Device::selection`] then says why it was chosen.
+    pub fn open(choice: DeviceChoice, options: DeviceOptions) -> Result<Device> {
         let pinned = std::env::var(ADAPTER_ENV).is_ok();
         match choice {
-            DeviceChoice::Cpu => Gpu::native(None),
+            DeviceChoice::Cpu => Device::native(None),
             DeviceChoice::Wgpu => {
-                let adapter = Gpu::ranked_adapters()?.remove(0);
-                Gpu::from_adapter(adapter, options)
+                let adapter = Device::ranked_adapters()?.remove(0);
+                Device::from_adapter(adapter, options)
             }
-            DeviceChoice::Gpu | DeviceChoice::Lavapipe => {
+            DeviceChoice::Device | DeviceChoice::Lavapipe => {
                 let want_software = choice == DeviceChoice::Lavapipe;
-                let adapters = Gpu::ranked_adapters()?;
+                let adapters = Device::ranked_adapters()?;
                 let seen = describe(&adapters);
                 let adapter = adapters
                     .into_iter()
@@ -122,13 +122,13 @@ impl Gpu {
                             }
                         ),
                     })?;
-                let mut gpu = Gpu::from_adapter(adapter, options)?;
+                let mut gpu = Device::from_adapter(adapter, options)?;
                 let why = format!("--device {choice}: {}", gpu.selection());
                 gpu.set_selection(why);
                 Ok(gpu)
             }
             DeviceChoice::Auto => {
-                let adapters = match Gpu::ranked_adapters() {
+                let adapters = match Device::ranked_adapters() {
                     Ok(a) => a,
                     // A pinned adapter that is missing is an error, not a silent CPU fallback.
                     Err(e) if pinned => return Err(e),
@@ -138,13 +138,13 @@ impl Gpu {
                 let hardware = adapters.into_iter().find(|a| pinned || !is_software(a));
                 match hardware {
                     Some(adapter) => {
-                        let mut gpu = Gpu::from_adapter(adapter, options)?;
+                        let mut gpu = Device::from_adapter(adapter, options)?;
                         let why = format!("auto: GPU found, {}", gpu.selection());
                         gpu.set_selection(why);
                         Ok(gpu)
                     }
                     None => {
-                        let mut gpu = Gpu::native(None)?;
+                        let mut gpu = Device::native(None)?;
                         let why = format!(
                             "auto: no hardware GPU among wgpu's adapters [{seen}], so {} \
                              (--device lavapipe runs the WGSL kernels on a software adapter)",

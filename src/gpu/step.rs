@@ -7,7 +7,7 @@ use std::sync::Arc;
 use crate::gpu::device::Backend;
 use crate::gpu::error::{shape_err, Result};
 use crate::gpu::kernels::NativeDispatch;
-use crate::gpu::{Dispatch, Gpu, GpuTensor};
+use crate::gpu::{Device, Dispatch, Tensor};
 
 /// Handle to a value registered for readback; index into [`Readback`].
 #[derive(Clone, Copy, Debug)]
@@ -35,9 +35,9 @@ impl Readback {
 
 /// A training step being recorded.
 pub struct Step<'g> {
-    gpu: &'g Gpu,
+    gpu: &'g Device,
     recording: Recording,
-    reads: Vec<GpuTensor>,
+    reads: Vec<Tensor>,
     read_len: usize,
 }
 
@@ -55,7 +55,7 @@ enum Recording {
 
 impl<'g> Step<'g> {
     /// Opens a new command encoder.
-    pub fn new(gpu: &'g Gpu) -> Step<'g> {
+    pub fn new(gpu: &'g Device) -> Step<'g> {
         let recording = match &gpu.backend {
             Backend::Wgpu { device, .. } => Recording::Wgpu {
                 encoder: device.create_command_encoder(&wgpu::CommandEncoderDescriptor {
@@ -105,7 +105,7 @@ impl<'g> Step<'g> {
     }
 
     /// Registers a contiguous tensor to be read back when the step finishes (after all dispatches).
-    pub fn read(&mut self, t: &GpuTensor) -> Result<ReadSlot> {
+    pub fn read(&mut self, t: &Tensor) -> Result<ReadSlot> {
         if !t.is_contiguous() {
             return Err(shape_err(
                 "Step::read",
@@ -165,11 +165,11 @@ impl<'g> Step<'g> {
 }
 
 fn finish_wgpu(
-    gpu: &Gpu,
+    gpu: &Device,
     device: &wgpu::Device,
     queue: &wgpu::Queue,
     mut encoder: wgpu::CommandEncoder,
-    reads: &[GpuTensor],
+    reads: &[Tensor],
     read_len: usize,
     wait: bool,
 ) -> Result<Readback> {
@@ -211,7 +211,7 @@ fn finish_wgpu(
     Ok(Readback { values: values? })
 }
 
-impl Gpu {
+impl Device {
     /// Runs dispatches in one submit and waits (tests, set-up code).
     pub fn run(&self, ds: &[&Dispatch]) -> Result<()> {
         let mut s = Step::new(self);

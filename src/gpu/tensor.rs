@@ -1,4 +1,4 @@
-//! `GpuTensor`: an f32 storage buffer viewed as a batch of row-major matrices.
+//! `Tensor`: an f32 storage buffer viewed as a batch of row-major matrices.
 //!
 //! Every tensor has a leading batch axis. Item `b` starts at element `offset + b * batch_stride`;
 //! a stride of 0 shares one item across the whole batch (a meta-parameter seen by every task).
@@ -9,11 +9,11 @@ use std::sync::Arc;
 use crate::gpu::device::Backend;
 use crate::gpu::error::{shape_err, DeviceError, Result};
 use crate::gpu::pool::{PooledBuffer, Storage};
-use crate::gpu::Gpu;
+use crate::gpu::Device;
 
 /// A view of `batch` row-major `rows × cols` f32 matrices in one GPU buffer.
 #[derive(Clone)]
-pub struct GpuTensor {
+pub struct Tensor {
     buf: Arc<PooledBuffer>,
     capacity: usize,
     offset: usize,
@@ -23,13 +23,13 @@ pub struct GpuTensor {
     batch_stride: usize,
 }
 
-impl fmt::Debug for GpuTensor {
+impl fmt::Debug for Tensor {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "GpuTensor{}", self.shape_str())
+        write!(f, "Tensor{}", self.shape_str())
     }
 }
 
-impl GpuTensor {
+impl Tensor {
     /// Number of batch items.
     pub fn batch(&self) -> usize {
         self.batch
@@ -82,7 +82,7 @@ impl GpuTensor {
         )
     }
     /// True when both views share a buffer.
-    pub fn same_buffer(&self, other: &GpuTensor) -> bool {
+    pub fn same_buffer(&self, other: &Tensor) -> bool {
         Arc::ptr_eq(&self.buf, &other.buf)
     }
 
@@ -94,7 +94,7 @@ impl GpuTensor {
         rows: usize,
         cols: usize,
         batch_stride: usize,
-    ) -> Result<GpuTensor> {
+    ) -> Result<Tensor> {
         let end = if batch == 0 || rows * cols == 0 {
             offset
         } else {
@@ -110,7 +110,7 @@ impl GpuTensor {
                 ),
             ));
         }
-        Ok(GpuTensor {
+        Ok(Tensor {
             buf: self.buf.clone(),
             capacity: self.capacity,
             offset,
@@ -122,7 +122,7 @@ impl GpuTensor {
     }
 
     /// The same single item seen `batch` times (stride 0). Requires a one-item tensor.
-    pub fn broadcast(&self, batch: usize) -> Result<GpuTensor> {
+    pub fn broadcast(&self, batch: usize) -> Result<Tensor> {
         if self.batch != 1 {
             return Err(shape_err(
                 "broadcast",
@@ -136,7 +136,7 @@ impl GpuTensor {
     }
 
     /// Same elements, items reshaped to `rows × cols` (item length must match).
-    pub fn reshape(&self, rows: usize, cols: usize) -> Result<GpuTensor> {
+    pub fn reshape(&self, rows: usize, cols: usize) -> Result<Tensor> {
         if rows * cols != self.item_len() {
             return Err(shape_err(
                 "reshape",
@@ -152,7 +152,7 @@ impl GpuTensor {
     }
 
     /// The whole contiguous tensor seen as one item of `1 × len` (for element-wise ops).
-    pub fn flat(&self) -> Result<GpuTensor> {
+    pub fn flat(&self) -> Result<Tensor> {
         if !self.is_contiguous() {
             return Err(shape_err(
                 "flat",
@@ -163,7 +163,7 @@ impl GpuTensor {
     }
 }
 
-fn check_elems(gpu: &Gpu, what: &str, elems: usize) -> Result<u64> {
+fn check_elems(gpu: &Device, what: &str, elems: usize) -> Result<u64> {
     let bytes = (elems.max(1) as u64) * 4;
     let limit = gpu.limits().max_storage_buffer_binding_size;
     if bytes > limit {
@@ -186,9 +186,9 @@ fn check_elems(gpu: &Gpu, what: &str, elems: usize) -> Result<u64> {
     Ok(bytes)
 }
 
-impl Gpu {
+impl Device {
     /// Allocates a zero-filled contiguous tensor of `batch × rows × cols` from the pool.
-    pub fn zeros(&self, batch: usize, rows: usize, cols: usize) -> Result<GpuTensor> {
+    pub fn zeros(&self, batch: usize, rows: usize, cols: usize) -> Result<Tensor> {
         let elems = batch
             .checked_mul(rows)
             .and_then(|x| x.checked_mul(cols))
@@ -208,7 +208,7 @@ impl Gpu {
             }),
             _ => unreachable!("a pool only holds its own backend's buffers"),
         }
-        Ok(GpuTensor {
+        Ok(Tensor {
             buf: Arc::new(buf),
             capacity: (bytes / 4) as usize,
             offset: 0,
@@ -220,13 +220,7 @@ impl Gpu {
     }
 
     /// Uploads `data` (length `batch·rows·cols`) as a new contiguous tensor.
-    pub fn upload(
-        &self,
-        data: &[f32],
-        batch: usize,
-        rows: usize,
-        cols: usize,
-    ) -> Result<GpuTensor> {
+    pub fn upload(&self, data: &[f32], batch: usize, rows: usize, cols: usize) -> Result<Tensor> {
         if data.len() != batch * rows * cols {
             return Err(shape_err(
                 "upload",
@@ -242,7 +236,7 @@ impl Gpu {
     }
 
     /// Overwrites a contiguous tensor with `data`.
-    pub fn write(&self, t: &GpuTensor, data: &[f32]) -> Result<()> {
+    pub fn write(&self, t: &Tensor, data: &[f32]) -> Result<()> {
         if !t.is_contiguous() || data.len() != t.len() {
             return Err(shape_err(
                 "write",
@@ -272,7 +266,7 @@ impl Gpu {
 
     /// Reads a tensor back as `batch·rows·cols` values (strides resolved, broadcasts repeated).
     /// A blocking round trip, for tests and set-up; training steps use [`crate::gpu::Step::read`].
-    pub fn read(&self, t: &GpuTensor) -> Result<Vec<f32>> {
+    pub fn read(&self, t: &Tensor) -> Result<Vec<f32>> {
         let span = if t.batch() == 0 {
             0
         } else {
@@ -385,7 +379,7 @@ impl Gpu {
 }
 
 /// The error for a tensor of one device used on another.
-pub(crate) fn foreign_tensor(op: &str, t: &GpuTensor) -> DeviceError {
+pub(crate) fn foreign_tensor(op: &str, t: &Tensor) -> DeviceError {
     DeviceError::Gpu {
         context: op.to_string(),
         message: format!("tensor {} belongs to another device", t.shape_str()),

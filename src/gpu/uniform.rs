@@ -6,7 +6,7 @@
 //! [`uniform!`](crate::uniform!) derives a [`UniformLayout`] (every field's name, byte offset, size and Rust type)
 //! from the struct itself, [`Shader::params`](crate::gpu::Shader::params) names the family's
 //! layout, `tests/kernel_layouts.rs` reflects every WGSL `Params` with naga and compares it
-//! field by field on every backend, and [`Gpu::dispatch`](crate::gpu::Gpu::dispatch) refuses
+//! field by field on every backend, and [`Device::dispatch`](crate::gpu::Device::dispatch) refuses
 //! parameters of another layout than the shader's.
 
 /// One field of a uniform struct as Rust lays it out.

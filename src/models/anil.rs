@@ -9,7 +9,7 @@
 //! Layers are haiku `Linear` (no 1/√fan_in forward scaling), init TN(1/√fan_in), zero bias.
 
 use crate::gpu::error::Result;
-use crate::gpu::{Gpu, GpuTensor};
+use crate::gpu::{Device, Tensor};
 use crate::ops::Real;
 
 use crate::nn::Mlp;
@@ -206,11 +206,11 @@ impl FixedFeatures for Anil {
     /// features stand in for them (only their batch is looked at).
     fn feature_program(
         &self,
-        gpu: &Gpu,
-        meta: &GpuTensor,
-        x: &GpuTensor,
-        features: &GpuTensor,
-        grad: Option<(&GpuTensor, &GpuTensor)>,
+        gpu: &Device,
+        meta: &Tensor,
+        x: &Tensor,
+        features: &Tensor,
+        grad: Option<(&Tensor, &Tensor)>,
     ) -> Result<StudentProgram> {
         let layout = self.param_layout();
         let mlp = Mlp::new(&self.body_dims(), Activation::Relu, Activation::Relu);
@@ -236,9 +236,9 @@ impl FixedFeatures for Anil {
 
     fn head_program(
         &self,
-        gpu: &Gpu,
+        gpu: &Device,
         buffers: &StudentBuffers<'_>,
-        tangent: Option<(&TangentBuffers<'_>, &GpuTensor)>,
+        tangent: Option<(&TangentBuffers<'_>, &Tensor)>,
     ) -> Result<StudentProgram> {
         let layout = self.param_layout();
         let head = Mlp::new(
@@ -261,7 +261,7 @@ impl GpuStudent for Anil {
     /// With a tangent, also its tangent passes ([`crate::nn::Mlp::program_with_tangent`]).
     fn build_program(
         &self,
-        gpu: &Gpu,
+        gpu: &Device,
         buffers: &StudentBuffers<'_>,
         tangent: Option<&TangentBuffers<'_>>,
     ) -> Result<StudentProgram> {

@@ -6,7 +6,7 @@
 //! split it needs (support set for the inner loop, query set for the meta-gradient).
 
 use crate::gpu::error::{arg_err, shape_err, Result};
-use crate::gpu::{Dispatch, Gpu, GpuTensor};
+use crate::gpu::{Device, Dispatch, Tensor};
 use crate::models::{HnetSlot, ParamLayout, Student, TargetNet};
 use crate::nn::{
     EmbeddingNorm, LayerParams, LayerTangent, Mlp, MlpProgram, MlpTangent, Param, ParamTangent,
@@ -25,19 +25,19 @@ use crate::ops::Activation;
 #[derive(Clone, Copy, Debug)]
 pub struct StudentBuffers<'a> {
     /// Meta parameters.
-    pub meta: &'a GpuTensor,
+    pub meta: &'a Tensor,
     /// Task parameters.
-    pub task: &'a GpuTensor,
+    pub task: &'a Tensor,
     /// Inputs.
-    pub x: &'a GpuTensor,
+    pub x: &'a Tensor,
     /// Forward output.
-    pub logits: &'a GpuTensor,
+    pub logits: &'a Tensor,
     /// Backward input: ∂L/∂logits, where L = Σ_t L_t (each task's loss already scaled as wanted).
-    pub dlogits: &'a GpuTensor,
+    pub dlogits: &'a Tensor,
     /// Backward output: ∂L/∂task_t per task (overwritten).
-    pub dtask: &'a GpuTensor,
+    pub dtask: &'a Tensor,
     /// Backward output: ∂L/∂meta summed over tasks (overwritten), when wanted.
-    pub dmeta: Option<&'a GpuTensor>,
+    pub dmeta: Option<&'a Tensor>,
 }
 
 /// Prepared launches of one student on one set of buffers.
@@ -61,15 +61,15 @@ pub struct StudentProgram {
 #[derive(Clone, Copy, Debug)]
 pub struct TangentBuffers<'a> {
     /// θ̇ per task.
-    pub task_dot: &'a GpuTensor,
+    pub task_dot: &'a Tensor,
     /// Out: the logits' tangent ż.
-    pub logits_dot: &'a GpuTensor,
+    pub logits_dot: &'a Tensor,
     /// In: the tangent of ∂L/∂logits (the loss HVP of ż, [`crate::ops::loss::kl_tangent`]).
-    pub dlogits_dot: &'a GpuTensor,
+    pub dlogits_dot: &'a Tensor,
     /// Out: `H_θθ·θ̇` per task (overwritten).
-    pub dtask_dot: &'a GpuTensor,
+    pub dtask_dot: &'a Tensor,
     /// Out: `Σ_tasks H_φθ·θ̇` (overwritten; the `*_init` entries zero).
-    pub dmeta_dot: &'a GpuTensor,
+    pub dmeta_dot: &'a Tensor,
 }
 
 /// A student that runs on the GPU. Its CPU twin ([`Student::forward`] / [`Student::backward`])
@@ -81,7 +81,7 @@ pub trait GpuStudent: Student {
     /// [`no_tangents`]'s error for a tangent.
     fn build_program(
         &self,
-        gpu: &Gpu,
+        gpu: &Device,
         buffers: &StudentBuffers<'_>,
         tangent: Option<&TangentBuffers<'_>>,
     ) -> Result<StudentProgram>;
@@ -96,7 +96,7 @@ pub trait GpuStudent: Student {
     }
 
     /// The program for `buffers`.
-    fn program(&self, gpu: &Gpu, buffers: &StudentBuffers<'_>) -> Result<StudentProgram> {
+    fn program(&self, gpu: &Device, buffers: &StudentBuffers<'_>) -> Result<StudentProgram> {
         self.build_program(gpu, buffers, None)
     }
 
@@ -104,7 +104,7 @@ pub trait GpuStudent: Student {
     /// passes ([`TangentBuffers`]), for second-order meta-gradients.
     fn hvp_program(
         &self,
-        gpu: &Gpu,
+        gpu: &Device,
         buffers: &StudentBuffers<'_>,
         tangent: &TangentBuffers<'_>,
     ) -> Result<StudentProgram> {
@@ -125,11 +125,11 @@ pub trait FixedFeatures {
     /// the tensors it reads (overwritten; the others untouched).
     fn feature_program(
         &self,
-        gpu: &Gpu,
-        meta: &GpuTensor,
-        x: &GpuTensor,
-        features: &GpuTensor,
-        grad: Option<(&GpuTensor, &GpuTensor)>,
+        gpu: &Device,
+        meta: &Tensor,
+        x: &Tensor,
+        features: &Tensor,
+        grad: Option<(&Tensor, &Tensor)>,
     ) -> Result<StudentProgram>;
 
     /// The adapted part: `buffers.x` holds features (`[tasks × n × feature_dim]`) and
@@ -137,9 +137,9 @@ pub trait FixedFeatures {
     /// tensor, the tangent of ∂L/∂features (through which the feature map's mixed term flows).
     fn head_program(
         &self,
-        gpu: &Gpu,
+        gpu: &Device,
         buffers: &StudentBuffers<'_>,
-        tangent: Option<(&TangentBuffers<'_>, &GpuTensor)>,
+        tangent: Option<(&TangentBuffers<'_>, &Tensor)>,
     ) -> Result<StudentProgram>;
 }
 
@@ -161,7 +161,7 @@ pub(crate) fn check_tangent(
     b: &StudentBuffers<'_>,
     t: &TangentBuffers<'_>,
 ) -> Result<()> {
-    let shape = |x: &GpuTensor| (x.batch(), x.rows(), x.cols());
+    let shape = |x: &Tensor| (x.batch(), x.rows(), x.cols());
     let want = [
         ("task_dot", t.task_dot, shape(b.task), false),
         ("logits_dot", t.logits_dot, shape(b.logits), true),
@@ -201,7 +201,7 @@ pub(crate) fn check_buffers<S: Student>(
     let layout = student.param_layout();
     let (tasks, n) = (b.task.batch(), b.x.rows());
     let (i, o) = (student.input_dim(), student.output_dim());
-    let shape = |t: &GpuTensor| (t.batch(), t.rows(), t.cols());
+    let shape = |t: &Tensor| (t.batch(), t.rows(), t.cols());
     let mut want = vec![
         ("meta", b.meta, (1, 1, layout.meta_len())),
         ("task", b.task, (tasks, 1, layout.task_len())),
@@ -274,13 +274,13 @@ impl GenLayout {
     }
 
     /// The embedding normalisation scratch for these slots' rows of every task.
-    pub(crate) fn embeddings(&self, gpu: &Gpu, t: usize) -> Result<EmbeddingNorm> {
+    pub(crate) fn embeddings(&self, gpu: &Device, t: usize) -> Result<EmbeddingNorm> {
         let rows: Vec<usize> = self.slots.iter().map(|s| s.rows).collect();
         EmbeddingNorm::new(gpu, self.tasks, &rows, t)
     }
 
     /// Slot `s` of `buf` (a `GenLayout::len` buffer) as `[1 × tasks·rows × chunk]`.
-    pub(crate) fn slot(&self, buf: &GpuTensor, s: usize) -> Result<GpuTensor> {
+    pub(crate) fn slot(&self, buf: &Tensor, s: usize) -> Result<Tensor> {
         let sl = self.slots[s];
         let len = self.tasks * sl.rows * sl.chunk;
         buf.view(
@@ -293,7 +293,7 @@ impl GenLayout {
     }
 
     /// `(w [tasks × fan_in × fan_out], b [tasks × 1 × fan_out])` of target layer `l` in `buf`.
-    pub(crate) fn layer(&self, buf: &GpuTensor, l: usize) -> Result<(GpuTensor, GpuTensor)> {
+    pub(crate) fn layer(&self, buf: &Tensor, l: usize) -> Result<(Tensor, Tensor)> {
         let dims = self.target.dims();
         let (fi, fo) = (dims[l], dims[l + 1]);
         let (s, r) = self.target.source(l, self.slots.len());
@@ -314,13 +314,13 @@ impl GenLayout {
 /// and their gradient tangents those of `tangent.dgen_dot`.
 #[allow(clippy::too_many_arguments)]
 fn target_program(
-    gpu: &Gpu,
+    gpu: &Device,
     lay: &GenLayout,
-    gen: &GpuTensor,
-    dgen: &GpuTensor,
-    x: &GpuTensor,
-    out: &GpuTensor,
-    dout: &GpuTensor,
+    gen: &Tensor,
+    dgen: &Tensor,
+    x: &Tensor,
+    out: &Tensor,
+    dout: &Tensor,
     tangent: Option<(&GenTangent, &TangentBuffers<'_>)>,
 ) -> Result<MlpProgram> {
     let dims = lay.target.dims();
@@ -340,7 +340,7 @@ fn target_program(
     let layers = (0..dims.len() - 1)
         .map(|l| {
             let ((w, b), (dw, db)) = (lay.layer(&gt.gen_dot, l)?, lay.layer(&gt.dgen_dot, l)?);
-            let pt = |dot: GpuTensor, grad_dot: GpuTensor| ParamTangent {
+            let pt = |dot: Tensor, grad_dot: Tensor| ParamTangent {
                 dot: Some(dot),
                 grad_dot: Some(grad_dot),
             };
@@ -362,8 +362,8 @@ fn target_program(
 
 /// The generated parameters' directions and gradient tangents (`GenLayout::len` each).
 struct GenTangent {
-    gen_dot: GpuTensor,
-    dgen_dot: GpuTensor,
+    gen_dot: Tensor,
+    dgen_dot: Tensor,
 }
 
 /// A named meta tensor as a parameter shared by the rows it is applied to (`[1 × rows × cols]`
@@ -377,7 +377,7 @@ pub(crate) fn meta_param(
     cols: usize,
 ) -> Result<Param> {
     let at = param_range(op, layout.meta_range(name), name)?.start;
-    let v = |buf: &GpuTensor| buf.view(buf.offset() + at, 1, rows, cols, 0);
+    let v = |buf: &Tensor| buf.view(buf.offset() + at, 1, rows, cols, 0);
     Param::shared(&v(b.meta)?, b.dmeta.map(v).transpose()?.as_ref(), 1)
 }
 
@@ -385,20 +385,20 @@ pub(crate) fn meta_param(
 /// `gen`/`dgen` `[1 × tasks·rows × chunk]` (slot-major, every task's rows as one matrix), and
 /// in a second-order program their tangents.
 pub(crate) struct BankIo {
-    pub(crate) ehat: GpuTensor,
-    pub(crate) dehat: GpuTensor,
-    pub(crate) gen: GpuTensor,
-    pub(crate) dgen: GpuTensor,
+    pub(crate) ehat: Tensor,
+    pub(crate) dehat: Tensor,
+    pub(crate) gen: Tensor,
+    pub(crate) dgen: Tensor,
     pub(crate) tangent: Option<BankTangentIo>,
 }
 
 /// The tangents of [`BankIo`] (same shapes) and the bank's meta-gradient tangent `dmeta_dot`.
 pub(crate) struct BankTangentIo {
-    pub(crate) ehat_dot: GpuTensor,
-    pub(crate) dehat_dot: GpuTensor,
-    pub(crate) gen_dot: GpuTensor,
-    pub(crate) dgen_dot: GpuTensor,
-    pub(crate) dmeta_dot: GpuTensor,
+    pub(crate) ehat_dot: Tensor,
+    pub(crate) dehat_dot: Tensor,
+    pub(crate) gen_dot: Tensor,
+    pub(crate) dgen_dot: Tensor,
+    pub(crate) dmeta_dot: Tensor,
 }
 
 /// The launches of one slot's bank: as [`StudentProgram`]'s, for the bank alone.
@@ -418,7 +418,7 @@ pub(crate) struct BankProgram {
 /// passes (the frozen scale makes `ė̂ = ė · s`), and `bank` is handed [`BankTangentIo`].
 pub(crate) fn hypernetwork_program<S, F>(
     op: &'static str,
-    gpu: &Gpu,
+    gpu: &Device,
     student: &S,
     b: &StudentBuffers<'_>,
     tangent: Option<&TangentBuffers<'_>>,
@@ -514,7 +514,7 @@ pub(crate) fn param_range(
 
 /// Zero-fills the `*_init` meta tensors of `dmeta`, which follow every other meta tensor
 /// (`first` is the first of them): the forward never reads them.
-fn zero_inits(gpu: &Gpu, dmeta: &GpuTensor, first: usize, meta_len: usize) -> Result<Dispatch> {
+fn zero_inits(gpu: &Device, dmeta: &Tensor, first: usize, meta_len: usize) -> Result<Dispatch> {
     let len = meta_len - first;
     fill(
         gpu,

@@ -12,7 +12,7 @@
 //! ```
 
 use crate::gpu::error::Result;
-use crate::gpu::{Gpu, GpuTensor};
+use crate::gpu::{Device, Tensor};
 use crate::nn::{DeepBank, DeepBankCache, DeepBankTangent, Param};
 use crate::ops::Real;
 
@@ -246,7 +246,7 @@ impl GpuStudent for HnetDeep {
     /// `H_φθ·θ̇` (summed over rows) lands in its entries of `dmeta_dot`.
     fn build_program(
         &self,
-        gpu: &Gpu,
+        gpu: &Device,
         b: &StudentBuffers<'_>,
         tangent: Option<&TangentBuffers<'_>>,
     ) -> Result<StudentProgram> {
@@ -256,7 +256,7 @@ impl GpuStudent for HnetDeep {
             let param = |rel: &str, rows: usize, cols: usize| -> Result<Param> {
                 meta_param(OP, &layout, b, &bank_param_name(sl.name, rel), rows, cols)
             };
-            let grad_dot = |rel: &str, rows: usize, cols: usize| -> Result<GpuTensor> {
+            let grad_dot = |rel: &str, rows: usize, cols: usize| -> Result<Tensor> {
                 let dm = &io.tangent.as_ref().expect("a tangent program").dmeta_dot;
                 let name = bank_param_name(sl.name, rel);
                 let at = param_range(OP, layout.meta_range(&name), &name)?.start;

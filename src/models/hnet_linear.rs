@@ -11,7 +11,7 @@
 //! ```
 
 use crate::gpu::error::Result;
-use crate::gpu::{Gpu, GpuTensor};
+use crate::gpu::{Device, Tensor};
 use crate::nn::{col_sums_cpu as col_sums, Dense, DenseBackward, DenseTangentIo, ParamTangent};
 use crate::ops::elementwise::bias_add;
 use crate::ops::reduce;
@@ -203,7 +203,7 @@ impl GpuStudent for HnetLinear {
     /// bank's entries of `dmeta_dot`, `d(de) = d(dê)·s` and `d(dfast_bias) = Σ_rows d(dlogits)`.
     fn build_program(
         &self,
-        gpu: &Gpu,
+        gpu: &Device,
         b: &StudentBuffers<'_>,
         tangent: Option<&TangentBuffers<'_>>,
     ) -> Result<StudentProgram> {
@@ -252,7 +252,7 @@ impl GpuStudent for HnetLinear {
         };
         let mut prog = hypernetwork_program(OP, gpu, self, b, tangent, bank)?;
         let fb = param_range(OP, layout.task_range("fast_bias"), "fast_bias")?.start;
-        let fb_view = |buf: &GpuTensor| {
+        let fb_view = |buf: &Tensor| {
             buf.view(
                 buf.offset() + fb,
                 b.task.batch(),

@@ -10,7 +10,7 @@
 //! `dmeta` from [`Student::backward`] is all zeros.
 
 use crate::gpu::error::Result;
-use crate::gpu::Gpu;
+use crate::gpu::Device;
 use crate::ops::Real;
 
 use crate::nn::Mlp;
@@ -135,7 +135,7 @@ impl GpuStudent for Maml {
     /// With a tangent, also its tangent passes ([`crate::nn::Mlp::program_with_tangent`]).
     fn build_program(
         &self,
-        gpu: &Gpu,
+        gpu: &Device,
         buffers: &StudentBuffers<'_>,
         tangent: Option<&TangentBuffers<'_>>,
     ) -> Result<StudentProgram> {

@@ -5,8 +5,8 @@
 use std::ops::Range;
 
 use crate::gpu::error::Result;
-use crate::gpu::GpuTensor;
-use crate::gpu::{Dispatch, Gpu};
+use crate::gpu::Tensor;
+use crate::gpu::{Device, Dispatch};
 use crate::models::gpu::{
     check_tangent, param_range, StudentBuffers, StudentProgram, TangentBuffers,
 };
@@ -45,12 +45,12 @@ fn bind(
     match group {
         Group::Meta => {
             let r = param_range(OP, layout.meta_range(name), name)?;
-            let v = |buf: &GpuTensor| buf.view(buf.offset() + r.start, 1, rows, cols, r.len());
+            let v = |buf: &Tensor| buf.view(buf.offset() + r.start, 1, rows, cols, r.len());
             Param::shared(&v(b.meta)?, b.dmeta.map(v).transpose()?.as_ref(), tasks)
         }
         Group::Task => {
             let r = param_range(OP, layout.task_range(name), name)?;
-            let v = |buf: &GpuTensor| {
+            let v = |buf: &Tensor| {
                 buf.view(
                     buf.offset() + r.start,
                     tasks,
@@ -86,7 +86,7 @@ fn bind_tangent(
         }
         Group::Task => {
             let r = param_range(OP, layout.task_range(name), name)?;
-            let v = |buf: &GpuTensor| {
+            let v = |buf: &Tensor| {
                 let stride = buf.batch_stride();
                 buf.view(buf.offset() + r.start, buf.batch(), rows, cols, stride)
             };
@@ -99,7 +99,7 @@ fn bind_tangent(
 }
 
 /// Zero-fills the `zero_meta` ranges of `dmeta`.
-fn zero_ranges(gpu: &Gpu, dmeta: &GpuTensor, zero_meta: &[Range<usize>]) -> Result<Vec<Dispatch>> {
+fn zero_ranges(gpu: &Device, dmeta: &Tensor, zero_meta: &[Range<usize>]) -> Result<Vec<Dispatch>> {
     let o = dmeta.offset();
     zero_meta
         .iter()
@@ -113,14 +113,14 @@ fn zero_ranges(gpu: &Gpu, dmeta: &GpuTensor, zero_meta: &[Range<usize>]) -> Resu
 /// `dmeta_dot` gets the same zero-fill, and with `dx_dot` the tangent of ∂L/∂x.
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn mlp_program(
-    gpu: &Gpu,
+    gpu: &Device,
     layout: &ParamLayout,
     mlp: &Mlp,
     names: &[NamedLayer],
     zero_meta: &[Range<usize>],
     b: &StudentBuffers<'_>,
     tangent: Option<&TangentBuffers<'_>>,
-    dx_dot: Option<&GpuTensor>,
+    dx_dot: Option<&Tensor>,
 ) -> Result<StudentProgram> {
     let layers = mlp.layers.iter().zip(names);
     let params = layers

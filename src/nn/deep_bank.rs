@@ -16,7 +16,7 @@
 //! gradient tangent summed over the rows like its gradient.
 
 use crate::gpu::error::Result;
-use crate::gpu::{Dispatch, Gpu, GpuTensor};
+use crate::gpu::{Device, Dispatch, Tensor};
 use crate::ops::elementwise;
 use crate::ops::{Activation, Real};
 
@@ -43,19 +43,19 @@ pub type ParamFn<'a> = dyn Fn(&str, usize, usize) -> Result<Param> + 'a;
 
 /// Resolves a bank-relative parameter name to where the tangent of its gradient goes (bound like
 /// the parameter's gradient, overwritten), given its `[rows × cols]` shape.
-pub type GradDotFn<'a> = dyn Fn(&str, usize, usize) -> Result<GpuTensor> + 'a;
+pub type GradDotFn<'a> = dyn Fn(&str, usize, usize) -> Result<Tensor> + 'a;
 
 /// The tangent passes of [`DeepBank::program`]: ê moves along `ehat_dot` (the bank's parameters
 /// hold still, as the reverse sweep's Hessian-vector products need), shapes as their values.
 pub struct DeepBankTangent<'a> {
     /// In: ė̂ `[1 × m × T]`.
-    pub ehat_dot: &'a GpuTensor,
+    pub ehat_dot: &'a Tensor,
     /// Out: the tangent of ∂L/∂ê.
-    pub dehat_dot: &'a GpuTensor,
+    pub dehat_dot: &'a Tensor,
     /// Out: ġen `[1 × m × chunk]`.
-    pub gen_dot: &'a GpuTensor,
+    pub gen_dot: &'a Tensor,
     /// In: the tangent of ∂L/∂gen.
-    pub dgen_dot: &'a GpuTensor,
+    pub dgen_dot: &'a Tensor,
     /// Where each parameter's gradient tangent goes.
     pub grad_dot: &'a GradDotFn<'a>,
 }
@@ -117,12 +117,12 @@ impl DeepBank {
     #[allow(clippy::too_many_arguments)]
     pub fn program(
         &self,
-        gpu: &Gpu,
+        gpu: &Device,
         param: &ParamFn<'_>,
-        ehat: &GpuTensor,
-        dehat: &GpuTensor,
-        gen: &GpuTensor,
-        dgen: &GpuTensor,
+        ehat: &Tensor,
+        dehat: &Tensor,
+        gen: &Tensor,
+        dgen: &Tensor,
         tangent: Option<&DeepBankTangent<'_>>,
     ) -> Result<DeepBankProgram> {
         let p = self.bind(param)?;
@@ -148,10 +148,10 @@ impl DeepBank {
     /// `h[0] = LN0(ê)`, per layer `z = lin(h)`, `u = LN(z)`, `h = ELU(u)`; `gen = h @ head`.
     fn forward(
         &self,
-        gpu: &Gpu,
+        gpu: &Device,
         p: &Bound,
-        ehat: &GpuTensor,
-        gen: &GpuTensor,
+        ehat: &Tensor,
+        gen: &Tensor,
     ) -> Result<(Vec<Dispatch>, Kept)> {
         let (t, bd, m) = (self.templates, self.body_dim, ehat.rows());
         let mut k = Kept {
@@ -192,11 +192,11 @@ impl DeepBank {
     /// every layer's ∂L/∂h, ∂L/∂u and ∂L/∂z get buffers of their own and are returned.
     fn backward(
         &self,
-        gpu: &Gpu,
+        gpu: &Device,
         p: &Bound,
         k: &Kept,
-        (ehat, dehat): (&GpuTensor, &GpuTensor),
-        (gen, dgen): (&GpuTensor, &GpuTensor),
+        (ehat, dehat): (&Tensor, &Tensor),
+        (gen, dgen): (&Tensor, &Tensor),
         keep: bool,
     ) -> Result<(Vec<Dispatch>, KeptGrads)> {
         let (t, bd, m) = (self.templates, self.body_dim, ehat.rows());
@@ -266,10 +266,10 @@ impl DeepBank {
     /// ė̂ → ḣ[0] = LN0'·ė̂, per layer ż = ḣ@W, u̇ = LN'·ż, ḣ = ELU'(u)·u̇; ġen = ḣ[L]@head.
     fn tangent_forward(
         &self,
-        gpu: &Gpu,
+        gpu: &Device,
         p: &Bound,
         k: &Kept,
-        ehat: &GpuTensor,
+        ehat: &Tensor,
         t: &DeepBankTangent<'_>,
     ) -> Result<TangentForward> {
         let (tt, bd, m) = (self.templates, self.body_dim, ehat.rows());
@@ -333,14 +333,14 @@ impl DeepBank {
     #[allow(clippy::type_complexity)]
     fn tangent_backward(
         &self,
-        gpu: &Gpu,
-        (p, dots): (&Bound, &BankParams<GpuTensor>),
+        gpu: &Device,
+        (p, dots): (&Bound, &BankParams<Tensor>),
         (k, kd, g): (&Kept, &KeptTangents, &KeptGrads),
-        (ehat, gen, dgen): (&GpuTensor, &GpuTensor, &GpuTensor),
+        (ehat, gen, dgen): (&Tensor, &Tensor, &Tensor),
         t: &DeepBankTangent<'_>,
     ) -> Result<Vec<Dispatch>> {
         let (bd, m, l) = (self.body_dim, ehat.rows(), self.body_layers);
-        let grad_dot = |d: &GpuTensor| ParamTangent {
+        let grad_dot = |d: &Tensor| ParamTangent {
             dot: None,
             grad_dot: Some(d.clone()),
         };
@@ -419,10 +419,10 @@ impl DeepBank {
 /// A linear (identity) layer's forward tangent: ż = ẋ@W into `z_dot` (the parameters hold
 /// still); the backward-only fields are unused stand-ins.
 fn forward_io<'a>(
-    x: &'a GpuTensor,
-    x_dot: &'a GpuTensor,
-    y: &'a GpuTensor,
-    z_dot: &'a GpuTensor,
+    x: &'a Tensor,
+    x_dot: &'a Tensor,
+    y: &'a Tensor,
+    z_dot: &'a Tensor,
 ) -> DenseTangentIo<'a> {
     DenseTangentIo {
         x,
@@ -440,10 +440,10 @@ fn forward_io<'a>(
 /// A linear (identity) layer's backward tangent: input and its tangent, output and the kept
 /// ∂L/∂z, the tangent of ∂L/∂z, and where the tangent of ∂L/∂x goes.
 fn backward_io<'a>(
-    (x, x_dot): (&'a GpuTensor, &'a GpuTensor),
-    (y, dz): (&'a GpuTensor, &'a GpuTensor),
-    dz_dot: &'a GpuTensor,
-    dx_dot: Option<&'a GpuTensor>,
+    (x, x_dot): (&'a Tensor, &'a Tensor),
+    (y, dz): (&'a Tensor, &'a Tensor),
+    dz_dot: &'a Tensor,
+    dx_dot: Option<&'a Tensor>,
 ) -> DenseTangentIo<'a> {
     DenseTangentIo {
         x,
@@ -479,24 +479,24 @@ type Bound = BankParams<Param>;
 /// What the forward keeps for the backward: `h[0]` = LN0(ê), `h[i + 1]` = ELU output of layer
 /// i, `z[i]` its pre-LN output, `stats` of LN0, LN1, ….
 struct Kept {
-    h: Vec<GpuTensor>,
-    z: Vec<GpuTensor>,
+    h: Vec<Tensor>,
+    z: Vec<Tensor>,
     stats: Vec<LnStats>,
 }
 
 /// What a kept backward leaves for the backward tangent: `dh[i]` = ∂L/∂h[i] (i = 0..=L),
 /// `du[i]`, `dz[i]` = ∂L/∂u, ∂L/∂z of layer i.
 struct KeptGrads {
-    dh: Vec<GpuTensor>,
-    du: Vec<GpuTensor>,
-    dz: Vec<GpuTensor>,
+    dh: Vec<Tensor>,
+    du: Vec<Tensor>,
+    dz: Vec<Tensor>,
 }
 
 /// What the forward tangent keeps: ḣ[i], ż[i] and each LN's tangent statistics (LN0 first).
 struct KeptTangents {
-    h_dot: Vec<GpuTensor>,
-    z_dot: Vec<GpuTensor>,
-    tstats: Vec<GpuTensor>,
+    h_dot: Vec<Tensor>,
+    z_dot: Vec<Tensor>,
+    tstats: Vec<Tensor>,
 }
 
 struct TangentForward {

@@ -14,7 +14,7 @@
 //! will sit beside `backward` as `Dense::tangent`, with the same kept tensors.
 
 use crate::gpu::error::{shape_err, Result};
-use crate::gpu::{Dispatch, Gpu, GpuTensor};
+use crate::gpu::{Device, Dispatch, Tensor};
 use crate::ops::elementwise::{activation_backward_cpu, activation_forward_cpu, copy};
 use crate::ops::gemm::{gemm, gemm_cpu, GemmOptions, GemmShape};
 use crate::ops::reduce::col_sums;
@@ -41,15 +41,15 @@ pub struct Dense {
 #[derive(Clone, Copy, Debug)]
 pub struct DenseBackward<'a> {
     /// The forward's input `[items × n × fan_in]`.
-    pub x: &'a GpuTensor,
+    pub x: &'a Tensor,
     /// The forward's output (the activation's derivative is taken from it).
-    pub y: &'a GpuTensor,
+    pub y: &'a Tensor,
     /// ∂L/∂y.
-    pub dy: &'a GpuTensor,
+    pub dy: &'a Tensor,
     /// Scratch for ∂L/∂z (pre-activation), same shape as `y`; unused for the identity.
-    pub dz: &'a GpuTensor,
+    pub dz: &'a Tensor,
     /// ∂L/∂x, when wanted (overwritten).
-    pub dx: Option<&'a GpuTensor>,
+    pub dx: Option<&'a Tensor>,
 }
 
 impl Dense {
@@ -101,11 +101,11 @@ impl Dense {
     /// `y = act(scale·(x @ w) + b)` as one GEMM.
     pub fn forward(
         &self,
-        gpu: &Gpu,
-        x: &GpuTensor,
+        gpu: &Device,
+        x: &Tensor,
         w: &Param,
         b: Option<&Param>,
-        y: &GpuTensor,
+        y: &Tensor,
     ) -> Result<Dispatch> {
         self.check(w, b)?;
         let opts = GemmOptions {
@@ -121,7 +121,7 @@ impl Dense {
     /// one matrix; a strided `x` is first copied into a contiguous scratch (allocated here).
     pub fn backward(
         &self,
-        gpu: &Gpu,
+        gpu: &Device,
         w: &Param,
         b: Option<&Param>,
         io: &DenseBackward<'_>,
@@ -175,7 +175,7 @@ impl Dense {
 }
 
 /// `x` itself when contiguous, else a contiguous copy whose copy launch joins `out`.
-pub(super) fn contiguous(gpu: &Gpu, x: &GpuTensor, out: &mut Vec<Dispatch>) -> Result<GpuTensor> {
+pub(super) fn contiguous(gpu: &Device, x: &Tensor, out: &mut Vec<Dispatch>) -> Result<Tensor> {
     if x.is_contiguous() {
         return Ok(x.clone());
     }

@@ -14,7 +14,7 @@
 //! its layers are rejected here (the deep hypernetwork's tangent lives in its twin for now).
 
 use crate::gpu::error::{arg_err, Result};
-use crate::gpu::{Dispatch, Gpu, GpuTensor};
+use crate::gpu::{Device, Dispatch, Tensor};
 use crate::ops::elementwise::{activation_backward, bias_add};
 use crate::ops::gemm::{gemm, GemmOptions};
 use crate::ops::reduce::col_sums;
@@ -32,32 +32,32 @@ const OP: &str = "dense tangent";
 #[derive(Clone, Debug, Default)]
 pub struct ParamTangent {
     /// ẇ (or ḃ), bound like the parameter's value.
-    pub dot: Option<GpuTensor>,
+    pub dot: Option<Tensor>,
     /// d(∂L/∂w)/dε, bound like the parameter's gradient (overwritten).
-    pub grad_dot: Option<GpuTensor>,
+    pub grad_dot: Option<Tensor>,
 }
 
 /// What one layer's tangent passes read and write, beside the forward's and backward's tensors.
 #[derive(Clone, Copy, Debug)]
 pub struct DenseTangentIo<'a> {
     /// The forward's input x.
-    pub x: &'a GpuTensor,
+    pub x: &'a Tensor,
     /// ẋ, or `None` for an input that does not move (data).
-    pub x_dot: Option<&'a GpuTensor>,
+    pub x_dot: Option<&'a Tensor>,
     /// The forward's output y (`act'` is taken from it).
-    pub y: &'a GpuTensor,
+    pub y: &'a Tensor,
     /// Out: ż (scratch; unused for the identity, where ż is ẏ).
-    pub z_dot: &'a GpuTensor,
+    pub z_dot: &'a Tensor,
     /// Out: ẏ.
-    pub y_dot: &'a GpuTensor,
+    pub y_dot: &'a Tensor,
     /// The backward's ∂L/∂z, kept.
-    pub dz: &'a GpuTensor,
+    pub dz: &'a Tensor,
     /// In: the tangent of ∂L/∂y.
-    pub dy_dot: &'a GpuTensor,
+    pub dy_dot: &'a Tensor,
     /// Scratch for the tangent of ∂L/∂z (unused for the identity).
-    pub dz_dot: &'a GpuTensor,
+    pub dz_dot: &'a Tensor,
     /// Out: the tangent of ∂L/∂x, when wanted.
-    pub dx_dot: Option<&'a GpuTensor>,
+    pub dx_dot: Option<&'a Tensor>,
 }
 
 impl Dense {
@@ -75,7 +75,7 @@ impl Dense {
     /// weight hold still is not a tangent pass).
     pub fn tangent_forward(
         &self,
-        gpu: &Gpu,
+        gpu: &Device,
         w: &Param,
         w_t: &ParamTangent,
         b_t: Option<&ParamTangent>,
@@ -85,7 +85,7 @@ impl Dense {
         let z_dot = self.pre_activation(io.z_dot, io.y_dot);
         let mut out = Vec::new();
         let mut beta = 0.0;
-        let mut product = |a: &GpuTensor, b: &GpuTensor, out: &mut Vec<Dispatch>| {
+        let mut product = |a: &Tensor, b: &Tensor, out: &mut Vec<Dispatch>| {
             let opts = GemmOptions {
                 alpha: self.scale,
                 beta,
@@ -123,7 +123,7 @@ impl Dense {
     /// the items, as its gradient.
     pub fn tangent_backward(
         &self,
-        gpu: &Gpu,
+        gpu: &Device,
         w: &Param,
         w_t: &ParamTangent,
         b: Option<(&Param, &ParamTangent)>,
@@ -145,7 +145,7 @@ impl Dense {
         };
         if let Some(gw) = &w_t.grad_dot {
             // A shared gradient sums over the rows of all items as one matrix (contiguous).
-            let rows = |t: &GpuTensor, out: &mut Vec<Dispatch>| match w.binding {
+            let rows = |t: &Tensor, out: &mut Vec<Dispatch>| match w.binding {
                 Binding::PerItem => Ok(t.clone()),
                 Binding::Shared => rows_of_all_items(&contiguous(gpu, t, out)?),
             };
@@ -185,7 +185,7 @@ impl Dense {
     }
 
     /// Where ż goes: the scratch, or straight into ẏ for the identity.
-    fn pre_activation<'t>(&self, z_dot: &'t GpuTensor, y_dot: &'t GpuTensor) -> &'t GpuTensor {
+    fn pre_activation<'t>(&self, z_dot: &'t Tensor, y_dot: &'t Tensor) -> &'t Tensor {
         if self.activation == Activation::Identity {
             y_dot
         } else {

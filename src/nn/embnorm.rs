@@ -13,7 +13,7 @@
 //! tangent `(d ∂L/∂ê)·s`, the same launch as the backward.
 
 use crate::gpu::error::Result;
-use crate::gpu::{Dispatch, Gpu, GpuTensor};
+use crate::gpu::{Device, Dispatch, Tensor};
 use crate::ops::embnorm::{embedding_normalize, scale_rows};
 use crate::ops::Real;
 
@@ -26,19 +26,19 @@ pub struct EmbeddingNorm {
     /// First slot-major row of each slot.
     row0: Vec<usize>,
     /// ê.
-    pub ehat: GpuTensor,
+    pub ehat: Tensor,
     /// ∂L/∂ê (written by the banks' backward).
-    pub dehat: GpuTensor,
+    pub dehat: Tensor,
     /// The tangent of ê (second-order passes).
-    pub ehat_dot: GpuTensor,
+    pub ehat_dot: Tensor,
     /// The tangent of ∂L/∂ê (written by the banks' backward tangent).
-    pub dehat_dot: GpuTensor,
-    scales: GpuTensor,
+    pub dehat_dot: Tensor,
+    scales: Tensor,
 }
 
 impl EmbeddingNorm {
     /// Scratch for `items` items whose slot `s` has `slot_rows[s]` rows of `t` values.
-    pub fn new(gpu: &Gpu, items: usize, slot_rows: &[usize], t: usize) -> Result<EmbeddingNorm> {
+    pub fn new(gpu: &Device, items: usize, slot_rows: &[usize], t: usize) -> Result<EmbeddingNorm> {
         let mut row0 = Vec::new();
         let mut total = 0;
         for &r in slot_rows {
@@ -59,20 +59,20 @@ impl EmbeddingNorm {
     }
 
     /// Slot `s` of `buf` (`ehat`, `dehat` or their tangents) as `[1 × items·rows × T]`.
-    pub fn flat(&self, buf: &GpuTensor, s: usize) -> Result<GpuTensor> {
+    pub fn flat(&self, buf: &Tensor, s: usize) -> Result<Tensor> {
         let m = self.items * self.rows[s];
         buf.view(self.row0[s] * self.t, 1, m, self.t, 0)
     }
 
     /// Slot `s` of a scratch `buf` with `cols` values per row as `[items × rows × cols]`.
-    fn per_item(&self, buf: &GpuTensor, s: usize, cols: usize) -> Result<GpuTensor> {
+    fn per_item(&self, buf: &Tensor, s: usize, cols: usize) -> Result<Tensor> {
         let r = self.rows[s];
         buf.view(self.row0[s] * cols, self.items, r, cols, r * cols)
     }
 
     /// Slot `s`'s embedding rows `[items × rows × T]` inside a packed parameter buffer (values or
     /// gradients) whose embedding tensor starts at element `start` of each item.
-    fn in_params(&self, buf: &GpuTensor, s: usize, start: usize) -> Result<GpuTensor> {
+    fn in_params(&self, buf: &Tensor, s: usize, start: usize) -> Result<Tensor> {
         buf.view(
             buf.offset() + start,
             self.items,
@@ -85,8 +85,8 @@ impl EmbeddingNorm {
     /// ê and the scales of slot `s` from the embeddings at `start` of each item of `params`.
     pub fn forward(
         &self,
-        gpu: &Gpu,
-        params: &GpuTensor,
+        gpu: &Device,
+        params: &Tensor,
         s: usize,
         start: usize,
     ) -> Result<Dispatch> {
@@ -101,8 +101,8 @@ impl EmbeddingNorm {
     /// `∂L/∂e = ∂L/∂ê · s` of slot `s` into `grads` at `start` of each item (frozen scale).
     pub fn backward(
         &self,
-        gpu: &Gpu,
-        grads: &GpuTensor,
+        gpu: &Device,
+        grads: &Tensor,
         s: usize,
         start: usize,
     ) -> Result<Dispatch> {
@@ -113,8 +113,8 @@ impl EmbeddingNorm {
     /// `params_dot` (the scale is frozen, so its tangent is zero).
     pub fn tangent(
         &self,
-        gpu: &Gpu,
-        params_dot: &GpuTensor,
+        gpu: &Device,
+        params_dot: &Tensor,
         s: usize,
         start: usize,
     ) -> Result<Dispatch> {
@@ -129,8 +129,8 @@ impl EmbeddingNorm {
     /// The tangent of `∂L/∂e`, `(d ∂L/∂ê) · s`, of slot `s` into `grads_dot` at `start`.
     pub fn tangent_backward(
         &self,
-        gpu: &Gpu,
-        grads_dot: &GpuTensor,
+        gpu: &Device,
+        grads_dot: &Tensor,
         s: usize,
         start: usize,
     ) -> Result<Dispatch> {
@@ -140,9 +140,9 @@ impl EmbeddingNorm {
     /// `slot s of scratch · s` into the embedding rows at `start` of `params`.
     fn scaled_into_params(
         &self,
-        gpu: &Gpu,
-        scratch: &GpuTensor,
-        params: &GpuTensor,
+        gpu: &Device,
+        scratch: &Tensor,
+        params: &Tensor,
         s: usize,
         start: usize,
     ) -> Result<Dispatch> {

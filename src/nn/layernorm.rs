@@ -15,7 +15,7 @@
 //! still (`crate::ops::layernorm_tangent`).
 
 use crate::gpu::error::{arg_err, shape_err, Result};
-use crate::gpu::{Dispatch, Gpu, GpuTensor};
+use crate::gpu::{Device, Dispatch, Tensor};
 use crate::ops::layernorm::{
     layernorm_backward as ln_backward_gpu, layernorm_backward_cpu,
     layernorm_forward as ln_forward_gpu, layernorm_forward_cpu,
@@ -47,9 +47,9 @@ pub struct LayerNorm {
 #[derive(Clone, Debug)]
 pub struct LnStats {
     /// Row means.
-    pub mean: GpuTensor,
+    pub mean: Tensor,
     /// Row reciprocal standard deviations.
-    pub rstd: GpuTensor,
+    pub rstd: Tensor,
 }
 
 impl LayerNorm {
@@ -62,7 +62,7 @@ impl LayerNorm {
     }
 
     /// Statistics scratch for `items × rows` rows.
-    pub fn stats(&self, gpu: &Gpu, items: usize, rows: usize) -> Result<LnStats> {
+    pub fn stats(&self, gpu: &Device, items: usize, rows: usize) -> Result<LnStats> {
         Ok(LnStats {
             mean: gpu.zeros(items, rows, 1)?,
             rstd: gpu.zeros(items, rows, 1)?,
@@ -72,11 +72,11 @@ impl LayerNorm {
     /// `y` from `x`, writing `stats`.
     pub fn forward(
         &self,
-        gpu: &Gpu,
-        x: &GpuTensor,
+        gpu: &Device,
+        x: &Tensor,
         scale: &Param,
         offset: &Param,
-        y: &GpuTensor,
+        y: &Tensor,
         stats: &LnStats,
     ) -> Result<Dispatch> {
         for p in [scale, offset] {
@@ -98,13 +98,13 @@ impl LayerNorm {
     #[allow(clippy::too_many_arguments)]
     pub fn backward(
         &self,
-        gpu: &Gpu,
-        x: &GpuTensor,
+        gpu: &Device,
+        x: &Tensor,
         scale: &Param,
         offset: &Param,
         stats: &LnStats,
-        dy: &GpuTensor,
-        dx: &GpuTensor,
+        dy: &Tensor,
+        dx: &Tensor,
     ) -> Result<Vec<Dispatch>> {
         let mut out = ln_backward_gpu(
             gpu,
@@ -130,18 +130,18 @@ impl LayerNorm {
 #[derive(Clone, Copy, Debug)]
 pub struct LnTangentIo<'a> {
     /// The forward's input x.
-    pub x: &'a GpuTensor,
+    pub x: &'a Tensor,
     /// ẋ.
-    pub x_dot: &'a GpuTensor,
+    pub x_dot: &'a Tensor,
     /// The forward's statistics.
     pub stats: &'a LnStats,
     /// `[items × rows × 2]` scratch of the tangent passes.
-    pub tstats: &'a GpuTensor,
+    pub tstats: &'a Tensor,
 }
 
 impl LayerNorm {
     /// Tangent statistics scratch for `items × rows` rows.
-    pub fn tangent_stats(&self, gpu: &Gpu, items: usize, rows: usize) -> Result<GpuTensor> {
+    pub fn tangent_stats(&self, gpu: &Device, items: usize, rows: usize) -> Result<Tensor> {
         gpu.zeros(items, rows, 2)
     }
 
@@ -159,10 +159,10 @@ impl LayerNorm {
     /// The forward tangent: ẏ from ẋ (γ and β hold still), writing `io.tstats`.
     pub fn tangent_forward(
         &self,
-        gpu: &Gpu,
+        gpu: &Device,
         io: &LnTangentIo<'_>,
         scale: &Param,
-        y_dot: &GpuTensor,
+        y_dot: &Tensor,
     ) -> Result<Dispatch> {
         layernorm_tangent_forward(gpu, &self.tangent_inputs(io, scale), y_dot)
     }
@@ -174,12 +174,12 @@ impl LayerNorm {
     #[allow(clippy::too_many_arguments)]
     pub fn tangent_backward(
         &self,
-        gpu: &Gpu,
+        gpu: &Device,
         io: &LnTangentIo<'_>,
         (scale, scale_t): (&Param, &ParamTangent),
         (offset, offset_t): (&Param, &ParamTangent),
-        (dy, dy_dot): (&GpuTensor, &GpuTensor),
-        dx_dot: &GpuTensor,
+        (dy, dy_dot): (&Tensor, &Tensor),
+        dx_dot: &Tensor,
     ) -> Result<Vec<Dispatch>> {
         for (p, t) in [(scale, scale_t), (offset, offset_t)] {
             if t.dot.is_some() {
@@ -207,7 +207,7 @@ impl LayerNorm {
     }
 }
 
-fn check_binding(p: &Param, x: &GpuTensor) -> Result<()> {
+fn check_binding(p: &Param, x: &Tensor) -> Result<()> {
     if p.grad.is_none() {
         return Ok(());
     }
@@ -215,7 +215,7 @@ fn check_binding(p: &Param, x: &GpuTensor) -> Result<()> {
 }
 
 /// A γ/β shared by several items would need its gradient (or gradient tangent) summed over them.
-fn check_shared(p: &Param, x: &GpuTensor) -> Result<()> {
+fn check_shared(p: &Param, x: &Tensor) -> Result<()> {
     if p.binding == Binding::PerItem || x.batch() == 1 {
         return Ok(());
     }

@@ -9,7 +9,7 @@
 //! CPU twin: [`mlp_forward`] / [`mlp_backward`] for one item.
 
 use crate::gpu::error::{shape_err, Result};
-use crate::gpu::{Dispatch, Gpu, GpuTensor};
+use crate::gpu::{Device, Dispatch, Tensor};
 use crate::ops::{Activation, Real};
 
 use super::dense::{activation_backward, activation_forward, linear_backward, linear_forward};
@@ -60,14 +60,14 @@ pub struct MlpTangent<'a> {
     /// One per layer.
     pub layers: &'a [LayerTangent],
     /// ẋ, or `None` for data.
-    pub x_dot: Option<&'a GpuTensor>,
+    pub x_dot: Option<&'a Tensor>,
     /// Out: the output's tangent `[items × n × out]`.
-    pub out_dot: &'a GpuTensor,
+    pub out_dot: &'a Tensor,
     /// In: the tangent of ∂L/∂out.
-    pub dout_dot: &'a GpuTensor,
+    pub dout_dot: &'a Tensor,
     /// Out: the tangent of ∂L/∂x, when wanted (the mixed term of whatever produced x: ANIL's
     /// fixed features); then the backward tangent runs down to the first layer.
-    pub dx_dot: Option<&'a GpuTensor>,
+    pub dx_dot: Option<&'a Tensor>,
 }
 
 /// A multilayer perceptron: its layers in order.
@@ -101,11 +101,11 @@ impl Mlp {
     /// also the backward into the parameters' gradients.
     pub fn program(
         &self,
-        gpu: &Gpu,
+        gpu: &Device,
         params: &[LayerParams],
-        x: &GpuTensor,
-        out: &GpuTensor,
-        dout: Option<&GpuTensor>,
+        x: &Tensor,
+        out: &Tensor,
+        dout: Option<&Tensor>,
     ) -> Result<MlpProgram> {
         let nl = self.layers.len();
         if nl == 0 || params.len() != nl {
@@ -135,11 +135,11 @@ impl Mlp {
     /// (the tangent passes read them), so this costs more memory than the plain program.
     pub fn program_with_tangent(
         &self,
-        gpu: &Gpu,
+        gpu: &Device,
         params: &[LayerParams],
-        x: &GpuTensor,
-        out: &GpuTensor,
-        dout: &GpuTensor,
+        x: &Tensor,
+        out: &Tensor,
+        dout: &Tensor,
         t: &MlpTangent<'_>,
     ) -> Result<MlpProgram> {
         let nl = self.layers.len();
@@ -164,7 +164,7 @@ impl Mlp {
         let fresh = |cols: usize| gpu.zeros(items, n, cols);
         // Forward tangent: ȧ[l + 1] from ȧ[l] and layer l's directions (none below the first
         // layer that moves: ANIL's body).
-        let mut acts_dot: Vec<Option<GpuTensor>> = vec![t.x_dot.cloned()];
+        let mut acts_dot: Vec<Option<Tensor>> = vec![t.x_dot.cloned()];
         for (i, (l, lt)) in self.layers.iter().zip(t.layers).enumerate() {
             if acts_dot[i].is_none() && lt.w.dot.is_none() {
                 if lt.b.dot.is_some() || i + 1 == nl {
@@ -256,9 +256,9 @@ impl Mlp {
     /// The forward launches from `acts[l]` into `acts[l + 1]`.
     fn forward_on(
         &self,
-        gpu: &Gpu,
+        gpu: &Device,
         params: &[LayerParams],
-        acts: &[GpuTensor],
+        acts: &[Tensor],
     ) -> Result<Vec<Dispatch>> {
         let layers = self.layers.iter().zip(params).enumerate();
         layers
@@ -269,11 +269,11 @@ impl Mlp {
     /// `acts[0] = x`, `acts[l + 1]` = output of layer l (the last is `out`).
     fn activations(
         &self,
-        gpu: &Gpu,
-        x: &GpuTensor,
-        out: &GpuTensor,
+        gpu: &Device,
+        x: &Tensor,
+        out: &Tensor,
         keep: bool,
-    ) -> Result<Vec<GpuTensor>> {
+    ) -> Result<Vec<Tensor>> {
         let (items, n) = (x.batch(), x.rows());
         let nl = self.layers.len();
         let mut pool = ScratchPairs::default();
@@ -293,19 +293,19 @@ impl Mlp {
 
     fn backward(
         &self,
-        gpu: &Gpu,
+        gpu: &Device,
         params: &[LayerParams],
-        acts: &[GpuTensor],
-        dout: &GpuTensor,
+        acts: &[Tensor],
+        dout: &Tensor,
         keep: bool,
-    ) -> Result<(Vec<Dispatch>, Vec<GpuTensor>)> {
+    ) -> Result<(Vec<Dispatch>, Vec<Tensor>)> {
         let Some(lowest) = params.iter().position(LayerParams::wants_grad) else {
             return Ok((Vec::new(), Vec::new()));
         };
         let (items, n) = (acts[0].batch(), acts[0].rows());
         let mut scratch = ScratchPairs::default();
         // `keep`: every ∂L/∂z in a buffer of its own (the tangent passes read them all).
-        let mut pick = |cols: usize, avoid: &GpuTensor| {
+        let mut pick = |cols: usize, avoid: &Tensor| {
             if keep {
                 gpu.zeros(items, n, cols)
             } else {
@@ -346,17 +346,17 @@ impl Mlp {
 
 /// Two scratch tensors per width, handed out so that the one returned is never `avoid`.
 #[derive(Default)]
-struct ScratchPairs(Vec<[GpuTensor; 2]>);
+struct ScratchPairs(Vec<[Tensor; 2]>);
 
 impl ScratchPairs {
     fn pick(
         &mut self,
-        gpu: &Gpu,
+        gpu: &Device,
         items: usize,
         n: usize,
         cols: usize,
-        avoid: &GpuTensor,
-    ) -> Result<GpuTensor> {
+        avoid: &Tensor,
+    ) -> Result<Tensor> {
         let i = match self.0.iter().position(|p| p[0].cols() == cols) {
             Some(i) => i,
             None => {

@@ -14,12 +14,12 @@
 //! | [`DeepBank`] LN, (Dense, LN, ELU)×L, head | over the rows of all items as one matrix | [`DeepBank::forward_cpu`] |
 //!
 //! ```no_run
-//! use hypermod::gpu::{Gpu, Step};
+//! use hypermod::gpu::{Device, Step};
 //! use hypermod::nn::{Dense, DenseBackward, Param};
 //! use hypermod::ops::Activation;
 //!
 //! # fn main() -> hypermod::Result<()> {
-//! let gpu = Gpu::new()?;
+//! let gpu = Device::new()?;
 //! // 8 items of 5 samples through ONE shared 3→2 ReLU layer; its gradient is summed over items.
 //! let x = gpu.upload(&[0.5; 8 * 5 * 3], 8, 5, 3)?;
 //! let (w, dw) = (gpu.upload(&[0.1; 3 * 2], 1, 3, 2)?, gpu.zeros(1, 3, 2)?);

@@ -8,7 +8,7 @@
 //! so an item gets the bits it gets in a batch of one.
 
 use crate::gpu::error::{shape_err, Result};
-use crate::gpu::{Gpu, GpuTensor};
+use crate::gpu::{Device, Tensor};
 use crate::nn::{LayerParams, Mlp, MlpProgram, Param};
 use crate::ops::rng::{
     fill_normal, fill_truncated_normal, fill_uniform, ItemSeeds, Keying, RngDispatch,
@@ -33,8 +33,8 @@ pub enum WeightInit {
 /// A batched MLP with per-item parameters packed in one tensor.
 pub struct PackedMlp {
     mlp: Mlp,
-    params: GpuTensor,
-    grads: GpuTensor,
+    params: Tensor,
+    grads: Tensor,
     layers: Vec<LayerParams>,
     /// Offset of each layer's weight inside an item's block.
     offsets: Vec<usize>,
@@ -43,7 +43,7 @@ pub struct PackedMlp {
 impl PackedMlp {
     /// Zeroed parameters and gradients for `items` items of `mlp`; `biases[l]` says whether
     /// layer `l` has a bias.
-    pub fn new(gpu: &Gpu, items: usize, mlp: Mlp, biases: &[bool]) -> Result<PackedMlp> {
+    pub fn new(gpu: &Device, items: usize, mlp: Mlp, biases: &[bool]) -> Result<PackedMlp> {
         if biases.len() != mlp.layers.len() || mlp.layers.is_empty() {
             return Err(shape_err(
                 "packed mlp",
@@ -67,7 +67,7 @@ impl PackedMlp {
         for ((l, &has_bias), len) in mlp.layers.iter().zip(biases).zip(&lens) {
             let (i, o) = (l.fan_in, l.fan_out);
             let bind = |off: usize, rows: usize| -> Result<Param> {
-                let view = |t: &GpuTensor| t.view(off, items, rows, o, p);
+                let view = |t: &Tensor| t.view(off, items, rows, o, p);
                 Param::per_item(&view(&params)?, Some(&view(&grads)?))
             };
             layers.push(LayerParams {
@@ -91,7 +91,7 @@ impl PackedMlp {
     }
 
     /// The MLP `widths` with ReLU between layers, an identity output and biases everywhere.
-    pub fn relu(gpu: &Gpu, items: usize, widths: &[usize]) -> Result<PackedMlp> {
+    pub fn relu(gpu: &Device, items: usize, widths: &[usize]) -> Result<PackedMlp> {
         let mlp = Mlp::new(widths, Activation::Relu, Activation::Identity);
         let biases = vec![true; mlp.layers.len()];
         PackedMlp::new(gpu, items, mlp, &biases)
@@ -103,12 +103,12 @@ impl PackedMlp {
     }
 
     /// `[items × 1 × P]` parameters (item b = run or module b).
-    pub fn params(&self) -> &GpuTensor {
+    pub fn params(&self) -> &Tensor {
         &self.params
     }
 
     /// Their gradients, written by the backward of [`PackedMlp::program`].
-    pub fn grads(&self) -> &GpuTensor {
+    pub fn grads(&self) -> &Tensor {
         &self.grads
     }
 
@@ -132,7 +132,7 @@ impl PackedMlp {
     /// `stream0 + 2l + 1`.
     pub fn init_with(
         &self,
-        gpu: &Gpu,
+        gpu: &Device,
         seeds: &ItemSeeds,
         stream0: u64,
         init: impl Fn(usize) -> WeightInit,
@@ -158,7 +158,7 @@ impl PackedMlp {
     /// [`PackedMlp::init_with`] truncated normals of one `gain` for every layer.
     pub fn init(
         &self,
-        gpu: &Gpu,
+        gpu: &Device,
         seeds: &ItemSeeds,
         stream0: u64,
         gain: f32,
@@ -172,10 +172,10 @@ impl PackedMlp {
     /// into every parameter's gradient (written, not accumulated: nothing to zero between steps).
     pub fn program(
         &self,
-        gpu: &Gpu,
-        x: &GpuTensor,
-        out: &GpuTensor,
-        dout: Option<&GpuTensor>,
+        gpu: &Device,
+        x: &Tensor,
+        out: &Tensor,
+        dout: Option<&Tensor>,
     ) -> Result<MlpProgram> {
         self.mlp.program(gpu, &self.layers, x, out, dout)
     }

@@ -8,7 +8,7 @@
 //! one a batched GEMM.
 
 use crate::gpu::error::{shape_err, Result};
-use crate::gpu::GpuTensor;
+use crate::gpu::Tensor;
 
 /// Whether a parameter is shared by the items of a batch or owned by each.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -24,16 +24,16 @@ pub enum Binding {
 #[derive(Clone, Debug)]
 pub struct Param {
     /// `[items × rows × cols]` (batch stride 0 when shared).
-    pub value: GpuTensor,
+    pub value: Tensor,
     /// `[1 × rows × cols]` (shared) or `[items × rows × cols]` (per item).
-    pub grad: Option<GpuTensor>,
+    pub grad: Option<Tensor>,
     /// How `value` and `grad` relate to the batch.
     pub binding: Binding,
 }
 
 impl Param {
     /// A parameter shared by `items`: `value` and `grad` are single `[1 × r × c]` tensors.
-    pub fn shared(value: &GpuTensor, grad: Option<&GpuTensor>, items: usize) -> Result<Param> {
+    pub fn shared(value: &Tensor, grad: Option<&Tensor>, items: usize) -> Result<Param> {
         check_single("shared parameter", value)?;
         if let Some(g) = grad {
             check_single("shared parameter gradient", g)?;
@@ -47,7 +47,7 @@ impl Param {
     }
 
     /// A parameter owned by each item: `value` and `grad` are `[items × r × c]`.
-    pub fn per_item(value: &GpuTensor, grad: Option<&GpuTensor>) -> Result<Param> {
+    pub fn per_item(value: &Tensor, grad: Option<&Tensor>) -> Result<Param> {
         if let Some(g) = grad {
             same_item_shape(value, g)?;
             if g.batch() != value.batch() {
@@ -74,7 +74,7 @@ impl Param {
     }
 }
 
-fn check_single(what: &'static str, t: &GpuTensor) -> Result<()> {
+fn check_single(what: &'static str, t: &Tensor) -> Result<()> {
     if t.batch() == 1 {
         return Ok(());
     }
@@ -84,7 +84,7 @@ fn check_single(what: &'static str, t: &GpuTensor) -> Result<()> {
     ))
 }
 
-fn same_item_shape(value: &GpuTensor, grad: &GpuTensor) -> Result<()> {
+fn same_item_shape(value: &Tensor, grad: &Tensor) -> Result<()> {
     if (value.rows(), value.cols()) == (grad.rows(), grad.cols()) {
         return Ok(());
     }
@@ -100,7 +100,7 @@ fn same_item_shape(value: &GpuTensor, grad: &GpuTensor) -> Result<()> {
 
 /// A contiguous `[items × n × cols]` tensor seen as `[1 × items·n × cols]`: the rows of every item
 /// as one matrix, so that `Xᵀ·dZ` over them sums the per-item products in one GEMM.
-pub(crate) fn rows_of_all_items(t: &GpuTensor) -> Result<GpuTensor> {
+pub(crate) fn rows_of_all_items(t: &Tensor) -> Result<Tensor> {
     if !t.is_contiguous() {
         return Err(shape_err(
             "shared-parameter gradient",

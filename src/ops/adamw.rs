@@ -31,7 +31,7 @@
 //! update invocation reads `t` while it changes.
 
 use crate::gpu::error::{arg_err, shape_err, Result};
-use crate::gpu::{grid_1d, Access, Cost, Dispatch, Gpu, GpuTensor, KernelSpec, Shader, Step};
+use crate::gpu::{grid_1d, Access, Cost, Device, Dispatch, KernelSpec, Shader, Step, Tensor};
 use crate::ops::reduce::{sum_squares, SumSquares};
 use crate::ops::{check_output, place, to_u32};
 
@@ -195,15 +195,15 @@ fn check_per_item(name: &str, values: &[f32], batch: usize) -> Result<()> {
 pub struct AdamW {
     cfg: AdamWConfig,
     /// The 9 blocks of per-item values (see `shaders/adamw.wgsl`); `t`, `lr`, `wd`, … view it.
-    state: GpuTensor,
-    m: GpuTensor,
-    v: GpuTensor,
-    t: GpuTensor,
-    skipped: GpuTensor,
-    consecutive: GpuTensor,
-    lr: GpuTensor,
-    wd: GpuTensor,
-    sumsq: GpuTensor,
+    state: Tensor,
+    m: Tensor,
+    v: Tensor,
+    t: Tensor,
+    skipped: Tensor,
+    consecutive: Tensor,
+    lr: Tensor,
+    wd: Tensor,
+    sumsq: Tensor,
     norm: SumSquares,
     prepare: Dispatch,
     update: Dispatch,
@@ -214,12 +214,7 @@ impl AdamW {
     /// Allocates zeroed state for `params` (not a broadcast view) and prepares the dispatches.
     /// `grads` must have the same batch, rows and columns (any offset and stride). Every item
     /// uses `cfg.lr` and `cfg.weight_decay`.
-    pub fn new(
-        gpu: &Gpu,
-        params: &GpuTensor,
-        grads: &GpuTensor,
-        cfg: AdamWConfig,
-    ) -> Result<AdamW> {
+    pub fn new(gpu: &Device, params: &Tensor, grads: &Tensor, cfg: AdamWConfig) -> Result<AdamW> {
         let b = params.batch();
         let (lr, wd) = (vec![cfg.lr; b], vec![cfg.weight_decay; b]);
         Self::new_per_item(gpu, params, grads, cfg, &lr, &wd)
@@ -229,9 +224,9 @@ impl AdamW {
     /// each), e.g. a sweep of independent runs on the batch axis. `cfg.lr` and
     /// `cfg.weight_decay` are validated but replaced by these.
     pub fn new_per_item(
-        gpu: &Gpu,
-        params: &GpuTensor,
-        grads: &GpuTensor,
+        gpu: &Device,
+        params: &Tensor,
+        grads: &Tensor,
         cfg: AdamWConfig,
         lr: &[f32],
         weight_decay: &[f32],
@@ -356,61 +351,61 @@ impl AdamW {
     /// Sets the learning rate of every item for the next submitted step (for schedules). The
     /// values are written to [`AdamW::lr`] at the next submit, so all steps recorded into one
     /// submit use the last value set.
-    pub fn set_lr(&self, gpu: &Gpu, lr: f32) -> Result<()> {
+    pub fn set_lr(&self, gpu: &Device, lr: f32) -> Result<()> {
         self.set_lr_per_item(gpu, &vec![lr; self.lr.batch()])
     }
 
     /// Sets one learning rate per item (B values, each finite and ≥ 0), with the timing of
     /// [`AdamW::set_lr`]. A wrong count is an [`crate::gpu::DeviceError::Shape`] naming both lengths.
-    pub fn set_lr_per_item(&self, gpu: &Gpu, lr: &[f32]) -> Result<()> {
+    pub fn set_lr_per_item(&self, gpu: &Device, lr: &[f32]) -> Result<()> {
         check_per_item("lr", lr, self.lr.batch())?;
         gpu.write(&self.lr, lr)
     }
 
     /// Sets the weight decay of every item, with the timing of [`AdamW::set_lr`].
-    pub fn set_weight_decay(&self, gpu: &Gpu, weight_decay: f32) -> Result<()> {
+    pub fn set_weight_decay(&self, gpu: &Device, weight_decay: f32) -> Result<()> {
         self.set_weight_decay_per_item(gpu, &vec![weight_decay; self.wd.batch()])
     }
 
     /// Sets one weight decay per item, like [`AdamW::set_lr_per_item`].
-    pub fn set_weight_decay_per_item(&self, gpu: &Gpu, weight_decay: &[f32]) -> Result<()> {
+    pub fn set_weight_decay_per_item(&self, gpu: &Device, weight_decay: &[f32]) -> Result<()> {
         check_per_item("weight_decay", weight_decay, self.wd.batch())?;
         gpu.write(&self.wd, weight_decay)
     }
 
     /// Learning rate per item, `[B×1×1]` (read by every update; kernels may write it too, e.g. a
     /// schedule computed on the GPU).
-    pub fn lr(&self) -> &GpuTensor {
+    pub fn lr(&self) -> &Tensor {
         &self.lr
     }
     /// Weight decay per item, `[B×1×1]`.
-    pub fn weight_decay(&self) -> &GpuTensor {
+    pub fn weight_decay(&self) -> &Tensor {
         &self.wd
     }
 
     /// First moments, `[B×R×C]` contiguous.
-    pub fn m(&self) -> &GpuTensor {
+    pub fn m(&self) -> &Tensor {
         &self.m
     }
     /// Second moments, `[B×R×C]` contiguous.
-    pub fn v(&self) -> &GpuTensor {
+    pub fn v(&self) -> &Tensor {
         &self.v
     }
     /// Applied steps per item, `[B×1×1]` (f32 integers).
-    pub fn step_count(&self) -> &GpuTensor {
+    pub fn step_count(&self) -> &Tensor {
         &self.t
     }
     /// Total skipped steps per item, `[B×1×1]` (f32 integers; never reset).
-    pub fn skipped(&self) -> &GpuTensor {
+    pub fn skipped(&self) -> &Tensor {
         &self.skipped
     }
     /// Consecutive skipped steps per item, `[B×1×1]` (0 after an applied step or a reset).
-    pub fn consecutive_skips(&self) -> &GpuTensor {
+    pub fn consecutive_skips(&self) -> &Tensor {
         &self.consecutive
     }
     /// `Σ g²` per item from the last recorded step, `[B×1×1]` (before clipping): its square root
     /// is the gradient's global norm, for logging.
-    pub fn grad_sum_squares(&self) -> &GpuTensor {
+    pub fn grad_sum_squares(&self) -> &Tensor {
         &self.sumsq
     }
 }

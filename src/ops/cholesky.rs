@@ -23,7 +23,7 @@
 //! solve is needed: [`cholesky_grad_outer`] with `a = w = α`) and `∂quad/∂y = 2α`.
 
 use crate::gpu::error::{arg_err, shape_err, Result};
-use crate::gpu::{grid_1d, Access, Cost, Dispatch, Gpu, GpuTensor, KernelSpec, Shader};
+use crate::gpu::{grid_1d, Access, Cost, Device, Dispatch, KernelSpec, Shader, Tensor};
 use crate::ops::{check_output, common_batch, place, to_u32, Real};
 
 mod native;
@@ -84,7 +84,7 @@ crate::uniform! {
 }
 
 /// `name shape, …` for error messages.
-fn shapes(ts: &[(&str, &GpuTensor)]) -> String {
+fn shapes(ts: &[(&str, &Tensor)]) -> String {
     ts.iter()
         .map(|(n, t)| format!("{n} {}", t.shape_str()))
         .collect::<Vec<_>>()
@@ -95,11 +95,11 @@ fn shapes(ts: &[(&str, &GpuTensor)]) -> String {
 /// operand in `ts` is `[· × rows × cols]` as listed (0 in `cols` stands for r).
 fn dims(
     op: &'static str,
-    mat: &GpuTensor,
-    rhs: &GpuTensor,
-    ts: &[(&str, &GpuTensor, Dim, Dim)],
+    mat: &Tensor,
+    rhs: &Tensor,
+    ts: &[(&str, &Tensor, Dim, Dim)],
 ) -> Result<(usize, usize, usize)> {
-    let all: Vec<(&str, &GpuTensor)> = ts.iter().map(|(n, t, _, _)| (*n, *t)).collect();
+    let all: Vec<(&str, &Tensor)> = ts.iter().map(|(n, t, _, _)| (*n, *t)).collect();
     let batch = common_batch(op, &all)?;
     let (n, r) = (mat.rows(), rhs.cols());
     let want = |d: Dim| match d {
@@ -150,7 +150,7 @@ fn params(
     op: &'static str,
     (batch, n, r): (usize, usize, usize),
     ridge: Ridge,
-    bound: &[(&str, &GpuTensor)],
+    bound: &[(&str, &Tensor)],
 ) -> Result<Params> {
     let mut place_of = [(0u32, 0u32); 4];
     for (slot, (name, t)) in place_of.iter_mut().zip(bound) {
@@ -187,13 +187,13 @@ const ACCESS: [Access; 4] = [
 
 /// The solve launch (`solve` or `solve_quad`): `x = (L Lᵀ)⁻¹ b`, `quad = Σ b∘x`.
 fn solve_launch(
-    gpu: &Gpu,
+    gpu: &Device,
     op: &'static str,
     dims: (usize, usize, usize),
-    factor: &GpuTensor,
-    b: &GpuTensor,
-    x: &GpuTensor,
-    quad: Option<&GpuTensor>,
+    factor: &Tensor,
+    b: &Tensor,
+    x: &Tensor,
+    quad: Option<&Tensor>,
 ) -> Result<Dispatch> {
     let (batch, n, r) = dims;
     let mut bound = vec![("factor", factor), ("b", b), ("x", x)];
@@ -205,7 +205,7 @@ fn solve_launch(
         flops: bf * 2.0 * nf * nf * rf,
         bytes: 4.0 * bf * (nf * nf / 2.0 + 2.0 * nf * rf),
     };
-    let tensors: Vec<&GpuTensor> = bound.iter().map(|(_, t)| *t).collect();
+    let tensors: Vec<&Tensor> = bound.iter().map(|(_, t)| *t).collect();
     gpu.dispatch(
         &KernelSpec {
             shader: &SHADER,
@@ -226,12 +226,12 @@ fn solve_launch(
 
 /// The `outer` launch: `dk = −½ (w aᵀ + a wᵀ)`.
 fn outer_launch(
-    gpu: &Gpu,
+    gpu: &Device,
     op: &'static str,
     dims: (usize, usize, usize),
-    a: &GpuTensor,
-    w: &GpuTensor,
-    dk: &GpuTensor,
+    a: &Tensor,
+    w: &Tensor,
+    dk: &Tensor,
 ) -> Result<Dispatch> {
     let (batch, n, r) = dims;
     let total = to_u32(op, "batch·n·n", batch * n * n)?;
@@ -273,12 +273,12 @@ fn outer_launch(
 /// [`cholesky_solve_factored`], which learns a failed item from its NaN factor.
 #[allow(clippy::too_many_arguments)]
 pub fn cholesky_solve(
-    gpu: &Gpu,
-    k: &GpuTensor,
-    y: &GpuTensor,
-    factor: &GpuTensor,
-    alpha: &GpuTensor,
-    quad: Option<&GpuTensor>,
+    gpu: &Device,
+    k: &Tensor,
+    y: &Tensor,
+    factor: &Tensor,
+    alpha: &Tensor,
+    quad: Option<&Tensor>,
     ridge: Ridge,
 ) -> Result<Vec<Dispatch>> {
     const OP: &str = "cholesky_solve";
@@ -327,10 +327,10 @@ pub fn cholesky_solve(
 /// for `b`, `x` `[B × n × r]`. A factor whose diagonal is not positive and finite gives NaN.
 /// `factor` and `b` may be broadcast. One workgroup per item.
 pub fn cholesky_solve_factored(
-    gpu: &Gpu,
-    factor: &GpuTensor,
-    b: &GpuTensor,
-    x: &GpuTensor,
+    gpu: &Device,
+    factor: &Tensor,
+    b: &Tensor,
+    x: &Tensor,
 ) -> Result<Dispatch> {
     const OP: &str = "cholesky_solve_factored";
     let d = dims(
@@ -355,12 +355,12 @@ pub fn cholesky_solve_factored(
 ///
 /// For `∂quad/∂K = −α αᵀ` skip the solve: [`cholesky_grad_outer`] with `a = w = alpha`.
 pub fn cholesky_solve_backward(
-    gpu: &Gpu,
-    factor: &GpuTensor,
-    alpha: &GpuTensor,
-    dalpha: &GpuTensor,
-    w_scratch: &GpuTensor,
-    dk: &GpuTensor,
+    gpu: &Device,
+    factor: &Tensor,
+    alpha: &Tensor,
+    dalpha: &Tensor,
+    w_scratch: &Tensor,
+    dk: &Tensor,
 ) -> Result<Vec<Dispatch>> {
     const OP: &str = "cholesky_solve_backward";
     let d = dims(
@@ -386,12 +386,7 @@ pub fn cholesky_solve_backward(
 /// Prepares `dk = −½ (w aᵀ + a wᵀ)` for `a`, `w` `[B × n × r]` and `dk` `[B × n × n]` (one
 /// invocation per element of dk): the second launch of [`cholesky_solve_backward`], and on its
 /// own `∂quad/∂K = −α αᵀ` with `a = w = alpha`.
-pub fn cholesky_grad_outer(
-    gpu: &Gpu,
-    a: &GpuTensor,
-    w: &GpuTensor,
-    dk: &GpuTensor,
-) -> Result<Dispatch> {
+pub fn cholesky_grad_outer(gpu: &Device, a: &Tensor, w: &Tensor, dk: &Tensor) -> Result<Dispatch> {
     const OP: &str = "cholesky_grad_outer";
     let d = dims(
         OP,

@@ -5,7 +5,7 @@
 //! per-item tensor is how per-task fast weights are initialised from a shared meta-init.
 
 use crate::gpu::error::{arg_err, shape_err, Result};
-use crate::gpu::{grid_1d, Access, Cost, Dispatch, Gpu, GpuTensor, KernelSpec, Shader};
+use crate::gpu::{grid_1d, Access, Cost, Device, Dispatch, KernelSpec, Shader, Tensor};
 use crate::ops::{check_output, common_batch, place, to_u32, Activation, Real};
 
 mod native;
@@ -74,11 +74,11 @@ impl Kernel {
 /// Builds the launch of `kernel` writing `y` from `inputs` (0, 1 or 2 of them, matching the
 /// entry point). Shapes, and that `y` is not a broadcast, are checked by the callers.
 fn launch(
-    gpu: &Gpu,
+    gpu: &Device,
     op: &'static str,
     kernel: Kernel,
-    y: &GpuTensor,
-    inputs: &[&GpuTensor],
+    y: &Tensor,
+    inputs: &[&Tensor],
     act: Activation,
     alpha: f32,
 ) -> Result<Dispatch> {
@@ -127,7 +127,7 @@ fn launch(
     // Read-modify-write kernels (scale, axpy, bias) read y as well as writing it.
     let reads_y = matches!(kernel, Kernel::Scale | Kernel::Axpy | Kernel::BiasAdd);
     let n = y.len() as f64;
-    let unique = |t: &GpuTensor| {
+    let unique = |t: &Tensor| {
         if t.batch_stride() == 0 {
             t.item_len() as f64
         } else {
@@ -148,7 +148,7 @@ fn launch(
 }
 
 /// Checks that `ts` all have the shape of the first one (batch, rows and cols; strides free).
-fn same_shape(op: &'static str, ts: &[(&str, &GpuTensor)]) -> Result<()> {
+fn same_shape(op: &'static str, ts: &[(&str, &Tensor)]) -> Result<()> {
     common_batch(op, ts)?;
     let (r, c) = (ts[0].1.rows(), ts[0].1.cols());
     if ts.iter().any(|(_, t)| t.rows() != r || t.cols() != c) {
@@ -174,9 +174,9 @@ fn finite(op: &'static str, what: &str, v: f32) -> Result<()> {
 
 /// Prepares `y = act(x)`.
 pub fn activation_forward(
-    gpu: &Gpu,
-    x: &GpuTensor,
-    y: &GpuTensor,
+    gpu: &Device,
+    x: &Tensor,
+    y: &Tensor,
     act: Activation,
 ) -> Result<Dispatch> {
     const OP: &str = "activation_forward";
@@ -189,10 +189,10 @@ pub fn activation_forward(
 /// (ReLU' = 1 if y > 0 else 0, ELU' = 1 if y > 0 else y + 1), so the backward pass needs only stored
 /// activations.
 pub fn activation_backward(
-    gpu: &Gpu,
-    dy: &GpuTensor,
-    y: &GpuTensor,
-    dx: &GpuTensor,
+    gpu: &Device,
+    dy: &Tensor,
+    y: &Tensor,
+    dx: &Tensor,
     act: Activation,
 ) -> Result<Dispatch> {
     const OP: &str = "activation_backward";
@@ -207,11 +207,11 @@ pub fn activation_backward(
 /// (`act''(x)·ẋ = (act''/act')(x)·ẏ`: for ELU `ẏ` where `y ≤ 0`, else 0; 0 for ReLU and the
 /// identity), so only stored tensors are read.
 pub fn activation_tangent_backward(
-    gpu: &Gpu,
-    dy_dot: &GpuTensor,
-    (y, y_dot): (&GpuTensor, &GpuTensor),
-    dy: &GpuTensor,
-    dx_dot: &GpuTensor,
+    gpu: &Device,
+    dy_dot: &Tensor,
+    (y, y_dot): (&Tensor, &Tensor),
+    dy: &Tensor,
+    dx_dot: &Tensor,
     act: Activation,
 ) -> Result<Dispatch> {
     const OP: &str = "activation_tangent_backward";
@@ -230,7 +230,7 @@ pub fn activation_tangent_backward(
 
 /// Prepares `x[b, r, c] += bias[b, c]` in place; each bias item holds `x.cols()` values (and may
 /// be a broadcast shared by the batch).
-pub fn bias_add(gpu: &Gpu, x: &GpuTensor, bias: &GpuTensor) -> Result<Dispatch> {
+pub fn bias_add(gpu: &Device, x: &Tensor, bias: &Tensor) -> Result<Dispatch> {
     const OP: &str = "bias_add";
     common_batch(OP, &[("x", x), ("bias", bias)])?;
     if bias.item_len() != x.cols() {
@@ -257,7 +257,7 @@ pub fn bias_add(gpu: &Gpu, x: &GpuTensor, bias: &GpuTensor) -> Result<Dispatch> 
 }
 
 /// Prepares `x *= alpha` in place.
-pub fn scale(gpu: &Gpu, x: &GpuTensor, alpha: f32) -> Result<Dispatch> {
+pub fn scale(gpu: &Device, x: &Tensor, alpha: f32) -> Result<Dispatch> {
     const OP: &str = "scale";
     finite(OP, "alpha", alpha)?;
     check_output(OP, "x", x)?;
@@ -265,7 +265,7 @@ pub fn scale(gpu: &Gpu, x: &GpuTensor, alpha: f32) -> Result<Dispatch> {
 }
 
 /// Prepares `y += alpha · x`.
-pub fn axpy(gpu: &Gpu, alpha: f32, x: &GpuTensor, y: &GpuTensor) -> Result<Dispatch> {
+pub fn axpy(gpu: &Device, alpha: f32, x: &Tensor, y: &Tensor) -> Result<Dispatch> {
     const OP: &str = "axpy";
     finite(OP, "alpha", alpha)?;
     same_shape(OP, &[("x", x), ("y", y)])?;
@@ -274,7 +274,7 @@ pub fn axpy(gpu: &Gpu, alpha: f32, x: &GpuTensor, y: &GpuTensor) -> Result<Dispa
 }
 
 /// Prepares `y = x` (same shape; strides may differ, e.g. a broadcast `x` into per-item `y`).
-pub fn copy(gpu: &Gpu, x: &GpuTensor, y: &GpuTensor) -> Result<Dispatch> {
+pub fn copy(gpu: &Device, x: &Tensor, y: &Tensor) -> Result<Dispatch> {
     const OP: &str = "copy";
     same_shape(OP, &[("x", x), ("y", y)])?;
     check_output(OP, "y", y)?;
@@ -283,7 +283,7 @@ pub fn copy(gpu: &Gpu, x: &GpuTensor, y: &GpuTensor) -> Result<Dispatch> {
 }
 
 /// Prepares `y = value` everywhere.
-pub fn fill(gpu: &Gpu, y: &GpuTensor, value: f32) -> Result<Dispatch> {
+pub fn fill(gpu: &Device, y: &Tensor, value: f32) -> Result<Dispatch> {
     const OP: &str = "fill";
     finite(OP, "value", value)?;
     check_output(OP, "y", y)?;

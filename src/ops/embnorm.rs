@@ -6,7 +6,7 @@
 //! inside the packed task buffer); the scales are `[batch × rows × 1]`.
 
 use crate::gpu::error::{shape_err, Result};
-use crate::gpu::{grid_1d, Access, Cost, Dispatch, Gpu, GpuTensor, KernelSpec, Shader};
+use crate::gpu::{grid_1d, Access, Cost, Device, Dispatch, KernelSpec, Shader, Tensor};
 use crate::ops::{check_output, common_batch, place, to_u32, Real};
 
 mod native;
@@ -39,12 +39,12 @@ crate::uniform! {
 }
 
 fn launch(
-    gpu: &Gpu,
+    gpu: &Device,
     op: &'static str,
     mode: u32,
-    x: &GpuTensor,
-    y: &GpuTensor,
-    s: &GpuTensor,
+    x: &Tensor,
+    y: &Tensor,
+    s: &Tensor,
 ) -> Result<Dispatch> {
     common_batch(op, &[("x", x), ("y", y), ("s", s)])?;
     let (r, c) = (x.rows(), x.cols());
@@ -106,10 +106,10 @@ fn launch(
 /// Prepares `s[b, r] = √C / ‖e[b, r, :]‖₂` and `ehat = e · s` row-wise, for `e`, `ehat`
 /// `[B × R × C]` and `scales` `[B × R × 1]`. A zero row yields an infinite scale.
 pub fn embedding_normalize(
-    gpu: &Gpu,
-    e: &GpuTensor,
-    ehat: &GpuTensor,
-    scales: &GpuTensor,
+    gpu: &Device,
+    e: &Tensor,
+    ehat: &Tensor,
+    scales: &Tensor,
 ) -> Result<Dispatch> {
     launch(gpu, "embedding_normalize", 0, e, ehat, scales)
 }
@@ -118,7 +118,7 @@ pub fn embedding_normalize(
 /// `[B × R × 1]` (only read): the backward of [`embedding_normalize`] with a frozen scale.
 /// `scales` is bound read-write (one pipeline layout for both modes), so it may not share a
 /// buffer with `x` or `y`.
-pub fn scale_rows(gpu: &Gpu, x: &GpuTensor, scales: &GpuTensor, y: &GpuTensor) -> Result<Dispatch> {
+pub fn scale_rows(gpu: &Device, x: &Tensor, scales: &Tensor, y: &Tensor) -> Result<Dispatch> {
     launch(gpu, "scale_rows", 1, x, y, scales)
 }
 
@@ -126,10 +126,10 @@ pub fn scale_rows(gpu: &Gpu, x: &GpuTensor, scales: &GpuTensor, y: &GpuTensor) -
 /// `[B × R × C]` and `scales` `[B × 1 × C]`: every column of every item scaled to unit norm (a
 /// zero column yields an infinite scale). `y` may not share a buffer with `x`.
 pub fn normalize_columns(
-    gpu: &Gpu,
-    x: &GpuTensor,
-    y: &GpuTensor,
-    scales: &GpuTensor,
+    gpu: &Device,
+    x: &Tensor,
+    y: &Tensor,
+    scales: &Tensor,
 ) -> Result<Dispatch> {
     launch(gpu, "normalize_columns", 2, x, y, scales)
 }

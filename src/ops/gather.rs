@@ -17,7 +17,7 @@
 //! `≤ R / 2³²` (≤ 6·10⁻⁸ for R ≤ 256): negligible here, and zero when R is a power of two.
 
 use crate::gpu::error::{shape_err, Result};
-use crate::gpu::{grid_1d, Access, Cost, Gpu, GpuTensor, KernelSpec, Shader};
+use crate::gpu::{grid_1d, Access, Cost, Device, KernelSpec, Shader, Tensor};
 use crate::ops::rng::{random_bits, ItemSeeds, Keying, RngDispatch, RngKey};
 use crate::ops::to_u32;
 
@@ -62,9 +62,9 @@ pub type RngGather = RngDispatch;
 /// and `dst` `[B×Rd×C]` (Rd may exceed R: rows are drawn with replacement), `j` drawn as the
 /// module docs say for `key`: an [`RngKey`] or [`Keying::per_item`].
 pub fn gather_rows<'k>(
-    gpu: &Gpu,
-    src: &GpuTensor,
-    dst: &GpuTensor,
+    gpu: &Device,
+    src: &Tensor,
+    dst: &Tensor,
     key: impl Into<Keying<'k>>,
 ) -> Result<RngGather> {
     const OP: &str = "gather_rows";
@@ -83,9 +83,9 @@ pub fn gather_rows<'k>(
 /// shaped as its source, with the gather's `key` (so the same rows). Each accumulator row sums
 /// its contributions in increasing `i`, so the result is deterministic; repeated rows add up.
 pub fn scatter_add_rows<'k>(
-    gpu: &Gpu,
-    g: &GpuTensor,
-    acc: &GpuTensor,
+    gpu: &Device,
+    g: &Tensor,
+    acc: &Tensor,
     key: impl Into<Keying<'k>>,
 ) -> Result<RngGather> {
     const OP: &str = "scatter_add_rows";
@@ -110,9 +110,9 @@ pub fn scatter_add_rows<'k>(
 /// (the gather reads `rows` and writes `picks`; the scatter the reverse).
 fn prepare<'k>(
     op: &'static str,
-    rows: &GpuTensor,
-    picks: &GpuTensor,
-    (read, out): (&GpuTensor, &GpuTensor),
+    rows: &Tensor,
+    picks: &Tensor,
+    (read, out): (&Tensor, &Tensor),
     key: Keying<'k>,
 ) -> Result<(Params, Option<&'k ItemSeeds>)> {
     let (key, seeds) = match key {
@@ -161,10 +161,10 @@ fn prepare<'k>(
 
 /// One launch of `entry` reading `io[0]` and writing `io[1]`.
 fn launch(
-    gpu: &Gpu,
+    gpu: &Device,
     entry: &'static str,
     params: &Params,
-    io: [&GpuTensor; 2],
+    io: [&Tensor; 2],
     seeds: Option<&ItemSeeds>,
     grid: [u32; 3],
     cost: Cost,

@@ -2,7 +2,7 @@
 //! `C[b] = act(α · op(A[b]) · op(B[b]) + β · C[b] + bias[b])`.
 
 use crate::gpu::error::{arg_err, shape_err, Result};
-use crate::gpu::{Access, Cost, Dispatch, Gpu, GpuTensor, KernelSpec, Shader};
+use crate::gpu::{Access, Cost, Device, Dispatch, KernelSpec, Shader, Tensor};
 use crate::ops::{check_output, common_batch, place, to_u32, Activation, Real};
 
 mod native;
@@ -136,10 +136,10 @@ pub struct GemmShape {
 
 /// Infers and checks the GEMM shape from the operands.
 pub fn gemm_shape(
-    a: &GpuTensor,
-    b: &GpuTensor,
-    bias: Option<&GpuTensor>,
-    c: &GpuTensor,
+    a: &Tensor,
+    b: &Tensor,
+    bias: Option<&Tensor>,
+    c: &Tensor,
     opts: &GemmOptions,
 ) -> Result<GemmShape> {
     const OP: &str = "gemm";
@@ -199,24 +199,24 @@ pub fn gemm_shape(
 /// its K products in the same order. Not on the native backend, where each item is its own
 /// `gemm` call so that its bits cannot depend on the rest of the batch.
 struct Collapsed {
-    a: GpuTensor,
-    b: GpuTensor,
-    bias: Option<GpuTensor>,
-    c: GpuTensor,
+    a: Tensor,
+    b: Tensor,
+    bias: Option<Tensor>,
+    c: Tensor,
     shape: GemmShape,
 }
 
 fn check_batch_collapse(
-    gpu: &Gpu,
-    a: &GpuTensor,
-    b: &GpuTensor,
-    bias: Option<&GpuTensor>,
-    c: &GpuTensor,
+    gpu: &Device,
+    a: &Tensor,
+    b: &Tensor,
+    bias: Option<&Tensor>,
+    c: &Tensor,
     s: GemmShape,
     opts: &GemmOptions,
 ) -> Result<Option<Collapsed>> {
-    let shared = |t: &GpuTensor| t.batch_stride() == 0;
-    let packed = |t: &GpuTensor| t.batch_stride() == t.item_len();
+    let shared = |t: &Tensor| t.batch_stride() == 0;
+    let packed = |t: &Tensor| t.batch_stride() == t.item_len();
     if gpu.is_native()
         || s.batch < 2
         || opts.trans_a
@@ -229,7 +229,7 @@ fn check_batch_collapse(
         return Ok(None);
     }
     let rows = s.batch * s.m;
-    let one = |t: &GpuTensor| t.view(t.offset(), 1, t.rows(), t.cols(), t.item_len());
+    let one = |t: &Tensor| t.view(t.offset(), 1, t.rows(), t.cols(), t.item_len());
     Ok(Some(Collapsed {
         a: a.view(a.offset(), 1, rows, s.k, rows * s.k)?,
         b: one(b)?,
@@ -245,11 +245,11 @@ fn check_batch_collapse(
 
 /// Prepares `C = act(α·op(A)·op(B) + β·C + bias)` over the batch.
 pub fn gemm(
-    gpu: &Gpu,
-    a: &GpuTensor,
-    b: &GpuTensor,
-    bias: Option<&GpuTensor>,
-    c: &GpuTensor,
+    gpu: &Device,
+    a: &Tensor,
+    b: &Tensor,
+    bias: Option<&Tensor>,
+    c: &Tensor,
     opts: &GemmOptions,
 ) -> Result<Dispatch> {
     let s = gemm_shape(a, b, bias, c, opts)?;
@@ -269,11 +269,11 @@ pub fn gemm(
 
 /// Builds the launch of a checked GEMM problem.
 fn launch(
-    gpu: &Gpu,
-    a: &GpuTensor,
-    b: &GpuTensor,
-    bias: Option<&GpuTensor>,
-    c: &GpuTensor,
+    gpu: &Device,
+    a: &Tensor,
+    b: &Tensor,
+    bias: Option<&Tensor>,
+    c: &Tensor,
     s: GemmShape,
     opts: &GemmOptions,
 ) -> Result<Dispatch> {
@@ -353,7 +353,7 @@ fn launch(
         s.batch as u32,
     ];
     let (bs, m, n, k) = (s.batch as f64, s.m as f64, s.n as f64, s.k as f64);
-    let unique = |t: &GpuTensor, len: f64| if t.batch_stride() == 0 { len } else { bs * len };
+    let unique = |t: &Tensor, len: f64| if t.batch_stride() == 0 { len } else { bs * len };
     let cost = Cost {
         flops: 2.0 * bs * m * n * k,
         bytes: 4.0

@@ -3,7 +3,7 @@
 //! variance. The forward saves `mean` and `rstd` (`[batch × rows × 1]`) for the backward.
 
 use crate::gpu::error::{arg_err, shape_err, Result};
-use crate::gpu::{grid_1d, Access, Cost, Dispatch, Gpu, GpuTensor, KernelSpec, Shader};
+use crate::gpu::{grid_1d, Access, Cost, Device, Dispatch, KernelSpec, Shader, Tensor};
 use crate::ops::{check_output, common_batch, place, to_u32, Real};
 
 mod native;
@@ -60,8 +60,8 @@ crate::uniform! {
 pub(crate) fn expect(
     op: &'static str,
     what: &str,
-    t: &GpuTensor,
-    x: &GpuTensor,
+    t: &Tensor,
+    x: &Tensor,
     rows: usize,
     cols: usize,
 ) -> Result<()> {
@@ -79,7 +79,7 @@ pub(crate) fn expect(
 }
 
 /// Shared shape checks; returns the launch grid of one workgroup per row.
-fn rows_grid(op: &'static str, x: &GpuTensor) -> Result<[u32; 3]> {
+fn rows_grid(op: &'static str, x: &Tensor) -> Result<[u32; 3]> {
     to_u32(op, "batch·rows", x.batch() * x.rows())?;
     Ok(grid_1d(x.batch() * x.rows()))
 }
@@ -88,13 +88,13 @@ fn rows_grid(op: &'static str, x: &GpuTensor) -> Result<[u32; 3]> {
 /// `gamma`/`beta` hold `cols` values per item (`[batch × 1 × cols]`, or broadcast).
 #[allow(clippy::too_many_arguments)]
 pub fn layernorm_forward(
-    gpu: &Gpu,
-    x: &GpuTensor,
-    gamma: Option<&GpuTensor>,
-    beta: Option<&GpuTensor>,
-    y: &GpuTensor,
-    mean: &GpuTensor,
-    rstd: &GpuTensor,
+    gpu: &Device,
+    x: &Tensor,
+    gamma: Option<&Tensor>,
+    beta: Option<&Tensor>,
+    y: &Tensor,
+    mean: &Tensor,
+    rstd: &Tensor,
     eps: f32,
 ) -> Result<Dispatch> {
     const OP: &str = "layernorm_forward";
@@ -183,15 +183,15 @@ pub fn layernorm_forward(
 /// launches (independent of each other): dx first, then dγ/dβ when either is asked for.
 #[allow(clippy::too_many_arguments)]
 pub fn layernorm_backward(
-    gpu: &Gpu,
-    dy: &GpuTensor,
-    x: &GpuTensor,
-    gamma: Option<&GpuTensor>,
-    mean: &GpuTensor,
-    rstd: &GpuTensor,
-    dx: &GpuTensor,
-    dgamma: Option<&GpuTensor>,
-    dbeta: Option<&GpuTensor>,
+    gpu: &Device,
+    dy: &Tensor,
+    x: &Tensor,
+    gamma: Option<&Tensor>,
+    mean: &Tensor,
+    rstd: &Tensor,
+    dx: &Tensor,
+    dgamma: Option<&Tensor>,
+    dbeta: Option<&Tensor>,
 ) -> Result<Vec<Dispatch>> {
     const OP: &str = "layernorm_backward";
     let mut ops = vec![

@@ -14,7 +14,7 @@
 //! `[batch × rows × 2]`; the forward tangent writes it, the backward tangent reads it.
 
 use crate::gpu::error::Result;
-use crate::gpu::{grid_1d, Access, Cost, Dispatch, Gpu, GpuTensor, KernelSpec, Shader};
+use crate::gpu::{grid_1d, Access, Cost, Device, Dispatch, KernelSpec, Shader, Tensor};
 use crate::ops::layernorm::{expect, row_workgroup, WG};
 use crate::ops::{check_output, common_batch, place, to_u32, Real};
 
@@ -65,17 +65,17 @@ crate::uniform! {
 #[derive(Clone, Copy, Debug)]
 pub struct LnTangentInputs<'a> {
     /// The forward's input `[batch × rows × cols]`.
-    pub x: &'a GpuTensor,
+    pub x: &'a Tensor,
     /// Its tangent ẋ (same shape).
-    pub x_dot: &'a GpuTensor,
+    pub x_dot: &'a Tensor,
     /// γ, `cols` per item (`[batch × 1 × cols]` or a broadcast), or `None` for γ = 1.
-    pub gamma: Option<&'a GpuTensor>,
+    pub gamma: Option<&'a Tensor>,
     /// The forward's row means `[batch × rows × 1]`.
-    pub mean: &'a GpuTensor,
+    pub mean: &'a Tensor,
     /// The forward's row 1/√(var + eps) `[batch × rows × 1]`.
-    pub rstd: &'a GpuTensor,
+    pub rstd: &'a Tensor,
     /// `(mean(ẋ), mean(x̂·ẋ))` per row, `[batch × rows × 2]`.
-    pub tstats: &'a GpuTensor,
+    pub tstats: &'a Tensor,
 }
 
 /// Which entry point.
@@ -88,7 +88,7 @@ enum Entry {
 
 impl LnTangentInputs<'_> {
     /// Shape checks shared by both passes, plus `(name, tensor)` operands that must match `x`.
-    fn check(&self, op: &'static str, like_x: &[(&str, &GpuTensor)]) -> Result<usize> {
+    fn check(&self, op: &'static str, like_x: &[(&str, &Tensor)]) -> Result<usize> {
         let mut ops = vec![
             ("x", self.x),
             ("x_dot", self.x_dot),
@@ -100,8 +100,7 @@ impl LnTangentInputs<'_> {
         ops.extend_from_slice(like_x);
         let batch = common_batch(op, &ops)?;
         let (rows, cols) = (self.x.rows(), self.x.cols());
-        let want =
-            |name: &str, t: &GpuTensor, r: usize, c: usize| expect(op, name, t, self.x, r, c);
+        let want = |name: &str, t: &Tensor, r: usize, c: usize| expect(op, name, t, self.x, r, c);
         want("x_dot", self.x_dot, rows, cols)?;
         want("mean", self.mean, rows, 1)?;
         want("rstd", self.rstd, rows, 1)?;
@@ -119,15 +118,15 @@ impl LnTangentInputs<'_> {
     /// One launch of `entry` writing `out` (`dy`/`dy_dot` absent for the forward).
     fn launch(
         &self,
-        gpu: &Gpu,
+        gpu: &Device,
         op: &'static str,
         entry: Entry,
-        grads: Option<(&GpuTensor, &GpuTensor)>,
-        out: &GpuTensor,
+        grads: Option<(&Tensor, &Tensor)>,
+        out: &Tensor,
     ) -> Result<Dispatch> {
         let (batch, rows, cols) = (self.x.batch(), self.x.rows(), self.x.cols());
         let (dy, dy_dot) = grads.unwrap_or((self.x, self.x));
-        let pl = |name: &str, t: &GpuTensor| place(op, name, t);
+        let pl = |name: &str, t: &Tensor| place(op, name, t);
         let (x_off, x_stride) = pl("x", self.x)?;
         let (g_off, g_stride) = self.gamma.map_or(Ok((0, 0)), |g| pl("gamma", g))?;
         let (xd_off, xd_stride) = pl("x_dot", self.x_dot)?;
@@ -202,9 +201,9 @@ impl LnTangentInputs<'_> {
 /// Prepares the forward tangent: `ẏ = γ·x̂̇` per row, writing `inputs.tstats` for the backward
 /// tangent.
 pub fn layernorm_tangent_forward(
-    gpu: &Gpu,
+    gpu: &Device,
     inputs: &LnTangentInputs<'_>,
-    y_dot: &GpuTensor,
+    y_dot: &Tensor,
 ) -> Result<Dispatch> {
     const OP: &str = "layernorm_tangent_forward";
     inputs.check(OP, &[("y_dot", y_dot)])?;
@@ -218,11 +217,11 @@ pub fn layernorm_tangent_forward(
 /// ∂L/∂γ summed over rows). Valid after [`layernorm_tangent_forward`] wrote `inputs.tstats`.
 /// Returns the launches (independent of each other).
 pub fn layernorm_tangent_backward(
-    gpu: &Gpu,
+    gpu: &Device,
     inputs: &LnTangentInputs<'_>,
-    (dy, dy_dot): (&GpuTensor, &GpuTensor),
-    dx_dot: &GpuTensor,
-    dgamma_dot: Option<&GpuTensor>,
+    (dy, dy_dot): (&Tensor, &Tensor),
+    dx_dot: &Tensor,
+    dgamma_dot: Option<&Tensor>,
 ) -> Result<Vec<Dispatch>> {
     const OP: &str = "layernorm_tangent_backward";
     inputs.check(OP, &[("dy", dy), ("dy_dot", dy_dot), ("dx_dot", dx_dot)])?;

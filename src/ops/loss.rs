@@ -8,7 +8,7 @@
 //! 1/meta_batch` to average over tasks). Results are deterministic: see the shader header.
 
 use crate::gpu::error::{arg_err, shape_err, Result};
-use crate::gpu::{Access, Cost, Dispatch, Gpu, GpuTensor, KernelSpec, Shader};
+use crate::gpu::{Access, Cost, Device, Dispatch, KernelSpec, Shader, Tensor};
 use crate::ops::{check_output, common_batch, place, to_u32, Real};
 
 mod native;
@@ -89,9 +89,9 @@ pub struct LossShape {
 /// of a launch that has one.
 fn loss_shape(
     op: &'static str,
-    logits: &GpuTensor,
-    like_logits: &[(&'static str, &GpuTensor, bool)],
-    loss: Option<&GpuTensor>,
+    logits: &Tensor,
+    like_logits: &[(&'static str, &Tensor, bool)],
+    loss: Option<&Tensor>,
 ) -> Result<LossShape> {
     let mut ops = vec![("logits", logits)];
     ops.extend(like_logits.iter().map(|&(n, t, _)| (n, t)));
@@ -165,7 +165,7 @@ fn check_scale(op: &'static str, grad_scale: f32) -> Result<()> {
 }
 
 /// Elements an operand brings over the bus (one item for a broadcast).
-fn unique(t: &GpuTensor) -> f64 {
+fn unique(t: &Tensor) -> f64 {
     if t.batch_stride() == 0 {
         t.item_len() as f64
     } else {
@@ -174,12 +174,12 @@ fn unique(t: &GpuTensor) -> f64 {
 }
 
 fn launch(
-    gpu: &Gpu,
+    gpu: &Device,
     kind: Kind,
-    logits: &GpuTensor,
-    targets: &GpuTensor,
-    loss: &GpuTensor,
-    grad: Option<&GpuTensor>,
+    logits: &Tensor,
+    targets: &Tensor,
+    loss: &Tensor,
+    grad: Option<&Tensor>,
     grad_scale: f32,
 ) -> Result<Dispatch> {
     let op = kind.op();
@@ -251,11 +251,11 @@ fn launch(
 /// if `grad` is given, `grad = grad_scale · (softmax(z)·Σ_c y − y) / rows` (the exact
 /// derivative; `softmax − y` for probability rows).
 pub fn softmax_cross_entropy(
-    gpu: &Gpu,
-    logits: &GpuTensor,
-    targets: &GpuTensor,
-    loss: &GpuTensor,
-    grad: Option<&GpuTensor>,
+    gpu: &Device,
+    logits: &Tensor,
+    targets: &Tensor,
+    loss: &Tensor,
+    grad: Option<&Tensor>,
     grad_scale: f32,
 ) -> Result<Dispatch> {
     launch(
@@ -272,11 +272,11 @@ pub fn softmax_cross_entropy(
 /// Prepares the KL divergence `loss[b] = mean_r Σ_c y (log y − log softmax(z))` (0·log 0 = 0);
 /// the gradient is the cross-entropy's, since the two differ by the targets' entropy.
 pub fn kl_divergence(
-    gpu: &Gpu,
-    logits: &GpuTensor,
-    targets: &GpuTensor,
-    loss: &GpuTensor,
-    grad: Option<&GpuTensor>,
+    gpu: &Device,
+    logits: &Tensor,
+    targets: &Tensor,
+    loss: &Tensor,
+    grad: Option<&Tensor>,
     grad_scale: f32,
 ) -> Result<Dispatch> {
     launch(gpu, Kind::Kl, logits, targets, loss, grad, grad_scale)
@@ -288,11 +288,11 @@ pub fn kl_divergence(
 /// second-order meta-gradients. All four operands are `[B × rows × cols]` with any offset and
 /// stride (`out` not broadcast, on a buffer of its own). CPU twin: [`kl_tangent_cpu`].
 pub fn kl_tangent(
-    gpu: &Gpu,
-    logits: &GpuTensor,
-    targets: &GpuTensor,
-    dz: &GpuTensor,
-    out: &GpuTensor,
+    gpu: &Device,
+    logits: &Tensor,
+    targets: &Tensor,
+    dz: &Tensor,
+    out: &Tensor,
     grad_scale: f32,
 ) -> Result<Dispatch> {
     const OP: &str = "kl_tangent";
@@ -353,23 +353,18 @@ pub fn kl_tangent(
 
 /// Prepares `acc[b]` = fraction of the item's rows whose logits' argmax equals the targets'
 /// argmax (ties resolve to the lowest index in both).
-pub fn accuracy(
-    gpu: &Gpu,
-    logits: &GpuTensor,
-    targets: &GpuTensor,
-    acc: &GpuTensor,
-) -> Result<Dispatch> {
+pub fn accuracy(gpu: &Device, logits: &Tensor, targets: &Tensor, acc: &Tensor) -> Result<Dispatch> {
     launch(gpu, Kind::Accuracy, logits, targets, acc, None, 1.0)
 }
 
 /// Prepares `loss[b] = mean over rows·cols of (pred − y)²` and, if `grad` is given,
 /// `grad = grad_scale · 2 (pred − y) / (rows·cols)`.
 pub fn mse(
-    gpu: &Gpu,
-    pred: &GpuTensor,
-    targets: &GpuTensor,
-    loss: &GpuTensor,
-    grad: Option<&GpuTensor>,
+    gpu: &Device,
+    pred: &Tensor,
+    targets: &Tensor,
+    loss: &Tensor,
+    grad: Option<&Tensor>,
     grad_scale: f32,
 ) -> Result<Dispatch> {
     launch(gpu, Kind::Mse, pred, targets, loss, grad, grad_scale)

@@ -2,8 +2,8 @@
 //! defines what the kernel must compute (tests compare the two on many random shapes).
 //!
 //! Conventions shared by every launcher:
-//! - operands are [`GpuTensor`]s with a leading batch axis; every operand of one launch has the
-//!   same `batch` (use [`GpuTensor::broadcast`] for a matrix shared by all items);
+//! - operands are [`Tensor`]s with a leading batch axis; every operand of one launch has the
+//!   same `batch` (use [`Tensor::broadcast`] for a matrix shared by all items);
 //! - outputs must not be broadcast views (items would race on the same memory);
 //! - launchers validate shapes and return [`crate::gpu::DeviceError::Shape`] naming them, never panic;
 //! - CPU twins take logical, contiguous host data (`batch · rows · cols`, broadcasts repeated)
@@ -26,7 +26,7 @@ pub mod sine;
 pub mod softmax;
 
 use crate::gpu::error::{shape_err, Result};
-use crate::gpu::GpuTensor;
+use crate::gpu::Tensor;
 
 pub use activation::Activation;
 
@@ -121,7 +121,7 @@ impl_real!(f32);
 impl_real!(f64);
 
 /// Checks that all operands share one batch size and returns it.
-pub(crate) fn common_batch(op: &'static str, ts: &[(&str, &GpuTensor)]) -> Result<usize> {
+pub(crate) fn common_batch(op: &'static str, ts: &[(&str, &Tensor)]) -> Result<usize> {
     let b = ts.first().map(|(_, t)| t.batch()).unwrap_or(1);
     if ts.iter().any(|(_, t)| t.batch() != b) {
         let shapes: Vec<String> = ts
@@ -140,7 +140,7 @@ pub(crate) fn common_batch(op: &'static str, ts: &[(&str, &GpuTensor)]) -> Resul
 }
 
 /// Rejects a broadcast (stride-0) output with more than one item.
-pub(crate) fn check_output(op: &'static str, name: &str, t: &GpuTensor) -> Result<()> {
+pub(crate) fn check_output(op: &'static str, name: &str, t: &Tensor) -> Result<()> {
     if t.batch() > 1 && t.batch_stride() < t.item_len() {
         return Err(shape_err(
             op,
@@ -159,7 +159,7 @@ pub(crate) fn to_u32(op: &'static str, what: &str, v: usize) -> Result<u32> {
 }
 
 /// Offset, stride pair of an operand as u32.
-pub(crate) fn place(op: &'static str, name: &str, t: &GpuTensor) -> Result<(u32, u32)> {
+pub(crate) fn place(op: &'static str, name: &str, t: &Tensor) -> Result<(u32, u32)> {
     Ok((
         to_u32(op, name, t.offset())?,
         to_u32(op, name, t.batch_stride())?,

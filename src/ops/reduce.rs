@@ -15,7 +15,7 @@
 //! the number of partial sums per output, hence the order of the additions, with `B`).
 
 use crate::gpu::error::{arg_err, shape_err, Result};
-use crate::gpu::{grid_1d, Access, Cost, Dispatch, Gpu, GpuTensor, KernelSpec, Shader, Step};
+use crate::gpu::{grid_1d, Access, Cost, Device, Dispatch, KernelSpec, Shader, Step, Tensor};
 use crate::ops::{check_output, place, to_u32, Real};
 
 mod native;
@@ -105,10 +105,10 @@ fn workgroup_shape(cap: u32, n_out: usize, n_red: usize, contiguous_terms: bool)
 }
 
 fn launch(
-    gpu: &Gpu,
+    gpu: &Device,
     op: &'static str,
-    x: &GpuTensor,
-    y: &GpuTensor,
+    x: &Tensor,
+    y: &Tensor,
     plan: &Plan,
     alpha: f32,
     beta: f32,
@@ -169,9 +169,9 @@ fn launch(
 /// Prepares `y = alpha · Σ x + beta · y` over the axis `kind` picks (see [`Reduction`]).
 /// `beta == 0` does not read `y`. `y` must have the shape [`Reduction::output_shape`] gives.
 pub fn reduce(
-    gpu: &Gpu,
-    x: &GpuTensor,
-    y: &GpuTensor,
+    gpu: &Device,
+    x: &Tensor,
+    y: &Tensor,
     kind: Reduction,
     alpha: f32,
     beta: f32,
@@ -222,35 +222,17 @@ pub fn reduce(
 }
 
 /// `y [1×R×C] = alpha · Σ_b x[b] + beta · y` for `x [B×R×C]`.
-pub fn sum_batch(
-    gpu: &Gpu,
-    x: &GpuTensor,
-    y: &GpuTensor,
-    alpha: f32,
-    beta: f32,
-) -> Result<Dispatch> {
+pub fn sum_batch(gpu: &Device, x: &Tensor, y: &Tensor, alpha: f32, beta: f32) -> Result<Dispatch> {
     reduce(gpu, x, y, Reduction::SumBatch, alpha, beta)
 }
 
 /// `y [B×R×1] = alpha · (sum of each row of x) + beta · y` for `x [B×R×C]`.
-pub fn row_sums(
-    gpu: &Gpu,
-    x: &GpuTensor,
-    y: &GpuTensor,
-    alpha: f32,
-    beta: f32,
-) -> Result<Dispatch> {
+pub fn row_sums(gpu: &Device, x: &Tensor, y: &Tensor, alpha: f32, beta: f32) -> Result<Dispatch> {
     reduce(gpu, x, y, Reduction::RowSums, alpha, beta)
 }
 
 /// `y [B×1×C] = alpha · (sum of each column of x) + beta · y` for `x [B×R×C]` (bias gradient).
-pub fn col_sums(
-    gpu: &Gpu,
-    x: &GpuTensor,
-    y: &GpuTensor,
-    alpha: f32,
-    beta: f32,
-) -> Result<Dispatch> {
+pub fn col_sums(gpu: &Device, x: &Tensor, y: &Tensor, alpha: f32, beta: f32) -> Result<Dispatch> {
     reduce(gpu, x, y, Reduction::ColSums, alpha, beta)
 }
 
@@ -277,7 +259,7 @@ fn col_sums_plan((b, r, c): (usize, usize, usize)) -> Plan {
 /// Record [`SumSquares::dispatches`] in order (or call [`SumSquares::record`]).
 pub struct SumSquares {
     /// `[B×1×P]` partials of pass 1, kept alive for the dispatches that bind it.
-    partials: GpuTensor,
+    partials: Tensor,
     passes: [Dispatch; 2],
 }
 
@@ -291,7 +273,7 @@ impl SumSquares {
         step.run_all(self.dispatches());
     }
     /// The pass-1 scratch tensor `[B×1×P]` (one partial per chunk of each item).
-    pub fn partials(&self) -> &GpuTensor {
+    pub fn partials(&self) -> &Tensor {
         &self.partials
     }
 }
@@ -302,12 +284,7 @@ impl SumSquares {
 /// model whose parameters live in several tensors is one `accumulate = false` launch for the first
 /// tensor followed by `accumulate = true` launches for the others, all into the same `out`, recorded
 /// in that order.
-pub fn sum_squares(
-    gpu: &Gpu,
-    x: &GpuTensor,
-    out: &GpuTensor,
-    accumulate: bool,
-) -> Result<SumSquares> {
+pub fn sum_squares(gpu: &Device, x: &Tensor, out: &Tensor, accumulate: bool) -> Result<SumSquares> {
     const OP: &str = "sum_squares";
     let b = x.batch();
     if out.batch() != b || out.item_len() != 1 {

@@ -32,7 +32,7 @@
 //! that barrier (none known); the bitwise tests detect it on the device at hand.
 
 use crate::gpu::error::{arg_err, shape_err, Result};
-use crate::gpu::{grid_1d, Access, Cost, Dispatch, Gpu, GpuTensor, KernelSpec, Shader};
+use crate::gpu::{grid_1d, Access, Cost, Device, Dispatch, KernelSpec, Shader, Tensor};
 use crate::ops::to_u32;
 
 mod keying;
@@ -146,7 +146,7 @@ impl RngDispatch {
         self.dispatch
     }
     /// Sets the stream (counter words 2–3) of the next launches; the seed is unchanged.
-    pub fn set_stream(&self, gpu: &Gpu, stream: u64) {
+    pub fn set_stream(&self, gpu: &Device, stream: u64) {
         let mut p = self.params.clone();
         p[self.stream_at..self.stream_at + 4].copy_from_slice(&(stream as u32).to_le_bytes());
         p[self.stream_at + 4..self.stream_at + 8]
@@ -166,7 +166,7 @@ impl std::ops::Deref for RngDispatch {
 /// per-item seeds it binds, if any.
 fn fill_params<'k>(
     op: &'static str,
-    t: &GpuTensor,
+    t: &Tensor,
     key: Keying<'k>,
 ) -> Result<(Params, Option<&'k ItemSeeds>)> {
     if t.batch() > 1 && t.batch_stride() < t.item_len() {
@@ -211,9 +211,9 @@ fn fill_params<'k>(
 
 /// Prepares a fill of `t` with `a + s·X`, X drawn from `dist` (uniform: a = lo, s = hi − lo).
 fn fill(
-    gpu: &Gpu,
+    gpu: &Device,
     op: &'static str,
-    t: &GpuTensor,
+    t: &Tensor,
     key: Keying<'_>,
     dist: Distribution,
     a: f32,
@@ -270,8 +270,8 @@ fn fill(
 /// `key` is an [`RngKey`] (one draw over the whole batch) or [`Keying::per_item`] (one seed per
 /// item; see the module docs).
 pub fn fill_uniform<'k>(
-    gpu: &Gpu,
-    t: &GpuTensor,
+    gpu: &Device,
+    t: &Tensor,
     key: impl Into<Keying<'k>>,
     lo: f32,
     hi: f32,
@@ -291,8 +291,8 @@ pub fn fill_uniform<'k>(
 /// Prepares `t ← mean + std·z`, z standard normal (see [`Distribution::Normal`]); `key` as in
 /// [`fill_uniform`].
 pub fn fill_normal<'k>(
-    gpu: &Gpu,
-    t: &GpuTensor,
+    gpu: &Device,
+    t: &Tensor,
     key: impl Into<Keying<'k>>,
     mean: f32,
     std: f32,
@@ -305,8 +305,8 @@ pub fn fill_normal<'k>(
 /// `TruncatedNormal(std)`, `jax.random.truncated_normal(-2, 2)`; see
 /// [`Distribution::TruncatedNormal`]); `key` as in [`fill_uniform`].
 pub fn fill_truncated_normal<'k>(
-    gpu: &Gpu,
-    t: &GpuTensor,
+    gpu: &Device,
+    t: &Tensor,
     key: impl Into<Keying<'k>>,
     mean: f32,
     std: f32,
@@ -325,7 +325,7 @@ pub fn fill_truncated_normal<'k>(
 
 /// The polynomial table of `Φ⁻¹` on the device, as the kernels that draw normals bind it
 /// (`shaders/normal.wgsl`).
-pub(crate) fn normal_table(gpu: &Gpu) -> Result<GpuTensor> {
+pub(crate) fn normal_table(gpu: &Device) -> Result<Tensor> {
     let table = gpu.zeros(1, 1, NORMAL_TABLE.len())?;
     gpu.write(&table, bytemuck::cast_slice(&NORMAL_TABLE))?;
     Ok(table)

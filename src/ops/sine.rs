@@ -16,7 +16,7 @@
 //! are exact) and `y` up to `sin` rounding.
 
 use crate::gpu::error::{arg_err, shape_err, Result};
-use crate::gpu::{grid_1d, Access, Cost, Gpu, GpuTensor, KernelSpec, Shader};
+use crate::gpu::{grid_1d, Access, Cost, Device, KernelSpec, Shader, Tensor};
 use crate::ops::rng::{normal_table, random_bits, ItemSeeds, RngDispatch, RngKey};
 use crate::ops::to_u32;
 
@@ -156,12 +156,12 @@ pub type SineSample = RngDispatch;
 /// `y [R·y_rep × N × 1]` (contiguous items; each run's `x_rep` copies of x, `y_rep` of y, are
 /// consecutive items).
 pub fn sample(
-    gpu: &Gpu,
+    gpu: &Device,
     spec: &SampleSpec,
-    task: &GpuTensor,
+    task: &Tensor,
     seeds: &ItemSeeds,
-    x: &GpuTensor,
-    y: &GpuTensor,
+    x: &Tensor,
+    y: &Tensor,
 ) -> Result<SineSample> {
     const OP: &str = "sine sample";
     let s = spec.shape;

@@ -4,7 +4,7 @@
 //! over a fixed set of inputs, then `y = softmax(z / T)` with `T = 0.1`.
 
 use crate::gpu::error::{arg_err, shape_err, Result};
-use crate::gpu::{grid_1d, Access, Cost, Dispatch, Gpu, GpuTensor, KernelSpec, Shader};
+use crate::gpu::{grid_1d, Access, Cost, Device, Dispatch, KernelSpec, Shader, Tensor};
 use crate::ops::{check_output, common_batch, place, to_u32, Real};
 
 mod native;
@@ -40,7 +40,7 @@ crate::uniform! {
 }
 
 /// Checks `stats` is `[batch × 1 × cols]` per item.
-fn check_stats(op: &'static str, name: &str, t: &GpuTensor, x: &GpuTensor) -> Result<()> {
+fn check_stats(op: &'static str, name: &str, t: &Tensor, x: &Tensor) -> Result<()> {
     if t.rows() != 1 || t.cols() != x.cols() {
         return Err(shape_err(
             op,
@@ -57,10 +57,10 @@ fn check_stats(op: &'static str, name: &str, t: &GpuTensor, x: &GpuTensor) -> Re
 
 fn params(
     op: &'static str,
-    x: &GpuTensor,
-    y: Option<&GpuTensor>,
-    mean: &GpuTensor,
-    std: &GpuTensor,
+    x: &Tensor,
+    y: Option<&Tensor>,
+    mean: &Tensor,
+    std: &Tensor,
     inv_t: f32,
 ) -> Result<Params> {
     let (x_off, x_stride) = place(op, "x", x)?;
@@ -89,12 +89,7 @@ fn params(
 }
 
 /// Prepares per item `b` and column `c`: `mean[b, c]` and population `std[b, c]` of `x[b, :, c]`.
-pub fn column_stats(
-    gpu: &Gpu,
-    x: &GpuTensor,
-    mean: &GpuTensor,
-    std: &GpuTensor,
-) -> Result<Dispatch> {
+pub fn column_stats(gpu: &Device, x: &Tensor, mean: &Tensor, std: &Tensor) -> Result<Dispatch> {
     const OP: &str = "column_stats";
     let batch = common_batch(OP, &[("x", x), ("mean", mean), ("std", std)])?;
     check_stats(OP, "mean", mean, x)?;
@@ -133,11 +128,11 @@ pub fn column_stats(
 /// A column with `std = 0` (constant over the statistics rows) is standardised to 0 rather than
 /// NaN: it carries no information about the task.
 pub fn standardized_softmax(
-    gpu: &Gpu,
-    x: &GpuTensor,
-    mean: &GpuTensor,
-    std: &GpuTensor,
-    y: &GpuTensor,
+    gpu: &Device,
+    x: &Tensor,
+    mean: &Tensor,
+    std: &Tensor,
+    y: &Tensor,
     temperature: f32,
 ) -> Result<Dispatch> {
     const OP: &str = "standardized_softmax";

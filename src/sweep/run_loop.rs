@@ -7,7 +7,7 @@ use super::grid::{dir_name, expand, SweepRun};
 use super::shard::{read_shard, Shard, ShardRecord, SHARD_FILE};
 use crate::error::{arg_err, file_err, Error, Result};
 use crate::experiments::{BatchMember, ExperimentConfig, Kind};
-use crate::gpu::Gpu;
+use crate::gpu::Device;
 use crate::report::{summary_markdown, RunsTable};
 use crate::run::{create_dir, holds_run, write_atomic, write_json};
 
@@ -17,7 +17,7 @@ pub(super) const SWEEP_COPY: &str = "sweep.toml";
 /// Runs every run of `sweep_path` into `out/<nnn>-<label>/` and writes `out/runs.csv` and
 /// `out/summary.md` after every run. Continues a sweep of the same file in `out`; refuses a
 /// directory holding a run or another sweep unless `overwrite`.
-pub fn run_sweep(gpu: &Gpu, sweep_path: &Path, out: &Path, overwrite: bool) -> Result<PathBuf> {
+pub fn run_sweep(gpu: &Device, sweep_path: &Path, out: &Path, overwrite: bool) -> Result<PathBuf> {
     let csv = run_sweep_shard(gpu, sweep_path, out, overwrite, None)?;
     Ok(csv.unwrap_or_else(|| out.join("runs.csv")))
 }
@@ -28,7 +28,7 @@ pub fn run_sweep(gpu: &Gpu, sweep_path: &Path, out: &Path, overwrite: bool) -> R
 /// another shard (or an unsharded one) is refused unless `overwrite`. Returns `runs.csv`, or
 /// `None` for a shard without runs (more shards than runs).
 pub fn run_sweep_shard(
-    gpu: &Gpu,
+    gpu: &Device,
     sweep_path: &Path,
     out: &Path,
     overwrite: bool,

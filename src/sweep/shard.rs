@@ -94,7 +94,7 @@ pub struct ShardRecord {
     pub runs: Vec<usize>,
     /// Runs in the whole sweep.
     pub total: usize,
-    /// The sweep file it ran (absolute where it could be resolved): [`merge`] resolves the base
+    /// The sweep file it ran (absolute where it could be resolved): [`merge`](super::merge) resolves the base
     /// configs of the directory's `sweep.toml` relative to it.
     pub sweep: PathBuf,
 }

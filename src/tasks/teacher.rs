@@ -35,7 +35,7 @@
 
 use thiserror::Error;
 
-use crate::gpu::{Dispatch, Gpu, GpuTensor, Step};
+use crate::gpu::{Device, Dispatch, Step, Tensor};
 use crate::nn::{Dense, LayerParams, Mlp, Param};
 use crate::ops::rng::{
     fill_cpu, fill_truncated_normal, fill_uniform, Distribution, RngDispatch, RngKey,
@@ -249,16 +249,19 @@ pub struct TeacherWeightsGpu {
     /// The configuration they were drawn for.
     pub config: TeacherConfig,
     /// 1 × input_dim × hidden_dim.
-    pub w_in: GpuTensor,
+    pub w_in: Tensor,
     /// 1 × hidden_dim × output_dim.
-    pub w_out: GpuTensor,
+    pub w_out: Tensor,
     /// 1 × [`TeacherConfig::theta_shape`].
-    pub theta: GpuTensor,
+    pub theta: Tensor,
 }
 
 impl TeacherWeightsGpu {
     /// Draws the weights on the GPU with the keys of the module docs.
-    pub fn generate(gpu: &Gpu, config: TeacherConfig) -> Result<TeacherWeightsGpu, TeacherError> {
+    pub fn generate(
+        gpu: &Device,
+        config: TeacherConfig,
+    ) -> Result<TeacherWeightsGpu, TeacherError> {
         config.validate()?;
         let (rows, cols) = config.theta_shape();
         let w_in = gpu.zeros(1, config.input_dim, config.hidden_dim)?;
@@ -285,11 +288,11 @@ impl TeacherWeightsGpu {
 /// strided views of `generated`) and W_out (shared) into `logits [tasks × n × out]`. No biases;
 /// every layer scaled by 1/√fan_in, rounded from f64 as the CPU twin [`dense`] does.
 fn mlp_program(
-    gpu: &Gpu,
+    gpu: &Device,
     weights: &TeacherWeightsGpu,
-    generated: &GpuTensor,
-    inputs: &GpuTensor,
-    logits: &GpuTensor,
+    generated: &Tensor,
+    inputs: &Tensor,
+    logits: &Tensor,
 ) -> Result<Vec<Dispatch>, TeacherError> {
     let c = weights.config;
     let (hh, h, l) = (c.layer_len(), c.hidden_dim, c.layers());
@@ -323,9 +326,9 @@ pub const STATS_INPUTS: usize = 1000;
 /// `y = softmax(z / T)` row-wise with `T = `[`TARGET_TEMPERATURE`].
 #[derive(Debug)]
 pub struct TeacherTargets {
-    targets: GpuTensor,
-    mean: GpuTensor,
-    std: GpuTensor,
+    targets: Tensor,
+    mean: Tensor,
+    std: Tensor,
     dispatches: Vec<Dispatch>,
 }
 
@@ -333,7 +336,7 @@ impl TeacherTargets {
     /// Prepares the statistics pass and the soft targets of `forward`'s logits. Record it after
     /// [`TeacherForward::record`] in the same step (it reuses the generated weights).
     pub fn new(
-        gpu: &Gpu,
+        gpu: &Device,
         weights: &TeacherWeightsGpu,
         forward: &TeacherForward,
         stats_inputs: usize,
@@ -383,15 +386,15 @@ impl TeacherTargets {
     }
 
     /// Soft targets, `tasks × n × output_dim` (rows sum to 1).
-    pub fn targets(&self) -> &GpuTensor {
+    pub fn targets(&self) -> &Tensor {
         &self.targets
     }
     /// Per-task mean of each output unit over the fixed inputs, `tasks × 1 × output_dim`.
-    pub fn mean(&self) -> &GpuTensor {
+    pub fn mean(&self) -> &Tensor {
         &self.mean
     }
     /// Per-task population std of each output unit, `tasks × 1 × output_dim`.
-    pub fn std(&self) -> &GpuTensor {
+    pub fn std(&self) -> &Tensor {
         &self.std
     }
 }
@@ -532,10 +535,10 @@ pub struct TeacherForward {
     config: TeacherConfig,
     tasks: usize,
     n: usize,
-    latents: GpuTensor,
-    inputs: GpuTensor,
-    generated: GpuTensor,
-    logits: GpuTensor,
+    latents: Tensor,
+    inputs: Tensor,
+    generated: Tensor,
+    logits: Tensor,
     fill: RngDispatch,
     gemms: Vec<Dispatch>,
 }
@@ -543,7 +546,7 @@ pub struct TeacherForward {
 impl TeacherForward {
     /// Allocates the buffers and prepares the launches; the inputs start at step 0.
     pub fn new(
-        gpu: &Gpu,
+        gpu: &Device,
         weights: &TeacherWeightsGpu,
         tasks: usize,
         n: usize,
@@ -593,7 +596,7 @@ impl TeacherForward {
     }
 
     /// Uploads the latents, `tasks × L·M` values row-major.
-    pub fn set_latents(&self, gpu: &Gpu, z: &[f32]) -> Result<(), TeacherError> {
+    pub fn set_latents(&self, gpu: &Device, z: &[f32]) -> Result<(), TeacherError> {
         let want = self.tasks * self.config.latent_len();
         if z.len() != want {
             return Err(TeacherError::Shape(format!(
@@ -608,7 +611,7 @@ impl TeacherForward {
     }
 
     /// Selects the input stream of the next launches (see [`TeacherConfig::input_key`]).
-    pub fn set_step(&self, gpu: &Gpu, step: u64) -> Result<(), TeacherError> {
+    pub fn set_step(&self, gpu: &Device, step: u64) -> Result<(), TeacherError> {
         self.config.input_key(step)?;
         self.fill.set_stream(gpu, step);
         Ok(())
@@ -621,7 +624,7 @@ impl TeacherForward {
     }
 
     /// Runs [`TeacherForward::record`] in its own submit and waits.
-    pub fn run(&self, gpu: &Gpu) -> Result<(), TeacherError> {
+    pub fn run(&self, gpu: &Device) -> Result<(), TeacherError> {
         let mut s = Step::new(gpu);
         self.record(&mut s);
         s.finish()?;
@@ -637,19 +640,19 @@ impl TeacherForward {
         self.n
     }
     /// Latents, `tasks × 1 × L·M`.
-    pub fn latents(&self) -> &GpuTensor {
+    pub fn latents(&self) -> &Tensor {
         &self.latents
     }
     /// Inputs of the last launch, `tasks × n × input_dim`.
-    pub fn inputs(&self) -> &GpuTensor {
+    pub fn inputs(&self) -> &Tensor {
         &self.inputs
     }
     /// Generated hidden weights, `tasks × 1 × L·H·H` (layer l at offset l·H·H, `[in, out]`).
-    pub fn generated(&self) -> &GpuTensor {
+    pub fn generated(&self) -> &Tensor {
         &self.generated
     }
     /// Logits, `tasks × n × output_dim`.
-    pub fn logits(&self) -> &GpuTensor {
+    pub fn logits(&self) -> &Tensor {
         &self.logits
     }
 }

@@ -11,7 +11,7 @@ use serde::Serialize;
 
 use crate::checkpoint::{Checkpoint, TensorState};
 use crate::error::{Error, Result};
-use crate::gpu::Gpu;
+use crate::gpu::Device;
 
 /// Metrics of every evaluation set, by set name.
 pub type SetMetrics<M> = BTreeMap<String, M>;
@@ -62,7 +62,7 @@ impl<M: Serialize + DeserializeOwned> LoopState<M> {
     /// selection score), so older run directories still resume.
     pub fn save(
         &self,
-        gpu: &Gpu,
+        gpu: &Device,
         state: &TensorState<'_>,
         path: &Path,
         started: Instant,
@@ -89,7 +89,7 @@ impl<M: Serialize + DeserializeOwned> LoopState<M> {
     }
 
     /// Restores `state` from the checkpoint at `path` and returns the progress stored with it.
-    pub fn load(gpu: &Gpu, state: &TensorState<'_>, path: &Path) -> Result<Self> {
+    pub fn load(gpu: &Device, state: &TensorState<'_>, path: &Path) -> Result<Self> {
         let ck = Checkpoint::load(path)?;
         state.load_from(gpu, &ck, path)?;
         let bad = |what: &str| Error::Io {

@@ -14,7 +14,7 @@ use std::path::Path;
 
 use crate::checkpoint::{Checkpoint, TensorState};
 use crate::error::{arg_err, Result};
-use crate::gpu::{Dispatch, Gpu, GpuTensor, Step};
+use crate::gpu::{Device, Dispatch, Step, Tensor};
 use crate::models::gpu::GpuStudent;
 use crate::models::{Init, ParamLayout, ParamSpec};
 use crate::ops::adamw::{AdamW, AdamWConfig};
@@ -152,9 +152,9 @@ pub fn data_stream(purpose: u8, counter: u64) -> u64 {
 /// episode, sharing one teacher.
 pub struct MetaLearner {
     layout: ParamLayout,
-    meta: GpuTensor,
-    dmeta: GpuTensor,
-    best_meta: GpuTensor,
+    meta: Tensor,
+    dmeta: Tensor,
+    best_meta: Tensor,
     save_best: Dispatch,
     restore_best: Dispatch,
     outer_opt: AdamW,
@@ -168,7 +168,7 @@ impl MetaLearner {
     /// Builds everything and initialises the meta parameters from the layout's initialisers,
     /// drawn with the engine's RNG keyed by `(cfg.seed, tensor index)`.
     pub fn new<S: GpuStudent>(
-        gpu: &Gpu,
+        gpu: &Device,
         student: &S,
         weights: &TeacherWeightsGpu,
         meta_batch: usize,
@@ -230,7 +230,7 @@ impl MetaLearner {
     /// One outer step on the given task latents (`meta_batch × L·M`) with data stream `stream`:
     /// adapt, meta-gradient, clipped AdamW (skipped on the GPU if non-finite). Returns the mean
     /// query loss and accuracy before the update.
-    pub fn train_step(&self, gpu: &Gpu, latents: &[f32], stream: u64) -> Result<EpisodeMetrics> {
+    pub fn train_step(&self, gpu: &Device, latents: &[f32], stream: u64) -> Result<EpisodeMetrics> {
         self.train_step_with(gpu, latents, stream, false)
             .map(|(m, _)| m)
     }
@@ -239,7 +239,7 @@ impl MetaLearner {
     /// test the non-finite guard); also returns the outer optimiser's consecutive-skip count.
     pub fn train_step_with(
         &self,
-        gpu: &Gpu,
+        gpu: &Device,
         latents: &[f32],
         stream: u64,
         inject_nan: bool,
@@ -267,7 +267,7 @@ impl MetaLearner {
     /// ([`crate::train::episode_twin::meta_gradient`]) on the same data, which it returns too.
     pub fn episode_gradient(
         &self,
-        gpu: &Gpu,
+        gpu: &Device,
         latents: &[f32],
         stream: u64,
     ) -> Result<EpisodeGradient> {
@@ -324,12 +324,12 @@ impl MetaLearner {
     }
 
     /// Restores [`MetaLearner::state`] from a checkpoint read from `path`.
-    pub fn load_state(&self, gpu: &Gpu, ck: &Checkpoint, path: &Path) -> Result<()> {
+    pub fn load_state(&self, gpu: &Device, ck: &Checkpoint, path: &Path) -> Result<()> {
         self.state().load_from(gpu, ck, path)
     }
 
     /// Skipped outer steps so far (non-finite meta-gradients), read from the GPU.
-    pub fn skipped_steps(&self, gpu: &Gpu) -> Result<f64> {
+    pub fn skipped_steps(&self, gpu: &Device) -> Result<f64> {
         Ok(gpu
             .read(self.outer_opt.skipped())?
             .first()
@@ -342,7 +342,7 @@ impl MetaLearner {
     /// asked, every task's adapted parameters (`tasks × task_len`, for module decoding).
     pub fn evaluate(
         &self,
-        gpu: &Gpu,
+        gpu: &Device,
         latents: &[f32],
         latent_len: usize,
         stream: u64,
@@ -393,21 +393,21 @@ impl MetaLearner {
     }
 
     /// Copies the current meta parameters into the best-so-far slot.
-    pub fn save_best(&self, gpu: &Gpu) -> Result<()> {
+    pub fn save_best(&self, gpu: &Device) -> Result<()> {
         Ok(gpu.run(&[&self.save_best])?)
     }
 
     /// Replaces the current meta parameters by the best-so-far slot.
-    pub fn restore_best(&self, gpu: &Gpu) -> Result<()> {
+    pub fn restore_best(&self, gpu: &Device) -> Result<()> {
         Ok(gpu.run(&[&self.restore_best])?)
     }
 
     /// The packed meta parameters.
-    pub fn meta(&self) -> &GpuTensor {
+    pub fn meta(&self) -> &Tensor {
         &self.meta
     }
     /// The best-by-valid meta parameters (as last saved).
-    pub fn best_meta(&self) -> &GpuTensor {
+    pub fn best_meta(&self) -> &Tensor {
         &self.best_meta
     }
     /// The student's parameter layout.
@@ -430,7 +430,7 @@ fn mean_metrics(loss: &[f32], acc: &[f32], support: &[f32]) -> EpisodeMetrics {
 }
 
 /// Draws every meta tensor from its initialiser, keyed by `(seed, index in the layout)`.
-fn init_meta(gpu: &Gpu, specs: &[ParamSpec], meta: &GpuTensor, seed: u64) -> Result<()> {
+fn init_meta(gpu: &Device, specs: &[ParamSpec], meta: &Tensor, seed: u64) -> Result<()> {
     let mut off = 0;
     let mut ds = Vec::new();
     for (i, s) in specs.iter().enumerate() {

@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::checkpoint::TensorState;
 use crate::error::{Error, Result};
-use crate::gpu::Gpu;
+use crate::gpu::Device;
 use crate::run::{write_atomic, write_json};
 use crate::train::loop_state::LoopState;
 use crate::train::progress::Progress;
@@ -45,19 +45,19 @@ pub trait Experiment {
     type Extras: Serialize + DeserializeOwned;
 
     /// Training step `step` (0-based): the update from the state after `step` steps.
-    fn train_step(&self, gpu: &Gpu, step: usize) -> Result<StepReport<Self::Metrics>>;
+    fn train_step(&self, gpu: &Device, step: usize) -> Result<StepReport<Self::Metrics>>;
     /// The names of the evaluation sets, in evaluation order.
     fn eval_sets(&self) -> Vec<String>;
     /// Every evaluation set's metrics at the current state.
-    fn evaluate(&self, gpu: &Gpu) -> Result<SetMetrics<Self::Metrics>>;
+    fn evaluate(&self, gpu: &Device) -> Result<SetMetrics<Self::Metrics>>;
     /// The evaluation set whose [`Experiment::score`] picks the best state (e.g. `valid`).
     fn selection_set(&self) -> &str;
     /// A set's score for selection; lower is better (e.g. its loss).
     fn score(metrics: &Self::Metrics) -> f64;
     /// Keeps the current state as the best so far.
-    fn save_best(&self, gpu: &Gpu) -> Result<()>;
+    fn save_best(&self, gpu: &Device) -> Result<()>;
     /// Steps skipped so far because the update was non-finite.
-    fn skipped_steps(&self, gpu: &Gpu) -> Result<f64>;
+    fn skipped_steps(&self, gpu: &Device) -> Result<f64>;
     /// Every GPU tensor an exact resume needs, under its checkpoint name.
     fn state(&self) -> TensorState<'_>;
     /// The progress message of a training step (`loss 0.1234 acc 0.567`).
@@ -65,7 +65,7 @@ pub trait Experiment {
     /// The line printed at an evaluation, after `step N  `.
     fn describe_eval(train: &Self::Metrics, sets: &SetMetrics<Self::Metrics>) -> String;
     /// The experiment's `summary.json` fields, computed at the final state.
-    fn summary_extras(&self, gpu: &Gpu) -> Result<Self::Extras>;
+    fn summary_extras(&self, gpu: &Device) -> Result<Self::Extras>;
 }
 
 /// The loop's own settings, resolved from the experiment's config.
@@ -124,7 +124,7 @@ struct Record<'a, M> {
 
 /// Trains `exp` by `schedule` into `plan.dir` and writes `summary.json`.
 pub fn train<E: Experiment>(
-    gpu: &Gpu,
+    gpu: &Device,
     exp: &E,
     schedule: &Schedule,
     plan: &RunPlan,
@@ -147,7 +147,7 @@ pub fn train<E: Experiment>(
 }
 
 /// A fresh state, or the checkpoint's (restoring the experiment's tensors and the log).
-fn start<E: Experiment>(gpu: &Gpu, exp: &E, plan: &RunPlan) -> Result<LoopState<E::Metrics>> {
+fn start<E: Experiment>(gpu: &Device, exp: &E, plan: &RunPlan) -> Result<LoopState<E::Metrics>> {
     // An experiment that does not evaluate its own selection set is refused before any step.
     let sets = exp.eval_sets();
     if !sets.iter().any(|s| s == exp.selection_set()) {
@@ -168,7 +168,7 @@ fn start<E: Experiment>(gpu: &Gpu, exp: &E, plan: &RunPlan) -> Result<LoopState<
 /// Training step `done − 1`; stops the run with a checkpoint after too many non-finite steps or
 /// when an embedder asks it to ([`crate::train::interrupt`]).
 fn train_one<E: Experiment>(
-    gpu: &Gpu,
+    gpu: &Device,
     exp: &E,
     schedule: &Schedule,
     plan: &RunPlan,
@@ -205,7 +205,7 @@ fn train_one<E: Experiment>(
 
 /// Evaluates at step `done`: a `metrics.jsonl` record, the best state, a line, a checkpoint.
 fn evaluate<E: Experiment>(
-    gpu: &Gpu,
+    gpu: &Device,
     exp: &E,
     plan: &RunPlan,
     st: &mut LoopState<E::Metrics>,
@@ -254,7 +254,7 @@ fn selection_score<E: Experiment>(exp: &E, sets: &SetMetrics<E::Metrics>) -> Res
 }
 
 fn summarise<E: Experiment>(
-    gpu: &Gpu,
+    gpu: &Device,
     exp: &E,
     schedule: &Schedule,
     plan: &RunPlan,
@@ -274,7 +274,7 @@ fn summarise<E: Experiment>(
 
 /// [`train`] into `dir`, fresh or (`resume`) from its checkpoint, timed from now.
 pub fn train_in<E: Experiment>(
-    gpu: &Gpu,
+    gpu: &Device,
     exp: &E,
     schedule: &Schedule,
     dir: &Path,

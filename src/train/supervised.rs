@@ -18,7 +18,7 @@ mod bench;
 pub use bench::{bench_runs, RunsBench, RunsBenchSpec};
 
 use crate::error::{arg_err, Result};
-use crate::gpu::{Dispatch, Gpu, GpuTensor, Step};
+use crate::gpu::{Device, Dispatch, Step, Tensor};
 use crate::nn::PackedMlp;
 use crate::ops::adamw::{AdamW, AdamWConfig};
 use crate::ops::loss::mse;
@@ -78,7 +78,7 @@ pub struct SupervisedRuns {
     data: RngDispatch,
     /// Teacher forward, student forward, loss and gradient, backward, in order.
     dispatches: Vec<Dispatch>,
-    loss: GpuTensor,
+    loss: Tensor,
     opt: AdamW,
     step: u64,
 }
@@ -87,7 +87,7 @@ impl SupervisedRuns {
     /// Builds the runs and initialises students and teachers on the GPU from the runs' seeds.
     /// Bad specs are [`crate::Error::InvalidArgument`] naming the field.
     pub fn new(
-        gpu: &Gpu,
+        gpu: &Device,
         runs: &[RunSpec],
         mlp: &MlpSpec,
         data: &DataSpec,
@@ -143,7 +143,7 @@ impl SupervisedRuns {
 
     /// Trains every run for `steps` more steps (one submit and one readback each) and returns
     /// each run's losses of these steps, in the order of the specs.
-    pub fn train(&mut self, gpu: &Gpu, steps: usize) -> Result<Vec<RunCurve>> {
+    pub fn train(&mut self, gpu: &Device, steps: usize) -> Result<Vec<RunCurve>> {
         let mut curves: Vec<RunCurve> = self
             .runs
             .iter()
@@ -170,7 +170,7 @@ impl SupervisedRuns {
 
     /// Each run's student parameters (all layers packed: per layer the `fan_in × fan_out` weight,
     /// row-major, then the bias), in the order of the specs.
-    pub fn params(&self, gpu: &Gpu) -> Result<Vec<Vec<f32>>> {
+    pub fn params(&self, gpu: &Device) -> Result<Vec<Vec<f32>>> {
         let p = self.student.params();
         let all = gpu.read(p)?;
         Ok(all.chunks(p.item_len()).map(<[f32]>::to_vec).collect())

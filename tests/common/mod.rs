@@ -4,12 +4,12 @@
 use std::io::Write;
 use std::sync::OnceLock;
 
-use hypermod::gpu::{DeviceChoice, Gpu, GpuOptions, GpuTensor, DEVICE_ENV};
+use hypermod::gpu::{Device, DeviceChoice, DeviceOptions, Tensor, DEVICE_ENV};
 use rand::rngs::ChaCha8Rng;
 use rand::{RngExt, SeedableRng};
 
-static GPU: OnceLock<Option<Gpu>> = OnceLock::new();
-static NATIVE: OnceLock<Gpu> = OnceLock::new();
+static GPU: OnceLock<Option<Device>> = OnceLock::new();
+static NATIVE: OnceLock<Device> = OnceLock::new();
 
 /// The device the tests run on: `$HYPERMOD_DEVICE` when set (`.ci/run` runs the suite once on
 /// lavapipe and once with `cpu`, the native backend), else `wgpu` — the WGSL kernels on the best
@@ -30,18 +30,18 @@ pub fn hypermod_bin() -> std::process::Command {
 }
 
 /// The native CPU backend, whatever the tests' device (for native-vs-WGSL comparisons).
-pub fn native() -> &'static Gpu {
-    NATIVE.get_or_init(|| Gpu::native(None).expect("the native backend always opens"))
+pub fn native() -> &'static Device {
+    NATIVE.get_or_init(|| Device::native(None).expect("the native backend always opens"))
 }
 
 /// The device every test uses (see [`device_name`]; honours `WGPU_BACKEND` and
 /// `HYPERMOD_ADAPTER`).
 ///
 /// With `CI=true` a missing adapter fails the test; elsewhere the test is skipped loudly.
-pub fn gpu() -> Option<&'static Gpu> {
-    let open = || -> Result<Gpu, hypermod::gpu::DeviceError> {
+pub fn gpu() -> Option<&'static Device> {
+    let open = || -> Result<Device, hypermod::gpu::DeviceError> {
         let choice: DeviceChoice = device_name().parse()?;
-        Gpu::open(choice, GpuOptions::default())
+        Device::open(choice, DeviceOptions::default())
     };
     GPU.get_or_init(|| match open() {
         Ok(g) => {
@@ -143,13 +143,13 @@ pub fn data(rng: &mut ChaCha8Rng, batch: usize, len: usize, shared: bool) -> Vec
 /// Uploads logical host data (`batch` items of `rows × cols`, item-major) as a packed tensor;
 /// `shared` uploads only the first item and broadcasts it to `batch` items (stride 0).
 pub fn put(
-    gpu: &Gpu,
+    gpu: &Device,
     host: &[f32],
     batch: usize,
     rows: usize,
     cols: usize,
     shared: bool,
-) -> GpuTensor {
+) -> Tensor {
     if shared {
         gpu.upload(&host[..rows * cols], 1, rows, cols)
             .unwrap()
@@ -163,12 +163,12 @@ pub fn put(
 /// `host` as a broadcast of its first item when `shared` ([`put`]), else as a NaN-padded view at
 /// a random offset (0..=5) with a random gap (0..=3) between items ([`padded_at`]).
 pub fn put_random_padded(
-    gpu: &Gpu,
+    gpu: &Device,
     rng: &mut ChaCha8Rng,
     host: &[f32],
     (batch, rows, cols): (usize, usize, usize),
     shared: bool,
-) -> GpuTensor {
+) -> Tensor {
     if shared {
         return put(gpu, host, batch, rows, cols, true);
     }
@@ -209,14 +209,14 @@ pub fn padded_buffer(
 /// last (see [`padded_buffer`]). The whole buffer is `t.view(0, 1, 1, n, n)` with `n` the
 /// buffer length.
 pub fn padded_at(
-    gpu: &Gpu,
+    gpu: &Device,
     host: &[f32],
     batch: usize,
     rows: usize,
     cols: usize,
     offset: usize,
     gap: usize,
-) -> GpuTensor {
+) -> Tensor {
     let raw = padded_buffer(host, batch, rows, cols, offset, gap);
     let n = raw.len();
     gpu.upload(&raw, 1, 1, n)
@@ -229,14 +229,14 @@ pub fn padded_at(
 /// between items and a NaN stride after the last, NaN everywhere outside the items. A kernel
 /// that ignores the tensor's offset or stride reads NaN (inputs) or lands its writes in the
 /// padding (outputs, caught by [`assert_gaps_untouched`]), as does one writing past the end.
-pub fn padded(gpu: &Gpu, host: &[f32], batch: usize, rows: usize, cols: usize) -> GpuTensor {
+pub fn padded(gpu: &Device, host: &[f32], batch: usize, rows: usize, cols: usize) -> Tensor {
     padded_at(gpu, host, batch, rows, cols, PAD_OFFSET, PAD_GAP)
 }
 
 /// Asserts that the elements of `t`'s buffer outside its items (before the offset, in the gaps
 /// between items, after the last) still hold the NaN they were created with: a kernel writing
 /// past an edge is caught even where the logical read-back would not show it.
-pub fn assert_gaps_untouched(gpu: &Gpu, t: &GpuTensor, ctx: &str) {
+pub fn assert_gaps_untouched(gpu: &Device, t: &Tensor, ctx: &str) {
     let whole = t.view(0, 1, 1, t.capacity(), t.capacity()).unwrap();
     for (k, v) in gpu.read(&whole).unwrap().iter().enumerate() {
         let inside = k >= t.offset() && {

@@ -7,13 +7,13 @@ use anyhow::{Context, Result};
 use hypermod::bench::{kernel_cases, run_cases, table_row, BenchReport, BenchSize};
 use hypermod::experiments::sine::SineConfig;
 use hypermod::experiments::ExperimentConfig;
-use hypermod::gpu::Gpu;
+use hypermod::gpu::Device;
 
 pub(crate) fn bench_runs(
     spec: hypermod::train::supervised::RunsBenchSpec,
     json: Option<PathBuf>,
 ) -> Result<()> {
-    let gpu = Gpu::new()?;
+    let gpu = Device::new()?;
     println!(
         "hypermod bench runs on {}: {} runs × {} steps, MLP {:?}, {} samples/step",
         gpu.adapter_info().name,
@@ -68,7 +68,7 @@ pub(crate) fn bench_sweep(
             cfg.kind().name()
         );
     };
-    let gpu = Gpu::new()?;
+    let gpu = Device::new()?;
     println!(
         "hypermod bench sweep {} on {}: {}, {runs} runs as one batch, {sequential} alone",
         config.display(),
@@ -101,7 +101,7 @@ pub(crate) fn bench_step(
     let shape = cfg
         .bench_step_shape()
         .with_context(|| format!("{}", config.display()))?;
-    let gpu = Gpu::new()?;
+    let gpu = Device::new()?;
     println!(
         "hypermod bench step {} on {}: {}, {shape}",
         config.display(),
@@ -125,7 +125,7 @@ pub(crate) fn bench_kernels(
     warmup: usize,
     filter: Option<String>,
 ) -> Result<()> {
-    let gpu = Gpu::new()?;
+    let gpu = Device::new()?;
     let is_cpu = gpu.adapter_info().device_type == wgpu::DeviceType::Cpu;
     let size = size.unwrap_or(if is_cpu {
         BenchSize::Quick

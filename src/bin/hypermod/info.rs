@@ -1,10 +1,10 @@
 //! `hypermod info`: which device runs, why, and its limits and features.
 
 use anyhow::Result;
-use hypermod::gpu::{list_adapters, Gpu};
+use hypermod::gpu::{list_adapters, Device};
 
 pub(crate) fn info(json: bool) -> Result<()> {
-    let gpu = Gpu::new()?;
+    let gpu = Device::new()?;
     let r = gpu.report();
     if json {
         println!("{}", serde_json::to_string_pretty(&r)?);

@@ -252,7 +252,7 @@ fn main() {
     hypermod::gpu::quiet_display_probes();
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn")).init();
     let cli = Cli::parse();
-    // Every part of the engine opens its device with `Gpu::new()`, which reads these; setting
+    // Every part of the engine opens its device with `Device::new()`, which reads these; setting
     // them here, before any thread starts, is what makes the flags reach all of them.
     if let Some(d) = &cli.device {
         std::env::set_var(hypermod::gpu::DEVICE_ENV, d);

@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use anyhow::{Context, Result};
 use hypermod::experiments::ExperimentConfig;
-use hypermod::gpu::Gpu;
+use hypermod::gpu::Device;
 use hypermod::sweep::Shard;
 
 use crate::stoppable;
@@ -37,7 +37,7 @@ pub(crate) fn run_sweep(
         None => default_out(&sweep),
     });
     hypermod::sweep::check_shard_dir(&sweep, &out, overwrite, shard)?;
-    let gpu = Gpu::new()?;
+    let gpu = Device::new()?;
     match shard {
         None => println!(
             "hypermod sweep {}: {} runs on {} → {}",
@@ -82,7 +82,7 @@ pub(crate) fn train(
     let out = out.unwrap_or_else(|| default_out(&config));
     hypermod::run::check_fresh_run_dir(&out, overwrite)?;
     let resolved = toml::to_string(&table).context("serialising the resolved config")?;
-    let gpu = Gpu::new()?;
+    let gpu = Device::new()?;
     println!(
         "hypermod train {} on {}: {} → {}",
         config.display(),
@@ -96,7 +96,7 @@ pub(crate) fn train(
 }
 
 pub(crate) fn resume_run(dir: PathBuf) -> Result<()> {
-    let gpu = Gpu::new()?;
+    let gpu = Device::new()?;
     println!(
         "hypermod train --resume {} on {}",
         dir.display(),

@@ -8,7 +8,7 @@ use super::config::HyperteacherConfig;
 use super::setup::setup;
 use super::student::param_counts;
 use crate::error::{arg_err, Result};
-use crate::gpu::Gpu;
+use crate::gpu::Device;
 use crate::train::meta::{data_stream, sample_latents};
 
 /// Throughput of the outer step at a config's size.
@@ -46,7 +46,7 @@ pub struct StepBench {
 /// Times `steps` outer steps after `warmup` untimed ones. Wall clock per step is the honest
 /// figure here: a step is one submit ending in the loss readback, so nothing overlaps it.
 pub fn bench_step(
-    gpu: &Gpu,
+    gpu: &Device,
     cfg: &HyperteacherConfig,
     warmup: usize,
     steps: usize,

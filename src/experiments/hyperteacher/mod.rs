@@ -28,7 +28,7 @@ pub use self::student::param_counts;
 use crate::checkpoint::TensorState;
 use crate::error::{arg_err, Result};
 use crate::experiments::{ExperimentDef, StepBenchReport};
-use crate::gpu::Gpu;
+use crate::gpu::Device;
 use crate::report::plot::SweepPlot;
 use crate::report::runs_table::Measure;
 use crate::train::meta::{data_stream, sample_latents, EpisodeMetrics, MetaLearner};
@@ -63,7 +63,7 @@ pub struct Hyperteacher {
 
 impl Hyperteacher {
     /// Resolves a validated config into the run's parts and the loop's schedule.
-    pub fn new(gpu: &Gpu, cfg: &HyperteacherConfig) -> Result<(Hyperteacher, Schedule)> {
+    pub fn new(gpu: &Device, cfg: &HyperteacherConfig) -> Result<(Hyperteacher, Schedule)> {
         let s = setup::setup(gpu, cfg)?;
         let tr = &cfg.train;
         let plan = EvalPlan {
@@ -92,7 +92,12 @@ impl Hyperteacher {
 
     /// Adapts and scores set `i` (its data stream is fixed by its index); with `keep`, also
     /// returns every task's adapted parameters.
-    fn evaluate_set(&self, gpu: &Gpu, i: usize, keep: bool) -> Result<(EpisodeMetrics, Vec<f32>)> {
+    fn evaluate_set(
+        &self,
+        gpu: &Device,
+        i: usize,
+        keep: bool,
+    ) -> Result<(EpisodeMetrics, Vec<f32>)> {
         let s = &self.sets[i];
         let stream = data_stream(1 + i as u8, 0);
         self.learner
@@ -100,7 +105,7 @@ impl Hyperteacher {
     }
 
     /// The adapted parameters and latents of the set named `name`, if the run has it.
-    fn adapted(&self, gpu: &Gpu, name: &str) -> Result<Option<(Vec<f32>, &[f32])>> {
+    fn adapted(&self, gpu: &Device, name: &str) -> Result<Option<(Vec<f32>, &[f32])>> {
         let Some(i) = self.sets.iter().position(|s| s.name == name) else {
             return Ok(None);
         };
@@ -119,7 +124,7 @@ impl Experiment for Hyperteacher {
     type Metrics = EpisodeMetrics;
     type Extras = Extras;
 
-    fn train_step(&self, gpu: &Gpu, step: usize) -> Result<StepReport<EpisodeMetrics>> {
+    fn train_step(&self, gpu: &Device, step: usize) -> Result<StepReport<EpisodeMetrics>> {
         let latents = sample_latents(&self.train_pool, self.meta_batch, self.seed, step as u64);
         // `inject_nan_steps` counts steps from 1.
         let inject = self.inject_nan_steps.contains(&(step + 1));
@@ -136,7 +141,7 @@ impl Experiment for Hyperteacher {
         self.sets.iter().map(|s| s.name.clone()).collect()
     }
 
-    fn evaluate(&self, gpu: &Gpu) -> Result<SetMetrics<EpisodeMetrics>> {
+    fn evaluate(&self, gpu: &Device) -> Result<SetMetrics<EpisodeMetrics>> {
         let mut metrics = SetMetrics::new();
         for (i, s) in self.sets.iter().enumerate() {
             metrics.insert(s.name.clone(), self.evaluate_set(gpu, i, false)?.0);
@@ -152,11 +157,11 @@ impl Experiment for Hyperteacher {
         m.loss
     }
 
-    fn save_best(&self, gpu: &Gpu) -> Result<()> {
+    fn save_best(&self, gpu: &Device) -> Result<()> {
         self.learner.save_best(gpu)
     }
 
-    fn skipped_steps(&self, gpu: &Gpu) -> Result<f64> {
+    fn skipped_steps(&self, gpu: &Device) -> Result<f64> {
         self.learner.skipped_steps(gpu)
     }
 
@@ -180,7 +185,7 @@ impl Experiment for Hyperteacher {
     }
 
     /// Module decoding at the final state: fit on in-distribution (test) tasks, score on OOD.
-    fn summary_extras(&self, gpu: &Gpu) -> Result<Extras> {
+    fn summary_extras(&self, gpu: &Device) -> Result<Extras> {
         let dim = self.learner.layout().task_len();
         if dim > MAX_DECODER_DIM {
             return Ok(Extras { decoder_r2: None });
@@ -225,7 +230,7 @@ impl ExperimentDef for Hyperteacher {
     }
 
     fn build(
-        gpu: &Gpu,
+        gpu: &Device,
         cfgs: &[HyperteacherConfig],
         _resume: bool,
     ) -> Result<(Hyperteacher, Schedule)> {
@@ -248,7 +253,7 @@ impl ExperimentDef for Hyperteacher {
     }
 
     fn bench_step(
-        gpu: &Gpu,
+        gpu: &Device,
         cfg: &HyperteacherConfig,
         warmup: usize,
         steps: usize,

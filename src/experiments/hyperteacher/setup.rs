@@ -7,7 +7,7 @@ use super::config::HyperteacherConfig;
 use super::student::{with_student, StudentTask};
 use super::tasks::{Coefficients, Task, TaskSpace, TaskSplit};
 use crate::error::Result;
-use crate::gpu::Gpu;
+use crate::gpu::Device;
 use crate::models::gpu::GpuStudent;
 use crate::tasks::teacher::{TeacherConfig, TeacherWeightsGpu};
 use crate::train::meta::{MetaConfig, MetaLearner};
@@ -44,9 +44,9 @@ pub(crate) fn coefficients(continuous: bool, seed: u64, salt: u64) -> Coefficien
 }
 
 /// Builds the [`Setup`] of a validated config.
-pub(crate) fn setup(gpu: &Gpu, cfg: &HyperteacherConfig) -> Result<Setup> {
+pub(crate) fn setup(gpu: &Device, cfg: &HyperteacherConfig) -> Result<Setup> {
     struct Build<'a> {
-        gpu: &'a Gpu,
+        gpu: &'a Device,
         cfg: &'a HyperteacherConfig,
     }
     impl StudentTask for Build<'_> {
@@ -58,7 +58,7 @@ pub(crate) fn setup(gpu: &Gpu, cfg: &HyperteacherConfig) -> Result<Setup> {
     with_student(cfg, Build { gpu, cfg })
 }
 
-fn build<S: GpuStudent>(gpu: &Gpu, cfg: &HyperteacherConfig, student: &S) -> Result<Setup> {
+fn build<S: GpuStudent>(gpu: &Device, cfg: &HyperteacherConfig, student: &S) -> Result<Setup> {
     let tr = &cfg.train;
     let space = cfg.task_space()?;
     let split = space.split(cfg.task_support()).map_err(task_err)?;

@@ -10,7 +10,7 @@ use serde::Serialize;
 
 use super::{Sine, SineConfig};
 use crate::error::{arg_err, Result};
-use crate::gpu::Gpu;
+use crate::gpu::Device;
 use crate::train::runner::Experiment;
 
 /// The training-set sizes the benchmark's runs cycle through (the default sweep's grid).
@@ -59,7 +59,7 @@ pub fn bench_configs(cfg: &SineConfig, runs: usize) -> Vec<SineConfig> {
 
 /// Trains `cfgs` as one batch end to end (evaluating on the config's cadence) and returns the
 /// seconds and run 1's summary fields as JSON.
-fn time_batch(gpu: &Gpu, cfgs: &[SineConfig]) -> Result<(f64, String)> {
+fn time_batch(gpu: &Device, cfgs: &[SineConfig]) -> Result<(f64, String)> {
     let t = Instant::now();
     let (exp, schedule) = Sine::new(gpu, cfgs, false)?;
     exp.evaluate(gpu)?;
@@ -76,7 +76,7 @@ fn time_batch(gpu: &Gpu, cfgs: &[SineConfig]) -> Result<(f64, String)> {
 
 /// Runs the measurement (see the module docs): `runs` batched, the first `sequential` alone.
 pub fn bench_sweep(
-    gpu: &Gpu,
+    gpu: &Device,
     cfg: &SineConfig,
     runs: usize,
     sequential: usize,

@@ -6,7 +6,7 @@
 use super::config::SineConfig;
 use super::net::Network;
 use crate::error::Result;
-use crate::gpu::{Dispatch, Gpu, GpuTensor, Step};
+use crate::gpu::{Device, Dispatch, Step, Tensor};
 use crate::ops::loss::mse;
 use crate::ops::rng::ItemSeeds;
 use crate::ops::sine::{sample, Fold, Rows, SampleSpec, SineSample, SineShape};
@@ -59,7 +59,7 @@ pub(super) struct EvalSet {
     chunks: Vec<Chunk>,
     forwards: Vec<Vec<Dispatch>>,
     /// `[chunks·R × 1 × 1]`: chunk c's per-run MSE at rows `c·R..`.
-    loss: GpuTensor,
+    loss: Tensor,
     /// Rows of each chunk.
     rows: Vec<usize>,
 }
@@ -68,10 +68,10 @@ impl EvalSet {
     /// The evaluation sets of `cfg`: valid and test from the training distribution, the wide
     /// OOD set, and the held-out combination when the task holds one out.
     pub(super) fn all(
-        gpu: &Gpu,
+        gpu: &Device,
         cfg: &SineConfig,
         net: &Network,
-        task_t: &GpuTensor,
+        task_t: &Tensor,
         seeds: &ItemSeeds,
         train_fold: Fold,
     ) -> Result<Vec<EvalSet>> {
@@ -142,7 +142,7 @@ impl EvalSet {
     }
 
     /// Every set's per-run MSE, in one submit.
-    pub(super) fn mse_of_all(gpu: &Gpu, sets: &[EvalSet], r: usize) -> Result<Vec<Vec<f64>>> {
+    pub(super) fn mse_of_all(gpu: &Device, sets: &[EvalSet], r: usize) -> Result<Vec<Vec<f64>>> {
         let mut step = Step::new(gpu);
         let mut slots = Vec::new();
         for set in sets {

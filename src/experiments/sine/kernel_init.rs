@@ -17,7 +17,7 @@
 
 use super::net::Network;
 use crate::error::Result;
-use crate::gpu::{Dispatch, Gpu, GpuTensor, Step};
+use crate::gpu::{Device, Dispatch, Step, Tensor};
 use crate::nn::{LayerParams, Mlp, Param};
 use crate::ops::adamw::{AdamW, AdamWConfig};
 use crate::ops::cholesky::{cholesky_solve, Ridge};
@@ -37,10 +37,10 @@ pub struct KernelInit {
     /// Projections to unit columns: into scratch, then back.
     normalize: [Dispatch; 2],
     /// The objective yᵀ(K + εI)⁻¹y per module `[R·K̂ × 1 × 1]`.
-    quad: GpuTensor,
+    quad: Tensor,
     /// The packed parameter gradients (∂objective/∂Û in each item's first `m·b̂`), and the
     /// lengths of an item and of its projection.
-    grads: (GpuTensor, usize, usize),
+    grads: (Tensor, usize, usize),
 }
 
 /// One run's settings (a batch shares sizes; learning rates may differ).
@@ -57,11 +57,11 @@ impl KernelInit {
     /// `y [R·K̂ × B × 1]` are what `sample` writes; `runs[r]` are run r's settings (one ridge
     /// for the batch: the first run's).
     pub fn new(
-        gpu: &Gpu,
+        gpu: &Device,
         net: &Network,
         sample: SineSample,
-        x: &GpuTensor,
-        y: &GpuTensor,
+        x: &Tensor,
+        y: &Tensor,
         runs: &[InitSettings],
     ) -> Result<KernelInit> {
         let items = net.runs * net.modules;
@@ -163,7 +163,7 @@ impl KernelInit {
 
     /// One evaluation of the objective and its gradient on the samples of pick stream `pick`,
     /// without a step: `(objective per module, ∂/∂Û per module)` (for tests).
-    pub fn probe(&self, gpu: &Gpu, pick: u64) -> Result<(Vec<f32>, Vec<f32>)> {
+    pub fn probe(&self, gpu: &Device, pick: u64) -> Result<(Vec<f32>, Vec<f32>)> {
         self.sample.set_stream(gpu, pick);
         let mut s = Step::new(gpu);
         s.run(self.sample.dispatch());
@@ -181,7 +181,7 @@ impl KernelInit {
 
     /// Runs `steps` steps (step t draws its samples with pick stream `pick(t)`) and returns the
     /// objective of every module at the last step.
-    pub fn run(&self, gpu: &Gpu, steps: usize, pick: impl Fn(usize) -> u64) -> Result<Vec<f32>> {
+    pub fn run(&self, gpu: &Device, steps: usize, pick: impl Fn(usize) -> u64) -> Result<Vec<f32>> {
         gpu.run(&[&self.normalize[0], &self.normalize[1]])?;
         let mut progress = Progress::new(steps, 0);
         let mut last = Vec::new();

@@ -41,7 +41,7 @@ use crate::error::{arg_err, Result};
 use crate::experiments::per_run::{self, MemberDir, PerRun};
 use crate::experiments::registry::check_batch;
 use crate::experiments::ExperimentDef;
-use crate::gpu::{Dispatch, Gpu, GpuTensor, Step};
+use crate::gpu::{Device, Dispatch, Step, Tensor};
 use crate::ops::adamw::{AdamW, AdamWConfig};
 use crate::ops::loss::mse;
 use crate::ops::rng::ItemSeeds;
@@ -144,17 +144,17 @@ pub struct Sine {
     tasks: Vec<Task>,
     net: Network,
     /// Keeps the task tensors and seeds the samplers bind alive.
-    _data: (GpuTensor, ItemSeeds, ItemSeeds),
+    _data: (Tensor, ItemSeeds, ItemSeeds),
     train_sample: SineSample,
     /// The training step's inputs and targets (what `train_sample` writes).
-    train_xy: (GpuTensor, GpuTensor),
+    train_xy: (Tensor, Tensor),
     train: Vec<Dispatch>,
-    train_loss: GpuTensor,
+    train_loss: Tensor,
     sets: Vec<EvalSet>,
     opt: AdamW,
     /// `[R × 1 × BEST_FIELDS]`: valid, test, ood, combination, step at each run's best; initial
     /// recovery, kernel objective.
-    best: GpuTensor,
+    best: Tensor,
     /// Host copy of `best`, updated at every evaluation.
     best_host: Mutex<Vec<f32>>,
     /// Steps trained, for the best-state record.
@@ -164,7 +164,7 @@ pub struct Sine {
 impl Sine {
     /// Sets up the runs of `cfgs` (validated, one [`batch_key`]) and the loop's schedule; runs
     /// the kernel initialisation unless `resume` (the checkpoint then holds the parameters).
-    pub fn new(gpu: &Gpu, cfgs: &[SineConfig], resume: bool) -> Result<(Sine, Schedule)> {
+    pub fn new(gpu: &Device, cfgs: &[SineConfig], resume: bool) -> Result<(Sine, Schedule)> {
         check_batch::<Sine>(cfgs)?;
         let first = &cfgs[0];
         for c in cfgs {
@@ -257,7 +257,7 @@ impl Sine {
 
     /// Algorithm 1 on every module of every run; returns each run's final objective (mean over
     /// its modules).
-    fn kernel_init(&self, gpu: &Gpu, fold: Fold) -> Result<Vec<f64>> {
+    fn kernel_init(&self, gpu: &Device, fold: Fold) -> Result<Vec<f64>> {
         let first = &self.cfgs[0];
         let k = &first.kernel_init;
         let (r, reps, shape) = (self.cfgs.len(), self.net.x_copies(), self.tasks[0].shape);
@@ -310,7 +310,7 @@ impl Sine {
     #[allow(clippy::type_complexity)]
     pub fn probe_gradient(
         &self,
-        gpu: &Gpu,
+        gpu: &Device,
         step: usize,
     ) -> Result<(Vec<f32>, Vec<f32>, Vec<f32>, Vec<f32>)> {
         self.train_sample.set_stream(gpu, TRAIN_PICK + step as u64);
@@ -371,7 +371,7 @@ impl Sine {
     }
 
     /// Every run's module recovery (None for the monolithic network).
-    fn recoveries(&self, gpu: &Gpu) -> Result<Vec<Option<f64>>> {
+    fn recoveries(&self, gpu: &Device) -> Result<Vec<Option<f64>>> {
         if !self.net.modular() {
             return Ok(vec![None; self.runs()]);
         }
@@ -412,7 +412,7 @@ impl Experiment for Sine {
     type Metrics = RunsMetrics;
     type Extras = RunsExtras;
 
-    fn train_step(&self, gpu: &Gpu, step: usize) -> Result<StepReport<RunsMetrics>> {
+    fn train_step(&self, gpu: &Device, step: usize) -> Result<StepReport<RunsMetrics>> {
         self.train_sample.set_stream(gpu, TRAIN_PICK + step as u64);
         self.steps_done.store(step + 1, Ordering::Relaxed);
         let mut rec = Step::new(gpu);
@@ -439,7 +439,7 @@ impl Experiment for Sine {
         self.sets.iter().map(|s| s.name.to_string()).collect()
     }
 
-    fn evaluate(&self, gpu: &Gpu) -> Result<SetMetrics<RunsMetrics>> {
+    fn evaluate(&self, gpu: &Device) -> Result<SetMetrics<RunsMetrics>> {
         let per_set = EvalSet::mse_of_all(gpu, &self.sets, self.runs())?;
         let step = self.steps_done.load(Ordering::Relaxed);
         let mut best = self.host_best();
@@ -476,12 +476,12 @@ impl Experiment for Sine {
         m.0.iter().map(|r| r.mse).sum::<f64>() / m.0.len().max(1) as f64
     }
 
-    fn save_best(&self, _gpu: &Gpu) -> Result<()> {
+    fn save_best(&self, _gpu: &Device) -> Result<()> {
         // Each run keeps its own best (by its validation MSE) in `best`, not the batch's.
         Ok(())
     }
 
-    fn skipped_steps(&self, gpu: &Gpu) -> Result<f64> {
+    fn skipped_steps(&self, gpu: &Device) -> Result<f64> {
         let skipped = gpu.read(self.opt.skipped())?;
         Ok(skipped.iter().cloned().fold(0.0, f32::max) as f64)
     }
@@ -511,7 +511,7 @@ impl Experiment for Sine {
         )
     }
 
-    fn summary_extras(&self, gpu: &Gpu) -> Result<RunsExtras> {
+    fn summary_extras(&self, gpu: &Device) -> Result<RunsExtras> {
         // A resumed run reads its best-state record back from the checkpoint.
         let best = gpu.read(&self.best)?;
         *self.host_best() = best.clone();
@@ -600,7 +600,7 @@ impl ExperimentDef for Sine {
 
     /// Runs the kernel initialisation unless `resume` (the checkpoint then holds the
     /// parameters).
-    fn build(gpu: &Gpu, cfgs: &[SineConfig], resume: bool) -> Result<(Sine, Schedule)> {
+    fn build(gpu: &Device, cfgs: &[SineConfig], resume: bool) -> Result<(Sine, Schedule)> {
         Sine::new(gpu, cfgs, resume)
     }
 
@@ -628,7 +628,7 @@ impl ExperimentDef for Sine {
     }
 
     fn train_batch(
-        gpu: &Gpu,
+        gpu: &Device,
         cfgs: &[SineConfig],
         members: &[MemberDir<'_>],
         batch_dir: &Path,

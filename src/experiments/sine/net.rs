@@ -12,7 +12,7 @@
 
 use super::config::{Method, SineConfig};
 use crate::error::Result;
-use crate::gpu::{Dispatch, Gpu, GpuTensor};
+use crate::gpu::{Device, Dispatch, Tensor};
 use crate::nn::{Dense, Mlp, PackedMlp, WeightInit};
 use crate::ops::gemm::{gemm, GemmOptions};
 use crate::ops::rng::{philox4x32_10, ItemSeeds, RngDispatch};
@@ -47,7 +47,7 @@ pub struct Network {
     /// Input dimension m.
     pub m: usize,
     /// `[1 × 1 × K̂]` ones (the module sum) and `[1 × K̂ × 1]` ones (its backward); modular only.
-    ones: Option<(GpuTensor, GpuTensor)>,
+    ones: Option<(Tensor, Tensor)>,
 }
 
 /// A network's prepared launches on fixed tensors.
@@ -61,7 +61,7 @@ pub struct NetProgram {
 
 impl Network {
     /// The network of `cfg` for `runs` runs, parameters zero until [`Network::init`].
-    pub fn new(gpu: &Gpu, cfg: &SineConfig, runs: usize) -> Result<Network> {
+    pub fn new(gpu: &Device, cfg: &SineConfig, runs: usize) -> Result<Network> {
         let m = cfg.task.m;
         if cfg.model.method == Method::Monolithic {
             let widths: Vec<usize> = std::iter::once(m)
@@ -115,7 +115,7 @@ impl Network {
     /// `TruncatedNormal(1/√fan_in)`, biases `U(±1/√fan_in)`; a module's projection
     /// `N(0, 1/m)` (§9.2's random initialisation). Returns the launches and the item seeds
     /// they bind (keep both alive together).
-    pub fn init(&self, gpu: &Gpu, seeds: &[u64]) -> Result<(Vec<RngDispatch>, ItemSeeds)> {
+    pub fn init(&self, gpu: &Device, seeds: &[u64]) -> Result<(Vec<RngDispatch>, ItemSeeds)> {
         let item_seeds: Vec<u64> = if self.modular() {
             seeds
                 .iter()
@@ -145,14 +145,14 @@ impl Network {
     }
 
     /// The parameters as `[R × 1 × run_len]` (one optimiser item per run), and their gradients.
-    pub fn run_views(&self) -> Result<(GpuTensor, GpuTensor)> {
+    pub fn run_views(&self) -> Result<(Tensor, Tensor)> {
         let len = self.run_len();
-        let view = |t: &GpuTensor| t.view(0, self.runs, 1, len, len);
+        let view = |t: &Tensor| t.view(0, self.runs, 1, len, len);
         Ok((view(self.packed.params())?, view(self.packed.grads())?))
     }
 
     /// Module projections `Û` as `[R·K̂ × m × b̂]` (a strided view of the packed parameters).
-    pub fn projections(&self) -> Result<GpuTensor> {
+    pub fn projections(&self) -> Result<Tensor> {
         let w = &self.packed.layers()[0].w;
         Ok(w.value.clone())
     }
@@ -161,10 +161,10 @@ impl Network {
     /// `dy` (∂L/∂ŷ, `[R × N × 1]`) the backward.
     pub fn program(
         &self,
-        gpu: &Gpu,
-        x: &GpuTensor,
-        y_hat: &GpuTensor,
-        dy: Option<&GpuTensor>,
+        gpu: &Device,
+        x: &Tensor,
+        y_hat: &Tensor,
+        dy: Option<&Tensor>,
     ) -> Result<NetProgram> {
         let Some((ones_row, ones_col)) = &self.ones else {
             let p = self.packed.program(gpu, x, y_hat, dy)?;
@@ -185,8 +185,8 @@ impl Network {
             ..GemmOptions::default()
         };
         // Run r's module outputs are the rows of a [K̂ × N] matrix.
-        let per_run = |t: &GpuTensor| t.view(0, r, k, n, k * n);
-        let as_row = |t: &GpuTensor| t.view(t.offset(), r, 1, n, n);
+        let per_run = |t: &Tensor| t.view(0, r, k, n, k * n);
+        let as_row = |t: &Tensor| t.view(t.offset(), r, 1, n, n);
         let mut forward = p.forward;
         forward.push(gemm(
             gpu,

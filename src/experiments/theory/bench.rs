@@ -7,7 +7,7 @@ use serde::Serialize;
 
 use super::{Theory, TheoryConfig};
 use crate::error::{arg_err, Result};
-use crate::gpu::Gpu;
+use crate::gpu::Device;
 use crate::train::runner::Experiment;
 
 /// Throughput of the theory outer step.
@@ -30,7 +30,12 @@ pub struct StepBench {
 }
 
 /// Times `steps` outer steps after `warmup` untimed ones.
-pub fn bench_step(gpu: &Gpu, cfg: &TheoryConfig, warmup: usize, steps: usize) -> Result<StepBench> {
+pub fn bench_step(
+    gpu: &Device,
+    cfg: &TheoryConfig,
+    warmup: usize,
+    steps: usize,
+) -> Result<StepBench> {
     if steps == 0 {
         return Err(arg_err("bench step", "need at least one timed step"));
     }

@@ -37,7 +37,7 @@ use crate::error::Result;
 use crate::experiments::per_run;
 use crate::experiments::registry::check_batch;
 use crate::experiments::{ExperimentDef, StepBenchReport};
-use crate::gpu::{Dispatch, Gpu, GpuTensor, Step};
+use crate::gpu::{Device, Dispatch, Step, Tensor};
 use crate::ops::adamw::{AdamW, AdamWConfig};
 use crate::ops::elementwise::copy;
 use crate::ops::rng::{fill_cpu, Distribution, ItemSeeds, RngKey};
@@ -98,7 +98,7 @@ pub struct Theory {
     teacher_shape: NetShape,
     student_shape: NetShape,
     nets: Nets,
-    best: GpuTensor,
+    best: Tensor,
     save_best: Dispatch,
     train: Episode,
     eval: Episode,
@@ -172,7 +172,7 @@ fn episode_sizes(cfg: &TheoryConfig) -> (EpisodeSize, EpisodeSize) {
 
 impl Theory {
     /// Sets up the runs of `cfgs` (validated, all with one [`batch_key`]) and the loop's schedule.
-    pub fn new(gpu: &Gpu, cfgs: &[TheoryConfig]) -> Result<(Theory, Schedule)> {
+    pub fn new(gpu: &Device, cfgs: &[TheoryConfig]) -> Result<(Theory, Schedule)> {
         check_batch::<Theory>(cfgs)?;
         let first = &cfgs[0];
         for c in cfgs {
@@ -290,7 +290,7 @@ impl Theory {
 
     /// Infers the latents of evaluation family `k` for every run and reads back
     /// `(inferred ê, teacher outputs, student outputs)`, each run after the other.
-    fn infer_family(&self, gpu: &Gpu, k: usize) -> Result<(Vec<f32>, Vec<f32>, Vec<f32>)> {
+    fn infer_family(&self, gpu: &Device, k: usize) -> Result<(Vec<f32>, Vec<f32>, Vec<f32>)> {
         let latents: Vec<f32> = self
             .runs
             .iter()
@@ -313,7 +313,7 @@ impl Theory {
     }
 
     /// Every run's metrics on every family, from the inferred latents and outputs.
-    fn family_metrics(&self, gpu: &Gpu) -> Result<Vec<SetMetrics<TheoryMetrics>>> {
+    fn family_metrics(&self, gpu: &Device) -> Result<Vec<SetMetrics<TheoryMetrics>>> {
         let (t, s) = (self.teacher_shape, self.student_shape);
         let student = gpu.read(&self.nets.student)?;
         let families = self.runs[0].families.len();
@@ -408,7 +408,7 @@ impl Experiment for Theory {
     type Metrics = RunsMetrics;
     type Extras = RunsExtras;
 
-    fn train_step(&self, gpu: &Gpu, step: usize) -> Result<StepReport<RunsMetrics>> {
+    fn train_step(&self, gpu: &Device, step: usize) -> Result<StepReport<RunsMetrics>> {
         let (t, size) = (self.teacher_shape, self.train.size());
         let latents: Vec<f32> = self
             .runs
@@ -460,7 +460,7 @@ impl Experiment for Theory {
             .collect()
     }
 
-    fn evaluate(&self, gpu: &Gpu) -> Result<SetMetrics<RunsMetrics>> {
+    fn evaluate(&self, gpu: &Device) -> Result<SetMetrics<RunsMetrics>> {
         Ok(by_set(self.family_metrics(gpu)?))
     }
 
@@ -472,11 +472,11 @@ impl Experiment for Theory {
         m.0.iter().map(|r| r.loss).sum::<f64>() / m.0.len().max(1) as f64
     }
 
-    fn save_best(&self, gpu: &Gpu) -> Result<()> {
+    fn save_best(&self, gpu: &Device) -> Result<()> {
         Ok(gpu.run(&[&self.save_best])?)
     }
 
-    fn skipped_steps(&self, gpu: &Gpu) -> Result<f64> {
+    fn skipped_steps(&self, gpu: &Device) -> Result<f64> {
         let skipped = gpu.read(self.outer.skipped())?;
         Ok(skipped.iter().cloned().fold(0.0, f32::max) as f64)
     }
@@ -510,7 +510,7 @@ impl Experiment for Theory {
         )
     }
 
-    fn summary_extras(&self, gpu: &Gpu) -> Result<RunsExtras> {
+    fn summary_extras(&self, gpu: &Device) -> Result<RunsExtras> {
         let per_run = self.family_metrics(gpu)?;
         let extras = self
             .runs
@@ -582,7 +582,7 @@ impl ExperimentDef for Theory {
         describe(cfg)
     }
 
-    fn build(gpu: &Gpu, cfgs: &[TheoryConfig], _resume: bool) -> Result<(Theory, Schedule)> {
+    fn build(gpu: &Device, cfgs: &[TheoryConfig], _resume: bool) -> Result<(Theory, Schedule)> {
         Theory::new(gpu, cfgs)
     }
 
@@ -599,7 +599,7 @@ impl ExperimentDef for Theory {
     }
 
     fn train_batch(
-        gpu: &Gpu,
+        gpu: &Device,
         cfgs: &[TheoryConfig],
         members: &[per_run::MemberDir<'_>],
         batch_dir: &Path,
@@ -615,7 +615,7 @@ impl ExperimentDef for Theory {
     }
 
     fn bench_step(
-        gpu: &Gpu,
+        gpu: &Device,
         cfg: &TheoryConfig,
         warmup: usize,
         steps: usize,

@@ -14,7 +14,7 @@
 
 use crate::error::Result;
 use crate::gpu::error::Result as DeviceResult;
-use crate::gpu::{Dispatch, Gpu, GpuTensor};
+use crate::gpu::{Device, Dispatch, Tensor};
 use crate::nn::{Dense, DenseBackward, Param};
 use crate::ops::adamw::{AdamW, AdamWConfig};
 use crate::ops::elementwise::copy;
@@ -37,17 +37,17 @@ pub struct Nets {
     /// Student sizes.
     pub student_shape: NetShape,
     /// `[R × 1 × teacher len]`.
-    pub teacher: GpuTensor,
+    pub teacher: Tensor,
     /// `[R × 1 × student len]`.
-    pub student: GpuTensor,
+    pub student: Tensor,
     /// The meta-gradient, shaped like `student`.
-    pub student_grad: GpuTensor,
+    pub student_grad: Tensor,
     /// One data seed per run (inputs are drawn per run, so a run draws what it draws alone).
     pub seeds: ItemSeeds,
 }
 
 /// `H` of every run: `[R × M × inputs·hidden]`.
-fn hnet_view(t: &GpuTensor, s: NetShape) -> DeviceResult<GpuTensor> {
+fn hnet_view(t: &Tensor, s: NetShape) -> DeviceResult<Tensor> {
     t.view(
         t.offset(),
         t.batch(),
@@ -58,7 +58,7 @@ fn hnet_view(t: &GpuTensor, s: NetShape) -> DeviceResult<GpuTensor> {
 }
 
 /// `W₂` of every run: `[R × hidden × outputs]`.
-fn readout_view(t: &GpuTensor, s: NetShape) -> DeviceResult<GpuTensor> {
+fn readout_view(t: &Tensor, s: NetShape) -> DeviceResult<Tensor> {
     t.view(
         t.offset() + s.hnet_len(),
         t.batch(),
@@ -69,32 +69,32 @@ fn readout_view(t: &GpuTensor, s: NetShape) -> DeviceResult<GpuTensor> {
 }
 
 /// A per-task tensor `[R·T × n × c]` seen per run, `[R × T·n × c]`.
-fn per_run(t: &GpuTensor, runs: usize) -> DeviceResult<GpuTensor> {
+fn per_run(t: &Tensor, runs: usize) -> DeviceResult<Tensor> {
     let rows = t.batch() / runs * t.rows();
     t.view(t.offset(), runs, rows, t.cols(), rows * t.cols())
 }
 
 /// Per-run generated weights `[R × T × inputs·hidden]` seen per task, `[R·T × inputs × hidden]`.
-fn per_task_weights(t: &GpuTensor, s: NetShape) -> DeviceResult<GpuTensor> {
+fn per_task_weights(t: &Tensor, s: NetShape) -> DeviceResult<Tensor> {
     let items = t.batch() * t.rows();
     t.view(t.offset(), items, s.inputs, s.hidden, s.generated_len())
 }
 
 /// The activations of one forward/backward over `n` inputs per task.
 struct Pass {
-    x: GpuTensor,
-    teacher_hidden: GpuTensor,
-    y: GpuTensor,
-    hidden: GpuTensor,
-    d_hidden: GpuTensor,
-    dz: GpuTensor,
-    y_hat: GpuTensor,
-    dy_hat: GpuTensor,
-    loss: GpuTensor,
+    x: Tensor,
+    teacher_hidden: Tensor,
+    y: Tensor,
+    hidden: Tensor,
+    d_hidden: Tensor,
+    dz: Tensor,
+    y_hat: Tensor,
+    dy_hat: Tensor,
+    loss: Tensor,
 }
 
 impl Pass {
-    fn new(gpu: &Gpu, nets: &Nets, items: usize, n: usize) -> Result<Pass> {
+    fn new(gpu: &Device, nets: &Nets, items: usize, n: usize) -> Result<Pass> {
         let (t, s) = (nets.teacher_shape, nets.student_shape);
         Ok(Pass {
             x: gpu.zeros(items, n, t.inputs)?,
@@ -137,9 +137,9 @@ impl EpisodeSize {
 pub struct Episode {
     size: EpisodeSize,
     /// Teacher latents `[R × T × M]`, written by the host.
-    pub latents: GpuTensor,
+    pub latents: Tensor,
     /// Inferred student latents ê `[R × T × M̂]` (the inner loop's result).
-    pub inferred: GpuTensor,
+    pub inferred: Tensor,
     inner: Pass,
     query: Pass,
     inner_inputs: Vec<RngDispatch>,
@@ -155,7 +155,7 @@ impl Episode {
     /// Allocates and prepares an episode of `size` for `nets`; `init` is every run's constant
     /// initial latent (`R · M̂` values), `lr` every run's inner Adam learning rate.
     pub fn new(
-        gpu: &Gpu,
+        gpu: &Device,
         nets: &Nets,
         size: EpisodeSize,
         init: &[f32],
@@ -177,7 +177,7 @@ impl Episode {
         let init_t = gpu.upload(&tiled, r, tt, s.modules)?;
         let inner = Pass::new(gpu, nets, items, size.inner_inputs)?;
         let query = Pass::new(gpu, nets, items, size.query_inputs)?;
-        let per_item_latents = |t: &GpuTensor| t.view(t.offset(), items, 1, s.modules, s.modules);
+        let per_item_latents = |t: &Tensor| t.view(t.offset(), items, 1, s.modules, s.modules);
         // Adam is AdamW without weight decay; one learning rate per task, its run's.
         let adam_cfg = AdamWConfig {
             weight_decay: 0.0,
@@ -265,7 +265,7 @@ impl Episode {
 
     /// Gives the inputs of inner step `i` the stream `stream(i)` and the query inputs
     /// `stream(steps_inner)` (written before the episode's submit).
-    pub fn set_streams(&self, gpu: &Gpu, stream: impl Fn(usize) -> u64) {
+    pub fn set_streams(&self, gpu: &Device, stream: impl Fn(usize) -> u64) {
         for (i, rng) in self.inner_inputs.iter().enumerate() {
             rng.set_stream(gpu, stream(i));
         }
@@ -292,27 +292,27 @@ impl Episode {
     }
 
     /// Per-task MSE (not halved) of the query pass `[R·T × 1 × 1]`.
-    pub fn query_loss(&self) -> &GpuTensor {
+    pub fn query_loss(&self) -> &Tensor {
         &self.query.loss
     }
 
     /// Per-task MSE (not halved) of the last inner step `[R·T × 1 × 1]`.
-    pub fn inner_loss(&self) -> &GpuTensor {
+    pub fn inner_loss(&self) -> &Tensor {
         &self.inner.loss
     }
 
     /// Teacher outputs of the query pass `[R·T × n × outputs]`.
-    pub fn query_targets(&self) -> &GpuTensor {
+    pub fn query_targets(&self) -> &Tensor {
         &self.query.y
     }
 
     /// Student outputs of the query pass `[R·T × n × outputs]`.
-    pub fn query_outputs(&self) -> &GpuTensor {
+    pub fn query_outputs(&self) -> &Tensor {
         &self.query.y_hat
     }
 
     /// The inputs the last inner step drew `[R·T × n × inputs]` (tests).
-    pub fn inner_x(&self) -> &GpuTensor {
+    pub fn inner_x(&self) -> &Tensor {
         &self.inner.x
     }
 }
@@ -322,10 +322,10 @@ impl Episode {
 /// loss kernel's MSE gradient is `2(ŷ − y)/(n·outputs)`, so this is ∂(½·MSE)/∂ŷ per task
 /// (`task_weight` 1, the inner loss) or of the run's mean over tasks (1/T, the query loss).
 fn forward(
-    gpu: &Gpu,
+    gpu: &Device,
     nets: &Nets,
-    generated: [&GpuTensor; 2],
-    inferred: &GpuTensor,
+    generated: [&Tensor; 2],
+    inferred: &Tensor,
     pass: &Pass,
     task_weight: f32,
 ) -> Result<Vec<Dispatch>> {
@@ -375,23 +375,23 @@ fn hidden_layer(s: NetShape) -> Dense {
 /// Where the student backward ends.
 enum Target<'a> {
     /// ∂L/∂ê (the inner loop); the meta-parameters get no gradient.
-    Latents(&'a GpuTensor),
+    Latents(&'a Tensor),
     /// ∂L/∂[H | W₂] into `Nets::student_grad` (summed over the run's tasks); ê is fixed.
     Meta,
 }
 
 fn backward(
-    gpu: &Gpu,
+    gpu: &Device,
     nets: &Nets,
-    inferred: &GpuTensor,
-    generated: &GpuTensor,
-    d_generated: &GpuTensor,
+    inferred: &Tensor,
+    generated: &Tensor,
+    d_generated: &Tensor,
     pass: &Pass,
     target: Target<'_>,
 ) -> Result<Vec<Dispatch>> {
     let (r, s) = (nets.runs, nets.student_shape);
     let meta = matches!(target, Target::Meta);
-    let grad = |view: GpuTensor| meta.then_some(view);
+    let grad = |view: Tensor| meta.then_some(view);
     let dw2 = grad(readout_view(&nets.student_grad, s)?);
     let dh = grad(hnet_view(&nets.student_grad, s)?);
     let mut ds = Dense::new(s.hidden, s.outputs).backward(

@@ -4,7 +4,7 @@
 
 use super::{AdamW, Params, SHADER, WG};
 use crate::gpu::error::{arg_err, shape_err, Result};
-use crate::gpu::{grid_1d, Access, Cost, Dispatch, Gpu, GpuTensor, KernelSpec};
+use crate::gpu::{grid_1d, Access, Cost, Device, Dispatch, KernelSpec, Tensor};
 use crate::ops::{check_output, place};
 
 /// The tensors of one AdamW step's adjoint ([`AdamW::vjp`]), all `[B × R × C]` like the
@@ -13,25 +13,25 @@ use crate::ops::{check_output, place};
 /// bound twice when one binding writes it, views at different offsets included.
 pub struct AdamWVjpIo<'a> {
     /// The gradient the step used (read).
-    pub g: &'a GpuTensor,
+    pub g: &'a Tensor,
     /// The first moment the step wrote (read).
-    pub m_new: &'a GpuTensor,
+    pub m_new: &'a Tensor,
     /// The second moment the step wrote (read).
-    pub v_new: &'a GpuTensor,
+    pub v_new: &'a Tensor,
     /// In: θ̄′, the adjoint of the step's new params; out: `(1 − lr·wd)·θ̄′`, the explicit part
     /// of θ̄ (the caller adds `H·ḡ`).
-    pub theta_bar: &'a GpuTensor,
+    pub theta_bar: &'a Tensor,
     /// In: m̄′; out: m̄, the adjoint of the moment the step read.
-    pub m_bar: &'a GpuTensor,
+    pub m_bar: &'a Tensor,
     /// In: v̄′; out: v̄.
-    pub v_bar: &'a GpuTensor,
+    pub v_bar: &'a Tensor,
     /// Out: ḡ, the adjoint of the step's gradient.
-    pub g_bar: &'a GpuTensor,
+    pub g_bar: &'a Tensor,
 }
 
 impl AdamWVjpIo<'_> {
     /// Every operand with its name and whether the kernel writes it.
-    fn operands(&self) -> [(&'static str, &GpuTensor, bool); 7] {
+    fn operands(&self) -> [(&'static str, &Tensor, bool); 7] {
         [
             ("g", self.g, false),
             ("m_new", self.m_new, false),
@@ -59,7 +59,7 @@ impl AdamW {
     /// 0`: clipping has no adjoint here) or `t = 0`; [`crate::gpu::DeviceError::Shape`] naming the shapes
     /// when an operand's shape differs from the params', an output is broadcast or an output
     /// shares a buffer with another operand.
-    pub fn vjp(&self, gpu: &Gpu, t: u32, io: &AdamWVjpIo<'_>) -> Result<Dispatch> {
+    pub fn vjp(&self, gpu: &Device, t: u32, io: &AdamWVjpIo<'_>) -> Result<Dispatch> {
         if self.cfg.max_grad_norm > 0.0 {
             return Err(arg_err(
                 VJP_OP,
@@ -80,7 +80,7 @@ impl AdamW {
         self.check_vjp_shapes(&ops)?;
         check_distinct(VJP_OP, &ops)?;
         let (b, n) = (self.m.batch(), self.m.item_len());
-        let at = |name: &str, x: &GpuTensor| place(VJP_OP, name, x);
+        let at = |name: &str, x: &Tensor| place(VJP_OP, name, x);
         let ((w_off, w_stride), (g_off, g_stride)) =
             (at("theta_bar", io.theta_bar)?, at("g", io.g)?);
         let ((mn_off, mn_stride), (vn_off, vn_stride)) =
@@ -146,7 +146,7 @@ impl AdamW {
 
     /// Checks that every operand of [`AdamW::vjp`] has the params' shape and no output is
     /// broadcast.
-    fn check_vjp_shapes(&self, ops: &[(&'static str, &GpuTensor, bool)]) -> Result<()> {
+    fn check_vjp_shapes(&self, ops: &[(&'static str, &Tensor, bool)]) -> Result<()> {
         let want = (self.m.batch(), self.m.rows(), self.m.cols());
         for &(name, x, written) in ops {
             if (x.batch(), x.rows(), x.cols()) != want {
@@ -175,7 +175,7 @@ impl AdamW {
 
 /// Rejects two operands on one buffer when one of them is written, naming both (the device
 /// layer would too, but by binding number).
-fn check_distinct(op: &'static str, ops: &[(&'static str, &GpuTensor, bool)]) -> Result<()> {
+fn check_distinct(op: &'static str, ops: &[(&'static str, &Tensor, bool)]) -> Result<()> {
     for (i, &(a, x, wa)) in ops.iter().enumerate() {
         for &(b, y, wb) in &ops[i + 1..] {
             if (wa || wb) && x.same_buffer(y) {

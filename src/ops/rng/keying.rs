@@ -2,7 +2,7 @@
 //! [`crate::ops::rng`]): one key for the whole batch, or one seed per item.
 
 use crate::gpu::error::{arg_err, shape_err, Result};
-use crate::gpu::{Gpu, GpuTensor};
+use crate::gpu::{Device, Tensor};
 use crate::ops::rng::RngKey;
 
 /// One Philox seed per batch item, on the GPU: a packed `[B×1×2]` tensor of u32 words (low,
@@ -11,7 +11,7 @@ use crate::ops::rng::RngKey;
 /// with seed `seeds[b]` draws.
 #[derive(Clone, Debug)]
 pub struct ItemSeeds {
-    tensor: GpuTensor,
+    tensor: Tensor,
     seeds: Vec<u64>,
 }
 
@@ -26,7 +26,7 @@ fn words(seeds: &[u64]) -> Vec<f32> {
 
 impl ItemSeeds {
     /// Uploads one seed per item (at least one).
-    pub fn upload(gpu: &Gpu, seeds: &[u64]) -> Result<ItemSeeds> {
+    pub fn upload(gpu: &Device, seeds: &[u64]) -> Result<ItemSeeds> {
         if seeds.is_empty() {
             return Err(arg_err("ItemSeeds", "at least one seed is needed"));
         }
@@ -38,7 +38,7 @@ impl ItemSeeds {
     }
 
     /// Replaces the seeds (same count) for the launches of the next submit.
-    pub fn set(&mut self, gpu: &Gpu, seeds: &[u64]) -> Result<()> {
+    pub fn set(&mut self, gpu: &Device, seeds: &[u64]) -> Result<()> {
         if seeds.len() != self.seeds.len() {
             return Err(shape_err(
                 "ItemSeeds::set",
@@ -65,12 +65,12 @@ impl ItemSeeds {
     }
 
     /// The `[B×1×2]` word tensor the kernels bind.
-    pub fn tensor(&self) -> &GpuTensor {
+    pub fn tensor(&self) -> &Tensor {
         &self.tensor
     }
 
     /// Rejects a launch whose output batch differs from the number of seeds.
-    pub(crate) fn check_batch(&self, op: &'static str, out: &GpuTensor) -> Result<()> {
+    pub(crate) fn check_batch(&self, op: &'static str, out: &Tensor) -> Result<()> {
         if out.batch() != self.batch() {
             return Err(shape_err(
                 op,

@@ -3,16 +3,16 @@
 //! path and the second-order reverse pass).
 
 use crate::error::{shape_err, Result};
-use crate::gpu::{Dispatch, Gpu, GpuTensor};
+use crate::gpu::{Device, Dispatch, Tensor};
 use crate::models::{Init, ParamLayout};
 use crate::ops::reduce::sum_batch;
 
 /// For every meta-learned initial value: `dmeta[init] += alpha · Σ_tasks grads[task tensor]`.
 pub(in crate::train::meta) fn add_init_grads(
-    gpu: &Gpu,
+    gpu: &Device,
     layout: &ParamLayout,
-    grads: &GpuTensor,
-    dmeta: &GpuTensor,
+    grads: &Tensor,
+    dmeta: &Tensor,
     alpha: f32,
 ) -> Result<Vec<Dispatch>> {
     let (tasks, p) = (grads.batch(), layout.task_len());
@@ -33,9 +33,9 @@ pub(in crate::train::meta) fn add_init_grads(
 /// `[1 × 1 × numel]` view of a named meta tensor.
 pub(in crate::train::meta) fn meta_view(
     layout: &ParamLayout,
-    meta: &GpuTensor,
+    meta: &Tensor,
     name: &str,
-) -> Result<GpuTensor> {
+) -> Result<Tensor> {
     let r = layout
         .meta_range(name)
         .ok_or_else(|| shape_err("meta", format!("no meta tensor {name}")))?;

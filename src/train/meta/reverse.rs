@@ -2,7 +2,7 @@
 //! the θ, m′, v′ history, the AdamW adjoint and one forward-over-reverse pass per inner step.
 
 use crate::error::{arg_err, Result};
-use crate::gpu::{Dispatch, Gpu, GpuTensor};
+use crate::gpu::{Device, Dispatch, Tensor};
 use crate::models::gpu::TangentBuffers;
 use crate::models::ParamLayout;
 use crate::ops::adamw::{AdamW, AdamWVjpIo};
@@ -57,14 +57,14 @@ impl ReversePass {
 /// The tangent tensors of the second-order support program and the sweep's adjoints, all
 /// `[tasks × 1 × P]` but the logits' (`[tasks × batch × out]`) and the meta-gradient's.
 pub(super) struct ReverseScratch {
-    pub(super) g_bar: GpuTensor,
-    pub(super) logits_dot: GpuTensor,
-    pub(super) dlogits_dot: GpuTensor,
-    pub(super) dtask_dot: GpuTensor,
-    pub(super) dmeta_dot: GpuTensor,
-    pub(super) theta_bar: GpuTensor,
-    pub(super) m_bar: GpuTensor,
-    pub(super) v_bar: GpuTensor,
+    pub(super) g_bar: Tensor,
+    pub(super) logits_dot: Tensor,
+    pub(super) dlogits_dot: Tensor,
+    pub(super) dtask_dot: Tensor,
+    pub(super) dmeta_dot: Tensor,
+    pub(super) theta_bar: Tensor,
+    pub(super) m_bar: Tensor,
+    pub(super) v_bar: Tensor,
     /// A student with fixed features: where their mixed term collects.
     pub(super) features: Option<FeatureScratch>,
 }
@@ -74,16 +74,16 @@ pub(super) struct ReverseScratch {
 /// `[tasks × support × dim]`); at the end ONE backward of the feature map turns `feat_bar` into
 /// the feature map's meta-gradient (`dbody`, meta-sized), added to the meta-gradient.
 pub(super) struct FeatureScratch {
-    pub(super) dfeat_dot: GpuTensor,
-    pub(super) feat_bar: GpuTensor,
-    pub(super) dbody: GpuTensor,
+    pub(super) dfeat_dot: Tensor,
+    pub(super) feat_bar: Tensor,
+    pub(super) dbody: Tensor,
 }
 
 impl ReverseScratch {
     /// Scratch for `(tasks, batch, out, P)`, `m` meta parameters and, for fixed features,
     /// `(support rows, feature dim)`.
     pub(super) fn new(
-        gpu: &Gpu,
+        gpu: &Device,
         (tasks, batch, out, p): (usize, usize, usize, usize),
         m: usize,
         feature_rows: Option<(usize, usize)>,
@@ -141,8 +141,8 @@ impl ReverseScratch {
 /// One support program's part in the sweep: its logits and targets (for the loss tangent) and
 /// its tangent passes.
 pub(super) struct ReverseProgram<'a> {
-    pub(super) logits: &'a GpuTensor,
-    pub(super) targets: &'a GpuTensor,
+    pub(super) logits: &'a Tensor,
+    pub(super) targets: &'a Tensor,
     pub(super) tangent_forward: Vec<Dispatch>,
     pub(super) tangent_backward: Vec<Dispatch>,
 }
@@ -150,9 +150,9 @@ pub(super) struct ReverseProgram<'a> {
 /// The train episode's pieces the reverse sweep is built on.
 pub(super) struct ReverseParts<'a> {
     pub(super) layout: &'a ParamLayout,
-    pub(super) task: &'a GpuTensor,
-    pub(super) dtask: &'a GpuTensor,
-    pub(super) dmeta: &'a GpuTensor,
+    pub(super) task: &'a Tensor,
+    pub(super) dtask: &'a Tensor,
+    pub(super) dmeta: &'a Tensor,
     pub(super) inner_opt: &'a AdamW,
     /// One support program for every step (recompute), or one per step (store).
     pub(super) programs: Vec<ReverseProgram<'a>>,
@@ -165,7 +165,7 @@ pub(super) struct ReverseParts<'a> {
 
 impl ReversePass {
     pub(super) fn new(
-        gpu: &Gpu,
+        gpu: &Device,
         sc: ReverseScratch,
         parts: ReverseParts<'_>,
         steps: usize,

@@ -9,7 +9,7 @@ use serde::Serialize;
 
 use super::{DataSpec, MlpSpec, RunSpec, SupervisedRuns};
 use crate::error::{arg_err, Result};
-use crate::gpu::Gpu;
+use crate::gpu::Device;
 
 /// Sizes of one `bench runs` measurement.
 #[derive(Clone, Debug, PartialEq)]
@@ -61,7 +61,7 @@ fn run_specs(b: usize) -> Vec<RunSpec> {
 }
 
 /// Warms up, then times `steps` steps; returns the seconds and run 1's timed losses.
-fn time_runs(gpu: &Gpu, runs: &[RunSpec], spec: &RunsBenchSpec) -> Result<(f64, Vec<u32>)> {
+fn time_runs(gpu: &Device, runs: &[RunSpec], spec: &RunsBenchSpec) -> Result<(f64, Vec<u32>)> {
     let mut r = SupervisedRuns::new(gpu, runs, &spec.mlp, &spec.data)?;
     r.train(gpu, spec.warmup)?;
     let t = Instant::now();
@@ -71,7 +71,7 @@ fn time_runs(gpu: &Gpu, runs: &[RunSpec], spec: &RunsBenchSpec) -> Result<(f64, 
 }
 
 /// Runs the measurement (see the module docs).
-pub fn bench_runs(gpu: &Gpu, spec: &RunsBenchSpec) -> Result<RunsBench> {
+pub fn bench_runs(gpu: &Device, spec: &RunsBenchSpec) -> Result<RunsBench> {
     if spec.runs == 0 || spec.steps == 0 {
         return Err(arg_err("bench runs", "--runs and --steps must be ≥ 1"));
     }

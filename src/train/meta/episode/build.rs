@@ -2,7 +2,7 @@
 //! [`Builder`] that allocates the step's tensors and records its dispatches.
 
 use crate::error::{arg_err, shape_err, Result};
-use crate::gpu::{Dispatch, Gpu, GpuTensor};
+use crate::gpu::{Device, Dispatch, Tensor};
 use crate::models::gpu::{GpuStudent, StudentBuffers, StudentProgram};
 use crate::models::{Init, ParamLayout};
 use crate::ops::adamw::AdamW;
@@ -30,12 +30,12 @@ impl Episode {
     /// its local did, so no buffer goes back to the pool earlier than before.
     #[allow(clippy::too_many_arguments)]
     pub(in crate::train::meta) fn new<S: GpuStudent>(
-        gpu: &Gpu,
+        gpu: &Device,
         student: &S,
         layout: &ParamLayout,
         weights: &TeacherWeightsGpu,
-        meta: &GpuTensor,
-        dmeta: Option<&GpuTensor>,
+        meta: &Tensor,
+        dmeta: Option<&Tensor>,
         tasks: usize,
         cfg: &MetaConfig,
     ) -> Result<Episode> {
@@ -99,11 +99,11 @@ impl Episode {
 /// What every step of [`Episode::new`] reads: the device, the student and its meta-parameters
 /// (and their gradient, for the train episode), the episode's task count and the config.
 struct Builder<'a, S> {
-    gpu: &'a Gpu,
+    gpu: &'a Device,
     student: &'a S,
     layout: &'a ParamLayout,
-    meta: &'a GpuTensor,
-    dmeta: Option<&'a GpuTensor>,
+    meta: &'a Tensor,
+    dmeta: Option<&'a Tensor>,
     tasks: usize,
     cfg: &'a MetaConfig,
 }
@@ -113,28 +113,28 @@ struct EpisodeData {
     teacher: TeacherForward,
     targets: TeacherTargets,
     /// The support inputs.
-    support_x: GpuTensor,
+    support_x: Tensor,
     /// What the inner loop adapts on: the support inputs, or (a student with fixed features)
     /// the buffer their features are written into.
-    xs: GpuTensor,
-    ys: GpuTensor,
-    xq: GpuTensor,
-    yq: GpuTensor,
+    xs: Tensor,
+    ys: Tensor,
+    xq: Tensor,
+    yq: Tensor,
     /// Columns of `xs`.
     din: usize,
 }
 
 /// The tensors the episode computes into.
 struct EpisodeBuffers {
-    task: GpuTensor,
-    dtask: GpuTensor,
-    logits_q: GpuTensor,
-    dlogits_q: GpuTensor,
-    loss: GpuTensor,
-    acc: GpuTensor,
+    task: Tensor,
+    dtask: Tensor,
+    logits_q: Tensor,
+    dlogits_q: Tensor,
+    loss: Tensor,
+    acc: Tensor,
     /// Every support pass's loss (per task).
-    loss_s: GpuTensor,
-    support_loss: GpuTensor,
+    loss_s: Tensor,
+    support_loss: Tensor,
 }
 
 /// The inner loop's passes, as [`Builder::inner_loop`] builds them.
@@ -166,7 +166,7 @@ impl<S: GpuStudent> Builder<'_, S> {
             TeacherTargets::new(gpu, weights, &teacher, STATS_INPUTS, TARGET_TEMPERATURE)?;
         let (din, dout) = (student.input_dim(), student.output_dim());
         // Support rows are the first `ns` samples of every task, query rows the last `nq`.
-        let split = |t: &GpuTensor, cols: usize, first: bool| {
+        let split = |t: &Tensor, cols: usize, first: bool| {
             let (off, rows) = if first { (0, ns) } else { (ns * cols, nq) };
             t.view(t.offset() + off, tasks, rows, cols, n * cols)
         };
@@ -280,7 +280,7 @@ impl<S: GpuStudent> Builder<'_, S> {
         let (gpu, tasks, cfg) = (self.gpu, self.tasks, self.cfg);
         let (ns, ib, p) = (cfg.shots_support, cfg.inner_batch, self.layout.task_len());
         let (xs, ys, din, dout) = (&data.xs, &data.ys, data.din, self.student.output_dim());
-        let rows = |gpu: &Gpu| -> Result<(GpuTensor, GpuTensor)> {
+        let rows = |gpu: &Device| -> Result<(Tensor, Tensor)> {
             if ib == ns {
                 Ok((xs.clone(), ys.clone()))
             } else {
@@ -293,7 +293,7 @@ impl<S: GpuStudent> Builder<'_, S> {
             dtask: &bufs.dtask,
             loss: &bufs.loss_s,
         };
-        let build = |gpu: &Gpu| SupportStep::new(gpu, self.student, &io, rows(gpu)?, tangents);
+        let build = |gpu: &Device| SupportStep::new(gpu, self.student, &io, rows(gpu)?, tangents);
         // Store mode keeps one support pass per step: measure what one costs.
         let before = gpu.memory_in_use().0;
         let mut steps = vec![build(gpu)?];
@@ -376,7 +376,7 @@ impl<S: GpuStudent> Builder<'_, S> {
     }
 
     /// Fresh task parameters: copies of their meta-learned initial values, or constants.
-    fn init_task_params(&self, task: &GpuTensor) -> Result<Vec<Dispatch>> {
+    fn init_task_params(&self, task: &Tensor) -> Result<Vec<Dispatch>> {
         let (gpu, layout, tasks) = (self.gpu, self.layout, self.tasks);
         let p = layout.task_len();
         let mut init = Vec::new();
@@ -432,7 +432,7 @@ impl<S: GpuStudent> Builder<'_, S> {
     /// one-for-one with their initial value), appended to `query_ds`.
     fn meta_gradient(
         &self,
-        dmeta: &GpuTensor,
+        dmeta: &Tensor,
         query_ds: &mut Vec<Dispatch>,
         tangents: Option<ReverseScratch>,
         inner: &mut InnerLoop,

@@ -3,7 +3,7 @@
 //! features), the query pass and, for the train episode at second order, the reverse sweep.
 
 use crate::error::Result;
-use crate::gpu::{Dispatch, Gpu, GpuTensor, Step};
+use crate::gpu::{Device, Dispatch, Step, Tensor};
 use crate::models::gpu::{GpuStudent, StudentBuffers, StudentProgram};
 use crate::ops::adamw::{AdamW, AdamWConfig};
 use crate::ops::gather::{gather_rows_cpu, RngGather};
@@ -21,12 +21,12 @@ pub(super) struct Episode {
     pub(super) tasks: usize,
     pub(super) teacher: TeacherForward,
     pub(super) targets: TeacherTargets,
-    pub(super) task: GpuTensor,
-    pub(super) loss: GpuTensor,
-    pub(super) acc: GpuTensor,
+    pub(super) task: Tensor,
+    pub(super) loss: Tensor,
+    pub(super) acc: Tensor,
     /// The support loss of the last inner step, copied out before the reverse sweep replays
     /// (and overwrites) the step losses.
-    pub(super) support_loss: GpuTensor,
+    pub(super) support_loss: Tensor,
     keep_support_loss: Dispatch,
     pub(super) init: Vec<Dispatch>,
     /// A student with fixed features: their forward on the support inputs, once per episode.
@@ -121,7 +121,7 @@ impl Episode {
     }
 
     /// Sets the episode's task latents and data stream.
-    pub(super) fn set_tasks(&self, gpu: &Gpu, latents: &[f32], stream: u64) -> Result<()> {
+    pub(super) fn set_tasks(&self, gpu: &Device, latents: &[f32], stream: u64) -> Result<()> {
         self.teacher.set_latents(gpu, latents)?;
         self.teacher.set_step(gpu, stream)?;
         self.set_minibatch_streams(gpu, stream);
@@ -130,7 +130,7 @@ impl Episode {
 
     /// Gives every inner step's minibatch gathers the stream [`minibatch_stream`]`(stream, i)`
     /// (written before the episode's single submit; no-op on the full-batch path).
-    pub(super) fn set_minibatch_streams(&self, gpu: &Gpu, stream: u64) {
+    pub(super) fn set_minibatch_streams(&self, gpu: &Device, stream: u64) {
         for (i, pair) in self.minibatch.iter().enumerate() {
             for g in pair.iter().chain(self.scatter.get(i)) {
                 g.set_stream(gpu, minibatch_stream(stream, i));
@@ -163,19 +163,19 @@ pub(super) fn minibatch_stream(stream: u64, i: usize) -> u64 {
 
 /// The tensors every support pass shares: parameters, their gradient, the support loss.
 pub(super) struct SupportIo<'a> {
-    pub(super) meta: &'a GpuTensor,
-    pub(super) task: &'a GpuTensor,
-    pub(super) dtask: &'a GpuTensor,
-    pub(super) loss: &'a GpuTensor,
+    pub(super) meta: &'a Tensor,
+    pub(super) task: &'a Tensor,
+    pub(super) dtask: &'a Tensor,
+    pub(super) loss: &'a Tensor,
 }
 
 /// One support pass on buffers of its own: the rows it reads (`x`, `y`: the support set, or a
 /// minibatch gathered into them), its logits, its launches (forward, per-task KL gradient,
 /// backward into `dtask`) and, at second order, its tangent passes.
 pub(super) struct SupportStep {
-    pub(super) x: GpuTensor,
-    pub(super) y: GpuTensor,
-    logits: GpuTensor,
+    pub(super) x: Tensor,
+    pub(super) y: Tensor,
+    logits: Tensor,
     pub(super) launches: Vec<Dispatch>,
     tangent_forward: Vec<Dispatch>,
     tangent_backward: Vec<Dispatch>,
@@ -185,10 +185,10 @@ impl SupportStep {
     /// Builds the pass on `(x, y)`; with `tangents`, its tangent passes too. A student with
     /// fixed features runs its head on them (`x` holds features).
     fn new<S: GpuStudent>(
-        gpu: &Gpu,
+        gpu: &Device,
         student: &S,
         io: &SupportIo<'_>,
-        (x, y): (GpuTensor, GpuTensor),
+        (x, y): (Tensor, Tensor),
         tangents: Option<&ReverseScratch>,
     ) -> Result<SupportStep> {
         let (tasks, rows, dout) = (io.task.batch(), x.rows(), student.output_dim());
