@@ -6,6 +6,7 @@
 //!
 //! What every experiment shares is written here once: a run into a fresh directory, a resume
 //! from its checkpoint, a session stepped from outside the loop, a sweep batch and its checks.
+//! One concept, the registry: the trait, its erased form and the handles the commands hold.
 
 use std::any::Any;
 use std::fmt;

@@ -32,6 +32,9 @@
 //! # Not implemented yet
 //! The `num_hidden = 1` variant (where the input layer is generated instead) is rejected by
 //! [`TeacherConfig::validate`].
+//!
+//! This file is one concept, the teacher: its weights, its GPU forward and soft targets, and
+//! their CPU twins.
 
 use thiserror::Error;
 

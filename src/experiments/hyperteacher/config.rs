@@ -275,9 +275,7 @@ impl HyperteacherConfig {
         path: &Path,
         overrides: &[String],
     ) -> Result<(Self, toml::Table), ConfigError> {
-        // Per-model defaults are resolved here, once: every later reader sees plain values.
-        let (cfg, table) = experiment_from_table(table, path, overrides, NAME, Self::validate)?;
-        Ok((cfg.with_defaults_filled(), table))
+        experiment_from_table(table, path, overrides, NAME, Self::validate)
     }
 
     /// The student's hidden width, the model default when `[model] width` is absent.

@@ -14,6 +14,9 @@
 //! and weight decay, and gets exactly the numbers it gets alone. Data never lives in memory: a
 //! run's training set is the first n samples of its data stream, drawn on the device when a
 //! minibatch needs them (`ops::sine`), so runs with different n share every dispatch.
+//!
+//! This file is one concept, the `Sine` experiment (its set-up, step, evaluation, divergence
+//! isolation and `ExperimentDef`); its parts live in the modules above.
 
 pub mod bench;
 pub mod columns;

@@ -11,6 +11,9 @@
 //!
 //! [`Theory`] holds R independent runs (a single `hypermod train` is R = 1): each has its own
 //! seed, teacher, student, task list and learning rates, and draws exactly what it draws alone.
+//!
+//! This file is one concept, the `Theory` experiment (its set-up, step, evaluation and
+//! `ExperimentDef`); its parts live in the modules above.
 
 pub mod batch;
 pub mod bench;
