@@ -1,6 +1,6 @@
 //! The crate's error: runs, configs, checkpoints, experiments. It wraps the device layer's
 //! [`DeviceError`] (`Error::Device`) and the errors of the config loader, the teacher and the
-//! runs table; nothing below it (`gpu`, `ops`, `nn`, `models`, `tasks`) imports it. The CLI
+//! runs table; nothing below it (`gpu`, `ops`, `nn`, `students`, `teacher`) imports it. The CLI
 //! wraps it in `anyhow` at the edge.
 
 use std::path::PathBuf;
@@ -60,7 +60,7 @@ pub enum Error {
     Config(Box<crate::config::ConfigError>),
     /// The teacher rejected its configuration or data (boxed: it can hold an [`enum@Error`]).
     #[error(transparent)]
-    Teacher(Box<crate::tasks::teacher::TeacherError>),
+    Teacher(Box<crate::teacher::TeacherError>),
     /// `runs.csv` could not be read or written.
     #[error(transparent)]
     RunsTable(#[from] crate::report::RunsTableError),
@@ -160,11 +160,11 @@ impl From<crate::config::ConfigError> for Error {
     }
 }
 
-impl From<crate::tasks::teacher::TeacherError> for Error {
-    fn from(e: crate::tasks::teacher::TeacherError) -> Error {
+impl From<crate::teacher::TeacherError> for Error {
+    fn from(e: crate::teacher::TeacherError) -> Error {
         match e {
             // A GPU error passed through the teacher is the engine's own.
-            crate::tasks::teacher::TeacherError::Gpu(e) => Error::Device(e),
+            crate::teacher::TeacherError::Gpu(e) => Error::Device(e),
             other => Error::Teacher(Box::new(other)),
         }
     }

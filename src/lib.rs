@@ -38,14 +38,14 @@ pub mod experiments;
 pub mod fs;
 pub mod gpu;
 pub mod metrics;
-pub mod models;
 pub mod native;
 pub mod nn;
 pub mod ops;
 pub mod report;
 pub mod run;
+pub mod students;
 pub mod sweep;
-pub mod tasks;
+pub mod teacher;
 pub mod train;
 
 pub use error::{Error, Result};

@@ -6,7 +6,7 @@ mod common;
 use hypermod::experiments::hyperteacher::tasks::{Coefficients, TaskSpace};
 use hypermod::gpu::Device;
 use hypermod::gpu::Step;
-use hypermod::tasks::teacher::{
+use hypermod::teacher::{
     teacher_inputs_cpu, teacher_logits_cpu, teacher_targets_cpu, TeacherConfig, TeacherError,
     TeacherForward, TeacherTargets, TeacherWeights, TeacherWeightsGpu, STATS_INPUTS,
     TARGET_TEMPERATURE, WEIGHT_STREAM_BASE,

@@ -10,7 +10,7 @@ const LAYERS: &[(&str, &[&str])] = &[
     ("device", &["native", "gpu"]),
     ("kernels", &["ops"]),
     ("layers", &["nn"]),
-    ("models", &["models", "tasks", "metrics", "bench"]),
+    ("models", &["students", "teacher", "metrics", "bench"]),
     ("files", &["fs", "config", "report"]),
     ("error", &["error"]),
     ("runs", &["run", "checkpoint"]),

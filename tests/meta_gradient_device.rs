@@ -11,9 +11,9 @@
 mod common;
 
 use hypermod::gpu::Device;
-use hypermod::models::gpu::GpuStudent;
-use hypermod::models::{Anil, HnetDeep, HnetLinear, Maml};
-use hypermod::tasks::teacher::{TeacherConfig, TeacherWeightsGpu};
+use hypermod::students::gpu::GpuStudent;
+use hypermod::students::{Anil, HnetDeep, HnetLinear, Maml};
+use hypermod::teacher::{TeacherConfig, TeacherWeightsGpu};
 use hypermod::train::episode_twin::TwinStudent;
 use hypermod::train::episode_twin::{meta_gradient, InnerLoop, MetaGradient, TaskData};
 use hypermod::train::meta::{EpisodeGradient, MetaConfig, MetaLearner, SweepMode};

@@ -4,8 +4,8 @@
 //! on dual numbers and (b) central finite differences of the episode loss with the
 //! stop-gradient values replayed. First-order mode against its closed form.
 
-use hypermod::models::{Anil, HnetDeep, HnetLinear, Init, Maml, ParamLayout, Student};
 use hypermod::ops::adamw::AdamWConfig;
+use hypermod::students::{Anil, HnetDeep, HnetLinear, Init, Maml, ParamLayout, Student};
 use hypermod::train::episode_twin::{
     directional_derivative, episode_loss, meta_gradient, InnerLoop, MetaGradient, TaskData,
     TwinStudent,

@@ -5,10 +5,10 @@
 
 mod common;
 
-use hypermod::models::{
+use hypermod::ops::loss::{kl_divergence_cpu, LossShape};
+use hypermod::students::{
     Anil, HnetDeep, HnetLinear, Hypernetwork, Init, Maml, ParamLayout, Student,
 };
-use hypermod::ops::loss::{kl_divergence_cpu, LossShape};
 use rand::rngs::ChaCha8Rng;
 use rand::{RngExt, SeedableRng};
 
@@ -41,7 +41,7 @@ fn kl(logits: &[f64], y: &[f64], c: usize, grad: Option<&mut [f64]>) -> f64 {
 
 /// Random parameters; LayerNorm scales near 1 so the check is well conditioned.
 fn random_params(rng: &mut ChaCha8Rng, layout: &ParamLayout) -> (Vec<f64>, Vec<f64>) {
-    let fill = |rng: &mut ChaCha8Rng, specs: &[hypermod::models::ParamSpec]| {
+    let fill = |rng: &mut ChaCha8Rng, specs: &[hypermod::students::ParamSpec]| {
         specs
             .iter()
             .flat_map(|s| {

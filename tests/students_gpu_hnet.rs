@@ -6,8 +6,8 @@
 mod common;
 
 use hypermod::gpu::{Device, Tensor};
-use hypermod::models::gpu::{GpuStudent, StudentBuffers};
-use hypermod::models::{HnetDeep, HnetLinear, Student};
+use hypermod::students::gpu::{GpuStudent, StudentBuffers};
+use hypermod::students::{HnetDeep, HnetLinear, Student};
 
 /// f32 unit roundoff.
 const U: f64 = f32::EPSILON as f64 / 2.0;

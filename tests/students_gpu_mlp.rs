@@ -6,8 +6,8 @@
 mod common;
 
 use hypermod::gpu::{Device, Tensor};
-use hypermod::models::gpu::{GpuStudent, StudentBuffers};
-use hypermod::models::{Anil, Maml, ParamSpec, Student};
+use hypermod::students::gpu::{GpuStudent, StudentBuffers};
+use hypermod::students::{Anil, Maml, ParamSpec, Student};
 use rand::rngs::ChaCha8Rng;
 
 /// f32 unit roundoff.

@@ -1,5 +1,5 @@
 //! Errors of the device layer and everything built directly on it (`native`, `gpu`, `ops`, `nn`,
-//! `models`): adapters, limits, shapes and arguments of kernels and layers. They know nothing of
+//! `students`): adapters, limits, shapes and arguments of kernels and layers. They know nothing of
 //! runs, configs or experiments; the crate's [`crate::Error`] wraps them (`Error::Device`).
 
 use thiserror::Error;

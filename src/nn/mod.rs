@@ -1,7 +1,7 @@
 //! Layers, each written once: its shape, how its parameters bind to the batch ([`Param`]), the
 //! GPU forward and backward (VJP) launches, and a CPU twin generic over [`crate::ops::Real`]
-//! (f64 for finite-difference checks) beside them. Models ([`crate::models`]) and the teacher
-//! ([`crate::tasks::teacher`]) are compositions of these layers; none writes a GEMM by hand.
+//! (f64 for finite-difference checks) beside them. Models ([`crate::students`]) and the teacher
+//! ([`crate::teacher`]) are compositions of these layers; none writes a GEMM by hand.
 //!
 //! | layer | GPU | CPU twin |
 //! |---|---|---|

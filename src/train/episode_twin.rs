@@ -25,13 +25,13 @@
 //! - [`directional_derivative`]: the whole episode run on duals with a direction on φ (exact);
 //! - central finite differences of [`episode_loss`] with the stop-gradient values replayed.
 
-use crate::models::{HnetDeep, HnetLinear, Hypernetwork, Init, ParamLayout, Student};
 use crate::ops::adamw::{adamw_cpu, adamw_vjp_cpu, AdamWConfig, AdamWHostState};
 use crate::ops::dual::Dual;
 use crate::ops::loss::{kl_divergence_cpu, LossShape};
 use crate::ops::Real;
+use crate::students::{HnetDeep, HnetLinear, Hypernetwork, Init, ParamLayout, Student};
 
-use crate::models::{Anil, Maml};
+use crate::students::{Anil, Maml};
 
 /// How the meta-gradient treats the inner loop (`train.meta_gradient`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]

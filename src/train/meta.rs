@@ -3,7 +3,7 @@
 //! query loss at the adapted parameters gives the meta-gradient: second order through the
 //! unrolled inner loop (`ReversePass`, the paper's algorithm) or first order (metax
 //! `first_order = True`: d(adapted)/d(initial) = (1 − lr·wd)^S for the meta-learned initial
-//! values). A student with [`crate::models::gpu::FixedFeatures`] (ANIL) adapts on its support
+//! values). A student with [`crate::students::gpu::FixedFeatures`] (ANIL) adapts on its support
 //! set's features, computed once per episode. One command encoder per outer step; the host
 //! reads back only the losses and accuracies.
 
@@ -15,12 +15,12 @@ use std::path::Path;
 use crate::checkpoint::{Checkpoint, TensorState};
 use crate::error::{arg_err, Result};
 use crate::gpu::{Device, Dispatch, Step, Tensor};
-use crate::models::gpu::GpuStudent;
-use crate::models::{Init, ParamLayout, ParamSpec};
 use crate::ops::adamw::{AdamW, AdamWConfig};
 use crate::ops::elementwise::{copy, fill};
 use crate::ops::rng::{fill_truncated_normal, fill_uniform, RngKey};
-use crate::tasks::teacher::TeacherWeightsGpu;
+use crate::students::gpu::GpuStudent;
+use crate::students::{Init, ParamLayout, ParamSpec};
+use crate::teacher::TeacherWeightsGpu;
 use crate::train::episode_twin::MetaGradient;
 
 mod episode;

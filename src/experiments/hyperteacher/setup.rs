@@ -8,8 +8,8 @@ use super::student::{with_student, StudentTask};
 use super::tasks::{Coefficients, Task, TaskSpace, TaskSplit};
 use crate::error::Result;
 use crate::gpu::Device;
-use crate::models::gpu::GpuStudent;
-use crate::tasks::teacher::{TeacherConfig, TeacherWeightsGpu};
+use crate::students::gpu::GpuStudent;
+use crate::teacher::{TeacherConfig, TeacherWeightsGpu};
 use crate::train::meta::{MetaConfig, MetaLearner};
 
 /// The task split, the latent pools and the meta-learner of one config.

@@ -2,8 +2,8 @@
 //! be trait objects, and set-up code runs through [`StudentTask`] instead.
 
 use super::config::{HyperteacherConfig, ModelKind};
-use crate::models::gpu::GpuStudent;
-use crate::models::{Anil, HnetDeep, HnetLinear, Maml};
+use crate::students::gpu::GpuStudent;
+use crate::students::{Anil, HnetDeep, HnetLinear, Maml};
 
 /// Something to do with the config's student.
 pub(crate) trait StudentTask {

@@ -17,7 +17,7 @@ use super::config::task_err;
 use super::config::HyperteacherConfig;
 use super::setup::{coefficients, pool};
 use crate::error::{arg_err, Result};
-use crate::tasks::teacher::{
+use crate::teacher::{
     teacher_inputs_cpu, teacher_targets_cpu, TeacherConfig, TeacherWeights, STATS_INPUTS,
     TARGET_TEMPERATURE,
 };

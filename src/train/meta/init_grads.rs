@@ -4,8 +4,8 @@
 
 use crate::error::{shape_err, Result};
 use crate::gpu::{Device, Dispatch, Tensor};
-use crate::models::{Init, ParamLayout};
 use crate::ops::reduce::sum_batch;
+use crate::students::{Init, ParamLayout};
 
 /// For every meta-learned initial value: `dmeta[init] += alpha · Σ_tasks grads[task tensor]`.
 pub(in crate::train::meta) fn add_init_grads(

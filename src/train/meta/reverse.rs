@@ -3,11 +3,11 @@
 
 use crate::error::{arg_err, Result};
 use crate::gpu::{Device, Dispatch, Tensor};
-use crate::models::gpu::TangentBuffers;
-use crate::models::ParamLayout;
 use crate::ops::adamw::{AdamW, AdamWVjpIo};
 use crate::ops::elementwise::{axpy, copy, fill};
 use crate::ops::loss::kl_tangent;
+use crate::students::gpu::TangentBuffers;
+use crate::students::ParamLayout;
 
 use super::init_grads::add_init_grads;
 

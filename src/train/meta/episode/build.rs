@@ -3,14 +3,14 @@
 
 use crate::error::{arg_err, shape_err, Result};
 use crate::gpu::{Device, Dispatch, Tensor};
-use crate::models::gpu::{GpuStudent, StudentBuffers, StudentProgram};
-use crate::models::{Init, ParamLayout};
 use crate::ops::adamw::AdamW;
 use crate::ops::elementwise::{copy, fill};
 use crate::ops::gather::{gather_rows, scatter_add_rows, RngGather};
 use crate::ops::loss::{accuracy, kl_divergence};
 use crate::ops::rng::RngKey;
-use crate::tasks::teacher::{
+use crate::students::gpu::{GpuStudent, StudentBuffers, StudentProgram};
+use crate::students::{Init, ParamLayout};
+use crate::teacher::{
     TeacherForward, TeacherTargets, TeacherWeightsGpu, STATS_INPUTS, TARGET_TEMPERATURE,
 };
 use crate::train::episode_twin::MetaGradient;

@@ -4,12 +4,12 @@
 
 use crate::error::Result;
 use crate::gpu::{Device, Dispatch, Step, Tensor};
-use crate::models::gpu::{GpuStudent, StudentBuffers, StudentProgram};
 use crate::ops::adamw::{AdamW, AdamWConfig};
 use crate::ops::gather::{gather_rows_cpu, RngGather};
 use crate::ops::loss::kl_divergence;
 use crate::ops::rng::RngKey;
-use crate::tasks::teacher::{TeacherForward, TeacherTargets};
+use crate::students::gpu::{GpuStudent, StudentBuffers, StudentProgram};
+use crate::teacher::{TeacherForward, TeacherTargets};
 
 use super::reverse::{ReversePass, ReverseProgram, ReverseScratch};
 

@@ -7,15 +7,15 @@
 
 use crate::gpu::error::{arg_err, shape_err, Result};
 use crate::gpu::{Device, Dispatch, Tensor};
-use crate::models::{HnetSlot, ParamLayout, Student, TargetNet};
 use crate::nn::{
     EmbeddingNorm, LayerParams, LayerTangent, Mlp, MlpProgram, MlpTangent, Param, ParamTangent,
 };
 use crate::ops::elementwise::fill;
 use crate::ops::Activation;
+use crate::students::{HnetSlot, ParamLayout, Student, TargetNet};
 
 /// The tensors one program is bound to. Shapes (`tasks` = batch of the task tensors):
-/// - `meta`: `[1 × 1 × meta_len]` (packed in [`crate::models::ParamLayout::meta`] order);
+/// - `meta`: `[1 × 1 × meta_len]` (packed in [`crate::students::ParamLayout::meta`] order);
 /// - `task`: `[tasks × 1 × task_len]` (packed in `ParamLayout::task` order);
 /// - `x`: `[tasks × n × input_dim]` (may be a strided view, e.g. the first `n` rows of a larger
 ///   per-task sample buffer);
@@ -425,7 +425,7 @@ pub(crate) fn hypernetwork_program<S, F>(
     mut bank: F,
 ) -> Result<StudentProgram>
 where
-    S: crate::models::Hypernetwork,
+    S: crate::students::Hypernetwork,
     F: FnMut(&HnetSlot, &BankIo) -> Result<BankProgram>,
 {
     let (tasks, _) = check_buffers(op, student, b)?;

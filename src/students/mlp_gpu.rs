@@ -7,12 +7,12 @@ use std::ops::Range;
 use crate::gpu::error::Result;
 use crate::gpu::Tensor;
 use crate::gpu::{Device, Dispatch};
-use crate::models::gpu::{
-    check_tangent, param_range, StudentBuffers, StudentProgram, TangentBuffers,
-};
-use crate::models::ParamLayout;
 use crate::nn::{LayerParams, LayerTangent, Mlp, MlpTangent, Param, ParamTangent};
 use crate::ops::elementwise::fill;
+use crate::students::gpu::{
+    check_tangent, param_range, StudentBuffers, StudentProgram, TangentBuffers,
+};
+use crate::students::ParamLayout;
 
 const OP: &str = "student program";
 
