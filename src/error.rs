@@ -104,6 +104,18 @@ pub enum Error {
         /// What to do instead.
         hint: String,
     },
+    /// Another live process is writing this run or sweep directory ([`crate::run::lock_dir`]).
+    #[error(
+        "{} is in use by another hypermod process ({holder}); wait for it to finish or stop it \
+         (two writers would interleave their files)",
+        dir.display()
+    )]
+    DirInUse {
+        /// The directory.
+        dir: PathBuf,
+        /// Who holds it: pid, host and command line.
+        holder: String,
+    },
     /// A config names no experiment, or one hypermod does not know.
     #[error("{}: {problem}; known experiments: {}{}", file.display(), known.join(", "), hint(suggestion))]
     Experiment {

@@ -88,3 +88,73 @@ fn write_run_info(gpu: &Device, out: &Path) -> Result<()> {
     });
     write_json(&out.join("run.json"), &info)
 }
+
+/// The file a process holds locked while it writes a run or sweep directory.
+pub const LOCK_FILE: &str = ".hypermod.lock";
+
+/// A run or sweep directory this process writes, and no other: an exclusive OS lock on
+/// [`LOCK_FILE`], released when this value drops or the process ends. The kernel drops the lock
+/// with the process, so a crashed or SIGKILLed holder leaves no stale lock behind.
+#[derive(Debug)]
+pub struct DirLock {
+    _file: std::fs::File,
+}
+
+/// Locks the existing directory `dir` for this process. Another live process holding it is
+/// refused at once with [`Error::DirInUse`], naming it (pid, host, command), so two writers
+/// (a requeued job whose first instance still runs, a resubmission typed twice) never
+/// interleave their files.
+pub fn lock_dir(dir: &Path) -> Result<DirLock> {
+    use std::io::Write;
+    let path = dir.join(LOCK_FILE);
+    let mut file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(&path)
+        .map_err(file_err("open", &path))?;
+    match file.try_lock() {
+        Ok(()) => {}
+        Err(std::fs::TryLockError::WouldBlock) => {
+            let holder = std::fs::read_to_string(&path).unwrap_or_default();
+            let holder = holder.trim();
+            return Err(Error::DirInUse {
+                dir: dir.to_path_buf(),
+                holder: if holder.is_empty() {
+                    "a process that has not written its name yet".into()
+                } else {
+                    holder.to_string()
+                },
+            });
+        }
+        Err(std::fs::TryLockError::Error(source)) => {
+            return Err(Error::File {
+                action: "lock",
+                path,
+                source,
+            })
+        }
+    }
+    let holder = format!(
+        "pid {} on {}: {}",
+        std::process::id(),
+        host_name(),
+        std::env::args().collect::<Vec<_>>().join(" ")
+    );
+    file.set_len(0)
+        .and_then(|()| file.write_all(holder.as_bytes()))
+        .map_err(file_err("write", &path))?;
+    Ok(DirLock { _file: file })
+}
+
+/// This machine's name, for naming a lock's holder (best effort).
+fn host_name() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .or_else(|_| std::fs::read_to_string("/etc/hostname"))
+        .ok()
+        .map(|s| s.trim().to_string())
+        .filter(|s| !s.is_empty())
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .unwrap_or_else(|| "this host".into())
+}

@@ -156,3 +156,92 @@ fn sweep_overwrite_runs_another_sweep_there_again() {
     );
     std::fs::remove_dir_all(&dir).ok();
 }
+
+/// One writer per directory, in one process: a second lock on a held directory is refused
+/// naming the holder; dropping the first frees it.
+#[test]
+fn a_held_directory_refuses_a_second_lock_until_released() {
+    let d = temp_dir("lock-inproc");
+    let first = hypermod::run::lock_dir(&d).unwrap();
+    let holder = std::fs::read_to_string(d.join(hypermod::run::LOCK_FILE)).unwrap();
+    assert!(
+        holder.starts_with(&format!("pid {} on ", std::process::id())),
+        "{holder}"
+    );
+    match hypermod::run::lock_dir(&d) {
+        Err(e @ hypermod::Error::DirInUse { .. }) => {
+            let msg = e.to_string();
+            assert!(msg.contains("in use by another hypermod process"), "{msg}");
+            assert!(
+                msg.contains(&format!("pid {}", std::process::id())),
+                "{msg}"
+            );
+        }
+        other => panic!("second lock not refused: {other:?}"),
+    }
+    drop(first);
+    hypermod::run::lock_dir(&d).unwrap();
+}
+
+/// Two real processes: while `hypermod train` runs in R, a `train --resume R` and a
+/// `train --overwrite` into R are refused at once and leave R's files as they were; once the
+/// first is SIGKILLed, R is free again (the OS dropped the lock with the process).
+#[test]
+fn a_second_writer_is_refused_and_a_killed_holder_leaves_no_stale_lock() {
+    let _ = gpu_or_skip!();
+    let out = temp_dir("lock-procs");
+    let run = out.join("r");
+    // Long enough to still be training when the others try (killed below).
+    let mut first = common::hypermod_bin()
+        .args(["train", TINY, "--set", "train.steps_outer=1000000", "--out"])
+        .arg(&run)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let lock = run.join(hypermod::run::LOCK_FILE);
+    let want = format!("pid {} on ", first.id());
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    while !std::fs::read_to_string(&lock).is_ok_and(|s| s.starts_with(&want)) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the first run never took its lock"
+        );
+        assert!(
+            first.try_wait().unwrap().is_none(),
+            "the first run ended early"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let config = std::fs::read(run.join("config.toml")).unwrap();
+    let resume = common::hypermod_bin()
+        .args(["train", "--resume"])
+        .arg(&run)
+        .output()
+        .unwrap();
+    let err = stderr(&resume);
+    assert_eq!(resume.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("is in use by another hypermod process") && err.contains(&want),
+        "{err}"
+    );
+    let mut args = vec!["train", TINY, "--overwrite"];
+    args.extend(SHORT);
+    let overwrite = hypermod(&args, &run);
+    let err = stderr(&overwrite);
+    assert_eq!(overwrite.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("is in use by another hypermod process"),
+        "{err}"
+    );
+    assert_eq!(std::fs::read(run.join("config.toml")).unwrap(), config);
+    assert!(
+        first.try_wait().unwrap().is_none(),
+        "the refusals disturbed the first run"
+    );
+    // SIGKILL: no chance to clean up.
+    first.kill().unwrap();
+    first.wait().unwrap();
+    let again = hypermod(&args, &run);
+    assert!(again.status.success(), "{}", stderr(&again));
+}

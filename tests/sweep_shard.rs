@@ -327,3 +327,33 @@ fn slices_cover_every_run_once_in_contiguous_balanced_blocks() {
     // No overflow for huge lengths.
     assert_eq!(shard_range(usize::MAX, 1, 2).end, usize::MAX);
 }
+
+/// Shards cut with different counts partition the runs differently: a `0/1` shard (what a
+/// resubmission without its count runs) beside `1/3` and `2/3` is refused, naming both.
+#[test]
+fn merging_shards_of_different_counts_fails() {
+    let _gpu = gpu_or_skip!();
+    let root = fixture();
+    // Shard 0/3's directory relabelled as the single shard of a 1-way split.
+    let whole = root.join("shard-0-of-1");
+    let _ = std::fs::remove_dir_all(&whole);
+    std::fs::create_dir_all(&whole).unwrap();
+    for f in ["sweep.toml", "shard.json"] {
+        std::fs::copy(root.join("shard-0").join(f), whole.join(f)).unwrap();
+    }
+    let record = whole.join("shard.json");
+    let mut json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&record).unwrap()).unwrap();
+    json["count"] = 1.into();
+    std::fs::write(&record, json.to_string()).unwrap();
+    let mut dirs = vec![whole.clone()];
+    dirs.extend(shards(root, &[1, 2]));
+    let out = root.join("merged-counts");
+    let err = fails(merge_cmd(&out, &dirs));
+    assert!(
+        err.contains("is shard 1/3 but") && err.contains("is shard 0/1"),
+        "{err}"
+    );
+    assert!(err.contains(path(&whole)), "{err}");
+    assert!(!out.exists(), "a refused merge writes nothing");
+}

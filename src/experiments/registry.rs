@@ -25,7 +25,7 @@ use crate::gpu::Device;
 use crate::report::plot::{PlotError, SweepPlot};
 use crate::report::runs_table::Measure;
 use crate::report::RunsTable;
-use crate::run::start_run_dir;
+use crate::run::{check_fresh_run_dir, create_dir, lock_dir, start_run_dir};
 use crate::train::runner::{self, Experiment, Schedule};
 
 /// An experiment: its config section, set-up, run tables, sweep batching and reports. The
@@ -538,6 +538,9 @@ impl ExperimentConfig {
         out: &Path,
         overwrite: bool,
     ) -> Result<RunSummary> {
+        check_fresh_run_dir(out, overwrite)?;
+        create_dir(out)?;
+        let _lock = lock_dir(out)?;
         start_run_dir(gpu, out, resolved, overwrite)?;
         self.kind.train_any(gpu, &*self.config, out, false)
     }
@@ -546,6 +549,7 @@ impl ExperimentConfig {
     /// every step's data is a function of (seed, step), so the resumed run ends with the
     /// numbers an uninterrupted one gives (bitwise, on the same device).
     pub fn resume(&self, gpu: &Device, dir: &Path) -> Result<RunSummary> {
+        let _lock = lock_dir(dir)?;
         runner::check_resumable(dir)?;
         self.kind.train_any(gpu, &*self.config, dir, true)
     }

@@ -8,7 +8,7 @@ use super::run_loop::{check_dir, record_runs, SWEEP_COPY};
 use super::shard::{read_shard, shard_range, SHARD_FILE};
 use crate::error::{arg_err, file_err, Result};
 use crate::report::RunsTable;
-use crate::run::{create_dir, write_atomic};
+use crate::run::{create_dir, lock_dir, write_atomic, LOCK_FILE};
 
 /// What to do instead, ending every refusal of a merge's output directory.
 const MERGE_TAIL: &str = "or merge into a new directory";
@@ -60,6 +60,25 @@ pub fn merge(out: &Path, dirs: &[PathBuf]) -> Result<PathBuf> {
             )
         })?;
         records.push(record);
+    }
+    // Shards cut with different counts partition the run list differently: a 0/1 shard (a
+    // resubmission without its count runs the whole sweep) beside 1/3 and 2/3 is a mistake.
+    if let Some((d, r)) = dirs
+        .iter()
+        .zip(&records)
+        .find(|(_, r)| r.count != records[0].count)
+    {
+        return Err(arg_err(
+            OP,
+            format!(
+                "{} is shard {} but {} is shard {}: merge the shards of one split (all cut \
+                 with the same --shard .../N)",
+                d.display(),
+                r.shard(),
+                first.display(),
+                records[0].shard()
+            ),
+        ));
     }
     let text = text.unwrap_or_default();
     check_dir(&text, out, None, MERGE_TAIL)?;
@@ -148,6 +167,7 @@ pub fn merge(out: &Path, dirs: &[PathBuf]) -> Result<PathBuf> {
         ));
     }
     create_dir(out)?;
+    let _lock = lock_dir(out)?;
     write_atomic(&out.join(SWEEP_COPY), text.as_bytes())?;
     for (i, src) in sources.iter().enumerate() {
         if let Some(src) = src {
@@ -196,6 +216,11 @@ fn link_tree(from: &Path, to: &Path) -> Result<()> {
     for e in std::fs::read_dir(from).map_err(file_err("read", from))? {
         let e = e.map_err(file_err("read", from))?;
         let (src, dst) = (e.path(), to.join(e.file_name()));
+        // A lock belongs to the directory its holder wrote, not to copies (and a hard link
+        // would share the lock's inode).
+        if e.file_name() == LOCK_FILE {
+            continue;
+        }
         if src.is_dir() {
             link_tree(&src, &dst)?;
         } else if std::fs::hard_link(&src, &dst).is_err() {

@@ -9,7 +9,7 @@ use crate::error::{arg_err, file_err, Error, Result};
 use crate::experiments::{BatchMember, ExperimentConfig, Kind};
 use crate::gpu::Device;
 use crate::report::{summary_markdown, RunsTable};
-use crate::run::{create_dir, holds_run, write_atomic, write_json};
+use crate::run::{create_dir, holds_run, lock_dir, write_atomic, write_json};
 
 /// The name under which a sweep directory keeps a copy of its sweep file.
 pub(super) const SWEEP_COPY: &str = "sweep.toml";
@@ -38,6 +38,8 @@ pub fn run_sweep_shard(
     check_shard_dir(sweep_path, out, overwrite, shard)?;
     let text = std::fs::read_to_string(sweep_path).map_err(file_err("read", sweep_path))?;
     create_dir(out)?;
+    // One writer per sweep directory; each run's own directory is locked where it trains too.
+    let _lock = lock_dir(out)?;
     write_atomic(&out.join(SWEEP_COPY), text.as_bytes())?;
     let Some(kind) = runs.first().map(|r| r.config.kind()) else {
         return Err(arg_err(
