@@ -180,7 +180,19 @@ fn a_held_directory_refuses_a_second_lock_until_released() {
         other => panic!("second lock not refused: {other:?}"),
     }
     drop(first);
-    hypermod::run::lock_dir(&d).unwrap();
+    // Free again. Not always at once: a process that another test forks at that moment holds a
+    // copy of the lock's descriptor until it execs (the lock belongs to the open file, and
+    // fork shares it), so wait a bounded while.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        match hypermod::run::lock_dir(&d) {
+            Ok(_) => break,
+            Err(hypermod::Error::DirInUse { .. }) if std::time::Instant::now() < deadline => {
+                std::thread::sleep(std::time::Duration::from_millis(20))
+            }
+            Err(e) => panic!("not freed by dropping the lock: {e}"),
+        }
+    }
 }
 
 /// Two real processes: while `hypermod train` runs in R, a `train --resume R` and a
