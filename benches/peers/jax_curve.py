@@ -1,7 +1,7 @@
 """Learning curve of the official Schug et al. code (smonsays/modular-hyperteacher, unmodified) on
 the hyperteacher, for the side-by-side comparison with hypermod (benches/peers/curves).
 
-The runner is driven as ../shared/spec/running-the-reference.md says: `run_fewshot.run_fewshot`
+The runner is driven through the official `run_fewshot.py`: `run_fewshot.run_fewshot`
 with our own logbook (its `--wandb False` path crashes at the first evaluation), the evaluation
 sets resized by wrapping `run_fewshot.dataset_config` (fixed at 1,024 tasks there) and the
 evaluation period set after `FewshotExperiment.__init__` (fixed at 1,000 there). Nothing in the

@@ -1,5 +1,5 @@
 """Seconds per outer step of the official Schug et al. code (smonsays/modular-hyperteacher,
-unmodified) on the hyperteacher, timed as ../shared/spec/running-the-reference.md says: the
+unmodified) on the hyperteacher, timed around its `run_fewshot.py` experiment: the
 jit-compiled `FewshotExperiment.step`, `jax.block_until_ready`, compile steps skipped, no
 evaluation.
 

@@ -1,6 +1,6 @@
 """The official code's hyperteacher config, shared by jax_step.py and jax_curve.py: imports the
-checkout (smonsays/modular-hyperteacher, unmodified) as ../shared/spec/running-the-reference.md
-says (path and working directory set to it, absl flags parsed before use) and returns
+checkout (smonsays/modular-hyperteacher, unmodified) the way its `run_fewshot.py` expects
+(path and working directory set to it, absl flags parsed before use) and returns
 `configs/hyperteacher.py:get_config(model)` itself (a ConfigDict, not a dict: `run_fewshot`
 rewrites its `dataset` entry) with our overrides.
 """
