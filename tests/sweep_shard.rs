@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::OnceLock;
 
+use common::sweep_tables::{runs_without_times, summary_without_times};
 use hypermod::report::RunsTable;
 use hypermod::sweep::{shard_range, Shard};
 
@@ -90,51 +91,6 @@ fn shards(root: &Path, which: &[usize]) -> Vec<PathBuf> {
         .iter()
         .map(|i| root.join(format!("shard-{i}")))
         .collect()
-}
-
-/// `runs.csv` with its `seconds` column blanked: wall-clock time differs between any two runs of
-/// the same config (and more so between one batch of four and shards training one or two runs
-/// each, three processes sharing the cores), while every metric is bit-identical.
-fn runs_without_times(dir: &Path) -> RunsTable {
-    let mut t = RunsTable::read(&dir.join("runs.csv")).unwrap();
-    let seconds = t.column("seconds").unwrap();
-    for row in &mut t.rows {
-        row[seconds].clear();
-    }
-    t
-}
-
-/// `summary.md` without its `minutes` column (the mean ± sd of `seconds`; see
-/// [`runs_without_times`]), every other cell as written.
-fn summary_without_times(dir: &Path) -> String {
-    let md = std::fs::read_to_string(dir.join("summary.md")).unwrap();
-    let mut out = String::new();
-    let mut drop: Option<usize> = None;
-    for line in md.lines() {
-        if !line.starts_with('|') {
-            drop = None;
-            out += line;
-            out += "\n";
-            continue;
-        }
-        let cells: Vec<&str> = line.trim_matches('|').split(" | ").map(str::trim).collect();
-        // The first row of a table is its header.
-        let col = *drop.get_or_insert_with(|| {
-            cells
-                .iter()
-                .position(|c| *c == "minutes")
-                .expect("summary.md has a minutes column")
-        });
-        let kept: Vec<&str> = cells
-            .iter()
-            .enumerate()
-            .filter(|&(j, _)| j != col)
-            .map(|(_, c)| *c)
-            .collect();
-        out += &kept.join(" | ");
-        out += "\n";
-    }
-    out
 }
 
 #[test]

@@ -1,6 +1,8 @@
 //! Shared test helpers: the one way tests obtain the GPU, seeded random data, and comparisons.
 #![allow(dead_code)]
 
+pub mod sweep_tables;
+
 use std::io::Write;
 use std::sync::OnceLock;
 
