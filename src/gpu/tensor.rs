@@ -121,6 +121,23 @@ impl Tensor {
         })
     }
 
+    /// Item `k` of the batch axis alone (a one-item view into the same buffer).
+    pub fn item(&self, k: usize) -> Result<Tensor> {
+        if k >= self.batch {
+            return Err(shape_err(
+                "item",
+                format!("item {k} of a batch of {}", self.batch),
+            ));
+        }
+        self.view(
+            self.offset + k * self.batch_stride,
+            1,
+            self.rows,
+            self.cols,
+            self.batch_stride,
+        )
+    }
+
     /// The same single item seen `batch` times (stride 0). Requires a one-item tensor.
     pub fn broadcast(&self, batch: usize) -> Result<Tensor> {
         if self.batch != 1 {

@@ -24,11 +24,12 @@ pub struct LoopState<M> {
     pub train: M,
     /// Metrics of the last evaluation.
     pub last: SetMetrics<M>,
-    /// Best selection score so far (lower is better), its step and metrics.
-    pub best_score: f64,
-    /// Step of the best score; `None` before the first evaluation.
-    pub best_step: Option<usize>,
-    /// Metrics of every set at the best step.
+    /// Best selection score so far per run (lower is better); empty before the first
+    /// evaluation.
+    pub best_score: Vec<f64>,
+    /// Step of each run's best score; empty before the first evaluation.
+    pub best_step: Vec<usize>,
+    /// Metrics of every set at the best step (each run's own, for a batch of runs).
     pub best: SetMetrics<M>,
     /// `metrics.jsonl` so far.
     pub log: String,
@@ -42,8 +43,8 @@ impl<M: Default> Default for LoopState<M> {
             step: 0,
             train: M::default(),
             last: SetMetrics::new(),
-            best_score: 0.0,
-            best_step: None,
+            best_score: Vec::new(),
+            best_step: Vec::new(),
             best: SetMetrics::new(),
             log: String::new(),
             seconds: 0.0,
@@ -54,6 +55,25 @@ impl<M: Default> Default for LoopState<M> {
 /// JSON text of a metric value stored as checkpoint metadata (these types always serialise).
 fn to_json<T: Serialize>(v: &T) -> String {
     serde_json::to_string(v).unwrap_or_default()
+}
+
+/// Per-run values as checkpoint metadata: comma-separated, so a single run's value reads as
+/// in every checkpoint before batches selected per run (`0.25`, `40`; empty before the first
+/// evaluation), and `f64`'s text round-trips exactly (`inf` and `NaN` included).
+fn join<T: ToString>(values: &[T]) -> String {
+    values
+        .iter()
+        .map(T::to_string)
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+/// [`join`]'s values back.
+fn split<T: std::str::FromStr>(text: &str) -> std::result::Result<Vec<T>, T::Err> {
+    if text.is_empty() {
+        return Ok(Vec::new());
+    }
+    text.split(',').map(str::parse).collect()
 }
 
 impl<M: Serialize + DeserializeOwned> LoopState<M> {
@@ -73,11 +93,8 @@ impl<M: Serialize + DeserializeOwned> LoopState<M> {
         m.insert("step".into(), self.step.to_string());
         m.insert("train".into(), to_json(&self.train));
         m.insert("last".into(), to_json(&self.last));
-        m.insert("best_valid".into(), self.best_score.to_string());
-        m.insert(
-            "best_step".into(),
-            self.best_step.map_or(String::new(), |s| s.to_string()),
-        );
+        m.insert("best_valid".into(), join(&self.best_score));
+        m.insert("best_step".into(), join(&self.best_step));
         m.insert("best".into(), to_json(&self.best));
         m.insert("metrics_jsonl".into(), self.log.clone());
         m.insert(
@@ -101,17 +118,12 @@ impl<M: Serialize + DeserializeOwned> LoopState<M> {
         };
         let typed = |k: &str| -> Result<_> { json(k) };
         let number = |k: &str| -> Result<f64> { ck.meta(k, path)?.parse().map_err(|_| bad(k)) };
-        let best_step = ck.meta("best_step", path)?;
         Ok(LoopState {
             step: ck.meta("step", path)?.parse().map_err(|_| bad("step"))?,
             train: serde_json::from_value(typed("train")?).map_err(|_| bad("train"))?,
             last: serde_json::from_value(typed("last")?).map_err(|_| bad("last"))?,
-            best_score: number("best_valid")?,
-            best_step: if best_step.is_empty() {
-                None
-            } else {
-                Some(best_step.parse().map_err(|_| bad("best_step"))?)
-            },
+            best_score: split(ck.meta("best_valid", path)?).map_err(|_| bad("best_valid"))?,
+            best_step: split(ck.meta("best_step", path)?).map_err(|_| bad("best_step"))?,
             best: serde_json::from_value(typed("best")?).map_err(|_| bad("best"))?,
             log: ck.meta("metrics_jsonl", path)?.to_string(),
             seconds: number("seconds")?,

@@ -9,4 +9,5 @@ pub mod loop_state;
 pub mod meta;
 pub mod progress;
 pub mod runner;
+pub mod runs;
 pub mod supervised;

@@ -19,6 +19,7 @@ use crate::gpu::Device;
 use crate::run::{write_atomic, write_json};
 use crate::train::loop_state::LoopState;
 use crate::train::progress::Progress;
+use crate::train::runs::PerRun;
 
 /// File name of a run's latest checkpoint.
 pub const CHECKPOINT: &str = "checkpoint.safetensors";
@@ -52,10 +53,22 @@ pub trait Experiment {
     fn evaluate(&self, gpu: &Device) -> Result<SetMetrics<Self::Metrics>>;
     /// The evaluation set whose [`Experiment::score`] picks the best state (e.g. `valid`).
     fn selection_set(&self) -> &str;
-    /// A set's score for selection; lower is better (e.g. its loss).
+    /// A set's score; lower is better (e.g. its loss). For a batch of runs, the batch's (e.g.
+    /// the mean, for progress lines); selection uses [`Experiment::run_scores`].
     fn score(metrics: &Self::Metrics) -> f64;
-    /// Keeps the current state as the best so far.
-    fn save_best(&self, gpu: &Device) -> Result<()>;
+    /// Each run's selection score in a set's metrics, one per run the experiment trains (one for
+    /// a single run): every run of a batch keeps its own best step, as if it trained alone.
+    fn run_scores(metrics: &Self::Metrics) -> Vec<f64> {
+        vec![Self::score(metrics)]
+    }
+    /// Copies run `run`'s part of `current` into `best` (all of it for a single run).
+    fn keep_run(best: &mut Self::Metrics, current: &Self::Metrics, run: usize) {
+        let _ = run;
+        best.clone_from(current);
+    }
+    /// Keeps the current state of the runs `runs` (indices into
+    /// [`Experiment::run_scores`]) as their best so far.
+    fn save_best(&self, gpu: &Device, runs: &[usize]) -> Result<()>;
     /// Steps skipped so far because the update was non-finite.
     fn skipped_steps(&self, gpu: &Device) -> Result<f64>;
     /// Every GPU tensor an exact resume needs, under its checkpoint name.
@@ -95,10 +108,10 @@ pub struct RunPlan {
 pub struct Summary<M, X> {
     /// Metrics of every evaluation set at the last step.
     pub r#final: SetMetrics<M>,
-    /// Metrics at the best step (by the selection set's score).
+    /// Metrics at the best step (by the selection set's score; each run's own in a batch).
     pub best: SetMetrics<M>,
-    /// Step of the best score.
-    pub best_step: usize,
+    /// Step of the best score, per run (a plain number for a single run).
+    pub best_step: PerRun<usize>,
     /// Steps run.
     pub steps: usize,
     /// Wall-clock seconds of set-up, training and evaluation (all processes of the run).
@@ -228,11 +241,8 @@ fn evaluate<E: Experiment>(
     st.log.push_str(&line);
     st.log.push('\n');
     write_atomic(&log_path, st.log.as_bytes())?;
-    let score = selection_score(exp, &sets)?;
-    if st.best_step.is_none() || score < st.best_score {
-        exp.save_best(gpu)?;
-        (st.best_score, st.best_step, st.best) = (score, Some(done), sets.clone());
-    }
+    let scores = selection_scores(exp, &sets)?;
+    keep_best(gpu, exp, st, &sets, &scores, done)?;
     progress.println(&format!(
         "step {done:>7}  {}",
         E::describe_eval(&st.train, &sets)
@@ -242,15 +252,67 @@ fn evaluate<E: Experiment>(
     st.save(gpu, &exp.state(), &plan.dir.join(CHECKPOINT), plan.started)
 }
 
-/// The selection set's score; a typed error when the experiment did not evaluate that set.
-fn selection_score<E: Experiment>(exp: &E, sets: &SetMetrics<E::Metrics>) -> Result<f64> {
+/// The selection set's score per run; a typed error when the experiment did not evaluate that
+/// set.
+fn selection_scores<E: Experiment>(exp: &E, sets: &SetMetrics<E::Metrics>) -> Result<Vec<f64>> {
     let name = exp.selection_set();
     sets.get(name)
-        .map(E::score)
+        .map(E::run_scores)
         .ok_or_else(|| Error::NoSuchSet {
             name: name.to_string(),
             known: sets.keys().cloned().collect(),
         })
+}
+
+/// Keeps, for every run whose score improved at step `done` (all at the first evaluation), the
+/// current state and metrics as its best: each run of a batch selects on its own score, so a
+/// run's best step does not depend on the runs it trained beside.
+fn keep_best<E: Experiment>(
+    gpu: &Device,
+    exp: &E,
+    st: &mut LoopState<E::Metrics>,
+    sets: &SetMetrics<E::Metrics>,
+    scores: &[f64],
+    done: usize,
+) -> Result<()> {
+    if st.best_step.is_empty() {
+        let all: Vec<usize> = (0..scores.len()).collect();
+        exp.save_best(gpu, &all)?;
+        st.best_score = scores.to_vec();
+        st.best_step = vec![done; scores.len()];
+        st.best = sets.clone();
+        return Ok(());
+    }
+    if scores.len() != st.best_score.len() {
+        return Err(Error::InvalidArgument {
+            op: "train",
+            detail: format!(
+                "the selection set scored {} runs, the run's best holds {}",
+                scores.len(),
+                st.best_score.len()
+            ),
+        });
+    }
+    let improved: Vec<usize> = (0..scores.len())
+        .filter(|&k| scores[k] < st.best_score[k])
+        .collect();
+    if improved.is_empty() {
+        return Ok(());
+    }
+    exp.save_best(gpu, &improved)?;
+    for &k in &improved {
+        st.best_score[k] = scores[k];
+        st.best_step[k] = done;
+        for (name, m) in sets {
+            match st.best.get_mut(name) {
+                Some(best) => E::keep_run(best, m, k),
+                None => {
+                    st.best.insert(name.clone(), m.clone());
+                }
+            }
+        }
+    }
+    Ok(())
 }
 
 fn summarise<E: Experiment>(
@@ -264,7 +326,7 @@ fn summarise<E: Experiment>(
         extras: exp.summary_extras(gpu)?,
         r#final: st.last,
         best: st.best,
-        best_step: st.best_step.unwrap_or(0),
+        best_step: PerRun(st.best_step),
         steps: schedule.steps,
         seconds: st.seconds + plan.started.elapsed().as_secs_f64(),
         skipped_steps: exp.skipped_steps(gpu)?,

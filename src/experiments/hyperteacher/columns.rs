@@ -20,7 +20,10 @@ pub fn summary_columns(path: &Path) -> Result<Vec<(String, String)>> {
             cols.push((format!("{which}_{set}_acc"), format!("{:.6}", m.acc)));
         }
     }
-    cols.push(("best_step".into(), s.best_step.to_string()));
+    cols.push((
+        "best_step".into(),
+        s.best_step.single().map_or(String::new(), usize::to_string),
+    ));
     cols.push((
         "decoder_r2".into(),
         s.extras

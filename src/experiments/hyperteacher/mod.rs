@@ -157,7 +157,8 @@ impl Experiment for Hyperteacher {
         m.loss
     }
 
-    fn save_best(&self, gpu: &Device) -> Result<()> {
+    fn save_best(&self, gpu: &Device, _runs: &[usize]) -> Result<()> {
+        // One run: `runs` is `[0]`.
         self.learner.save_best(gpu)
     }
 

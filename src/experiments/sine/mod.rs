@@ -95,7 +95,7 @@ pub struct RunExtras {
     pub ood_combination_mse: Option<f64>,
     /// Validation MSE at that evaluation.
     pub valid_mse: f64,
-    /// Step of that evaluation (the run's own; the batch's `best_step` is by mean validation).
+    /// Step of that evaluation (the run's own, as the loop's `best_step`).
     pub selected_step: usize,
     /// Test MSE at the last step.
     pub final_test_mse: f64,
@@ -479,8 +479,16 @@ impl Experiment for Sine {
         m.0.iter().map(|r| r.mse).sum::<f64>() / m.0.len().max(1) as f64
     }
 
-    fn save_best(&self, _gpu: &Device) -> Result<()> {
-        // Each run keeps its own best (by its validation MSE) in `best`, not the batch's.
+    fn run_scores(m: &RunsMetrics) -> Vec<f64> {
+        m.0.iter().map(|r| r.mse).collect()
+    }
+
+    fn keep_run(best: &mut RunsMetrics, current: &RunsMetrics, run: usize) {
+        best.0[run] = current.0[run].clone();
+    }
+
+    fn save_best(&self, _gpu: &Device, _runs: &[usize]) -> Result<()> {
+        // Each run's best-state record (`best`) is kept by `evaluate`; there is no state to copy.
         Ok(())
     }
 

@@ -1,12 +1,13 @@
 //! Several theory runs of one shape trained as ONE batch (a sweep's task lists × seeds × learning
-//! rates on the batch axis, through `ExperimentDef::train_batch`), then written out as if each had run alone: every run directory gets
-//! its `config.toml`, its own `metrics.jsonl` lines and a single-run `summary.json`, so
-//! `runs.csv`, `hypermod plot` and `load_run` see ordinary runs.
+//! rates on the batch axis, through `ExperimentDef::train_batch`), then written out as if each
+//! had run alone: every run directory gets its `config.toml`, its own `metrics.jsonl` lines, a
+//! single-run `summary.json` and its own checkpoint, so `runs.csv`, `hypermod plot`, `load_run`
+//! and `train --resume` see ordinary runs.
 //!
 //! The batch trains in its own directory (`batches/<first run>/`: the loop's `metrics.jsonl`,
-//! `checkpoint.safetensors` and `summary.json` over all runs). A run's numbers are those it gets
-//! alone (`tests/theory.rs`), except which evaluation is its "best": the batch keeps one best
-//! step, by the mean training-set loss of its runs.
+//! `checkpoint.safetensors` and `summary.json` over all runs). A run's directory is the one it
+//! writes alone, timings aside (`tests/batch_members.rs`): each run selects its own best step by
+//! its own training-set loss, whatever it trained beside.
 
 use super::{Theory, TheoryConfig};
 

@@ -102,7 +102,10 @@ pub struct Theory {
     student_shape: NetShape,
     nets: Nets,
     best: Tensor,
+    /// Copies every run's student into `best`.
     save_best: Dispatch,
+    /// Copies run `k`'s student alone (when only some runs improved).
+    save_best_run: Vec<Dispatch>,
     train: Episode,
     eval: Episode,
     outer: AdamW,
@@ -239,6 +242,9 @@ impl Theory {
         let best = gpu.zeros(r, 1, s.param_len())?;
         gpu.write(&best, &student)?;
         let save_best = copy(gpu, &nets.student, &best)?;
+        let save_best_run = (0..r)
+            .map(|k| copy(gpu, &nets.student.item(k)?, &best.item(k)?))
+            .collect::<std::result::Result<Vec<_>, _>>()?;
         let schedule = Schedule {
             steps: tr.steps,
             eval_every: tr.eval_every,
@@ -251,6 +257,7 @@ impl Theory {
             nets,
             best,
             save_best,
+            save_best_run,
             train,
             eval,
             outer,
@@ -475,8 +482,20 @@ impl Experiment for Theory {
         m.0.iter().map(|r| r.loss).sum::<f64>() / m.0.len().max(1) as f64
     }
 
-    fn save_best(&self, gpu: &Device) -> Result<()> {
-        Ok(gpu.run(&[&self.save_best])?)
+    fn run_scores(m: &RunsMetrics) -> Vec<f64> {
+        m.0.iter().map(|r| r.loss).collect()
+    }
+
+    fn keep_run(best: &mut RunsMetrics, current: &RunsMetrics, run: usize) {
+        best.0[run] = current.0[run].clone();
+    }
+
+    fn save_best(&self, gpu: &Device, runs: &[usize]) -> Result<()> {
+        if runs.len() == self.runs.len() {
+            return Ok(gpu.run(&[&self.save_best])?);
+        }
+        let copies: Vec<&Dispatch> = runs.iter().map(|&k| &self.save_best_run[k]).collect();
+        Ok(gpu.run(&copies)?)
     }
 
     fn skipped_steps(&self, gpu: &Device) -> Result<f64> {
