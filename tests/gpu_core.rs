@@ -130,6 +130,7 @@ fn engine_works_without_optional_features_and_times_by_wall_clock() {
         timestamp_query: false,
         subgroup: false,
         shader_f16: false,
+        adapter_limits: false,
     })
     .unwrap();
     let f = bare.features();
@@ -178,4 +179,83 @@ fn dispatch_refuses_parameters_of_another_layout() {
         err.contains("`NotSoftmaxParams` are not the shader's `Params` layout"),
         "{err}"
     );
+}
+
+/// The device every test runs on asks for no more than a WebGPU device must offer (or, on
+/// wgpu's GL backend, than the downlevel defaults), but for the two buffer sizes and the storage
+/// buffers the kernels declare they need: every kernel test therefore runs under the limits of
+/// the most modest device, and a kernel that needs more fails here.
+#[test]
+fn the_device_requests_webgpu_default_limits() {
+    let gpu = gpu_or_skip!();
+    if gpu.is_native() {
+        return; // the native backend has no wgpu limits to request
+    }
+    let mut l = gpu.limits().clone();
+    let defaults = wgpu::Limits::default();
+    l.max_buffer_size = defaults.max_buffer_size;
+    l.max_storage_buffer_binding_size = defaults.max_storage_buffer_binding_size;
+    assert_eq!(
+        l.max_storage_buffers_per_shader_stage,
+        hypermod::gpu::KERNEL_STORAGE_BUFFERS
+    );
+    l.max_storage_buffers_per_shader_stage = defaults.max_storage_buffers_per_shader_stage;
+    assert!(
+        l.check_limits(&defaults) || l.check_limits(&wgpu::Limits::downlevel_defaults()),
+        "{l:?}"
+    );
+    assert_eq!(
+        gpu.limits().max_compute_workgroup_storage_size,
+        defaults.max_compute_workgroup_storage_size,
+        "{l:?}"
+    );
+}
+
+#[test]
+fn requested_limits_are_webgpu_defaults_with_the_adapters_buffer_sizes() {
+    use hypermod::gpu::requested_limits;
+    // A generous adapter: WebGPU's defaults, its buffer sizes.
+    let big = wgpu::Limits {
+        max_buffer_size: 1 << 40,
+        max_storage_buffer_binding_size: 1 << 36,
+        ..wgpu::Limits::default()
+    }
+    .or_better_values_from(&wgpu::Limits {
+        max_compute_workgroup_storage_size: 65536,
+        max_compute_invocations_per_workgroup: 1024,
+        max_storage_buffers_per_shader_stage: 64,
+        ..wgpu::Limits::default()
+    });
+    let got = requested_limits(&big, false);
+    assert_eq!(got.max_compute_workgroup_storage_size, 16384);
+    assert_eq!(got.max_compute_invocations_per_workgroup, 256);
+    // WebGPU's 8, raised to what the kernels declare.
+    assert_eq!(
+        got.max_storage_buffers_per_shader_stage,
+        hypermod::gpu::KERNEL_STORAGE_BUFFERS
+    );
+    assert_eq!(got.max_buffer_size, 1 << 40);
+    assert_eq!(got.max_storage_buffer_binding_size, 1 << 36);
+    assert_eq!(requested_limits(&big, true), big, "all: the adapter's own");
+    // An adapter short of the defaults (GL): the downlevel defaults, never above the adapter.
+    // Six storage buffers per stage (WebGPU's default: 8), and fewer invocations per workgroup
+    // than even the downlevel defaults.
+    let down = wgpu::Limits::downlevel_defaults();
+    let weak = wgpu::Limits {
+        max_storage_buffers_per_shader_stage: 6,
+        max_compute_invocations_per_workgroup: 128,
+        ..wgpu::Limits::default()
+    };
+    let got = requested_limits(&weak, false);
+    assert!(got.check_limits(&weak), "{got:?}");
+    assert_eq!(
+        got.max_storage_buffers_per_shader_stage, 6,
+        "never above the adapter"
+    );
+    assert_eq!(got.max_compute_invocations_per_workgroup, 128);
+    assert_eq!(
+        got.max_compute_workgroup_storage_size,
+        down.max_compute_workgroup_storage_size
+    );
+    assert_eq!(got.max_buffer_size, weak.max_buffer_size);
 }

@@ -8,7 +8,7 @@
 
 use std::collections::BTreeMap;
 
-use hypermod::gpu::{Shader, UniformField, UniformLayout};
+use hypermod::gpu::{Shader, UniformField, UniformLayout, KERNEL_STORAGE_BUFFERS};
 use hypermod::ops::SHADERS;
 
 /// A WGSL struct member: name, byte offset, size and type as WGSL spells it.
@@ -233,4 +233,43 @@ fn a_shifted_or_retyped_field_fails_the_check() {
     let problems = layout_problems(&shader.params, &wgsl, size);
     assert_eq!(problems.len(), 1, "{problems:?}");
     assert!(problems[0].contains("`alpha`: Rust `f32`"), "{problems:?}");
+}
+
+/// Storage buffers a shader binds (its module-level `var<storage>` globals: at least what any of
+/// its entry points binds).
+fn storage_buffers(source: &str) -> Result<u32, String> {
+    let module = naga::front::wgsl::parse_str(source).map_err(|e| e.emit_to_string(source))?;
+    Ok(module
+        .global_variables
+        .iter()
+        .filter(|(_, g)| matches!(g.space, naga::AddressSpace::Storage { .. }))
+        .count() as u32)
+}
+
+/// The storage buffers the device requests ([`KERNEL_STORAGE_BUFFERS`], above WebGPU's default
+/// of 8) are exactly what the most demanding kernel binds: no kernel needs more than the device
+/// asks for, and the device asks for no more than a kernel needs.
+#[test]
+fn the_requested_storage_buffers_are_what_the_kernels_bind() {
+    let mut counts: Vec<(u32, &str)> = SHADERS
+        .iter()
+        .map(|s| (storage_buffers(s.source).unwrap(), s.name))
+        .collect();
+    counts.sort();
+    let (most, name) = *counts.last().unwrap();
+    assert_eq!(
+        most, KERNEL_STORAGE_BUFFERS,
+        "{name} binds {most} storage buffers; the device requests {KERNEL_STORAGE_BUFFERS}: \
+         {counts:?}"
+    );
+    let above: Vec<_> = counts
+        .iter()
+        .filter(|(n, _)| *n > wgpu::Limits::default().max_storage_buffers_per_shader_stage)
+        .collect();
+    // Named here so that the families a browser must grant more than the default are known.
+    assert_eq!(
+        above,
+        [&(9, "layernorm_tangent"), &(10, "adamw")],
+        "families above WebGPU's default of 8 storage buffers"
+    );
 }

@@ -1,6 +1,6 @@
 //! Adapter and device selection: honours `WGPU_BACKEND`, prefers discrete GPUs, can be pinned with
-//! `HYPERMOD_ADAPTER=<substring>`, requests the adapter's real limits and the optional features
-//! that help (timestamps, subgroups, f16) without requiring any of them.
+//! `HYPERMOD_ADAPTER=<substring>`, requests WebGPU's default limits ([`requested_limits`]) and
+//! the optional features that help (timestamps, subgroups, f16) without requiring any of them.
 
 use std::sync::{Arc, Mutex};
 
@@ -14,6 +14,10 @@ use crate::native::NativeCpu;
 
 /// Environment variable that pins the adapter by a case-insensitive substring of its name.
 pub const ADAPTER_ENV: &str = "HYPERMOD_ADAPTER";
+
+/// Environment variable that, set to `adapter`, requests every limit the adapter has instead of
+/// WebGPU's defaults ([`DeviceOptions::adapter_limits`]).
+pub const LIMITS_ENV: &str = "HYPERMOD_LIMITS";
 
 /// Optional features the engine uses when the adapter offers them.
 const WANTED_FEATURES: wgpu::Features = wgpu::Features::TIMESTAMP_QUERY
@@ -41,6 +45,11 @@ pub struct DeviceOptions {
     pub subgroup: bool,
     /// Enable `f16` in shaders.
     pub shader_f16: bool,
+    /// Request every limit the adapter has, instead of WebGPU's defaults with the adapter's
+    /// buffer sizes ([`requested_limits`]). Off by default (`HYPERMOD_LIMITS=adapter` turns it
+    /// on), so that a kernel that needs more than any WebGPU device must offer fails on every
+    /// machine, not only on another vendor's driver or in a browser.
+    pub adapter_limits: bool,
 }
 
 impl Default for DeviceOptions {
@@ -49,8 +58,40 @@ impl Default for DeviceOptions {
             timestamp_query: true,
             subgroup: true,
             shader_f16: true,
+            adapter_limits: std::env::var(LIMITS_ENV)
+                .is_ok_and(|v| v.trim().eq_ignore_ascii_case("adapter")),
         }
     }
+}
+
+/// Storage buffers the most demanding kernel binds in one entry point (AdamW's second-order
+/// adjoint: weights, gradients, moments, norms, state, the new moments and three adjoints), above
+/// WebGPU's default of 8. The one limit the kernels ask above the defaults; `tests/kernel_layouts.rs`
+/// checks it against the WGSL, so it is exactly what the kernels need.
+pub const KERNEL_STORAGE_BUFFERS: u32 = 10;
+
+/// The limits a device is created with, from the adapter's `adapter` limits: WebGPU's defaults
+/// (`wgpu::Limits::default()`), or the downlevel defaults where the adapter falls short of them
+/// (wgpu's GL backend), with what the kernels ask above them ([`KERNEL_STORAGE_BUFFERS`]), all
+/// clamped to the adapter (a kernel that needs more than an adapter has then fails to compile
+/// with an error naming the limit); and the two memory-size limits (largest buffer, largest
+/// storage binding) raised to the adapter's, since those bound how much data a run holds, not
+/// what a kernel needs, and a browser grants them on request too. `all`: the adapter's own.
+pub fn requested_limits(adapter: &wgpu::Limits, all: bool) -> wgpu::Limits {
+    if all {
+        return adapter.clone();
+    }
+    let mut base = wgpu::Limits::default();
+    if !base.check_limits(adapter) {
+        base = wgpu::Limits::downlevel_defaults();
+    }
+    base.max_storage_buffers_per_shader_stage = base
+        .max_storage_buffers_per_shader_stage
+        .max(KERNEL_STORAGE_BUFFERS);
+    let mut limits = base.or_worse_values_from(adapter);
+    limits.max_buffer_size = adapter.max_buffer_size;
+    limits.max_storage_buffer_binding_size = adapter.max_storage_buffer_binding_size;
+    limits
 }
 
 /// A summary of the chosen adapter, printed by `hypermod info` and stored with benchmark results.
@@ -109,6 +150,8 @@ pub struct Device {
     pub(crate) kernels: KernelCache,
     /// Uncaptured wgpu errors (validation during submit etc.), surfaced by the next readback.
     pub(crate) uncaptured: Arc<Mutex<Vec<String>>>,
+    /// The open cost account, if any ([`Device::open_account`]).
+    pub(crate) account: Mutex<Option<crate::gpu::account::CostAccount>>,
 }
 
 /// What executes the kernels.
@@ -243,7 +286,7 @@ impl Device {
             wanted.remove(wgpu::Features::SHADER_F16);
         }
         let required_features = adapter.features() & wanted;
-        let limits = adapter.limits();
+        let limits = requested_limits(&adapter.limits(), options.adapter_limits);
         let (device, queue) = pollster::block_on(adapter.request_device(&wgpu::DeviceDescriptor {
             label: Some("hypermod"),
             required_features,
@@ -286,6 +329,7 @@ impl Device {
             limits,
             features,
             uncaptured,
+            account: Mutex::default(),
         })
     }
 
@@ -337,6 +381,7 @@ impl Device {
                 shader_f16: false,
             },
             uncaptured: Arc::default(),
+            account: Mutex::default(),
         })
     }
 
@@ -359,7 +404,7 @@ impl Device {
         &self.adapter_info
     }
 
-    /// The device's limits (the adapter's own, not the WebGPU defaults).
+    /// The device's limits: what kernels may use ([`requested_limits`]).
     pub fn limits(&self) -> &wgpu::Limits {
         &self.limits
     }

@@ -2,6 +2,7 @@
 //! per-step command recording and timing. Nothing outside this module touches raw wgpu buffers;
 //! the same calls run on a wgpu adapter or on the native CPU backend (`crate::native`).
 
+pub mod account;
 mod device;
 pub mod error;
 mod kernels;
@@ -13,8 +14,8 @@ mod tensor;
 mod uniform;
 
 pub use device::{
-    list_adapters, quiet_display_probes, AdapterReport, Device, DeviceOptions, FeatureSet,
-    LimitsReport, ADAPTER_ENV,
+    list_adapters, quiet_display_probes, requested_limits, AdapterReport, Device, DeviceOptions,
+    FeatureSet, LimitsReport, ADAPTER_ENV, KERNEL_STORAGE_BUFFERS, LIMITS_ENV,
 };
 pub use error::DeviceError;
 pub use kernels::{grid_1d, Access, Cost, Dispatch, KernelSpec, Shader};
