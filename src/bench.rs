@@ -1,8 +1,10 @@
 //! Kernel benchmarks shared by `hypermod bench kernels`, `cargo bench` and the smoke test that
-//! runs every case once at tiny sizes so the benchmarks never rot.
+//! runs every case once at tiny sizes so the benchmarks never rot; and the step timer of every
+//! experiment's `bench step` ([`time_steps`]).
 
 use serde::Serialize;
 
+use crate::gpu::account::AccountReport;
 use crate::gpu::error::Result;
 use crate::gpu::{AdapterReport, Device, Dispatch, Tensor, TimingMethod};
 use crate::ops::adamw::{AdamW, AdamWConfig};
@@ -16,6 +18,43 @@ use crate::ops::loss::{accuracy, kl_divergence};
 use crate::ops::reduce::sum_batch;
 use crate::ops::rng::{fill_normal, RngKey};
 use crate::ops::Activation;
+
+/// A training step measured: its median wall-clock time and what it records.
+#[derive(Clone, Debug, Serialize)]
+pub struct StepTimes {
+    /// Median seconds per step.
+    pub median_s: f64,
+    /// The dispatches, FLOPs and bytes of one step, and its GPU estimate.
+    pub cost: AccountReport,
+}
+
+/// Times `steps` calls of `step(i)` (`i` counting from 0) after `warmup` untimed ones, then runs
+/// one more (`i = warmup + steps`) inside a cost account, untimed, so counting never slows a
+/// timed step.
+pub fn time_steps<E>(
+    gpu: &Device,
+    warmup: usize,
+    steps: usize,
+    mut step: impl FnMut(usize) -> std::result::Result<(), E>,
+) -> std::result::Result<StepTimes, E> {
+    let mut times = Vec::with_capacity(steps);
+    for i in 0..warmup + steps {
+        let t0 = std::time::Instant::now();
+        step(i)?;
+        if i >= warmup {
+            times.push(t0.elapsed().as_secs_f64());
+        }
+    }
+    times.sort_by(f64::total_cmp);
+    gpu.open_account();
+    let accounted = step(warmup + steps);
+    let account = gpu.close_account();
+    accounted?;
+    Ok(StepTimes {
+        median_s: times.get(times.len() / 2).copied().unwrap_or(f64::NAN),
+        cost: account.report(),
+    })
+}
 
 /// Which table of shapes to run.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum, Serialize)]

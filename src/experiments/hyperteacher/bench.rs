@@ -1,13 +1,13 @@
 //! `hypermod bench step`: throughput of the outer step at a config's size.
 
-use std::time::Instant;
-
 use serde::Serialize;
 
 use super::config::HyperteacherConfig;
 use super::setup::setup;
 use super::student::param_counts;
+use crate::bench::{time_steps, StepTimes};
 use crate::error::{arg_err, Result};
+use crate::gpu::account::AccountReport;
 use crate::gpu::Device;
 use crate::train::meta::{data_stream, sample_latents};
 
@@ -41,6 +41,8 @@ pub struct StepBench {
     pub peak_bytes: u64,
     /// Adapter.
     pub adapter: String,
+    /// One outer step's dispatches, FLOPs and bytes, and its GPU estimate.
+    pub cost: AccountReport,
 }
 
 /// Times `steps` outer steps after `warmup` untimed ones. Wall clock per step is the honest
@@ -57,19 +59,17 @@ pub fn bench_step(
     cfg.validate()?;
     let s = setup(gpu, cfg)?;
     let tr = &cfg.train;
-    let mut times = Vec::with_capacity(steps);
-    for i in 0..warmup + steps {
-        let latents = sample_latents(&s.train_pool, tr.meta_batch, tr.seed, i as u64);
-        let t0 = Instant::now();
+    // The latents are drawn outside the timed region, as the training loop's are cheap host work.
+    let latents: Vec<_> = (0..=warmup + steps)
+        .map(|i| sample_latents(&s.train_pool, tr.meta_batch, tr.seed, i as u64))
+        .collect();
+    let StepTimes { median_s, cost } = time_steps(gpu, warmup, steps, |i| {
         s.learner
-            .train_step(gpu, &latents, data_stream(0, i as u64))?;
-        if i >= warmup {
-            times.push(t0.elapsed().as_secs_f64());
-        }
-    }
-    times.sort_by(f64::total_cmp);
-    let median_s = times[times.len() / 2];
+            .train_step(gpu, &latents[i], data_stream(0, i as u64))
+            .map(|_| ())
+    })?;
     Ok(StepBench {
+        cost,
         steps,
         median_s,
         steps_per_s: 1.0 / median_s,

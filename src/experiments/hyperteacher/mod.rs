@@ -261,7 +261,7 @@ impl ExperimentDef for Hyperteacher {
     ) -> Result<StepBenchReport> {
         let r = bench::bench_step(gpu, cfg, warmup, steps)?;
         let sweep = r.reverse_sweep.map_or(String::new(), |m| format!(" ({m})"));
-        let lines = vec![
+        let mut lines = vec![
             format!(
                 "median {:.4} s/step  →  {:.3} outer steps/s, {:.1} tasks/s (wall clock, median of {steps})",
                 r.median_s, r.steps_per_s, r.tasks_per_s
@@ -273,6 +273,7 @@ impl ExperimentDef for Hyperteacher {
                 r.peak_bytes as f64 / (1u64 << 20) as f64
             ),
         ];
+        lines.extend(r.cost.lines());
         StepBenchReport::new(&r, lines)
     }
 }

@@ -1,12 +1,12 @@
 //! `hypermod bench step` for the theory experiment: seconds per outer step (every task's latent
 //! inference plus the meta-update) at a config's size.
 
-use std::time::Instant;
-
 use serde::Serialize;
 
 use super::{Theory, TheoryConfig};
+use crate::bench::{time_steps, StepTimes};
 use crate::error::{arg_err, Result};
+use crate::gpu::account::AccountReport;
 use crate::gpu::Device;
 use crate::train::runner::Experiment;
 
@@ -27,6 +27,8 @@ pub struct StepBench {
     pub steps_inner: usize,
     /// Adapter.
     pub adapter: String,
+    /// One outer step's dispatches, FLOPs and bytes, and its GPU estimate.
+    pub cost: AccountReport,
 }
 
 /// Times `steps` outer steps after `warmup` untimed ones.
@@ -40,18 +42,11 @@ pub fn bench_step(
         return Err(arg_err("bench step", "need at least one timed step"));
     }
     let (exp, _) = Theory::new(gpu, std::slice::from_ref(cfg))?;
-    let mut times = Vec::with_capacity(steps);
-    for i in 0..warmup + steps {
-        let t0 = Instant::now();
-        exp.train_step(gpu, i)?;
-        if i >= warmup {
-            times.push(t0.elapsed().as_secs_f64());
-        }
-    }
-    times.sort_by(f64::total_cmp);
-    let median_s = times[times.len() / 2];
+    let StepTimes { median_s, cost } =
+        time_steps(gpu, warmup, steps, |i| exp.train_step(gpu, i).map(|_| ()))?;
     let tr = &cfg.train;
     Ok(StepBench {
+        cost,
         steps,
         median_s,
         steps_per_s: 1.0 / median_s,

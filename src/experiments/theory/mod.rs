@@ -647,6 +647,8 @@ impl ExperimentDef for Theory {
             "median {:.4} s/step  →  {:.3} outer steps/s, {:.0} task inner steps/s (wall clock, median of {steps})",
             r.median_s, r.steps_per_s, r.task_inner_steps_per_s
         );
-        StepBenchReport::new(&r, vec![line])
+        let mut lines = vec![line];
+        lines.extend(r.cost.lines());
+        StepBenchReport::new(&r, lines)
     }
 }
