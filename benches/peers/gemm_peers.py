@@ -1,12 +1,16 @@
 """numpy (OpenBLAS) and PyTorch (CPU, when installed) on the GEMM shapes of a
 `hypermod bench kernels --json` report.
 
+PEERS_TORCH_DEVICE=cuda times PyTorch on the GPU instead (cuBLAS; synchronised around every
+call), for the device run; PEERS_NUMPY=0 leaves numpy out (a GPU machine's CPU is no peer).
+
 Reads hypermod's records, times the same computation with each peer on this machine (same
 dtype, preallocated outputs, median of N after warm-up) and writes a JSON list of
 {kernel, shape, numpy_ms, numpy_gflops, torch_ms, torch_gflops}. Shapes are parsed from
 hypermod's shape strings: "B × (M×K)[ᵀ]·(K×N)[ shared][ +bias Relu]".
 """
 import json
+import os
 import re
 import sys
 import time
@@ -45,19 +49,22 @@ def torch_case(shape):
     if p is None:
         return None
     b, rows, k, n, trans, shared, act = p
+    dev = TORCH_DEVICE
     g = torch.Generator().manual_seed(0)
-    a = torch.randn((b, k, rows) if trans else (b, rows, k), generator=g)
+    a = torch.randn((b, k, rows) if trans else (b, rows, k), generator=g).to(dev)
     if trans:
         a = a.transpose(1, 2)
-    w = torch.randn((k, n) if shared else (b, k, n), generator=g)
-    bias = torch.randn((b, 1, n), generator=g)
-    c = torch.empty((b, rows, n))
+    w = torch.randn((k, n) if shared else (b, k, n), generator=g).to(dev)
+    bias = torch.randn((b, 1, n), generator=g).to(dev)
+    c = torch.empty((b, rows, n), device=dev)
+    sync = torch.cuda.synchronize if dev.startswith("cuda") else (lambda: None)
 
     def fn():
         with torch.no_grad():
             torch.matmul(a, w, out=c)
             if act:
                 c.add_(bias).relu_()
+        sync()
 
     return fn, 2.0 * b * rows * n * k
 
@@ -101,9 +108,10 @@ def main(report_path, out_path):
             print(f"skipping unparsed shape {r['shape']!r}", file=sys.stderr)
             continue
         fn, flops = c
-        s = bench(fn)
-        rec = {"kernel": r["kernel"], "shape": r["shape"], "numpy_ms": s * 1e3,
-               "numpy_gflops": flops / s / 1e9}
+        rec = {"kernel": r["kernel"], "shape": r["shape"]}
+        if NUMPY:
+            s = bench(fn)
+            rec.update({"numpy_ms": s * 1e3, "numpy_gflops": flops / s / 1e9})
         if TORCH:
             fn, flops = torch_case(r["shape"])
             s = bench(fn)
@@ -113,6 +121,9 @@ def main(report_path, out_path):
     if TORCH:
         import torch
         versions["torch"] = f"{torch.__version__} ({torch.get_num_threads()} threads)"
+        versions["torch_device"] = TORCH_DEVICE
+        if TORCH_DEVICE.startswith("cuda"):
+            versions["torch_gpu"] = torch.cuda.get_device_name()
     json.dump({**versions, "records": out}, open(out_path, "w"), indent=1)
 
 
@@ -121,6 +132,8 @@ try:
     TORCH = True
 except Exception:  # not installed, or a build that cannot load here
     TORCH = False
+TORCH_DEVICE = os.environ.get("PEERS_TORCH_DEVICE", "cpu")
+NUMPY = os.environ.get("PEERS_NUMPY", "1") != "0"
 
 
 def blas_name():

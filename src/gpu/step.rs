@@ -75,6 +75,7 @@ impl<'g> Step<'g> {
 
     /// Records one dispatch.
     pub fn run(&mut self, d: &Dispatch) {
+        self.gpu.count(d.label(), d.cost());
         match &mut self.recording {
             Recording::Wgpu { encoder, pass } => {
                 let pass = pass.get_or_insert_with(|| {
