@@ -116,6 +116,26 @@ pub enum Error {
         /// Who holds it: pid, host and command line.
         holder: String,
     },
+    /// A sweep file given where an experiment config belongs, or the other way round (`train`
+    /// and `sweep` both take a TOML file).
+    #[error(
+        "{} is {is}, not {expected}: run `hypermod {command} {}`{}",
+        file.display(),
+        file.display(),
+        hint(also)
+    )]
+    WrongFile {
+        /// The file.
+        file: PathBuf,
+        /// What it is: `a sweep file (it has \`seeds\`)`.
+        is: String,
+        /// What the command takes.
+        expected: &'static str,
+        /// The command that takes it.
+        command: &'static str,
+        /// What else would do.
+        also: Option<String>,
+    },
     /// A config names no experiment, or one hypermod does not know.
     #[error("{}: {problem}; known experiments: {}{}", file.display(), known.join(", "), hint(suggestion))]
     Experiment {

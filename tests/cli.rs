@@ -288,3 +288,96 @@ fn teacher_stats_reports_every_seed_in_range_and_reproducibly() {
     assert_eq!(out.status.code(), Some(1), "{err}");
     assert!(err.contains("seeds × tasks × inputs"), "{err}");
 }
+
+/// `train` and `sweep` both take a TOML file: given the other kind, each names the command that
+/// takes it, rather than a key error that sends the user the wrong way.
+#[test]
+fn train_and_sweep_mix_ups_name_the_right_command() {
+    let sweep = "configs/theory/sweeps/overlap_continuous.toml";
+    for cmd in [&["train", sweep][..], &["bench", "step", sweep]] {
+        let out = hypermod().args(cmd).output().unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{cmd:?}: {err}");
+        assert!(
+            err.contains("is a sweep file (it has `seeds`), not an experiment config")
+                && err.contains(&format!("run `hypermod sweep {sweep}`")),
+            "{cmd:?}: {err}"
+        );
+    }
+    let config = "configs/theory/default.toml";
+    let out = hypermod().args(["sweep", config]).output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("is an experiment config (`experiment = \"theory\"`), not a sweep file")
+            && err.contains(&format!("run `hypermod train {config}`"))
+            && err.contains("base = \"default.toml\""),
+        "{err}"
+    );
+}
+
+/// A closed stdout (`hypermod info | head -1`) ends the command quietly, killed by SIGPIPE as
+/// other Unix tools are, not with a panic and a backtrace.
+#[cfg(unix)]
+#[test]
+fn a_closed_stdout_ends_the_command_quietly() {
+    use std::io::Read;
+    use std::os::unix::process::ExitStatusExt;
+    let mut child = hypermod()
+        .args(["--device", "cpu", "info"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Close the reading end before the command prints.
+    drop(child.stdout.take());
+    let mut err = String::new();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut err)
+        .unwrap();
+    let status = child.wait().unwrap();
+    assert_eq!(status.signal(), Some(libc::SIGPIPE), "{status:?}: {err}");
+    assert!(!err.contains("panicked"), "{err}");
+}
+
+/// At step 0 no training step has run: the evaluation line shows only the sets, not zeros for
+/// training metrics that do not exist yet.
+#[test]
+fn the_step_0_line_shows_only_what_exists() {
+    let _gpu = gpu_or_skip!();
+    let dir = temp_dir("step0");
+    let out = hypermod()
+        .args([
+            "train",
+            "tests/data/tiny_hyperteacher.toml",
+            "--set",
+            "train.steps_outer=2",
+            "--set",
+            "train.eval_every=2",
+            "--out",
+            dir.join("run").to_str().unwrap(),
+        ])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let line = |step: &str| {
+        text.lines()
+            .find(|l| l.starts_with("step") && l.split_whitespace().nth(1) == Some(step))
+            .unwrap_or_else(|| panic!("no step {step} line in\n{text}"))
+            .to_string()
+    };
+    let zero = line("0");
+    assert!(
+        zero.contains("valid") && !zero.contains("train") && !zero.contains("support"),
+        "{zero}"
+    );
+    assert!(line("2").contains("train "), "{text}");
+}

@@ -82,7 +82,7 @@ impl Experiment for Toy {
     fn describe_step(m: &Loss) -> String {
         format!("loss {:.4}", m.loss)
     }
-    fn describe_eval(_train: &Loss, sets: &SetMetrics<Loss>) -> String {
+    fn describe_eval(_train: Option<&Loss>, sets: &SetMetrics<Loss>) -> String {
         format!("holdout {:.4}", sets["holdout"].loss)
     }
     fn summary_extras(&self, gpu: &Device) -> Result<Extras> {

@@ -451,6 +451,14 @@ impl Kind {
     pub fn of_table(table: &toml::Table, file: &Path) -> Result<Kind> {
         match experiment_of(table, file)? {
             Some(name) => Kind::from_name(name, file),
+            // `seeds` is the one key every sweep file has and no config does.
+            None if table.contains_key("seeds") => Err(Error::WrongFile {
+                file: file.to_path_buf(),
+                is: "a sweep file (it has `seeds`)".into(),
+                expected: "an experiment config",
+                command: "sweep",
+                also: None,
+            }),
             None => Err(Error::Experiment {
                 file: file.to_path_buf(),
                 problem: format!("no top-level `{EXPERIMENT_KEY}` key"),

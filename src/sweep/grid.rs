@@ -70,6 +70,23 @@ pub fn expand(path: &Path) -> Result<(SweepConfig, Vec<SweepRun>)> {
 /// [`expand`] of a sweep file's `text` as if it were the file at `path` (base configs are
 /// relative to its directory; errors name it).
 pub(super) fn expand_text(text: &str, path: &Path) -> Result<(SweepConfig, Vec<SweepRun>)> {
+    // An experiment config given to `sweep` (both commands take a TOML file): say so, rather than
+    // that `experiment` is an unknown sweep key.
+    if let Ok(table) = text.parse::<toml::Table>() {
+        if let Some(name) = table.get("experiment").and_then(toml::Value::as_str) {
+            return Err(Error::WrongFile {
+                file: path.to_path_buf(),
+                is: format!("an experiment config (`experiment = \"{name}\"`)"),
+                expected: "a sweep file",
+                command: "train",
+                also: Some(format!(
+                    "or sweep over it with a sweep file holding `base = \"{}\"` and `seeds`",
+                    path.file_name()
+                        .map_or(String::new(), |n| n.to_string_lossy().into_owned())
+                )),
+            });
+        }
+    }
     let sweep: SweepConfig =
         toml::from_str(text).map_err(|e| arg_err("sweep", format!("{}: {e}", path.display())))?;
     if sweep.seeds.is_empty() {

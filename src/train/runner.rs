@@ -75,8 +75,9 @@ pub trait Experiment {
     fn state(&self) -> TensorState<'_>;
     /// The progress message of a training step (`loss 0.1234 acc 0.567`).
     fn describe_step(metrics: &Self::Metrics) -> String;
-    /// The line printed at an evaluation, after `step N  `.
-    fn describe_eval(train: &Self::Metrics, sets: &SetMetrics<Self::Metrics>) -> String;
+    /// The line printed at an evaluation, after `step N  `: the last training step's metrics
+    /// (`None` at step 0, before any training step) and every set's.
+    fn describe_eval(train: Option<&Self::Metrics>, sets: &SetMetrics<Self::Metrics>) -> String;
     /// The experiment's `summary.json` fields, computed at the final state.
     fn summary_extras(&self, gpu: &Device) -> Result<Self::Extras>;
 }
@@ -245,7 +246,7 @@ fn evaluate<E: Experiment>(
     keep_best(gpu, exp, st, &sets, &scores, done)?;
     progress.println(&format!(
         "step {done:>7}  {}",
-        E::describe_eval(&st.train, &sets)
+        E::describe_eval((done > 0).then_some(&st.train), &sets)
     ));
     st.last = sets;
     st.step = done;

@@ -247,7 +247,20 @@ enum BenchCommand {
     },
 }
 
+/// Restores the default action of SIGPIPE, which Rust's runtime ignores: with it ignored, a
+/// closed stdout (`hypermod info | head -1`) makes the next print panic. With the default, the
+/// process ends quietly with the conventional status (killed by SIGPIPE, 141 in a shell), as
+/// other Unix tools do.
+fn restore_sigpipe() {
+    #[cfg(unix)]
+    // SAFETY: called first in `main`, before any other thread exists; SIG_DFL is a valid action.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
+}
+
 fn main() {
+    restore_sigpipe();
     // First, while the process has one thread: keeps display-server probes off stderr.
     hypermod::gpu::quiet_display_probes();
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn")).init();

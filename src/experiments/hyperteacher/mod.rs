@@ -174,12 +174,15 @@ impl Experiment for Hyperteacher {
         format!("loss {:.4} acc {:.3}", m.loss, m.acc)
     }
 
-    fn describe_eval(t: &EpisodeMetrics, sets: &SetMetrics<EpisodeMetrics>) -> String {
+    fn describe_eval(t: Option<&EpisodeMetrics>, sets: &SetMetrics<EpisodeMetrics>) -> String {
+        let train = t.map_or(String::new(), |t| {
+            format!(
+                "train {:.4}/{:.3} (support {:.4})  ",
+                t.loss, t.acc, t.support_loss
+            )
+        });
         format!(
-            "train {:.4}/{:.3} (support {:.4})  valid {}  ood {}",
-            t.loss,
-            t.acc,
-            t.support_loss,
+            "{train}valid {}  ood {}",
             loss_acc(sets, "valid"),
             loss_acc(sets, "ood")
         )

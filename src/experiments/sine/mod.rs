@@ -508,14 +508,14 @@ impl Experiment for Sine {
         format!("mse {:.4}", Self::score(m))
     }
 
-    fn describe_eval(train: &RunsMetrics, sets: &SetMetrics<RunsMetrics>) -> String {
+    fn describe_eval(train: Option<&RunsMetrics>, sets: &SetMetrics<RunsMetrics>) -> String {
         let mean = |name: &str| {
             sets.get(name)
                 .map_or("–".into(), |m| format!("{:.4}", Self::score(m)))
         };
+        let train = train.map_or(String::new(), |t| format!("train {:.4}  ", Self::score(t)));
         format!(
-            "train {:.4}  valid {}  test {}  ood {}",
-            Self::score(train),
+            "{train}valid {}  test {}  ood {}",
             mean("valid"),
             mean("test"),
             mean("ood")

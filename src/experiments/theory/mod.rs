@@ -514,7 +514,7 @@ impl Experiment for Theory {
         format!("loss {:.5}", Self::score(m))
     }
 
-    fn describe_eval(train: &RunsMetrics, sets: &SetMetrics<RunsMetrics>) -> String {
+    fn describe_eval(train: Option<&RunsMetrics>, sets: &SetMetrics<RunsMetrics>) -> String {
         let mean = |name: &str, f: fn(&TheoryMetrics) -> Option<f64>| {
             sets.get(name).map_or("–".to_string(), |m| {
                 let v: Vec<f64> = m.0.iter().filter_map(f).collect();
@@ -522,9 +522,9 @@ impl Experiment for Theory {
             })
         };
         let last = format!("h{}", sets.len().saturating_sub(1));
+        let train = train.map_or(String::new(), |t| format!("train {:.5}  ", Self::score(t)));
         format!(
-            "train {:.5}  R² h1 {} h2 {} {last} {}  alignment {}",
-            Self::score(train),
+            "{train}R² h1 {} h2 {} {last} {}  alignment {}",
             mean("h1", |m| m.r2_train_vs_ood),
             mean("h2", |m| m.r2_train_vs_ood),
             mean(&last, |m| m.r2_train_vs_ood),
