@@ -1,5 +1,5 @@
 //! A run writes the same run directory whether it trained alone, or as a member of a batch inside
-//! a shard of a sweep: `config.toml`, `metrics.jsonl`, `summary.json` (its own best step and
+//! a shard of a sweep (on the native backend: on one of the workers that train one run per core): `config.toml`, `metrics.jsonl`, `summary.json` (its own best step and
 //! metrics, not the batch's) and `checkpoint.safetensors` (its own block of every tensor, bit for
 //! bit, and its own progress), timings aside. `run.json` records the command that trained the
 //! run, so it differs by design. Checked for the two experiments that batch runs (sine, theory),
@@ -34,12 +34,20 @@ fn json(p: &Path) -> Value {
         .unwrap_or_else(|e| panic!("{}: {e}", p.display()))
 }
 
-/// A JSON object without its `seconds` (wall-clock time, the only field allowed to differ).
+/// A JSON object without its `seconds` (wall-clock time) and `adapter` (on the native backend it
+/// names the thread count, and the sweep's workers have one thread each; compared apart).
 fn timeless(mut v: Value) -> Value {
     if let Some(o) = v.as_object_mut() {
         o.remove("seconds");
+        o.remove("adapter");
     }
     v
+}
+
+/// The adapter's name without the native backend's thread count.
+fn adapter_kind(summary: &Value) -> String {
+    let name = summary["adapter"].as_str().unwrap_or_default();
+    name.split(" (").next().unwrap_or(name).to_string()
 }
 
 fn log(text: &str) -> Vec<Value> {
@@ -82,9 +90,14 @@ fn assert_same_run(member: &Path, alone: &Path) {
         std::fs::read_to_string(alone.join("config.toml")).unwrap(),
         "{what}: config.toml"
     );
+    let (m, a) = (
+        json(&member.join("summary.json")),
+        json(&alone.join("summary.json")),
+    );
+    assert_eq!(adapter_kind(&m), adapter_kind(&a), "{what}: adapter");
     assert_eq!(
-        timeless(json(&member.join("summary.json"))),
-        timeless(json(&alone.join("summary.json"))),
+        timeless(m),
+        timeless(a),
         "{what}: summary.json, timings aside"
     );
     assert_eq!(
@@ -136,7 +149,7 @@ fn check(name: &str, sweep: &str) -> Vec<u64> {
         "--out",
         path(&shard),
     ]));
-    assert!(log.contains("as one batch"), "{log}");
+    assert!(log.contains(common::batch_line()), "{log}");
     let mut members: Vec<PathBuf> = std::fs::read_dir(&shard)
         .unwrap()
         .map(|e| e.unwrap().path())
@@ -144,15 +157,17 @@ fn check(name: &str, sweep: &str) -> Vec<u64> {
         .collect();
     members.sort();
     assert!(members.len() >= 3, "{members:?}");
-    // The batch's listing names its members inside the sweep directory, not by this path.
-    let batches: Vec<PathBuf> = std::fs::read_dir(shard.join("batches"))
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .collect();
-    let listing = std::fs::read_to_string(batches[0].join("runs.txt")).unwrap();
-    assert!(!listing.contains(path(&root)), "{listing}");
-    for line in listing.lines() {
-        assert!(shard.join(line).join("summary.json").exists(), "{line}");
+    // The batch's listing names its members inside the sweep directory, not by this path (on
+    // the native backend the runs train one per core, without a batch directory).
+    if let Ok(dirs) = std::fs::read_dir(shard.join("batches")) {
+        let batches: Vec<PathBuf> = dirs.map(|e| e.unwrap().path()).collect();
+        let listing = std::fs::read_to_string(batches[0].join("runs.txt")).unwrap();
+        assert!(!listing.contains(path(&root)), "{listing}");
+        for line in listing.lines() {
+            assert!(shard.join(line).join("summary.json").exists(), "{line}");
+        }
+    } else {
+        assert!(common::gpu().is_some_and(|g| g.is_native()), "no batches/");
     }
     let mut best_steps = Vec::new();
     for (i, member) in members.iter().enumerate() {

@@ -59,7 +59,7 @@ fn a_sweep_writes_runs_summary_and_plots_and_its_runs_equal_the_runs_alone() {
         "--out",
         sweep.to_str().unwrap(),
     ]);
-    assert!(out.contains("as one batch"), "{out}");
+    assert!(out.contains(common::batch_line()), "{out}");
     let rows = runs_csv_without_seconds(&sweep);
     for col in [
         "method", "m", "n", "seed", "test_mse", "ood_mse", "recovery", "diverged",

@@ -41,7 +41,7 @@ fn a_batched_sweep_run_equals_the_run_alone() {
         "--out",
         sweep.to_str().unwrap(),
     ]);
-    assert!(out.contains("as one batch"), "{out}");
+    assert!(out.contains(common::batch_line()), "{out}");
     let alone = tmp("alone");
     run_ok(&[
         "train",

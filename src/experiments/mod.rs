@@ -11,6 +11,7 @@
 pub mod hyperteacher;
 pub mod per_run;
 pub mod registry;
+pub mod run_workers;
 pub mod session;
 pub mod sine;
 pub mod theory;

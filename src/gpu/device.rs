@@ -390,6 +390,14 @@ impl Device {
         matches!(self.backend, Backend::Native(_))
     }
 
+    /// The native backend's worker threads; `None` on a wgpu adapter.
+    pub fn native_threads(&self) -> Option<usize> {
+        match &self.backend {
+            Backend::Native(cpu) => Some(cpu.threads()),
+            Backend::Wgpu { .. } => None,
+        }
+    }
+
     /// Why this device was chosen (for `hypermod info` and logs).
     pub fn selection(&self) -> &str {
         &self.selection

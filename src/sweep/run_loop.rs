@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use super::grid::{dir_name, expand, SweepRun};
 use super::shard::{read_shard, Shard, ShardRecord, SHARD_FILE};
 use crate::error::{arg_err, file_err, Error, Result};
+use crate::experiments::run_workers::{native_workers, on_workers};
 use crate::experiments::{BatchMember, ExperimentConfig, Kind};
 use crate::gpu::Device;
 use crate::report::{summary_markdown, RunsTable};
@@ -78,7 +79,26 @@ pub fn run_sweep_shard(
         let summary = dir.join("summary.json");
         if !trained[i] && (overwrite || !summary.exists()) {
             let batch = batch_of(&runs, i, range.end, &trained, out, overwrite, sweep.batch);
-            if batch.len() > 1 {
+            let workers = native_workers(gpu);
+            if let (true, Some(workers)) = (batch.len() > 1, workers) {
+                // The native backend: one run per core at a time, each as it trains alone.
+                println!(
+                    "sweep runs {} of {}, {} at a time (one per core of the native backend)",
+                    batch
+                        .iter()
+                        .map(|&j| (j + 1).to_string())
+                        .collect::<Vec<_>>()
+                        .join(","),
+                    runs.len(),
+                    workers.min(batch.len())
+                );
+                on_workers(workers, batch.len(), |device, b| {
+                    let (j, r) = (batch[b], &runs[batch[b]]);
+                    println!("sweep run {}/{}: {}", j + 1, runs.len(), r.label);
+                    let dir = out.join(dir_name(j, &r.label));
+                    r.config.train(device, &r.resolved, &dir, true).map(|_| ())
+                })?;
+            } else if batch.len() > 1 {
                 println!(
                     "sweep runs {} of {} as one batch: {}",
                     batch

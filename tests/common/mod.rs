@@ -290,3 +290,14 @@ pub fn metrics_without_times(dir: &std::path::Path) -> Vec<serde_json::Value> {
         })
         .collect()
 }
+
+/// What a sweep prints when it trains several runs of one batch key on the tests' device: one
+/// batch on a wgpu adapter; on the native backend, one run per core at a time
+/// (`hypermod::experiments::run_workers`).
+pub fn batch_line() -> &'static str {
+    if gpu().is_some_and(|g| g.is_native()) {
+        "at a time (one per core of the native backend)"
+    } else {
+        "as one batch"
+    }
+}

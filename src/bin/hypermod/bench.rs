@@ -70,14 +70,15 @@ pub(crate) fn bench_sweep(
     };
     let gpu = Device::new()?;
     println!(
-        "hypermod bench sweep {} on {}: {}, {runs} runs as one batch, {sequential} alone",
+        "hypermod bench sweep {} on {}: {}, {runs} runs as a sweep trains them, {sequential} alone",
         config.display(),
         gpu.adapter_info().name,
         cfg.describe()
     );
     let r = hypermod::experiments::sine::bench::bench_sweep(&gpu, c, runs, sequential)?;
     println!(
-        "batched {:.2} runs/s ({:.1} s for {}), one at a time {:.3} runs/s ({:.1} s for {}): {:.1}× ; run 1 identical: {}",
+        "as a sweep ({}) {:.3} runs/s ({:.1} s for {}), one at a time {:.3} runs/s ({:.1} s for {}): {:.2}× ; run 1 identical: {}",
+        r.scheme,
         r.batched_runs_per_s,
         r.batched_s,
         r.runs,

@@ -186,9 +186,10 @@ enum BenchCommand {
         #[arg(long)]
         json: Option<PathBuf>,
     },
-    /// Train R sine runs of a config end to end as one batch and the first few one after
-    /// another: runs/s of both, their ratio, and a bitwise check of run 1 (seeds 1..=R, n cycling
-    /// over the sample-complexity grid).
+    /// Train R sine runs of a config end to end as a sweep trains them (one batch on a GPU; one
+    /// run per core at a time on the native backend) and the first few one after another:
+    /// runs/s of both, their ratio, and a bitwise check of run 1 (seeds 1..=R, n cycling over the
+    /// sample-complexity grid).
     Sweep {
         /// A sine config (e.g. configs/sine/default.toml).
         config: PathBuf,

@@ -1,8 +1,10 @@
-//! `hypermod bench sweep`: what the batch axis buys a sine sweep. R runs of one config (seeds
-//! 1..=R, training-set sizes cycling over the sample-complexity grid) train end to end — kernel
-//! initialisation, training, every evaluation — once as ONE batch and, for the first few, one
-//! after another; the report gives both throughputs in runs/s, their ratio, and whether run 1's
-//! results came out bit-identical both ways (they must).
+//! `hypermod bench sweep`: what a sweep's scheduling buys a sine sweep. R runs of one config
+//! (seeds 1..=R, training-set sizes cycling over the sample-complexity grid) train end to end —
+//! kernel initialisation, training, every evaluation — once as a sweep trains them (ONE batch
+//! on a GPU; on the native backend one run per core at a time, see
+//! [`crate::experiments::run_workers`]) and, for the first few, one after another on the whole
+//! device; the report gives both throughputs in runs/s, their ratio, and whether run 1's results
+//! came out bit-identical both ways (they must).
 
 use std::time::Instant;
 
@@ -10,6 +12,7 @@ use serde::Serialize;
 
 use super::{Sine, SineConfig};
 use crate::error::{arg_err, Result};
+use crate::experiments::run_workers::{native_workers, on_workers};
 use crate::gpu::Device;
 use crate::train::runner::Experiment;
 
@@ -23,11 +26,14 @@ pub struct SweepBench {
     pub method: String,
     /// Input dimension.
     pub m: usize,
-    /// Runs trained as one batch.
+    /// Runs trained as a sweep trains them.
     pub runs: usize,
+    /// How: `one batch`, or `N at a time` (native backend, one run per core).
+    pub scheme: String,
     /// Training steps per run.
     pub steps: usize,
-    /// Wall-clock seconds of the batch (set-up, kernel initialisation, training, evaluations).
+    /// Wall-clock seconds of the runs as a sweep trains them (set-up, kernel initialisation,
+    /// training, evaluations).
     pub batched_s: f64,
     /// Wall-clock seconds of the sampled runs one after another.
     pub sequential_s: f64,
@@ -89,7 +95,25 @@ pub fn bench_sweep(
     }
     cfg.validate()?;
     let cfgs = bench_configs(cfg, runs);
-    let (batched_s, batched_first) = time_batch(gpu, &cfgs)?;
+    let (scheme, batched_s, batched_first) = match native_workers(gpu) {
+        Some(workers) if runs > 1 => {
+            let t = Instant::now();
+            let each = on_workers(workers, runs, |device, k| {
+                time_batch(device, std::slice::from_ref(&cfgs[k]))
+            })?;
+            let first = each.into_iter().next().map(|(_, f)| f).unwrap_or_default();
+            let at_once = workers.min(runs);
+            (
+                format!("{at_once} at a time"),
+                t.elapsed().as_secs_f64(),
+                first,
+            )
+        }
+        _ => {
+            let (s, first) = time_batch(gpu, &cfgs)?;
+            ("one batch".to_string(), s, first)
+        }
+    };
     let sampled = sequential.min(runs);
     let mut sequential_s = 0.0;
     let mut alone_first = String::new();
@@ -106,6 +130,7 @@ pub fn bench_sweep(
         method: cfg.model.method.name().to_string(),
         m: cfg.task.m,
         runs,
+        scheme,
         steps: cfg.train.steps,
         batched_s,
         sequential_s,
