@@ -139,6 +139,9 @@ enum Command {
         #[arg(long)]
         json: Option<PathBuf>,
     },
+    /// Print this command line's reference in Markdown (docs/cli.md is its output).
+    #[command(hide = true)]
+    CliReference,
     /// Benchmarks.
     Bench {
         #[command(subcommand)]
@@ -307,9 +310,42 @@ fn stoppable<R>(f: impl FnOnce() -> R) -> R {
     hypermod::train::interrupt::with_check(|| STOP.load(std::sync::atomic::Ordering::SeqCst), f)
 }
 
+/// The whole command line in Markdown, from clap's own definitions: one section per command
+/// (hidden ones left out) with its long help. `docs/cli.md` is this text, and
+/// `tests/cli_reference.rs` fails when the two disagree, so the reference cannot drift.
+fn cli_reference() -> String {
+    use clap::CommandFactory;
+    fn walk(cmd: &clap::Command, path: &str, out: &mut String) {
+        if cmd.is_hide_set() || cmd.get_name() == "help" {
+            return;
+        }
+        let help = cmd.clone().render_long_help().to_string();
+        out.push_str(&format!(
+            "\n## `{path}`\n\n```text\n{}\n```\n",
+            help.trim_end()
+        ));
+        for sub in cmd.get_subcommands() {
+            walk(sub, &format!("{path} {}", sub.get_name()), out);
+        }
+    }
+    let mut cmd = Cli::command();
+    cmd.build();
+    let mut out = String::from(
+        "# Command-line reference\n\nGenerated from the command line's own definitions by \
+         `hypermod cli-reference > docs/cli.md`; `tests/cli_reference.rs` fails when this page \
+         and the command line disagree. Every command also takes `--device` and `--threads`.\n",
+    );
+    walk(&cmd, "hypermod", &mut out);
+    out
+}
+
 fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Info { json } => info::info(json),
+        Command::CliReference => {
+            print!("{}", cli_reference());
+            Ok(())
+        }
         Command::Train {
             config,
             resume,
