@@ -203,7 +203,7 @@ pub struct TrainConfig {
     /// inner step, kept until the sweep: no replay) or `"auto"` (store when the extra memory
     /// fits `sweep_memory_mib`, else recompute). All three give the same bits. Default
     /// `"recompute"`: on the native backend storing saved only ~9 % of a step for ~3× the
-    /// peak memory (hnet_linear, 16 tasks; README).
+    /// peak memory (hnet_linear, 16 tasks; docs/hyperteacher.md).
     pub reverse_sweep: SweepMode,
     /// The most device memory, in MiB, `reverse_sweep = "auto"` may spend on stored steps.
     /// Default 1024.
