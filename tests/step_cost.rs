@@ -89,6 +89,17 @@ fn every_students_outer_step_records_its_pinned_dispatch_count() {
             "{kind} {order}"
         );
         assert!(flops > 0.0 && bytes > 0.0, "{kind} {order}: {cost}");
+        // Every kernel (`family::entry`) adds up to its family.
+        for (family, f) in fams {
+            let of_family: u64 = cost["kernels"]
+                .as_object()
+                .unwrap()
+                .iter()
+                .filter(|(k, _)| k.split("::").next() == Some(family.as_str()))
+                .map(|(_, v)| v["dispatches"].as_u64().unwrap())
+                .sum();
+            assert_eq!(Some(of_family), f["dispatches"].as_u64(), "{family}");
+        }
         // Tiny steps are launch-bound by the model: most of the estimate is latency.
         for e in cost["estimates"].as_array().unwrap() {
             let (s, share) = (

@@ -28,6 +28,7 @@ pub struct FamilyCost {
 #[derive(Clone, Debug, Default)]
 pub struct CostAccount {
     families: BTreeMap<String, FamilyCost>,
+    kernels: BTreeMap<String, FamilyCost>,
     launches: Vec<Cost>,
 }
 
@@ -35,10 +36,12 @@ impl CostAccount {
     /// Counts one dispatch of the kernel `label` (`shader::entry`; the family is the shader).
     pub fn add(&mut self, label: &str, cost: Cost) {
         let family = label.split("::").next().unwrap_or(label);
-        let f = self.families.entry(family.to_string()).or_default();
-        f.dispatches += 1;
-        f.flops += cost.flops;
-        f.bytes += cost.bytes;
+        for (map, key) in [(&mut self.families, family), (&mut self.kernels, label)] {
+            let f = map.entry(key.to_string()).or_default();
+            f.dispatches += 1;
+            f.flops += cost.flops;
+            f.bytes += cost.bytes;
+        }
         self.launches.push(cost);
     }
 
@@ -92,6 +95,7 @@ impl CostAccount {
             flops: total.flops,
             bytes: total.bytes,
             families: self.families.clone(),
+            kernels: self.kernels.clone(),
             estimates: GPU_MODELS.iter().map(|g| self.estimate(g)).collect(),
             model: MODEL_NOTE,
         }
@@ -158,6 +162,8 @@ pub struct AccountReport {
     pub bytes: f64,
     /// By kernel family.
     pub families: BTreeMap<String, FamilyCost>,
+    /// By kernel (`family::entry`), for finding what to fuse.
+    pub kernels: BTreeMap<String, FamilyCost>,
     /// The estimate on each preset.
     pub estimates: Vec<GpuEstimate>,
     /// What the estimate ignores.
