@@ -688,6 +688,7 @@ fn derived_schemas_equal_the_former_hand_written_lists() {
             "kernel_init.lr",
             "kernel_init.ridge",
             "kernel_init.steps",
+            "kernel_init.target",
             "model.",
             "model.hidden",
             "model.method",

@@ -5,8 +5,8 @@
 
 mod common;
 
-use hypermod::experiments::sine::config::{Method, SineConfig};
-use hypermod::experiments::sine::kernel_init::{InitSettings, KernelInit};
+use hypermod::experiments::sine::config::{InitTarget, Method, SineConfig};
+use hypermod::experiments::sine::kernel_init::{InitSettings, KernelInit, RESIDUAL_RIDGE};
 use hypermod::experiments::sine::net::Network;
 use hypermod::experiments::sine::task::Task;
 use hypermod::experiments::sine::Sine;
@@ -253,6 +253,17 @@ fn network_gradients_match_finite_differences_of_the_twin() {
 
 #[test]
 fn kernel_objective_gradient_matches_finite_differences() {
+    check_kernel_objective(InitTarget::Target);
+}
+
+/// The same objective on y's residual after its least-squares linear fit (issue 26's first
+/// variant): the device's residual (XᵀX solve, then y − Xβ) against the twin's in f64.
+#[test]
+fn kernel_objective_on_the_linear_residual_matches_finite_differences() {
+    check_kernel_objective(InitTarget::LinearResidual);
+}
+
+fn check_kernel_objective(target: InitTarget) {
     let gpu = gpu_or_skip!();
     let cfg = tiny(Method::ModularKernel);
     let seeds = [5u64, 6];
@@ -279,7 +290,7 @@ fn kernel_objective_gradient_matches_finite_differences() {
     let sampler = sample(gpu, &spec, &task_t, &seeds_t, &x, &y).unwrap();
     let ridge = 1e-2;
     let settings = vec![InitSettings { lr: 0.01, ridge }; seeds.len()];
-    let init = KernelInit::new(gpu, &net, sampler, &x, &y, &settings).unwrap();
+    let init = KernelInit::new(gpu, &net, sampler, &x, &y, &settings, target).unwrap();
     let (quad, grad) = init.probe(gpu, pick).unwrap();
     let params = gpu.read(net.packed.params()).unwrap();
     let item = net.packed.item_len();
@@ -290,6 +301,27 @@ fn kernel_objective_gradient_matches_finite_differences() {
     for (ri, (task, &seed)) in tasks.iter().zip(&seeds).enumerate() {
         let (xs, ys) = sample_cpu(&spec, &task.tensor, seed, bs);
         let xs: Vec<f64> = xs.iter().map(|&v| v as f64).collect();
+        let ys: Vec<f64> = ys.iter().map(|&v| v as f64).collect();
+        let ys = match target {
+            InitTarget::Target => ys,
+            InitTarget::LinearResidual => {
+                // β = (XᵀX + εI)⁻¹Xᵀy, ε relative to tr(XᵀX)/m as on the device.
+                let xtx: Vec<f64> = (0..m * m)
+                    .map(|e| (0..bs).map(|s| xs[s * m + e / m] * xs[s * m + e % m]).sum())
+                    .collect();
+                let xty: Vec<f64> = (0..m)
+                    .map(|j| (0..bs).map(|s| xs[s * m + j] * ys[s]).sum())
+                    .collect();
+                let ridge = Ridge {
+                    abs: 0.0,
+                    rel: RESIDUAL_RIDGE,
+                };
+                let (_, beta, _) = cholesky_solve_cpu(&xtx, &xty, m, 1, ridge);
+                (0..bs)
+                    .map(|s| ys[s] - (0..m).map(|j| xs[s * m + j] * beta[j]).sum::<f64>())
+                    .collect()
+            }
+        };
         let xs = &xs;
         for i in 0..k {
             let block: Vec<f64> = params[(ri * k + i) * item..][..item]

@@ -134,6 +134,23 @@ pub struct KernelInitConfig {
     pub batch: usize,
     /// Ridge ε = `ridge` · tr(K)/B added to the kernel's diagonal. Default 1e-3.
     pub ridge: f64,
+    /// What each module's objective fits: `target` (y itself; default) or `linear_residual`
+    /// (y minus its least-squares linear fit on the step's samples). About 60 % of each true
+    /// module's variance is linear in its projection, so the sum of modules is close to one
+    /// linear function of x along Σ u_j, which can pull every module towards that direction;
+    /// the residual removes that pull (issue 26's first clue, to be tested).
+    pub target: InitTarget,
+}
+
+/// What Algorithm 1's per-module objective fits ([`KernelInitConfig::target`]).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum InitTarget {
+    /// The targets y.
+    #[default]
+    Target,
+    /// y minus its least-squares linear fit in x (per module, on the step's samples).
+    LinearResidual,
 }
 
 impl Default for KernelInitConfig {
@@ -143,6 +160,7 @@ impl Default for KernelInitConfig {
             lr: 0.01,
             batch: 256,
             ridge: 1e-3,
+            target: InitTarget::Target,
         }
     }
 }

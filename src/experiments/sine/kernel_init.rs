@@ -15,6 +15,7 @@
 //! Modules are independent (no repulsion): different random starts find different true
 //! modules. One submit and one readback (the objective per module) per step.
 
+use super::config::InitTarget;
 use super::net::Network;
 use crate::error::Result;
 use crate::gpu::{Device, Dispatch, Step, Tensor};
@@ -43,6 +44,10 @@ pub struct KernelInit {
     grads: (Tensor, usize, usize),
 }
 
+/// Relative ridge of the linear fit removed by [`InitTarget::LinearResidual`] (`XᵀX` is m × m
+/// and well conditioned for B ≫ m; the ridge only guards a degenerate draw).
+pub const RESIDUAL_RIDGE: f32 = 1e-6;
+
 /// One run's settings (a batch shares sizes; learning rates may differ).
 #[derive(Clone, Copy, Debug)]
 pub struct InitSettings {
@@ -56,6 +61,7 @@ impl KernelInit {
     /// Prepares the initialisation of `net`'s projections. `x [R·K̂ × B × m]` and
     /// `y [R·K̂ × B × 1]` are what `sample` writes; `runs[r]` are run r's settings (one ridge
     /// for the batch: the first run's).
+    #[allow(clippy::too_many_arguments)]
     pub fn new(
         gpu: &Device,
         net: &Network,
@@ -63,6 +69,7 @@ impl KernelInit {
         x: &Tensor,
         y: &Tensor,
         runs: &[InitSettings],
+        target: InitTarget,
     ) -> Result<KernelInit> {
         let items = net.runs * net.modules;
         let b = x.rows();
@@ -95,7 +102,39 @@ impl KernelInit {
         let alpha = gpu.zeros(items, b, 1)?;
         let quad = gpu.zeros(items, 1, 1)?;
         let s = gpu.zeros(items, 1, width)?;
-        let mut dispatches = prog.forward;
+        let mut dispatches = Vec::new();
+        // What the objective fits: y, or y − X·β with β = (XᵀX + εI)⁻¹Xᵀy per item.
+        let fit_target = match target {
+            InitTarget::Target => y.clone(),
+            InitTarget::LinearResidual => {
+                let m = x.cols();
+                let (xtx, xty) = (gpu.zeros(items, m, m)?, gpu.zeros(items, m, 1)?);
+                let (chol, beta) = (gpu.zeros(items, m, m)?, gpu.zeros(items, m, 1)?);
+                let residual = gpu.zeros(items, b, 1)?;
+                let t_a = GemmOptions {
+                    trans_a: true,
+                    ..GemmOptions::default()
+                };
+                dispatches.push(gemm(gpu, x, x, None, &xtx, &t_a)?);
+                dispatches.push(gemm(gpu, x, y, None, &xty, &t_a)?);
+                let fit_ridge = Ridge {
+                    abs: 0.0,
+                    rel: RESIDUAL_RIDGE,
+                };
+                dispatches.extend(cholesky_solve(
+                    gpu, &xtx, &xty, &chol, &beta, None, fit_ridge,
+                )?);
+                dispatches.push(copy(gpu, y, &residual)?);
+                let subtract = GemmOptions {
+                    alpha: -1.0,
+                    beta: 1.0,
+                    ..GemmOptions::default()
+                };
+                dispatches.push(gemm(gpu, x, &beta, None, &residual, &subtract)?);
+                residual
+            }
+        };
+        dispatches.extend(prog.forward);
         let gram = GemmOptions {
             trans_b: true,
             ..GemmOptions::default()
@@ -108,7 +147,7 @@ impl KernelInit {
         dispatches.extend(cholesky_solve(
             gpu,
             &kernel,
-            y,
+            &fit_target,
             &factor,
             &alpha,
             Some(&quad),

@@ -34,7 +34,7 @@ use std::sync::Mutex;
 
 use serde::{Deserialize, Serialize};
 
-pub use self::config::{Method, SineConfig};
+pub use self::config::{InitTarget, Method, SineConfig};
 use self::eval::{set_spec, EvalSet, CHUNK_FLOATS};
 use self::kernel_init::{InitSettings, KernelInit};
 use self::net::{NetProgram, Network};
@@ -283,7 +283,7 @@ impl Sine {
                 ridge: c.kernel_init.ridge as f32,
             })
             .collect();
-        let init = KernelInit::new(gpu, &self.net, sampler, &x, &y, &settings)?;
+        let init = KernelInit::new(gpu, &self.net, sampler, &x, &y, &settings, k.target)?;
         let objective = init.run(gpu, k.steps, |t| INIT_PICK + t as u64)?;
         Ok(objective
             .chunks(self.net.modules)
