@@ -301,7 +301,6 @@ fn check_kernel_objective(target: InitTarget) {
     for (ri, (task, &seed)) in tasks.iter().zip(&seeds).enumerate() {
         let (xs, ys) = sample_cpu(&spec, &task.tensor, seed, bs);
         let xs: Vec<f64> = xs.iter().map(|&v| v as f64).collect();
-        let ys: Vec<f64> = ys.iter().map(|&v| v as f64).collect();
         let ys = match target {
             InitTarget::Target => ys,
             InitTarget::LinearResidual => {
