@@ -92,12 +92,19 @@ pub fn run_sweep_shard(
                     runs.len(),
                     workers.min(batch.len())
                 );
-                on_workers(workers, batch.len(), |device, b| {
+                let done = on_workers(workers, batch.len(), |device, b| {
                     let (j, r) = (batch[b], &runs[batch[b]]);
                     println!("sweep run {}/{}: {}", j + 1, runs.len(), r.label);
                     let dir = out.join(dir_name(j, &r.label));
                     r.config.train(device, &r.resolved, &dir, true).map(|_| ())
                 })?;
+                // A stop between two runs left some unstarted: the first of them starts here and
+                // stops after its first step, with the checkpoint and error of any stopped run.
+                if let Some(b) = done.iter().position(Option::is_none) {
+                    let (j, r) = (batch[b], &runs[batch[b]]);
+                    let dir = out.join(dir_name(j, &r.label));
+                    r.config.train(gpu, &r.resolved, &dir, true)?;
+                }
             } else if batch.len() > 1 {
                 println!(
                     "sweep runs {} of {} as one batch: {}",

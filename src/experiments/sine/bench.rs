@@ -101,7 +101,12 @@ pub fn bench_sweep(
             let each = on_workers(workers, runs, |device, k| {
                 time_batch(device, std::slice::from_ref(&cfgs[k]))
             })?;
-            let first = each.into_iter().next().map(|(_, f)| f).unwrap_or_default();
+            let first = each
+                .into_iter()
+                .next()
+                .flatten()
+                .map(|(_, f)| f)
+                .unwrap_or_default();
             let at_once = workers.min(runs);
             (
                 format!("{at_once} at a time"),
