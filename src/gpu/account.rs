@@ -8,6 +8,7 @@
 //! first GPU run will be judged against, and what a fusion must reduce.
 
 use std::collections::BTreeMap;
+use std::sync::atomic::Ordering;
 
 use serde::Serialize;
 
@@ -27,21 +28,29 @@ pub struct FamilyCost {
 /// Dispatches recorded while an account was open.
 #[derive(Clone, Debug, Default)]
 pub struct CostAccount {
-    families: BTreeMap<String, FamilyCost>,
     kernels: BTreeMap<String, FamilyCost>,
     launches: Vec<Cost>,
+}
+
+impl FamilyCost {
+    fn plus(self, other: FamilyCost) -> FamilyCost {
+        FamilyCost {
+            dispatches: self.dispatches + other.dispatches,
+            flops: self.flops + other.flops,
+            bytes: self.bytes + other.bytes,
+        }
+    }
 }
 
 impl CostAccount {
     /// Counts one dispatch of the kernel `label` (`shader::entry`; the family is the shader).
     pub fn add(&mut self, label: &str, cost: Cost) {
-        let family = label.split("::").next().unwrap_or(label);
-        for (map, key) in [(&mut self.families, family), (&mut self.kernels, label)] {
-            let f = map.entry(key.to_string()).or_default();
-            f.dispatches += 1;
-            f.flops += cost.flops;
-            f.bytes += cost.bytes;
-        }
+        let k = self.kernels.entry(label.to_string()).or_default();
+        *k = k.plus(FamilyCost {
+            dispatches: 1,
+            flops: cost.flops,
+            bytes: cost.bytes,
+        });
         self.launches.push(cost);
     }
 
@@ -50,20 +59,22 @@ impl CostAccount {
         self.launches.len()
     }
 
-    /// The total over every family.
+    /// The total over every kernel.
     pub fn total(&self) -> FamilyCost {
-        self.families
+        self.kernels
             .values()
-            .fold(FamilyCost::default(), |a, f| FamilyCost {
-                dispatches: a.dispatches + f.dispatches,
-                flops: a.flops + f.flops,
-                bytes: a.bytes + f.bytes,
-            })
+            .fold(FamilyCost::default(), |a, &k| a.plus(k))
     }
 
-    /// Each kernel family's share, by family name.
-    pub fn families(&self) -> &BTreeMap<String, FamilyCost> {
-        &self.families
+    /// Each kernel family's share (the family of `shader::entry` is the shader), by name.
+    pub fn families(&self) -> BTreeMap<String, FamilyCost> {
+        let mut out = BTreeMap::<String, FamilyCost>::new();
+        for (label, &k) in &self.kernels {
+            let family = label.split("::").next().unwrap_or(label);
+            let f = out.entry(family.to_string()).or_default();
+            *f = f.plus(k);
+        }
+        out
     }
 
     /// Seconds the recorded dispatches take on `gpu` by its model: each dispatch, one after the
@@ -94,7 +105,7 @@ impl CostAccount {
             dispatches: total.dispatches,
             flops: total.flops,
             bytes: total.bytes,
-            families: self.families.clone(),
+            families: self.families(),
             kernels: self.kernels.clone(),
             estimates: GPU_MODELS.iter().map(|g| self.estimate(g)).collect(),
             model: MODEL_NOTE,
@@ -203,16 +214,22 @@ impl Device {
     /// (replacing an account already open).
     pub fn open_account(&self) {
         *self.lock_account() = Some(CostAccount::default());
+        self.account_open.store(true, Ordering::SeqCst);
     }
 
     /// Stops counting and returns what was counted since [`Device::open_account`] (empty if
     /// none was open).
     pub fn close_account(&self) -> CostAccount {
+        self.account_open.store(false, Ordering::SeqCst);
         self.lock_account().take().unwrap_or_default()
     }
 
     /// Counts a dispatch if an account is open.
     pub(crate) fn count(&self, label: &str, cost: Cost) {
+        // Every recorded dispatch passes here: without an open account, one relaxed load.
+        if !self.account_open.load(Ordering::Relaxed) {
+            return;
+        }
         if let Some(a) = self.lock_account().as_mut() {
             a.add(label, cost);
         }

@@ -152,6 +152,8 @@ pub struct Device {
     pub(crate) uncaptured: Arc<Mutex<Vec<String>>>,
     /// The open cost account, if any ([`Device::open_account`]).
     pub(crate) account: Mutex<Option<crate::gpu::account::CostAccount>>,
+    /// Whether `account` is open: the check every recorded dispatch makes.
+    pub(crate) account_open: std::sync::atomic::AtomicBool,
 }
 
 /// What executes the kernels.
@@ -330,6 +332,7 @@ impl Device {
             features,
             uncaptured,
             account: Mutex::default(),
+            account_open: Default::default(),
         })
     }
 
@@ -382,6 +385,7 @@ impl Device {
             },
             uncaptured: Arc::default(),
             account: Mutex::default(),
+            account_open: Default::default(),
         })
     }
 

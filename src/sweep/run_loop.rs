@@ -79,40 +79,19 @@ pub fn run_sweep_shard(
         let summary = dir.join("summary.json");
         if !trained[i] && (overwrite || !summary.exists()) {
             let batch = batch_of(&runs, i, range.end, &trained, out, overwrite, sweep.batch);
-            let workers = native_workers(gpu);
-            if let (true, Some(workers)) = (batch.len() > 1, workers) {
-                // The native backend: one run per core at a time, each as it trains alone.
+            let numbers: Vec<String> = batch.iter().map(|&j| (j + 1).to_string()).collect();
+            if let (true, Some(workers)) = (batch.len() > 1, native_workers(gpu)) {
                 println!(
                     "sweep runs {} of {}, {} at a time (one per core of the native backend)",
-                    batch
-                        .iter()
-                        .map(|&j| (j + 1).to_string())
-                        .collect::<Vec<_>>()
-                        .join(","),
+                    numbers.join(","),
                     runs.len(),
                     workers.min(batch.len())
                 );
-                let done = on_workers(workers, batch.len(), |device, b| {
-                    let (j, r) = (batch[b], &runs[batch[b]]);
-                    println!("sweep run {}/{}: {}", j + 1, runs.len(), r.label);
-                    let dir = out.join(dir_name(j, &r.label));
-                    r.config.train(device, &r.resolved, &dir, true).map(|_| ())
-                })?;
-                // A stop between two runs left some unstarted: the first of them starts here and
-                // stops after its first step, with the checkpoint and error of any stopped run.
-                if let Some(b) = done.iter().position(Option::is_none) {
-                    let (j, r) = (batch[b], &runs[batch[b]]);
-                    let dir = out.join(dir_name(j, &r.label));
-                    r.config.train(gpu, &r.resolved, &dir, true)?;
-                }
+                train_on_workers(gpu, workers, &runs, &batch, out)?;
             } else if batch.len() > 1 {
                 println!(
                     "sweep runs {} of {} as one batch: {}",
-                    batch
-                        .iter()
-                        .map(|&j| (j + 1).to_string())
-                        .collect::<Vec<_>>()
-                        .join(","),
+                    numbers.join(","),
                     runs.len(),
                     r.label
                 );
@@ -136,6 +115,38 @@ pub fn run_sweep_shard(
         record_runs(&mut table, kind, &keys, &runs, [i], out)?;
     }
     Ok((!range.is_empty()).then(|| out.join("runs.csv")))
+}
+
+/// Trains the runs `batch` (of `runs`, into `out`) on the native backend, one per core at a time,
+/// each as it trains alone ([`on_workers`]).
+fn train_on_workers(
+    gpu: &Device,
+    workers: usize,
+    runs: &[SweepRun],
+    batch: &[usize],
+    out: &Path,
+) -> Result<()> {
+    let train = |device: &Device, j: usize| {
+        let r = &runs[j];
+        r.config
+            .train(device, &r.resolved, &out.join(dir_name(j, &r.label)), true)
+            .map(|_| ())
+    };
+    let done = on_workers(workers, batch.len(), |device, b| {
+        println!(
+            "sweep run {}/{}: {}",
+            batch[b] + 1,
+            runs.len(),
+            runs[batch[b]].label
+        );
+        train(device, batch[b])
+    })?;
+    // A stop between two runs left some unstarted: the first of them starts here and stops after
+    // its first step, with the checkpoint and error of any stopped run.
+    match done.iter().position(Option::is_none) {
+        Some(b) => train(gpu, batch[b]),
+        None => Ok(()),
+    }
 }
 
 /// Appends the rows of the runs `indices` (of `runs`, finished in `out/<nnn>-<label>/`) to
