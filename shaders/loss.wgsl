@@ -8,13 +8,22 @@
 //   1  KL divergence           Σ_c y_c (log y_c − log softmax(z)_c), 0·log 0 = 0
 //   2  squared error           Σ_c (z_c − y_c)²            (mean over rows·cols: norm says which)
 //   3  accuracy                [argmax z == argmax y], ties → lowest index
+//   4  half squared error      ½ Σ_c (z_c − y_c)²          (a mean over rows, like 0, 1, 3)
 // Gradient of the row value (CE, KL): softmax(z)·Σ_c y_c − y, which is softmax − y for
-// probability rows; (MSE): z − y. Both are multiplied by gscale (set by the host to
-// grad_scale / rows, resp. 2·grad_scale / (rows·cols)).
+// probability rows; (MSE, half squared error): z − y. All are multiplied by gscale (set by the
+// host to grad_scale / rows, resp. 2·grad_scale / (rows·cols) for MSE).
+//
+// Row weights (the *_masked entries): binding 6 holds one weight per row, [batch × rows × 1]
+// (0/1 for a row mask: demonstration steps after the episode ended). The item's value is
+// Σ_r w_r·value_r / Σ_r w_r and every gradient row gets the factor w_r / Σ_r w_r (gscale is then
+// grad_scale alone): a weighted mean over the item's rows. A row of weight 0 contributes nothing,
+// not even a NaN of its own, and an item whose weights sum to 0 has value 0 and gradient 0. The
+// weight sum is reduced first, by the same fixed tree as the values, so every invocation of the
+// item sees the same factor.
 //
 // grad_tangent (CE and KL, whose gradients agree): the gradient's derivative along a tangent dz
 // of the logits (binding 5), written to binding 4 (grad): gscale·Σy·(p⊙dz − p·(p·dz)) per row,
-// p = softmax(z) from the row statistics of `row`. It writes no loss: binding 3 is unused (the
+// p = softmax(z) from the row statistics of `row`; for the half squared error gscale·dz. It writes no loss: binding 3 is unused (the
 // launcher binds a read-only stand-in; a pipeline layout covers what its entry uses).
 //
 // Determinism and layout: one workgroup per item. Invocation t handles rows t, t + WG, ... in
@@ -32,6 +41,8 @@ struct Params {
     norm: f32,    // 1 / (number of terms of the mean)
     gscale: f32,  // factor of the per-element gradient
     d_off: u32, d_stride: u32,  // dz (grad_tangent)
+    m_off: u32, m_stride: u32,  // row weights (the *_masked entries)
+    _pad2: u32, _pad3: u32,
 }
 
 override LOSS: u32 = 0u;
@@ -44,6 +55,7 @@ const WG: u32 = 64u;
 @group(0) @binding(3) var<storage, read_write> loss: array<f32>;
 @group(0) @binding(4) var<storage, read_write> grad: array<f32>;
 @group(0) @binding(5) var<storage, read> dz: array<f32>;
+@group(0) @binding(6) var<storage, read> mask: array<f32>;
 
 var<workgroup> sums: array<f32, WG>;
 
@@ -53,11 +65,12 @@ struct Row { value: f32, m: f32, log_s: f32, tsum: f32 }
 fn row(zb: u32, tb: u32) -> Row {
     var o = Row(0.0, 0.0, 0.0, 0.0);
     switch LOSS {
-        case 2u: {
+        case 2u, 4u: {
             for (var c = 0u; c < p.cols; c++) {
                 let d = z[zb + c] - t[tb + c];
                 o.value = fma(d, d, o.value);
             }
+            if (LOSS == 4u) { o.value *= 0.5; }
         }
         case 3u: {
             var iz = 0u;
@@ -97,15 +110,42 @@ fn row_base(off: u32, stride: u32, item: u32, r: u32) -> u32 {
     return off + item * stride + r * p.cols;
 }
 
-// Tree-sums the invocations' partial sums and writes the item's mean.
-fn finish(item: u32, lane: u32, acc: f32) {
+// Tree-sums the invocations' partial sums: every invocation returns the total.
+fn tree_sum(lane: u32, acc: f32) -> f32 {
     sums[lane] = acc;
     workgroupBarrier();
     for (var s = WG / 2u; s > 0u; s >>= 1u) {
         if (lane < s) { sums[lane] += sums[lane + s]; }
         workgroupBarrier();
     }
-    if (lane == 0u) { loss[p.l_off + item * p.l_stride] = sums[0] * p.norm; }
+    let total = sums[0];
+    // No invocation may write `sums` again before every one has read the total.
+    workgroupBarrier();
+    return total;
+}
+
+// Tree-sums the invocations' partial sums and writes the item's mean (the sum times `norm`).
+fn finish(item: u32, lane: u32, acc: f32, norm: f32) {
+    let total = tree_sum(lane, acc);
+    if (lane == 0u) { loss[p.l_off + item * p.l_stride] = total * norm; }
+}
+
+// The raw gradient of one element of a row (before gscale).
+fn elem_grad(zc: f32, yc: f32, o: Row) -> f32 {
+    if (LOSS == 2u || LOSS == 4u) { return zc - yc; }
+    return softmax(zc, o) * o.tsum - yc;
+}
+
+fn weight(item: u32, r: u32) -> f32 {
+    return mask[p.m_off + item * p.m_stride + r];
+}
+
+// 1 / Σ_r w_r of the item (0 when the weights sum to 0), the same in every invocation.
+fn inv_weight(item: u32, lane: u32) -> f32 {
+    var acc = 0.0;
+    for (var r = lane; r < p.rows; r += WG) { acc += weight(item, r); }
+    let total = tree_sum(lane, acc);
+    return select(0.0, 1.0 / total, total != 0.0);
 }
 
 @compute @workgroup_size(WG)
@@ -115,7 +155,7 @@ fn value(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) li
     for (var r = lid.x; r < p.rows; r += WG) {
         acc += row(row_base(p.z_off, p.z_stride, item, r), row_base(p.t_off, p.t_stride, item, r)).value;
     }
-    finish(item, lid.x, acc);
+    finish(item, lid.x, acc, p.norm);
 }
 
 @compute @workgroup_size(WG)
@@ -129,18 +169,10 @@ fn value_grad(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_i
         let o = row(zb, tb);
         acc += o.value;
         for (var c = 0u; c < p.cols; c++) {
-            let zc = z[zb + c];
-            let yc = t[tb + c];
-            var g: f32;
-            if (LOSS == 2u) {
-                g = zc - yc;
-            } else {
-                g = softmax(zc, o) * o.tsum - yc;
-            }
-            grad[gb + c] = p.gscale * g;
+            grad[gb + c] = p.gscale * elem_grad(z[zb + c], t[tb + c], o);
         }
     }
-    finish(item, lid.x, acc);
+    finish(item, lid.x, acc, p.norm);
 }
 
 @compute @workgroup_size(WG)
@@ -148,15 +180,76 @@ fn grad_tangent(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation
     let item = wid.x;
     for (var r = lid.x; r < p.rows; r += WG) {
         let zb = row_base(p.z_off, p.z_stride, item, r);
-        let db = row_base(p.d_off, p.d_stride, item, r);
-        let gb = row_base(p.g_off, p.g_stride, item, r);
-        let o = row(zb, row_base(p.t_off, p.t_stride, item, r));
-        var pdz = 0.0;
-        for (var c = 0u; c < p.cols; c++) { pdz += softmax(z[zb + c], o) * dz[db + c]; }
-        let k = p.gscale * o.tsum;
-        for (var c = 0u; c < p.cols; c++) {
-            let pc = softmax(z[zb + c], o);
-            grad[gb + c] = k * (pc * dz[db + c] - pc * pdz);
+        row_tangent(zb, row_base(p.t_off, p.t_stride, item, r), row_base(p.d_off, p.d_stride, item, r), row_base(p.g_off, p.g_stride, item, r), p.gscale);
+    }
+}
+
+// The tangent of one row's gradient along dz, times k (gscale, and the row's weight factor).
+fn row_tangent(zb: u32, tb: u32, db: u32, gb: u32, k: f32) {
+    if (LOSS == 2u || LOSS == 4u) {
+        for (var c = 0u; c < p.cols; c++) { grad[gb + c] = k * dz[db + c]; }
+        return;
+    }
+    let o = row(zb, tb);
+    var pdz = 0.0;
+    for (var c = 0u; c < p.cols; c++) { pdz += softmax(z[zb + c], o) * dz[db + c]; }
+    let ks = k * o.tsum;
+    for (var c = 0u; c < p.cols; c++) {
+        let pc = softmax(z[zb + c], o);
+        grad[gb + c] = ks * (pc * dz[db + c] - pc * pdz);
+    }
+}
+
+@compute @workgroup_size(WG)
+fn value_masked(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
+    let item = wid.x;
+    let inv = inv_weight(item, lid.x);
+    var acc = 0.0;
+    for (var r = lid.x; r < p.rows; r += WG) {
+        let w = weight(item, r);
+        if (w != 0.0) {
+            acc += w * row(row_base(p.z_off, p.z_stride, item, r), row_base(p.t_off, p.t_stride, item, r)).value;
         }
+    }
+    finish(item, lid.x, acc, inv);
+}
+
+@compute @workgroup_size(WG)
+fn value_grad_masked(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
+    let item = wid.x;
+    let inv = inv_weight(item, lid.x);
+    var acc = 0.0;
+    for (var r = lid.x; r < p.rows; r += WG) {
+        let zb = row_base(p.z_off, p.z_stride, item, r);
+        let tb = row_base(p.t_off, p.t_stride, item, r);
+        let gb = row_base(p.g_off, p.g_stride, item, r);
+        let w = weight(item, r);
+        if (w == 0.0) {
+            for (var c = 0u; c < p.cols; c++) { grad[gb + c] = 0.0; }
+            continue;
+        }
+        let o = row(zb, tb);
+        acc += w * o.value;
+        let k = p.gscale * (w * inv);
+        for (var c = 0u; c < p.cols; c++) {
+            grad[gb + c] = k * elem_grad(z[zb + c], t[tb + c], o);
+        }
+    }
+    finish(item, lid.x, acc, inv);
+}
+
+@compute @workgroup_size(WG)
+fn grad_tangent_masked(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
+    let item = wid.x;
+    let inv = inv_weight(item, lid.x);
+    for (var r = lid.x; r < p.rows; r += WG) {
+        let zb = row_base(p.z_off, p.z_stride, item, r);
+        let gb = row_base(p.g_off, p.g_stride, item, r);
+        let w = weight(item, r);
+        if (w == 0.0) {
+            for (var c = 0u; c < p.cols; c++) { grad[gb + c] = 0.0; }
+            continue;
+        }
+        row_tangent(zb, row_base(p.t_off, p.t_stride, item, r), row_base(p.d_off, p.d_stride, item, r), gb, p.gscale * (w * inv));
     }
 }

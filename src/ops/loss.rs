@@ -42,6 +42,11 @@ crate::uniform! {
         /// Offset and stride of the tangent `dz` (`grad_tangent` only).
         pub(crate) d_off: u32,
         pub(crate) d_stride: u32,
+        /// Offset and stride of the row weights (the `*_masked` entries only).
+        pub(crate) m_off: u32,
+        pub(crate) m_stride: u32,
+        pub(crate) _pad2: u32,
+        pub(crate) _pad3: u32,
     }
 }
 
@@ -52,6 +57,7 @@ enum Kind {
     Kl,
     Mse,
     Accuracy,
+    HalfSquared,
 }
 
 impl Kind {
@@ -61,6 +67,7 @@ impl Kind {
             Kind::Kl => 1,
             Kind::Mse => 2,
             Kind::Accuracy => 3,
+            Kind::HalfSquared => 4,
         }
     }
     fn op(self) -> &'static str {
@@ -69,7 +76,35 @@ impl Kind {
             Kind::Kl => "kl_divergence",
             Kind::Mse => "mse",
             Kind::Accuracy => "accuracy",
+            Kind::HalfSquared => "half_squared_error",
         }
+    }
+}
+
+/// The per-row loss of a weighted (masked) launch: [`masked_loss`], [`masked_tangent`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RowLoss {
+    /// `−Σ_c y_c log softmax(z)_c`: integer labels as one-hot rows.
+    CrossEntropy,
+    /// `Σ_c y_c (log y_c − log softmax(z)_c)`: soft labels.
+    Kl,
+    /// `½ Σ_c (z_c − y_c)²`: regression targets (Q values).
+    HalfSquared,
+}
+
+impl RowLoss {
+    fn kind(self) -> Kind {
+        match self {
+            RowLoss::CrossEntropy => Kind::CrossEntropy,
+            RowLoss::Kl => Kind::Kl,
+            RowLoss::HalfSquared => Kind::HalfSquared,
+        }
+    }
+
+    /// Whether accuracy (argmax agreement) means something for this loss.
+    pub fn classifies(self) -> bool {
+        self != RowLoss::HalfSquared
     }
 }
 
@@ -211,6 +246,10 @@ fn launch(
         gscale: grad_factor(kind, s, grad_scale),
         d_off: 0,
         d_stride: 0,
+        m_off: 0,
+        m_stride: 0,
+        _pad2: 0,
+        _pad3: 0,
     };
     let constants = [("LOSS", kind.code() as f64)];
     let access = [
@@ -235,7 +274,7 @@ fn launch(
     // Softmax losses: max, exp, and the weighted sum per element (≈ 6 flops, exps counted as
     // one), the gradient another ≈ 4; MSE 2 (+ 2); accuracy 2 comparisons.
     let per_elem = match (kind, grad.is_some()) {
-        (Kind::Mse, g) => 2.0 + if g { 2.0 } else { 0.0 },
+        (Kind::Mse | Kind::HalfSquared, g) => 2.0 + if g { 2.0 } else { 0.0 },
         (Kind::Accuracy, _) => 2.0,
         (_, g) => 6.0 + if g { 4.0 } else { 0.0 },
     };
@@ -324,6 +363,10 @@ pub fn kl_tangent(
         gscale: grad_factor(Kind::Kl, s, grad_scale),
         d_off,
         d_stride,
+        m_off: 0,
+        m_stride: 0,
+        _pad2: 0,
+        _pad3: 0,
     };
     // Cross-entropy's row statistics: KL's differ only in the value (its y·log y), unused here.
     let constants = [("LOSS", Kind::CrossEntropy.code() as f64)];
@@ -370,6 +413,335 @@ pub fn mse(
     launch(gpu, Kind::Mse, pred, targets, loss, grad, grad_scale)
 }
 
+/// Checks a row-weight operand: `[batch × rows × 1]`, one weight per row of the logits.
+fn check_weights(op: &'static str, s: LossShape, weights: &Tensor) -> Result<()> {
+    if weights.batch() != s.batch || weights.rows() != s.rows || weights.cols() != 1 {
+        return Err(shape_err(
+            op,
+            format!(
+                "row weights must be [{}×{}×1] (one per row of the logits), got {}",
+                s.batch,
+                s.rows,
+                weights.shape_str()
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// Prepares the weighted mean over each item's rows of a row loss, `loss[b] = Σ_r w_r·ℓ_r /
+/// Σ_r w_r` (0 when the weights sum to 0), and, if `grad` is given, `grad_r = grad_scale ·
+/// (w_r / Σ w)·∂ℓ_r/∂z_r`. `weights` is `[batch × rows × 1]`: 0/1 for a row mask, so masked
+/// rows add nothing to the loss (not even a NaN) and get a zero gradient. The weighted mean is
+/// the official code's `Σ(mask·ℓ)/Σ mask` (metax `energy/base.py`, `_reduce`). CPU twin:
+/// [`masked_loss_cpu`].
+#[allow(clippy::too_many_arguments)]
+pub fn masked_loss(
+    gpu: &Device,
+    row_loss: RowLoss,
+    logits: &Tensor,
+    targets: &Tensor,
+    weights: &Tensor,
+    loss: &Tensor,
+    grad: Option<&Tensor>,
+    grad_scale: f32,
+) -> Result<Dispatch> {
+    masked_launch(
+        gpu,
+        row_loss.kind(),
+        logits,
+        targets,
+        weights,
+        loss,
+        grad,
+        grad_scale,
+    )
+}
+
+/// Prepares the weighted accuracy `acc[b] = Σ_r w_r·[argmax z_r = argmax y_r] / Σ_r w_r`.
+pub fn masked_accuracy(
+    gpu: &Device,
+    logits: &Tensor,
+    targets: &Tensor,
+    weights: &Tensor,
+    acc: &Tensor,
+) -> Result<Dispatch> {
+    masked_launch(
+        gpu,
+        Kind::Accuracy,
+        logits,
+        targets,
+        weights,
+        acc,
+        None,
+        1.0,
+    )
+}
+
+#[allow(clippy::too_many_arguments)]
+fn masked_launch(
+    gpu: &Device,
+    kind: Kind,
+    logits: &Tensor,
+    targets: &Tensor,
+    weights: &Tensor,
+    loss: &Tensor,
+    grad: Option<&Tensor>,
+    grad_scale: f32,
+) -> Result<Dispatch> {
+    let op = kind.op();
+    let mut like_logits = vec![("targets", targets, false)];
+    like_logits.extend(grad.map(|g| ("grad", g, true)));
+    let s = loss_shape(op, logits, &like_logits, Some(loss))?;
+    check_weights(op, s, weights)?;
+    check_scale(op, grad_scale)?;
+    let (z_off, z_stride) = place(op, "logits", logits)?;
+    let (t_off, t_stride) = place(op, "targets", targets)?;
+    let (l_off, l_stride) = place(op, "loss", loss)?;
+    let (m_off, m_stride) = place(op, "weights", weights)?;
+    let (g_off, g_stride) = match grad {
+        Some(g) => place(op, "grad", g)?,
+        None => (0, 0),
+    };
+    let params = Params {
+        rows: to_u32(op, "rows", s.rows)?,
+        cols: to_u32(op, "cols", s.cols)?,
+        batch: to_u32(op, "batch", s.batch)?,
+        _pad0: 0,
+        z_off,
+        z_stride,
+        t_off,
+        t_stride,
+        l_off,
+        l_stride,
+        g_off,
+        g_stride,
+        // The weighted mean's normaliser is the item's weight sum, found by the kernel.
+        norm: 0.0,
+        gscale: grad_scale,
+        d_off: 0,
+        d_stride: 0,
+        m_off,
+        m_stride,
+        _pad2: 0,
+        _pad3: 0,
+    };
+    let constants = [("LOSS", kind.code() as f64)];
+    use Access::{Read, ReadWrite};
+    // Bindings 4 and 5 (gradient, tangent) are unused by `value_masked` and 5 by
+    // `value_grad_masked`: the logits stand in, read-only.
+    let (entry, grad_t, grad_access) = match grad {
+        Some(g) => ("value_grad_masked", g, ReadWrite),
+        None => ("value_masked", logits, Read),
+    };
+    let spec = KernelSpec {
+        shader: &SHADER,
+        entry,
+        constants: &constants,
+        access: &[Read, Read, ReadWrite, grad_access, Read, Read],
+    };
+    let n = (s.batch * s.rows * s.cols) as f64;
+    let per_elem = match (kind, grad.is_some()) {
+        (Kind::Mse | Kind::HalfSquared, g) => 2.0 + if g { 2.0 } else { 0.0 },
+        (Kind::Accuracy, _) => 2.0,
+        (_, g) => 6.0 + if g { 4.0 } else { 0.0 },
+    };
+    let cost = Cost {
+        flops: per_elem * n + (s.batch * s.rows) as f64,
+        bytes: 4.0
+            * (unique(logits)
+                + unique(targets)
+                + unique(weights)
+                + s.batch as f64
+                + grad.map_or(0.0, |_| n)),
+    };
+    let workgroups = [to_u32(op, "batch", s.batch)?, 1, 1];
+    gpu.dispatch(
+        &spec,
+        &params,
+        &[logits, targets, loss, grad_t, logits, weights],
+        workgroups,
+        cost,
+    )
+}
+
+/// Prepares the tangent of [`masked_loss`]'s gradient along a tangent `dz` of the logits
+/// (targets and weights fixed): per row `grad_scale·(w_r/Σw)·H_r·dz_r`, with `H_r·dz =
+/// Σy·(p⊙dz − p·(p·dz))` for the softmax losses (`p = softmax(z)`) and `dz` for the half squared
+/// error — the Hessian-vector product second-order meta-gradients need. CPU twin:
+/// [`masked_tangent_cpu`].
+#[allow(clippy::too_many_arguments)]
+pub fn masked_tangent(
+    gpu: &Device,
+    row_loss: RowLoss,
+    logits: &Tensor,
+    targets: &Tensor,
+    weights: &Tensor,
+    dz: &Tensor,
+    out: &Tensor,
+    grad_scale: f32,
+) -> Result<Dispatch> {
+    const OP: &str = "masked_tangent";
+    let like_logits = [
+        ("targets", targets, false),
+        ("dz", dz, false),
+        ("out", out, true),
+    ];
+    let s = loss_shape(OP, logits, &like_logits, None)?;
+    check_weights(OP, s, weights)?;
+    check_scale(OP, grad_scale)?;
+    let (z_off, z_stride) = place(OP, "logits", logits)?;
+    let (t_off, t_stride) = place(OP, "targets", targets)?;
+    let (g_off, g_stride) = place(OP, "out", out)?;
+    let (d_off, d_stride) = place(OP, "dz", dz)?;
+    let (m_off, m_stride) = place(OP, "weights", weights)?;
+    let params = Params {
+        rows: to_u32(OP, "rows", s.rows)?,
+        cols: to_u32(OP, "cols", s.cols)?,
+        batch: to_u32(OP, "batch", s.batch)?,
+        _pad0: 0,
+        z_off,
+        z_stride,
+        t_off,
+        t_stride,
+        l_off: 0,
+        l_stride: 0,
+        g_off,
+        g_stride,
+        norm: 0.0,
+        gscale: grad_scale,
+        d_off,
+        d_stride,
+        m_off,
+        m_stride,
+        _pad2: 0,
+        _pad3: 0,
+    };
+    // KL's row statistics are cross-entropy's (they differ only in the value, unused here).
+    let code = match row_loss {
+        RowLoss::HalfSquared => Kind::HalfSquared.code(),
+        RowLoss::CrossEntropy | RowLoss::Kl => Kind::CrossEntropy.code(),
+    };
+    let constants = [("LOSS", code as f64)];
+    use Access::{Read, ReadWrite};
+    let spec = KernelSpec {
+        shader: &SHADER,
+        entry: "grad_tangent_masked",
+        constants: &constants,
+        // Binding 3 (the loss) is unused: the logits stand in, read-only.
+        access: &[Read, Read, Read, ReadWrite, Read, Read],
+    };
+    let n = (s.batch * s.rows * s.cols) as f64;
+    let cost = Cost {
+        flops: 12.0 * n + (s.batch * s.rows) as f64,
+        bytes: 4.0 * (unique(logits) + unique(targets) + unique(dz) + unique(weights) + n),
+    };
+    let workgroups = [to_u32(OP, "batch", s.batch)?, 1, 1];
+    gpu.dispatch(
+        &spec,
+        &params,
+        &[logits, targets, logits, out, dz, weights],
+        workgroups,
+        cost,
+    )
+}
+
+/// CPU twin of [`masked_loss`] (and, with [`RowLoss`] `None`, of [`masked_accuracy`]) on
+/// logical contiguous data: `weights` one per row.
+#[allow(clippy::too_many_arguments)]
+pub fn masked_loss_cpu<T: Real>(
+    row_loss: Option<RowLoss>,
+    logits: &[T],
+    targets: &[T],
+    weights: &[T],
+    shape: LossShape,
+    loss: &mut [T],
+    mut grad: Option<&mut [T]>,
+    grad_scale: T,
+) {
+    let LossShape { batch, rows, cols } = shape;
+    let kind = row_loss.map_or(Kind::Accuracy, RowLoss::kind);
+    for (b, l) in loss.iter_mut().enumerate().take(batch) {
+        let w = &weights[b * rows..(b + 1) * rows];
+        let total: T = w.iter().copied().sum();
+        let inv = if total != T::zero() {
+            T::one() / total
+        } else {
+            T::zero()
+        };
+        let mut sum = T::zero();
+        for r in 0..rows {
+            let at = (b * rows + r) * cols;
+            let g = grad.as_deref_mut().map(|g| &mut g[at..at + cols]);
+            if w[r] == T::zero() {
+                if let Some(g) = g {
+                    g.iter_mut().for_each(|v| *v = T::zero());
+                }
+                continue;
+            }
+            let k = grad_scale * (w[r] * inv);
+            sum += w[r] * row_cpu(kind, &logits[at..at + cols], &targets[at..at + cols], g, k);
+        }
+        *l = sum * inv;
+    }
+}
+
+/// CPU twin of [`masked_tangent`].
+#[allow(clippy::too_many_arguments)]
+pub fn masked_tangent_cpu<T: Real>(
+    row_loss: RowLoss,
+    logits: &[T],
+    targets: &[T],
+    weights: &[T],
+    dz: &[T],
+    shape: LossShape,
+    out: &mut [T],
+    grad_scale: T,
+) {
+    let LossShape { batch, rows, cols } = shape;
+    for b in 0..batch {
+        let w = &weights[b * rows..(b + 1) * rows];
+        let total: T = w.iter().copied().sum();
+        let inv = if total != T::zero() {
+            T::one() / total
+        } else {
+            T::zero()
+        };
+        for r in 0..rows {
+            let at = (b * rows + r) * cols;
+            let k = grad_scale * (w[r] * inv);
+            let o = &mut out[at..at + cols];
+            if w[r] == T::zero() {
+                o.iter_mut().for_each(|v| *v = T::zero());
+                continue;
+            }
+            match row_loss {
+                RowLoss::HalfSquared => {
+                    for c in 0..cols {
+                        o[c] = k * dz[at + c];
+                    }
+                }
+                RowLoss::CrossEntropy | RowLoss::Kl => {
+                    // The unweighted tangent of this one row, scaled by its weight factor.
+                    let one = LossShape {
+                        batch: 1,
+                        rows: 1,
+                        cols,
+                    };
+                    kl_tangent_cpu(
+                        &logits[at..at + cols],
+                        &targets[at..at + cols],
+                        &dz[at..at + cols],
+                        one,
+                        o,
+                        k,
+                    );
+                }
+            }
+        }
+    }
+}
+
 /// Index of the largest value, the lowest one on ties (the rule of the shader).
 fn argmax<T: Real>(v: &[T]) -> usize {
     let mut best = 0;
@@ -379,6 +751,51 @@ fn argmax<T: Real>(v: &[T]) -> usize {
         }
     }
     best
+}
+
+/// One row's value, writing its gradient (times `gscale`) when asked: the shader's `row` and
+/// `elem_grad`.
+fn row_cpu<T: Real>(kind: Kind, z: &[T], y: &[T], g: Option<&mut [T]>, gscale: T) -> T {
+    let cols = z.len();
+    let mut sum = T::zero();
+    match kind {
+        Kind::Mse | Kind::HalfSquared => {
+            for c in 0..cols {
+                let d = z[c] - y[c];
+                sum += d * d;
+            }
+            if kind == Kind::HalfSquared {
+                sum = sum * T::from_f64(0.5);
+            }
+            if let Some(g) = g {
+                for c in 0..cols {
+                    g[c] = gscale * (z[c] - y[c]);
+                }
+            }
+        }
+        Kind::Accuracy => {
+            if argmax(z) == argmax(y) {
+                sum += T::one();
+            }
+        }
+        Kind::CrossEntropy | Kind::Kl => {
+            let m = z.iter().fold(z[0], |m, &v| m.max(v));
+            let log_s = z.iter().map(|&v| (v - m).exp()).sum::<T>().ln();
+            let tsum: T = y.iter().copied().sum();
+            for c in 0..cols {
+                sum += -(y[c] * ((z[c] - m) - log_s));
+                if kind == Kind::Kl && y[c] > T::zero() {
+                    sum += y[c] * y[c].ln();
+                }
+            }
+            if let Some(g) = g {
+                for c in 0..cols {
+                    g[c] = gscale * (((z[c] - m) - log_s).exp() * tsum - y[c]);
+                }
+            }
+        }
+    }
+    sum
 }
 
 /// The shared CPU twin: per-item mean of the row values, and the scaled gradient.
@@ -398,43 +815,14 @@ fn loss_cpu<T: Real>(
         let mut sum = T::zero();
         for r in 0..rows {
             let at = (b * rows + r) * cols;
-            let z = &logits[at..at + cols];
-            let y = &targets[at..at + cols];
             let g = grad.as_deref_mut().map(|g| &mut g[at..at + cols]);
-            match kind {
-                Kind::Mse => {
-                    for c in 0..cols {
-                        let d = z[c] - y[c];
-                        sum += d * d;
-                    }
-                    if let Some(g) = g {
-                        for c in 0..cols {
-                            g[c] = gscale * (z[c] - y[c]);
-                        }
-                    }
-                }
-                Kind::Accuracy => {
-                    if argmax(z) == argmax(y) {
-                        sum += T::one();
-                    }
-                }
-                Kind::CrossEntropy | Kind::Kl => {
-                    let m = z.iter().fold(z[0], |m, &v| m.max(v));
-                    let log_s = z.iter().map(|&v| (v - m).exp()).sum::<T>().ln();
-                    let tsum: T = y.iter().copied().sum();
-                    for c in 0..cols {
-                        sum += -(y[c] * ((z[c] - m) - log_s));
-                        if kind == Kind::Kl && y[c] > T::zero() {
-                            sum += y[c] * y[c].ln();
-                        }
-                    }
-                    if let Some(g) = g {
-                        for c in 0..cols {
-                            g[c] = gscale * (((z[c] - m) - log_s).exp() * tsum - y[c]);
-                        }
-                    }
-                }
-            }
+            sum += row_cpu(
+                kind,
+                &logits[at..at + cols],
+                &targets[at..at + cols],
+                g,
+                gscale,
+            );
         }
         *l = sum * norm;
     }

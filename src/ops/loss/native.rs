@@ -1,6 +1,8 @@
 //! Native `shaders/loss.wgsl`: `value` and `value_grad` of the per-item losses (softmax
 //! cross-entropy, KL divergence, squared error, accuracy; the `LOSS` override picks one), and
-//! `grad_tangent`, the softmax losses' gradient differentiated along a tangent of the logits.
+//! `grad_tangent`, the softmax losses' gradient differentiated along a tangent of the logits;
+//! and the three again with row weights (`*_masked`: a weighted mean over the item's rows, the
+//! weight sum reduced first by the same tree).
 //!
 //! One task per item, as one workgroup per item in the shader, and the same order of additions:
 //! row `r` goes to partial `r mod 64`, rows in increasing order, then the 64 partials are added by
@@ -23,6 +25,7 @@ enum Kind {
     Kl,
     Mse,
     Accuracy,
+    HalfSquared,
 }
 
 /// One row's value and the softmax statistics its gradient reuses.
@@ -39,12 +42,16 @@ pub(crate) fn run(l: &mut Launch<'_>) -> Result<()> {
         1 => Kind::Kl,
         2 => Kind::Mse,
         3 => Kind::Accuracy,
+        4 => Kind::HalfSquared,
         _ => Kind::CrossEntropy,
     };
     match l.entry {
-        "value" => losses(l, kind, false),
-        "value_grad" => losses(l, kind, true),
-        "grad_tangent" => tangent(l, kind),
+        "value" => losses(l, kind, false, false),
+        "value_grad" => losses(l, kind, true, false),
+        "grad_tangent" => tangent(l, kind, false),
+        "value_masked" => losses(l, kind, false, true),
+        "value_grad_masked" => losses(l, kind, true, true),
+        "grad_tangent_masked" => tangent(l, kind, true),
         _ => Err(l.unknown_entry()),
     }
 }
@@ -59,8 +66,44 @@ fn shape(l: &Launch<'_>) -> Result<(Params, usize, usize, usize)> {
     Ok((p, batch, rows, cols))
 }
 
-/// `value` / `value_grad`: each item's mean row value, and the gradient when asked.
-fn losses(l: &mut Launch<'_>, kind: Kind, with_grad: bool) -> Result<()> {
+/// Per item, its rows' weights (binding 6) when the launch is masked.
+fn weights<'a>(
+    l: &Launch<'a>,
+    p: &Params,
+    rows: usize,
+    batch: usize,
+    masked: bool,
+) -> Result<Vec<Option<&'a [f32]>>> {
+    if !masked {
+        return Ok(vec![None; batch]);
+    }
+    let ws = items(
+        l.read(6)?,
+        p.m_off as usize,
+        p.m_stride as usize,
+        rows,
+        batch,
+    )?;
+    Ok(ws.into_iter().map(Some).collect())
+}
+
+/// `1/Σ w` of an item's row weights, summed in the shader's order (0 when the sum is 0).
+fn inv_weight(w: &[f32]) -> f32 {
+    let mut sums = [0.0f32; WG];
+    for (r, &v) in w.iter().enumerate() {
+        sums[r % WG] += v;
+    }
+    tree(&mut sums, 1);
+    if sums[0] != 0.0 {
+        1.0 / sums[0]
+    } else {
+        0.0
+    }
+}
+
+/// `value` / `value_grad` (and their `_masked` forms): each item's mean row value, and the
+/// gradient when asked.
+fn losses(l: &mut Launch<'_>, kind: Kind, with_grad: bool, masked: bool) -> Result<()> {
     let (p, batch, rows, cols) = shape(l)?;
     let len = rows * cols;
     let (z, t) = (l.read(1)?, l.read(2)?);
@@ -74,15 +117,68 @@ fn losses(l: &mut Launch<'_>, kind: Kind, with_grad: bool) -> Result<()> {
     };
     let zs = items(z, p.z_off as usize, p.z_stride as usize, len, batch)?;
     let ts = items(t, p.t_off as usize, p.t_stride as usize, len, batch)?;
+    let ws = weights(l, &p, rows, batch, masked)?;
     let (norm, gscale) = (p.norm, p.gscale);
     losses
         .into_par_iter()
         .zip(grads)
         .zip(zs.into_par_iter().zip(ts))
-        .for_each(|((loss, grad), (z, t))| {
-            loss[0] = item_loss(kind, cols, z, t, grad, gscale) * norm;
+        .zip(ws)
+        .for_each(|(((loss, grad), (z, t)), w)| {
+            loss[0] = match w {
+                None => item_loss(kind, cols, z, t, grad, gscale) * norm,
+                Some(w) => {
+                    let inv = inv_weight(w);
+                    item_loss_weighted(kind, cols, z, t, w, inv, grad, gscale) * inv
+                }
+            };
         });
     Ok(())
+}
+
+/// [`item_loss`] with row weights: rows of weight 0 skipped (gradient 0), the others' values
+/// times their weight, their gradients times `gscale·(w·inv)`.
+#[allow(clippy::too_many_arguments)]
+fn item_loss_weighted(
+    kind: Kind,
+    cols: usize,
+    z: &[f32],
+    t: &[f32],
+    w: &[f32],
+    inv: f32,
+    grad: Option<&mut [f32]>,
+    gscale: f32,
+) -> f32 {
+    let mut sums = [0.0f32; WG];
+    let mut grad_rows = grad.map(|g| g.chunks_exact_mut(cols));
+    for (r, (z, t)) in z.chunks_exact(cols).zip(t.chunks_exact(cols)).enumerate() {
+        let g = grad_rows.as_mut().and_then(|g| g.next());
+        if w[r] == 0.0 {
+            if let Some(g) = g {
+                g.fill(0.0);
+            }
+            continue;
+        }
+        let o = row(kind, z, t);
+        sums[r % WG] += w[r] * o.value;
+        if let Some(g) = g {
+            write_grad(kind, &o, z, t, g, gscale * (w[r] * inv));
+        }
+    }
+    tree(&mut sums, 1);
+    sums[0]
+}
+
+/// One row's gradient times `k` (the shader's `elem_grad`).
+fn write_grad(kind: Kind, o: &Row, z: &[f32], t: &[f32], g: &mut [f32], k: f32) {
+    // One loop per kind: with the kind tested inside, the compiler if-converts the loop and
+    // evaluates the softmax's exp for squared-error rows too.
+    let cells = g.iter_mut().zip(z).zip(t);
+    if matches!(kind, Kind::Mse | Kind::HalfSquared) {
+        cells.for_each(|((g, &zc), &yc)| *g = k * (zc - yc));
+    } else {
+        cells.for_each(|((g, &zc), &yc)| *g = k * (o.softmax(zc) * o.tsum - yc));
+    }
 }
 
 /// Sum of an item's row values in the shader's order, writing each row's gradient on the way.
@@ -100,14 +196,7 @@ fn item_loss(
         let o = row(kind, z, t);
         sums[r % WG] += o.value;
         if let Some(g) = grad_rows.as_mut().and_then(|g| g.next()) {
-            // One loop per kind: with the kind tested inside, the compiler if-converts the loop
-            // and evaluates the softmax's exp for MSE rows too.
-            let cells = g.iter_mut().zip(z).zip(t);
-            if kind == Kind::Mse {
-                cells.for_each(|((g, &zc), &yc)| *g = gscale * (zc - yc));
-            } else {
-                cells.for_each(|((g, &zc), &yc)| *g = gscale * (o.softmax(zc) * o.tsum - yc));
-            }
+            write_grad(kind, &o, z, t, g, gscale);
         }
     }
     tree(&mut sums, 1);
@@ -121,9 +210,10 @@ impl Row {
     }
 }
 
-/// `grad_tangent`: per row, `gscale·Σy·(p⊙dz − p·(p·dz))` into binding 4, `dz` from binding 5.
+/// `grad_tangent`: per row, `gscale·Σy·(p⊙dz − p·(p·dz))` (squared errors: `gscale·dz`) into
+/// binding 4, `dz` from binding 5; `grad_tangent_masked` with the row's factor `w·inv` too.
 /// Items run in parallel, each row serially in the shader's order.
-fn tangent(l: &mut Launch<'_>, kind: Kind) -> Result<()> {
+fn tangent(l: &mut Launch<'_>, kind: Kind, masked: bool) -> Result<()> {
     let (p, batch, rows, cols) = shape(l)?;
     let len = rows * cols;
     let (z, t, dz) = (l.read(1)?, l.read(2)?, l.read(5)?);
@@ -137,14 +227,29 @@ fn tangent(l: &mut Launch<'_>, kind: Kind) -> Result<()> {
     let zs = items(z, p.z_off as usize, p.z_stride as usize, len, batch)?;
     let ts = items(t, p.t_off as usize, p.t_stride as usize, len, batch)?;
     let ds = items(dz, p.d_off as usize, p.d_stride as usize, len, batch)?;
+    let ws = weights(l, &p, rows, batch, masked)?;
     let gscale = p.gscale;
     outs.into_par_iter()
         .zip(zs.into_par_iter().zip(ts))
-        .zip(ds)
-        .for_each(|((out, (z, t)), dz)| {
+        .zip(ds.into_par_iter().zip(ws))
+        .for_each(|((out, (z, t)), (dz, w))| {
+            let inv = w.map_or(1.0, inv_weight);
             let rows = out.chunks_exact_mut(cols).zip(z.chunks_exact(cols));
-            for ((out, z), (t, dz)) in rows.zip(t.chunks_exact(cols).zip(dz.chunks_exact(cols))) {
-                row_tangent(row(kind, z, t), z, dz, out, gscale);
+            let rest = t.chunks_exact(cols).zip(dz.chunks_exact(cols));
+            for (r, ((out, z), (t, dz))) in rows.zip(rest).enumerate() {
+                let k = match w {
+                    None => gscale,
+                    Some(w) if w[r] == 0.0 => {
+                        out.fill(0.0);
+                        continue;
+                    }
+                    Some(w) => gscale * (w[r] * inv),
+                };
+                if matches!(kind, Kind::Mse | Kind::HalfSquared) {
+                    out.iter_mut().zip(dz).for_each(|(o, &d)| *o = k * d);
+                } else {
+                    row_tangent(row(kind, z, t), z, dz, out, k);
+                }
             }
         });
     Ok(())
@@ -173,10 +278,19 @@ fn row(kind: Kind, z: &[f32], t: &[f32]) -> Row {
         tsum: 0.0,
     };
     match kind {
-        Kind::Mse => {
+        Kind::Mse | Kind::HalfSquared => {
+            // MSE keeps its separate multiply and add (what its goldens were made with); the
+            // half squared error fuses them as the shader's `fma` does.
             for (&zc, &yc) in z.iter().zip(t) {
                 let d = zc - yc;
-                o.value += d * d;
+                if kind == Kind::Mse {
+                    o.value += d * d;
+                } else {
+                    o.value = d.mul_add(d, o.value);
+                }
+            }
+            if kind == Kind::HalfSquared {
+                o.value *= 0.5;
             }
         }
         Kind::Accuracy => {
