@@ -17,6 +17,7 @@ use hypermod::teacher::{TeacherConfig, TeacherWeightsGpu};
 use hypermod::train::episode_twin::TwinStudent;
 use hypermod::train::episode_twin::{meta_gradient, InnerLoop, MetaGradient, TaskData};
 use hypermod::train::meta::{EpisodeGradient, MetaConfig, MetaLearner, SweepMode};
+use hypermod::train::task_source::TeacherSource;
 
 const TASKS: usize = 3;
 const SUPPORT: usize = 6;
@@ -99,7 +100,7 @@ fn device_sweep<S: GpuStudent>(
         ..TeacherConfig::paper(3, true, 11)
     };
     let weights = TeacherWeightsGpu::generate(gpu, teacher).unwrap();
-    let learner = MetaLearner::new(gpu, s, &weights, TASKS, 4, cfg).unwrap();
+    let learner = MetaLearner::new(gpu, s, &TeacherSource::new(&weights), TASKS, 4, cfg).unwrap();
     let mut rng = common::rng(5);
     let latents: Vec<f32> = common::uniform(&mut rng, TASKS * teacher.latent_len())
         .iter()

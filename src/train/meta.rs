@@ -20,8 +20,8 @@ use crate::ops::elementwise::{copy, fill};
 use crate::ops::rng::{fill_truncated_normal, fill_uniform, RngKey};
 use crate::students::gpu::GpuStudent;
 use crate::students::{Init, ParamLayout, ParamSpec};
-use crate::teacher::TeacherWeightsGpu;
 use crate::train::episode_twin::MetaGradient;
+use crate::train::task_source::TaskSource;
 
 mod episode;
 mod init_grads;
@@ -34,13 +34,14 @@ use episode::Episode;
 pub struct MetaConfig {
     /// Run seed (parameter initialisation; the teacher has its own).
     pub seed: u64,
-    /// Support samples per task.
+    /// Support units per task: samples, or demonstrations of
+    /// [`TaskSource::rows_per_unit`] rows each.
     pub shots_support: usize,
-    /// Support points per inner step: `shots_support` adapts on the whole support set; any
-    /// other count draws a fresh minibatch of that many points per step, with replacement
-    /// (spec §5.1).
+    /// Support ROWS per inner step: all of them (`shots_support · rows_per_unit`) adapts on the
+    /// whole support set; any other count draws a fresh minibatch of that many rows per step,
+    /// with replacement (the official `batch_size` of the inner loop).
     pub inner_batch: usize,
-    /// Query samples per task.
+    /// Query units per task.
     pub shots_query: usize,
     /// Inner AdamW steps.
     pub steps_inner: usize,
@@ -149,7 +150,7 @@ pub fn data_stream(purpose: u8, counter: u64) -> u64 {
 }
 
 /// A student, its meta parameters and outer optimiser, a training episode and an evaluation
-/// episode, sharing one teacher.
+/// episode, on tasks from one [`TaskSource`].
 pub struct MetaLearner {
     layout: ParamLayout,
     meta: Tensor,
@@ -170,7 +171,7 @@ impl MetaLearner {
     pub fn new<S: GpuStudent>(
         gpu: &Device,
         student: &S,
-        weights: &TeacherWeightsGpu,
+        source: &dyn TaskSource,
         meta_batch: usize,
         eval_batch: usize,
         cfg: MetaConfig,
@@ -203,15 +204,13 @@ impl MetaLearner {
             gpu,
             student,
             &layout,
-            weights,
+            source,
             &meta,
             Some(&dmeta),
             meta_batch,
             &cfg,
         )?;
-        let eval = Episode::new(
-            gpu, student, &layout, weights, &meta, None, eval_batch, &cfg,
-        )?;
+        let eval = Episode::new(gpu, student, &layout, source, &meta, None, eval_batch, &cfg)?;
         Ok(MetaLearner {
             layout,
             meta,
@@ -278,8 +277,8 @@ impl MetaLearner {
         let slots = [
             step.read(&self.train.loss)?,
             step.read(&self.dmeta)?,
-            step.read(self.train.teacher.inputs())?,
-            step.read(self.train.targets.targets())?,
+            step.read(self.train.data.inputs())?,
+            step.read(self.train.data.targets())?,
             step.read(&self.meta)?,
         ];
         let out = step.finish()?;

@@ -11,3 +11,4 @@ pub mod progress;
 pub mod runner;
 pub mod runs;
 pub mod supervised;
+pub mod task_source;

@@ -11,6 +11,7 @@ use crate::gpu::Device;
 use crate::students::gpu::GpuStudent;
 use crate::teacher::{TeacherConfig, TeacherWeightsGpu};
 use crate::train::meta::{MetaConfig, MetaLearner};
+use crate::train::task_source::TeacherSource;
 
 /// The task split, the latent pools and the meta-learner of one config.
 pub(crate) struct Setup {
@@ -75,7 +76,7 @@ fn build<S: GpuStudent>(gpu: &Device, cfg: &HyperteacherConfig, student: &S) -> 
     let learner = MetaLearner::new(
         gpu,
         student,
-        &weights,
+        &TeacherSource::new(&weights),
         tr.meta_batch,
         eval_batch,
         meta_config(cfg),

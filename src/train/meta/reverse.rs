@@ -5,9 +5,9 @@ use crate::error::{arg_err, Result};
 use crate::gpu::{Device, Dispatch, Tensor};
 use crate::ops::adamw::{AdamW, AdamWVjpIo};
 use crate::ops::elementwise::{axpy, copy, fill};
-use crate::ops::loss::kl_tangent;
 use crate::students::gpu::TangentBuffers;
 use crate::students::ParamLayout;
+use crate::train::task_source::TaskLoss;
 
 use super::init_grads::add_init_grads;
 
@@ -143,6 +143,8 @@ impl ReverseScratch {
 pub(super) struct ReverseProgram<'a> {
     pub(super) logits: &'a Tensor,
     pub(super) targets: &'a Tensor,
+    /// Row weights of a masked loss.
+    pub(super) weights: Option<&'a Tensor>,
     pub(super) tangent_forward: Vec<Dispatch>,
     pub(super) tangent_backward: Vec<Dispatch>,
 }
@@ -161,6 +163,8 @@ pub(super) struct ReverseParts<'a> {
     /// Whether the inner steps draw minibatches (then the episode scatters each step's
     /// feature cotangent; on the full batch the sweep adds it).
     pub(super) minibatched: bool,
+    /// The inner loss, whose gradient's tangent each step needs.
+    pub(super) loss: TaskLoss,
 }
 
 impl ReversePass {
@@ -179,6 +183,7 @@ impl ReversePass {
             programs,
             feature_backward,
             minibatched,
+            loss,
         } = parts;
         let (tasks, p) = (task.batch(), layout.task_len());
         let store = programs.len() > 1;
@@ -247,10 +252,9 @@ impl ReversePass {
         for prog in programs {
             // The inner loss of each task has grad_scale 1 (as in the inner loop).
             let mut hvp = prog.tangent_forward;
-            hvp.push(kl_tangent(
+            hvp.push(loss.tangent(
                 gpu,
-                prog.logits,
-                prog.targets,
+                (prog.logits, prog.targets, prog.weights),
                 &sc.logits_dot,
                 &sc.dlogits_dot,
                 1.0,

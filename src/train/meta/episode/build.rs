@@ -6,14 +6,11 @@ use crate::gpu::{Device, Dispatch, Tensor};
 use crate::ops::adamw::AdamW;
 use crate::ops::elementwise::{copy, fill};
 use crate::ops::gather::{gather_rows, scatter_add_rows, RngGather};
-use crate::ops::loss::{accuracy, kl_divergence};
 use crate::ops::rng::RngKey;
 use crate::students::gpu::{GpuStudent, StudentBuffers, StudentProgram};
 use crate::students::{Init, ParamLayout};
-use crate::teacher::{
-    TeacherForward, TeacherTargets, TeacherWeightsGpu, STATS_INPUTS, TARGET_TEMPERATURE,
-};
 use crate::train::episode_twin::MetaGradient;
+use crate::train::task_source::{TaskBatch, TaskLoss, TaskSource};
 
 use super::{first_order_decay, minibatch_seed, Episode, SupportIo, SupportStep};
 use crate::train::meta::init_grads::{add_init_grads, meta_view};
@@ -33,12 +30,13 @@ impl Episode {
         gpu: &Device,
         student: &S,
         layout: &ParamLayout,
-        weights: &TeacherWeightsGpu,
+        source: &dyn TaskSource,
         meta: &Tensor,
         dmeta: Option<&Tensor>,
         tasks: usize,
         cfg: &MetaConfig,
     ) -> Result<Episode> {
+        let rpu = source.rows_per_unit();
         let b = Builder {
             gpu,
             student,
@@ -47,8 +45,27 @@ impl Episode {
             dmeta,
             tasks,
             cfg,
+            loss: source.loss(),
+            ns: cfg.shots_support * rpu,
+            nq: cfg.shots_query * rpu,
         };
-        let data = b.teacher_data(weights)?;
+        if student.input_dim() != source.input_dim() || student.output_dim() != source.output_dim()
+        {
+            return Err(shape_err(
+                "meta",
+                format!(
+                    "the student maps {} inputs to {} outputs, its tasks have {} and {}",
+                    student.input_dim(),
+                    student.output_dim(),
+                    source.input_dim(),
+                    source.output_dim()
+                ),
+            ));
+        }
+        if b.inner_batch() == 0 {
+            return Err(arg_err("meta", "the inner batch must be positive"));
+        }
+        let data = b.source_data(source)?;
         let bufs = b.allocate()?;
         let tangents = b.sweep_scratch()?;
         let mut inner = b.inner_loop(&data, &bufs, tangents.as_ref())?;
@@ -73,8 +90,7 @@ impl Episode {
         };
         Ok(Episode {
             tasks,
-            teacher: data.teacher,
-            targets: data.targets,
+            data: data.batch,
             task: bufs.task,
             loss: bufs.loss,
             acc: bufs.acc,
@@ -89,8 +105,8 @@ impl Episode {
             query: query_ds,
             sweep,
             steps_inner: cfg.steps_inner,
-            shots_support: cfg.shots_support,
-            inner_batch: cfg.inner_batch,
+            shots_support: b.ns,
+            inner_batch: b.inner_batch(),
             seed: cfg.seed,
         })
     }
@@ -106,18 +122,25 @@ struct Builder<'a, S> {
     dmeta: Option<&'a Tensor>,
     tasks: usize,
     cfg: &'a MetaConfig,
+    /// The source's loss.
+    loss: TaskLoss,
+    /// Support and query rows per task.
+    ns: usize,
+    nq: usize,
 }
 
-/// The episode's data: the teacher's samples and targets, split into support and query rows.
+/// The episode's data: the source's rows, split into support and query rows.
 struct EpisodeData {
-    teacher: TeacherForward,
-    targets: TeacherTargets,
+    batch: Box<dyn TaskBatch>,
     /// The support inputs.
     support_x: Tensor,
     /// What the inner loop adapts on: the support inputs, or (a student with fixed features)
     /// the buffer their features are written into.
     xs: Tensor,
     ys: Tensor,
+    /// Row weights of the support and query rows (a masked loss).
+    ws: Option<Tensor>,
+    wq: Option<Tensor>,
     xq: Tensor,
     yq: Tensor,
     /// Columns of `xs`.
@@ -142,7 +165,7 @@ struct InnerLoop {
     steps: Vec<SupportStep>,
     /// The bytes the support passes beyond the first hold (store mode; else 0).
     stored_bytes: u64,
-    minibatch: Vec<[RngGather; 2]>,
+    minibatch: Vec<Vec<RngGather>>,
     /// A student with fixed features: the forward of their program.
     feature_forward: Option<Vec<Dispatch>>,
     /// The backward of the features' program; the reverse sweep takes it.
@@ -155,15 +178,17 @@ impl<S: GpuStudent> Builder<'_, S> {
         self.dmeta.is_some() && self.cfg.meta_gradient == MetaGradient::SecondOrder
     }
 
-    /// The teacher's program for the episode's samples and targets, and their views as support
-    /// and query rows.
-    fn teacher_data(&self, weights: &TeacherWeightsGpu) -> Result<EpisodeData> {
+    /// Support rows per inner step: all of them (the full batch), or a minibatch.
+    fn inner_batch(&self) -> usize {
+        self.cfg.inner_batch
+    }
+
+    /// The source's program for the episode's rows, and their views as support and query rows.
+    fn source_data(&self, source: &dyn TaskSource) -> Result<EpisodeData> {
         let (gpu, student, tasks) = (self.gpu, self.student, self.tasks);
-        let (ns, nq) = (self.cfg.shots_support, self.cfg.shots_query);
+        let (ns, nq) = (self.ns, self.nq);
         let n = ns + nq;
-        let teacher = TeacherForward::new(gpu, weights, tasks, n)?;
-        let targets =
-            TeacherTargets::new(gpu, weights, &teacher, STATS_INPUTS, TARGET_TEMPERATURE)?;
+        let batch = source.batch(gpu, tasks, self.cfg.shots_support, self.cfg.shots_query)?;
         let (din, dout) = (student.input_dim(), student.output_dim());
         // Support rows are the first `ns` samples of every task, query rows the last `nq`.
         let split = |t: &Tensor, cols: usize, first: bool| {
@@ -171,13 +196,23 @@ impl<S: GpuStudent> Builder<'_, S> {
             t.view(t.offset() + off, tasks, rows, cols, n * cols)
         };
         let (xs, xq) = (
-            split(teacher.inputs(), din, true)?,
-            split(teacher.inputs(), din, false)?,
+            split(batch.inputs(), din, true)?,
+            split(batch.inputs(), din, false)?,
         );
         let (ys, yq) = (
-            split(targets.targets(), dout, true)?,
-            split(targets.targets(), dout, false)?,
+            split(batch.targets(), dout, true)?,
+            split(batch.targets(), dout, false)?,
         );
+        let (ws, wq) = match (self.loss.weighted(), batch.weights()) {
+            (false, _) => (None, None),
+            (true, Some(w)) => (Some(split(w, 1, true)?), Some(split(w, 1, false)?)),
+            (true, None) => {
+                return Err(arg_err(
+                    "meta",
+                    "the task source's loss is masked but it gives no row weights",
+                ))
+            }
+        };
         // A student with fixed features adapts on them: the inner loop reads the support set's
         // features (computed once per episode) instead of its inputs.
         let fixed = student.fixed_features();
@@ -187,11 +222,12 @@ impl<S: GpuStudent> Builder<'_, S> {
             None => (xs, din),
         };
         Ok(EpisodeData {
-            teacher,
-            targets,
+            batch,
             support_x,
             xs,
             ys,
+            ws,
+            wq,
             xq,
             yq,
             din,
@@ -202,7 +238,7 @@ impl<S: GpuStudent> Builder<'_, S> {
     /// the scores and the support loss.
     fn allocate(&self) -> Result<EpisodeBuffers> {
         let (gpu, tasks) = (self.gpu, self.tasks);
-        let (nq, dout) = (self.cfg.shots_query, self.student.output_dim());
+        let (nq, dout) = (self.nq, self.student.output_dim());
         let p = self.layout.task_len();
         let task = gpu.zeros(tasks, 1, p)?;
         let dtask = gpu.zeros(tasks, 1, p)?;
@@ -225,11 +261,7 @@ impl<S: GpuStudent> Builder<'_, S> {
     /// Second order: the support program with its tangent passes (the same forward and
     /// backward launches, on kept buffers) and the sweep's scratch.
     fn sweep_scratch(&self) -> Result<Option<ReverseScratch>> {
-        let (ns, ib, p) = (
-            self.cfg.shots_support,
-            self.cfg.inner_batch,
-            self.layout.task_len(),
-        );
+        let (ns, ib, p) = (self.ns, self.inner_batch(), self.layout.task_len());
         let dout = self.student.output_dim();
         let tangents = if self.second_order() {
             let feature_rows = self.student.fixed_features().map(|f| (ns, f.feature_dim()));
@@ -278,13 +310,18 @@ impl<S: GpuStudent> Builder<'_, S> {
         tangents: Option<&ReverseScratch>,
     ) -> Result<(Vec<SupportStep>, u64)> {
         let (gpu, tasks, cfg) = (self.gpu, self.tasks, self.cfg);
-        let (ns, ib, p) = (cfg.shots_support, cfg.inner_batch, self.layout.task_len());
+        let (ns, ib, p) = (self.ns, self.inner_batch(), self.layout.task_len());
         let (xs, ys, din, dout) = (&data.xs, &data.ys, data.din, self.student.output_dim());
-        let rows = |gpu: &Device| -> Result<(Tensor, Tensor)> {
+        let ws = data.ws.as_ref();
+        let rows = |gpu: &Device| -> Result<(Tensor, Tensor, Option<Tensor>)> {
             if ib == ns {
-                Ok((xs.clone(), ys.clone()))
+                Ok((xs.clone(), ys.clone(), ws.cloned()))
             } else {
-                Ok((gpu.zeros(tasks, ib, din)?, gpu.zeros(tasks, ib, dout)?))
+                let w = match ws {
+                    Some(_) => Some(gpu.zeros(tasks, ib, 1)?),
+                    None => None,
+                };
+                Ok((gpu.zeros(tasks, ib, din)?, gpu.zeros(tasks, ib, dout)?, w))
             }
         };
         let io = SupportIo {
@@ -292,6 +329,7 @@ impl<S: GpuStudent> Builder<'_, S> {
             task: &bufs.task,
             dtask: &bufs.dtask,
             loss: &bufs.loss_s,
+            task_loss: self.loss,
         };
         let build = |gpu: &Device| SupportStep::new(gpu, self.student, &io, rows(gpu)?, tangents);
         // Store mode keeps one support pass per step: measure what one costs.
@@ -322,18 +360,23 @@ impl<S: GpuStudent> Builder<'_, S> {
         &self,
         data: &EpisodeData,
         steps: &[SupportStep],
-    ) -> Result<Vec<[RngGather; 2]>> {
+    ) -> Result<Vec<Vec<RngGather>>> {
         let cfg = self.cfg;
         let mut minibatch = Vec::new();
-        if cfg.inner_batch != cfg.shots_support {
+        if self.inner_batch() != self.ns {
             for i in 0..cfg.steps_inner {
                 // The stream is set per episode by `set_minibatch_streams`.
                 let key = RngKey::new(minibatch_seed(cfg.seed), 0);
                 let st = &steps[i.min(steps.len() - 1)];
-                minibatch.push([
+                let mut gathers = vec![
                     gather_rows(self.gpu, &data.xs, &st.x, key)?,
                     gather_rows(self.gpu, &data.ys, &st.y, key)?,
-                ]);
+                ];
+                // Row weights travel with their rows (the same key draws the same rows).
+                if let (Some(ws), Some(w)) = (&data.ws, &st.w) {
+                    gathers.push(gather_rows(self.gpu, ws, w, key)?);
+                }
+                minibatch.push(gathers);
             }
         }
         Ok(minibatch)
@@ -414,15 +457,12 @@ impl<S: GpuStudent> Builder<'_, S> {
         let mut query_ds = forward;
         let scale = 1.0 / self.tasks as f32;
         let grad = self.dmeta.map(|_| &bufs.dlogits_q);
-        query_ds.push(kl_divergence(
-            self.gpu,
-            &bufs.logits_q,
-            &data.yq,
-            &bufs.loss,
-            grad,
-            scale,
-        )?);
-        query_ds.push(accuracy(self.gpu, &bufs.logits_q, &data.yq, &bufs.acc)?);
+        let rows = (&bufs.logits_q, &data.yq, data.wq.as_ref());
+        query_ds.push(
+            self.loss
+                .value_grad(self.gpu, rows, &bufs.loss, grad, scale)?,
+        );
+        query_ds.extend(self.loss.accuracy(self.gpu, rows, &bufs.acc)?);
         Ok(query_ds)
     }
 
@@ -457,6 +497,7 @@ impl<S: GpuStudent> Builder<'_, S> {
                     programs,
                     feature_backward: inner.feature_backward.take(),
                     minibatched: !inner.minibatch.is_empty(),
+                    loss: self.loss,
                 };
                 // Fixed features on minibatches: each step's cotangent goes back onto the
                 // support rows it drew (the same key as the step's gathers).

@@ -1,4 +1,4 @@
-//! One episode of the meta-learning loop for a fixed number of tasks: teacher data, task
+//! One episode of the meta-learning loop for a fixed number of tasks: the task source's data, task
 //! parameters fresh from their initial values, the inner AdamW loop (on inputs, or on fixed
 //! features), the query pass and, for the train episode at second order, the reverse sweep.
 
@@ -6,21 +6,20 @@ use crate::error::Result;
 use crate::gpu::{Device, Dispatch, Step, Tensor};
 use crate::ops::adamw::{AdamW, AdamWConfig};
 use crate::ops::gather::{gather_rows_cpu, RngGather};
-use crate::ops::loss::kl_divergence;
 use crate::ops::rng::RngKey;
 use crate::students::gpu::{GpuStudent, StudentBuffers, StudentProgram};
-use crate::teacher::{TeacherForward, TeacherTargets};
+use crate::train::task_source::{TaskBatch, TaskLoss};
 
 use super::reverse::{ReversePass, ReverseProgram, ReverseScratch};
 
 mod build;
 
-/// Everything one meta-batch size needs: teacher data, task parameters, programs, inner loop.
+/// Everything one meta-batch size needs: task data, task parameters, programs, inner loop.
 /// The train episode also produces the meta-gradient; evaluation episodes only adapt and score.
 pub(super) struct Episode {
     pub(super) tasks: usize,
-    pub(super) teacher: TeacherForward,
-    pub(super) targets: TeacherTargets,
+    /// The task source's program: every task's support and query rows.
+    pub(super) data: Box<dyn TaskBatch>,
     pub(super) task: Tensor,
     pub(super) loss: Tensor,
     pub(super) acc: Tensor,
@@ -34,9 +33,10 @@ pub(super) struct Episode {
     pub(super) inner_opt: AdamW,
     /// The support pass: one for every inner step, or (second order, store mode) one per step.
     pub(super) steps: Vec<SupportStep>,
-    /// Per inner step, the gathers of its support minibatch (inputs or features, targets; one
-    /// key each step) into its support pass's buffers; empty on the full-batch path.
-    pub(super) minibatch: Vec<[RngGather; 2]>,
+    /// Per inner step, the gathers of its support minibatch (inputs or features, targets, row
+    /// weights; one key each step) into its support pass's buffers; empty on the full-batch
+    /// path.
+    pub(super) minibatch: Vec<Vec<RngGather>>,
     /// Second order with fixed features on minibatches: per inner step, the scatter of the
     /// features' cotangent back onto the support rows its minibatch drew (the gather's key).
     pub(super) scatter: Vec<RngGather>,
@@ -44,6 +44,7 @@ pub(super) struct Episode {
     /// The train episode's reverse sweep through the inner loop (second order only).
     pub(super) sweep: Option<ReversePass>,
     pub(super) steps_inner: usize,
+    /// Support rows per task.
     pub(super) shots_support: usize,
     pub(super) inner_batch: usize,
     pub(super) seed: u64,
@@ -53,8 +54,7 @@ impl Episode {
     /// Records data generation, adaptation and the query pass (and, second order, the reverse
     /// sweep through the inner loop).
     pub(super) fn record(&self, step: &mut Step<'_>) {
-        self.teacher.record(step);
-        self.targets.record(step);
+        self.data.record(step);
         step.run_all(&self.features);
         step.run_all(&self.init);
         self.inner_opt.record_reset(step);
@@ -92,9 +92,10 @@ impl Episode {
 
     /// Inner step `i`'s minibatch (if any) and support gradient at the current task parameters.
     pub(super) fn record_gradient(&self, step: &mut Step<'_>, i: usize) {
-        if let Some([x, y]) = self.minibatch.get(i) {
-            step.run(x);
-            step.run(y);
+        if let Some(gathers) = self.minibatch.get(i) {
+            for g in gathers {
+                step.run(g);
+            }
         }
         step.run_all(&self.steps[i.min(self.steps.len() - 1)].launches);
     }
@@ -122,8 +123,7 @@ impl Episode {
 
     /// Sets the episode's task latents and data stream.
     pub(super) fn set_tasks(&self, gpu: &Device, latents: &[f32], stream: u64) -> Result<()> {
-        self.teacher.set_latents(gpu, latents)?;
-        self.teacher.set_step(gpu, stream)?;
+        self.data.set_tasks(gpu, latents, stream)?;
         self.set_minibatch_streams(gpu, stream);
         Ok(())
     }
@@ -167,14 +167,17 @@ pub(super) struct SupportIo<'a> {
     pub(super) task: &'a Tensor,
     pub(super) dtask: &'a Tensor,
     pub(super) loss: &'a Tensor,
+    pub(super) task_loss: TaskLoss,
 }
 
-/// One support pass on buffers of its own: the rows it reads (`x`, `y`: the support set, or a
-/// minibatch gathered into them), its logits, its launches (forward, per-task KL gradient,
-/// backward into `dtask`) and, at second order, its tangent passes.
+/// One support pass on buffers of its own: the rows it reads (`x`, `y` and the row weights `w`
+/// of a masked loss: the support set, or a minibatch gathered into them), its logits, its
+/// launches (forward, per-task loss gradient, backward into `dtask`) and, at second order, its
+/// tangent passes.
 pub(super) struct SupportStep {
     pub(super) x: Tensor,
     pub(super) y: Tensor,
+    pub(super) w: Option<Tensor>,
     logits: Tensor,
     pub(super) launches: Vec<Dispatch>,
     tangent_forward: Vec<Dispatch>,
@@ -188,7 +191,7 @@ impl SupportStep {
         gpu: &Device,
         student: &S,
         io: &SupportIo<'_>,
-        (x, y): (Tensor, Tensor),
+        (x, y, w): (Tensor, Tensor, Option<Tensor>),
         tangents: Option<&ReverseScratch>,
     ) -> Result<SupportStep> {
         let (tasks, rows, dout) = (io.task.batch(), x.rows(), student.output_dim());
@@ -212,10 +215,9 @@ impl SupportStep {
             (None, None) => student.program(gpu, &b)?,
         };
         let mut launches = prog.forward;
-        launches.push(kl_divergence(
+        launches.push(io.task_loss.value_grad(
             gpu,
-            &logits,
-            &y,
+            (&logits, &y, w.as_ref()),
             io.loss,
             Some(&dlogits),
             1.0,
@@ -224,6 +226,7 @@ impl SupportStep {
         Ok(SupportStep {
             x,
             y,
+            w,
             logits,
             launches,
             tangent_forward: prog.tangent_forward,
@@ -236,6 +239,7 @@ impl SupportStep {
         ReverseProgram {
             logits: &self.logits,
             targets: &self.y,
+            weights: self.w.as_ref(),
             tangent_forward: std::mem::take(&mut self.tangent_forward),
             tangent_backward: std::mem::take(&mut self.tangent_backward),
         }
