@@ -27,7 +27,7 @@
 
 use crate::ops::adamw::{adamw_cpu, adamw_vjp_cpu, AdamWConfig, AdamWHostState};
 use crate::ops::dual::Dual;
-use crate::ops::loss::{kl_divergence_cpu, LossShape};
+use crate::ops::loss::{kl_divergence_cpu, masked_loss_cpu, LossShape, RowLoss};
 use crate::ops::Real;
 use crate::students::{HnetDeep, HnetLinear, Hypernetwork, Init, ParamLayout, Student};
 
@@ -129,6 +129,20 @@ pub struct TaskData {
     pub query_y: Vec<f64>,
     /// Per inner step, the support rows it trains on (with replacement); empty for full batch.
     pub minibatches: Vec<Vec<usize>>,
+    /// A masked loss: the row loss and the support and query rows' weights; `None`: the
+    /// soft-label KL over every row (the hyperteacher's).
+    pub masked: Option<MaskedRows>,
+}
+
+/// A task's row weights under a masked row loss ([`crate::train::task_source::TaskLoss::Masked`]).
+#[derive(Clone, Debug)]
+pub struct MaskedRows {
+    /// The per-row loss.
+    pub loss: RowLoss,
+    /// One weight per support row.
+    pub support_w: Vec<f64>,
+    /// One weight per query row.
+    pub query_w: Vec<f64>,
 }
 
 /// The inner loop: `steps` AdamW steps with `adam` (no clipping).
@@ -177,30 +191,59 @@ fn rows<T: Copy>(m: &[T], cols: usize, idx: &[usize]) -> Vec<T> {
         .collect()
 }
 
-/// Inputs and targets of inner step `t` (0-based).
-fn step_batch<T: Real>(student: &impl Student, data: &TaskData, t: usize) -> (Vec<T>, Vec<T>) {
+/// Inputs, targets and (masked loss) row weights of inner step `t` (0-based).
+fn step_batch<T: Real>(
+    student: &impl Student,
+    data: &TaskData,
+    t: usize,
+) -> (Vec<T>, Vec<T>, Option<Vec<T>>) {
     let (din, dout) = (student.input_dim(), student.output_dim());
     let lift = |v: Vec<f64>| v.into_iter().map(T::from_f64).collect::<Vec<T>>();
+    let w = data.masked.as_ref().map(|m| &m.support_w);
     match data.minibatches.get(t).filter(|b| !b.is_empty()) {
         Some(b) => (
             lift(rows(&data.support_x, din, b)),
             lift(rows(&data.support_y, dout, b)),
+            w.map(|w| lift(rows(w, 1, b))),
         ),
-        None => (lift(data.support_x.clone()), lift(data.support_y.clone())),
+        None => (
+            lift(data.support_x.clone()),
+            lift(data.support_y.clone()),
+            w.map(|w| lift(w.clone())),
+        ),
     }
 }
 
-/// Mean KL over the rows and its gradient w.r.t. the logits (scale 1, as the device's
-/// per-task inner and query losses before the 1/tasks of the meta-batch mean).
-fn kl<T: Real>(logits: &[T], y: &[T], cols: usize) -> (T, Vec<T>) {
+/// The task's loss over the rows and its gradient w.r.t. the logits (scale 1, as the device's
+/// per-task inner and query losses before the 1/tasks of the meta-batch mean): the mean KL, or
+/// the masked row loss with weights `w`.
+fn loss<T: Real>(
+    data: &TaskData,
+    logits: &[T],
+    y: &[T],
+    w: Option<&[T]>,
+    cols: usize,
+) -> (T, Vec<T>) {
     let shape = LossShape {
         batch: 1,
         rows: logits.len() / cols,
         cols,
     };
-    let (mut loss, mut grad) = ([T::zero()], vec![T::zero(); logits.len()]);
-    kl_divergence_cpu(logits, y, shape, &mut loss, Some(&mut grad), T::one());
-    (loss[0], grad)
+    let (mut l, mut grad) = ([T::zero()], vec![T::zero(); logits.len()]);
+    match (&data.masked, w) {
+        (Some(m), Some(w)) => masked_loss_cpu(
+            Some(m.loss),
+            logits,
+            y,
+            w,
+            shape,
+            &mut l,
+            Some(&mut grad),
+            T::one(),
+        ),
+        _ => kl_divergence_cpu(logits, y, shape, &mut l, Some(&mut grad), T::one()),
+    }
+    (l[0], grad)
 }
 
 /// The stop-gradient values of pass `i`: replayed from `replay` when given, else computed.
@@ -246,10 +289,10 @@ fn run_episode<S: TwinStudent, T: Real>(
     let mut theta = initial_task(&student.param_layout(), meta);
     let mut adam = AdamWHostState::new(1, theta.len());
     for t in 0..inner.steps {
-        let (x, y) = step_batch::<T>(student, data, t);
+        let (x, y, w) = step_batch::<T>(student, data, t);
         let f = frozen_at(student, &theta, replay, t);
         let logits = student.forward_frozen(meta, &theta, &x, &f);
-        let (_, dl) = kl(&logits, &y, dout);
+        let (_, dl) = loss(data, &logits, &y, w.as_deref(), dout);
         let (_, g) = student.backward_frozen(meta, &theta, &x, &f, &dl);
         tr.theta.push(f64s(&theta));
         adamw_cpu(&mut theta, &g, &mut adam, &inner.adam);
@@ -262,7 +305,8 @@ fn run_episode<S: TwinStudent, T: Real>(
     tr.frozen.push(f64s(&f));
     tr.final_theta = f64s(&theta);
     let logits = student.forward_frozen(meta, &theta, &lift(&data.query_x), &f);
-    kl(&logits, &lift(&data.query_y), dout).0
+    let w = data.masked.as_ref().map(|m| lift(&m.query_w));
+    loss(data, &logits, &lift(&data.query_y), w.as_deref(), dout).0
 }
 
 /// `(H_φθ·dir, H_θθ·dir)` of the inner loss at (`meta`, `theta`) on step `t`'s batch, with the
@@ -277,14 +321,14 @@ fn hvp<S: TwinStudent>(
     data: &TaskData,
     t: usize,
 ) -> (Vec<f64>, Vec<f64>) {
-    let (x, y) = step_batch::<Dual>(student, data, t);
+    let (x, y, w) = step_batch::<Dual>(student, data, t);
     let (m, th, f) = (
         Dual::constants(meta),
         Dual::seed(theta, dir),
         Dual::constants(frozen),
     );
     let logits = student.forward_frozen(&m, &th, &x, &f);
-    let (_, dl) = kl(&logits, &y, student.output_dim());
+    let (_, dl) = loss(data, &logits, &y, w.as_deref(), student.output_dim());
     let (dm, dt) = student.backward_frozen(&m, &th, &x, &f, &dl);
     (Dual::tangents(&dm), Dual::tangents(&dt))
 }
@@ -308,7 +352,8 @@ pub fn meta_gradient<S: TwinStudent>(
     let dout = student.output_dim();
     let f = &tr.frozen[inner.steps];
     let logits = student.forward_frozen(meta, &tr.final_theta, &data.query_x, f);
-    let (loss, dl) = kl(&logits, &data.query_y, dout);
+    let w = data.masked.as_ref().map(|m| m.query_w.as_slice());
+    let (loss, dl) = loss(data, &logits, &data.query_y, w, dout);
     let (mut dmeta, mut a) = student.backward_frozen(meta, &tr.final_theta, &data.query_x, f, &dl);
     let n = a.len();
     let (lr, wd) = ([inner.adam.lr], [inner.adam.weight_decay]);

@@ -134,8 +134,10 @@ pub struct EpisodeGradient {
     pub dmeta: Vec<f32>,
     /// Every task's inputs `[tasks × (support + query) × input_dim]`, support rows first.
     pub inputs: Vec<f32>,
-    /// Their soft targets `[tasks × (support + query) × output_dim]`.
+    /// Their targets `[tasks × (support + query) × output_dim]`.
     pub targets: Vec<f32>,
+    /// Their row weights `[tasks × (support + query)]` (a masked loss; else empty).
+    pub weights: Vec<f32>,
     /// The meta parameters the gradient was taken at.
     pub meta: Vec<f32>,
     /// Per task, per inner step, the support rows its minibatch drew (empty: full batch).
@@ -281,10 +283,15 @@ impl MetaLearner {
             step.read(self.train.data.targets())?,
             step.read(&self.meta)?,
         ];
+        let w = match self.train.data.weights() {
+            Some(w) => Some(step.read(w)?),
+            None => None,
+        };
         let out = step.finish()?;
         let [loss, dmeta, inputs, targets, meta] = slots.map(|s| out.get(s).to_vec());
         let minibatches = self.train.minibatch_rows(stream);
         Ok(EpisodeGradient {
+            weights: w.map_or_else(Vec::new, |w| out.get(w).to_vec()),
             minibatches,
             loss: loss.iter().map(|&v| v as f64).sum::<f64>() / loss.len().max(1) as f64,
             dmeta,
