@@ -663,26 +663,31 @@ pub fn masked_loss_cpu<T: Real>(
     let kind = row_loss.map_or(Kind::Accuracy, RowLoss::kind);
     for (b, l) in loss.iter_mut().enumerate().take(batch) {
         let w = &weights[b * rows..(b + 1) * rows];
-        let total: T = w.iter().copied().sum();
-        let inv = if total != T::zero() {
-            T::one() / total
-        } else {
-            T::zero()
-        };
+        let inv = inv_weight_sum(w);
         let mut sum = T::zero();
-        for r in 0..rows {
+        for (r, &wr) in w.iter().enumerate() {
             let at = (b * rows + r) * cols;
             let g = grad.as_deref_mut().map(|g| &mut g[at..at + cols]);
-            if w[r] == T::zero() {
+            if wr == T::zero() {
                 if let Some(g) = g {
                     g.iter_mut().for_each(|v| *v = T::zero());
                 }
                 continue;
             }
-            let k = grad_scale * (w[r] * inv);
-            sum += w[r] * row_cpu(kind, &logits[at..at + cols], &targets[at..at + cols], g, k);
+            let k = grad_scale * (wr * inv);
+            sum += wr * row_cpu(kind, &logits[at..at + cols], &targets[at..at + cols], g, k);
         }
         *l = sum * inv;
+    }
+}
+
+/// `1 / Σ w` of an item's row weights, 0 when they sum to 0.
+fn inv_weight_sum<T: Real>(w: &[T]) -> T {
+    let total: T = w.iter().copied().sum();
+    if total != T::zero() {
+        T::one() / total
+    } else {
+        T::zero()
     }
 }
 
@@ -701,17 +706,12 @@ pub fn masked_tangent_cpu<T: Real>(
     let LossShape { batch, rows, cols } = shape;
     for b in 0..batch {
         let w = &weights[b * rows..(b + 1) * rows];
-        let total: T = w.iter().copied().sum();
-        let inv = if total != T::zero() {
-            T::one() / total
-        } else {
-            T::zero()
-        };
-        for r in 0..rows {
+        let inv = inv_weight_sum(w);
+        for (r, &wr) in w.iter().enumerate() {
             let at = (b * rows + r) * cols;
-            let k = grad_scale * (w[r] * inv);
+            let k = grad_scale * (wr * inv);
             let o = &mut out[at..at + cols];
-            if w[r] == T::zero() {
+            if wr == T::zero() {
                 o.iter_mut().for_each(|v| *v = T::zero());
                 continue;
             }

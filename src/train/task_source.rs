@@ -42,7 +42,7 @@ impl TaskLoss {
         }
     }
 
-    fn weights<'a>(self, weights: Option<&'a Tensor>) -> Result<Option<&'a Tensor>> {
+    fn weights(self, weights: Option<&Tensor>) -> Result<Option<&Tensor>> {
         match (self, weights) {
             (TaskLoss::Kl, _) => Ok(None),
             (TaskLoss::Masked(_), Some(w)) => Ok(Some(w)),
