@@ -9,6 +9,7 @@
 //! default would make a file's meaning depend on which experiments exist.
 
 pub mod hyperteacher;
+pub mod meta_run;
 pub mod per_run;
 pub mod registry;
 pub mod run_workers;

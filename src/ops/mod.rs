@@ -20,6 +20,7 @@ pub mod gemm;
 pub mod layernorm;
 pub mod layernorm_tangent;
 pub mod loss;
+pub mod preference;
 pub mod reduce;
 pub mod rng;
 pub mod sine;
@@ -42,6 +43,7 @@ pub const SHADERS: &[&crate::gpu::Shader] = &[
     &layernorm::SHADER,
     &layernorm_tangent::SHADER,
     &loss::SHADER,
+    &preference::SHADER,
     &reduce::SHADER,
     &rng::SHADER,
     &sine::SHADER,

@@ -61,7 +61,7 @@ pub fn bench_step(
     let tr = &cfg.train;
     // The latents are drawn outside the timed region, as the training loop's are cheap host work.
     let latents: Vec<_> = (0..=warmup + steps)
-        .map(|i| sample_latents(&s.train_pool, tr.meta_batch, tr.seed, i as u64))
+        .map(|i| sample_latents(&s.pools.train_pool, tr.meta_batch, tr.seed, i as u64))
         .collect();
     let StepTimes { median_s, cost } = time_steps(gpu, warmup, steps, |i| {
         s.learner

@@ -3,15 +3,10 @@
 //! hotness level (held-out tasks with k active modules; random k-hot tasks for k > K).
 
 use super::config::task_err;
-use super::setup::{coefficients, pool, Setup};
+use super::setup::{coefficients, pool, Pools};
 use crate::error::Result;
+use crate::experiments::meta_run::EvalSet;
 use crate::train::meta::sample_latents;
-
-/// One evaluation set: its name and task latents.
-pub(crate) struct EvalSet {
-    pub name: String,
-    pub latents: Vec<f32>,
-}
 
 /// What the sets are drawn with (resolved from `[train]` and `[task]`).
 pub(crate) struct EvalPlan {
@@ -24,7 +19,7 @@ pub(crate) struct EvalPlan {
 }
 
 /// The sets in evaluation order (the order fixes each set's data stream).
-pub(crate) fn eval_sets(s: &Setup, plan: &EvalPlan) -> Result<Vec<EvalSet>> {
+pub(crate) fn eval_sets(s: &Pools, plan: &EvalPlan) -> Result<Vec<EvalSet>> {
     let sample =
         |p: &[Vec<f32>], salt: u64| sample_latents(p, plan.tasks, plan.seed ^ 0xE7A1, salt);
     let set = |name: &str, latents| EvalSet {

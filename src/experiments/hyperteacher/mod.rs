@@ -7,9 +7,9 @@ pub mod bench;
 pub mod columns;
 pub mod config;
 pub mod decoder;
-mod eval_sets;
-mod setup;
-mod student;
+pub(crate) mod eval_sets;
+pub(crate) mod setup;
+pub(crate) mod student;
 pub mod target_stats;
 pub mod tasks;
 
@@ -21,17 +21,17 @@ pub use self::config::{
     HyperteacherConfig, ModelConfig, ModelKind, Support, TaskConfig, TrainConfig, TrainParams,
     MAX_BATCH, MAX_WIDTH,
 };
-use self::decoder::{decode, Adapted};
 pub use self::decoder::{DecoderR2, MAX_DECODER_DIM};
-use self::eval_sets::{eval_sets, EvalPlan, EvalSet};
+use self::eval_sets::{eval_sets, EvalPlan};
 pub use self::student::param_counts;
 use crate::checkpoint::TensorState;
 use crate::error::{arg_err, Result};
+use crate::experiments::meta_run::MetaRun;
 use crate::experiments::{ExperimentDef, StepBenchReport};
 use crate::gpu::Device;
 use crate::report::plot::SweepPlot;
 use crate::report::runs_table::Measure;
-use crate::train::meta::{data_stream, sample_latents, EpisodeMetrics, MetaLearner};
+use crate::train::meta::EpisodeMetrics;
 use crate::train::runner::{self, Experiment, Schedule, SetMetrics, StepReport};
 
 /// The name configs give this experiment (`experiment = "hyperteacher"`).
@@ -48,17 +48,9 @@ pub struct Extras {
     pub decoder_r2: Option<DecoderR2>,
 }
 
-/// A hyperteacher run on the GPU: the meta-learner, its training tasks and evaluation sets, and
-/// the few resolved settings the steps need.
+/// A hyperteacher run on the GPU: the shared meta-learning run on the teacher's tasks.
 pub struct Hyperteacher {
-    learner: MetaLearner,
-    train_pool: Vec<Vec<f32>>,
-    sets: Vec<EvalSet>,
-    latent_len: usize,
-    modules: usize,
-    meta_batch: usize,
-    seed: u64,
-    inject_nan_steps: Vec<usize>,
+    run: MetaRun,
 }
 
 impl Hyperteacher {
@@ -71,46 +63,23 @@ impl Hyperteacher {
             seed: tr.seed,
             continuous: cfg.task.continuous,
         };
-        let sets = eval_sets(&s, &plan)?;
+        let sets = eval_sets(&s.pools, &plan)?;
         let schedule = Schedule {
             steps: tr.steps_outer,
             eval_every: tr.eval_every,
             max_consecutive_skips: tr.max_consecutive_skips,
         };
-        let exp = Hyperteacher {
-            latent_len: s.space.latent_len(),
-            modules: s.space.modules(),
+        let run = MetaRun {
+            latent_len: s.pools.space.latent_len(),
+            modules: s.pools.space.modules(),
             learner: s.learner,
-            train_pool: s.train_pool,
+            train_pool: s.pools.train_pool,
             sets,
             meta_batch: tr.meta_batch,
             seed: tr.seed,
             inject_nan_steps: tr.inject_nan_steps.clone(),
         };
-        Ok((exp, schedule))
-    }
-
-    /// Adapts and scores set `i` (its data stream is fixed by its index); with `keep`, also
-    /// returns every task's adapted parameters.
-    fn evaluate_set(
-        &self,
-        gpu: &Device,
-        i: usize,
-        keep: bool,
-    ) -> Result<(EpisodeMetrics, Vec<f32>)> {
-        let s = &self.sets[i];
-        let stream = data_stream(1 + i as u8, 0);
-        self.learner
-            .evaluate(gpu, &s.latents, self.latent_len, stream, keep)
-    }
-
-    /// The adapted parameters and latents of the set named `name`, if the run has it.
-    fn adapted(&self, gpu: &Device, name: &str) -> Result<Option<(Vec<f32>, &[f32])>> {
-        let Some(i) = self.sets.iter().position(|s| s.name == name) else {
-            return Ok(None);
-        };
-        let (_, params) = self.evaluate_set(gpu, i, true)?;
-        Ok(Some((params, &self.sets[i].latents)))
+        Ok((Hyperteacher { run }, schedule))
     }
 }
 
@@ -125,28 +94,15 @@ impl Experiment for Hyperteacher {
     type Extras = Extras;
 
     fn train_step(&self, gpu: &Device, step: usize) -> Result<StepReport<EpisodeMetrics>> {
-        let latents = sample_latents(&self.train_pool, self.meta_batch, self.seed, step as u64);
-        // `inject_nan_steps` counts steps from 1.
-        let inject = self.inject_nan_steps.contains(&(step + 1));
-        let (metrics, consecutive_skips) =
-            self.learner
-                .train_step_with(gpu, &latents, data_stream(0, step as u64), inject)?;
-        Ok(StepReport {
-            metrics,
-            consecutive_skips,
-        })
+        self.run.train_step(gpu, step)
     }
 
     fn eval_sets(&self) -> Vec<String> {
-        self.sets.iter().map(|s| s.name.clone()).collect()
+        self.run.eval_sets()
     }
 
     fn evaluate(&self, gpu: &Device) -> Result<SetMetrics<EpisodeMetrics>> {
-        let mut metrics = SetMetrics::new();
-        for (i, s) in self.sets.iter().enumerate() {
-            metrics.insert(s.name.clone(), self.evaluate_set(gpu, i, false)?.0);
-        }
-        Ok(metrics)
+        self.run.evaluate(gpu)
     }
 
     fn selection_set(&self) -> &str {
@@ -159,15 +115,15 @@ impl Experiment for Hyperteacher {
 
     fn save_best(&self, gpu: &Device, _runs: &[usize]) -> Result<()> {
         // One run: `runs` is `[0]`.
-        self.learner.save_best(gpu)
+        self.run.learner.save_best(gpu)
     }
 
     fn skipped_steps(&self, gpu: &Device) -> Result<f64> {
-        self.learner.skipped_steps(gpu)
+        self.run.learner.skipped_steps(gpu)
     }
 
     fn state(&self) -> TensorState<'_> {
-        self.learner.state()
+        self.run.learner.state()
     }
 
     fn describe_step(m: &EpisodeMetrics) -> String {
@@ -190,26 +146,8 @@ impl Experiment for Hyperteacher {
 
     /// Module decoding at the final state: fit on in-distribution (test) tasks, score on OOD.
     fn summary_extras(&self, gpu: &Device) -> Result<Extras> {
-        let dim = self.learner.layout().task_len();
-        if dim > MAX_DECODER_DIM {
-            return Ok(Extras { decoder_r2: None });
-        }
-        let (Some(fit), Some(ood)) = (self.adapted(gpu, "test")?, self.adapted(gpu, "ood")?) else {
-            return Ok(Extras { decoder_r2: None });
-        };
-        let (fit, ood) = (
-            Adapted {
-                params: &fit.0,
-                latents: fit.1,
-            },
-            Adapted {
-                params: &ood.0,
-                latents: ood.1,
-            },
-        );
-        let r2 = decode(fit, ood, dim, self.latent_len, self.modules);
         Ok(Extras {
-            decoder_r2: Some(r2),
+            decoder_r2: self.run.decoder_r2(gpu)?,
         })
     }
 }

@@ -5,7 +5,7 @@
 use super::config::task_err;
 use super::config::HyperteacherConfig;
 use super::student::{with_student, StudentTask};
-use super::tasks::{Coefficients, Task, TaskSpace, TaskSplit};
+use super::tasks::{Coefficients, Task, TaskSpace, TaskSplit, TaskSupport};
 use crate::error::Result;
 use crate::gpu::Device;
 use crate::students::gpu::GpuStudent;
@@ -15,11 +15,38 @@ use crate::train::task_source::TeacherSource;
 
 /// The task split, the latent pools and the meta-learner of one config.
 pub(crate) struct Setup {
+    pub pools: Pools,
+    pub learner: MetaLearner,
+}
+
+/// A task space, its split and the latents of its training and held-out tasks.
+pub(crate) struct Pools {
     pub space: TaskSpace,
     pub split: TaskSplit,
     pub train_pool: Vec<Vec<f32>>,
     pub ood_pool: Vec<Vec<f32>>,
-    pub learner: MetaLearner,
+}
+
+impl Pools {
+    /// The split of `space` by `support` and its latent pools (continuous coefficients drawn
+    /// with the run seed when `continuous`).
+    pub fn new(
+        space: TaskSpace,
+        support: TaskSupport,
+        continuous: bool,
+        seed: u64,
+    ) -> Result<Pools> {
+        let split = space.split(support).map_err(task_err)?;
+        let coeff = |salt| coefficients(continuous, seed, salt);
+        let train_pool = pool(&space, &split.train, coeff(1))?;
+        let ood_pool = pool(&space, &split.ood, coeff(2))?;
+        Ok(Pools {
+            space,
+            split,
+            train_pool,
+            ood_pool,
+        })
+    }
 }
 
 /// The latents of `tasks`, one vector per task.
@@ -61,11 +88,12 @@ pub(crate) fn setup(gpu: &Device, cfg: &HyperteacherConfig) -> Result<Setup> {
 
 fn build<S: GpuStudent>(gpu: &Device, cfg: &HyperteacherConfig, student: &S) -> Result<Setup> {
     let tr = &cfg.train;
-    let space = cfg.task_space()?;
-    let split = space.split(cfg.task_support()).map_err(task_err)?;
-    let coeff = |salt| coefficients(cfg.task.continuous, tr.seed, salt);
-    let train_pool = pool(&space, &split.train, coeff(1))?;
-    let ood_pool = pool(&space, &split.ood, coeff(2))?;
+    let pools = Pools::new(
+        cfg.task_space()?,
+        cfg.task_support(),
+        cfg.task.continuous,
+        tr.seed,
+    )?;
     let teacher_cfg = TeacherConfig {
         hidden_dim: cfg.task.hidden_dim,
         num_hidden: cfg.task.layers + 1,
@@ -81,13 +109,7 @@ fn build<S: GpuStudent>(gpu: &Device, cfg: &HyperteacherConfig, student: &S) -> 
         eval_batch,
         meta_config(cfg),
     )?;
-    Ok(Setup {
-        space,
-        split,
-        train_pool,
-        ood_pool,
-        learner,
-    })
+    Ok(Setup { pools, learner })
 }
 
 fn meta_config(cfg: &HyperteacherConfig) -> MetaConfig {
