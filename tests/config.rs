@@ -172,7 +172,7 @@ fn overrides_apply_before_deserialising() {
     )
     .unwrap();
     assert_eq!(cfg.train.lr_outer, Some(3e-3));
-    assert_eq!(cfg.train.steps_outer, 5);
+    assert_eq!(cfg.train.steps_outer, Some(5));
     assert_eq!(cfg.task.support, Support::NonCompositional);
     assert!(cfg.task.continuous);
     assert_eq!(cfg.model.kind, ModelKind::Anil);

@@ -11,6 +11,7 @@
 pub mod hyperteacher;
 pub mod meta_run;
 pub mod per_run;
+pub mod preference;
 pub mod registry;
 pub mod run_workers;
 pub mod session;
@@ -34,6 +35,7 @@ pub static REGISTRY: &[&dyn Registered] = &[
     &Registration::<hyperteacher::Hyperteacher>::NEW,
     &Registration::<theory::Theory>::NEW,
     &Registration::<sine::Sine>::NEW,
+    &Registration::<preference::Preference>::NEW,
 ];
 
 /// Continues the run in `dir` from its last checkpoint, with the config stored there.

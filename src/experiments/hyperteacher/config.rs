@@ -177,8 +177,9 @@ impl Default for ModelConfig {
 pub struct TrainConfig {
     /// Run seed: teacher, split permutation, initialisation and data. Default 2023 (§1.1).
     pub seed: u64,
-    /// Outer (meta) steps. Default 200,000 (§5.2).
-    pub steps_outer: usize,
+    /// Outer (meta) steps. Default per experiment: 200,000 for the hyperteacher (§5.2), 100,000
+    /// for the preference gridworld (`configs/preference_grid.py`).
+    pub steps_outer: Option<usize>,
     /// Tasks per outer step. Default 128 (§5.2).
     pub meta_batch: usize,
     /// Inner AdamW steps per task. Default per model: 10, or 100 for ANIL (§5.3).
@@ -225,7 +226,7 @@ impl Default for TrainConfig {
     fn default() -> Self {
         TrainConfig {
             seed: 2023,
-            steps_outer: 200_000,
+            steps_outer: None,
             meta_batch: 128,
             steps_inner: None,
             inner_batch: None,
@@ -241,6 +242,65 @@ impl Default for TrainConfig {
             max_consecutive_skips: 10,
             inject_nan_steps: Vec::new(),
         }
+    }
+}
+
+impl TrainConfig {
+    /// The training hyperparameters: this section's values, `defaults` (the experiment's
+    /// per-model table) where a key is absent.
+    pub fn resolve(&self, d: TrainParams) -> TrainParams {
+        TrainParams {
+            steps_inner: self.steps_inner.unwrap_or(d.steps_inner),
+            inner_batch: self.inner_batch.unwrap_or(d.inner_batch),
+            lr_inner: self.lr_inner.unwrap_or(d.lr_inner),
+            lr_outer: self.lr_outer.unwrap_or(d.lr_outer),
+            wd_outer: self.wd_outer.unwrap_or(d.wd_outer),
+            max_grad_norm: self.max_grad_norm.unwrap_or(d.max_grad_norm),
+            meta_gradient: self.meta_gradient.unwrap_or(d.meta_gradient),
+        }
+    }
+
+    /// This section with the resolved parameters `p` and outer steps written out.
+    pub fn filled(&self, p: TrainParams, steps_outer: usize) -> TrainConfig {
+        TrainConfig {
+            steps_outer: Some(steps_outer),
+            steps_inner: Some(p.steps_inner),
+            inner_batch: Some(p.inner_batch),
+            lr_inner: Some(p.lr_inner),
+            lr_outer: Some(p.lr_outer),
+            wd_outer: Some(p.wd_outer),
+            max_grad_norm: Some(p.max_grad_norm),
+            meta_gradient: Some(p.meta_gradient),
+            ..self.clone()
+        }
+    }
+
+    /// Range-checks the section with its resolved parameters `p`: positive sizes (typo guard
+    /// [`MAX_BATCH`]), finite positive learning rates and clip norm, finite non-negative weight
+    /// decay.
+    pub fn validate(&self, p: &TrainParams, steps_outer: usize) -> Result<(), ConfigError> {
+        check_range("train.steps_outer", steps_outer, 1, usize::MAX)?;
+        check_range("train.meta_batch", self.meta_batch, 1, MAX_BATCH)?;
+        check_range("train.steps_inner", p.steps_inner, 1, 1 << 20)?;
+        check_range("train.inner_batch", p.inner_batch, 1, MAX_BATCH)?;
+        check_positive_finite("train.lr_inner", p.lr_inner)?;
+        check_positive_finite("train.lr_outer", p.lr_outer)?;
+        check_positive_finite("train.max_grad_norm", p.max_grad_norm)?;
+        if !(p.wd_outer.is_finite() && p.wd_outer >= 0.0) {
+            return Err(invalid(
+                "train.wd_outer",
+                p.wd_outer,
+                "must be a finite number ≥ 0",
+            ));
+        }
+        check_range("train.eval_every", self.eval_every, 1, usize::MAX)?;
+        check_range("train.eval_tasks", self.eval_tasks, 1, MAX_BATCH)?;
+        check_range(
+            "train.max_consecutive_skips",
+            self.max_consecutive_skips,
+            1,
+            usize::MAX,
+        )
     }
 }
 
@@ -287,31 +347,20 @@ impl HyperteacherConfig {
 
     /// The training hyperparameters with the per-model defaults of spec §5.3 filled in.
     pub fn train_params(&self) -> TrainParams {
-        let d = self.model.kind.default_train(self.task.shots_support);
-        let t = &self.train;
-        TrainParams {
-            steps_inner: t.steps_inner.unwrap_or(d.steps_inner),
-            inner_batch: t.inner_batch.unwrap_or(d.inner_batch),
-            lr_inner: t.lr_inner.unwrap_or(d.lr_inner),
-            lr_outer: t.lr_outer.unwrap_or(d.lr_outer),
-            wd_outer: t.wd_outer.unwrap_or(d.wd_outer),
-            max_grad_norm: t.max_grad_norm.unwrap_or(d.max_grad_norm),
-            meta_gradient: t.meta_gradient.unwrap_or(d.meta_gradient),
-        }
+        self.train
+            .resolve(self.model.kind.default_train(self.task.shots_support))
+    }
+
+    /// Outer steps: `train.steps_outer`, default 200,000.
+    pub fn steps_outer(&self) -> usize {
+        self.train.steps_outer.unwrap_or(200_000)
     }
 
     /// This config with every per-model default written out, for the run directory's record.
     pub fn with_defaults_filled(&self) -> Self {
-        let p = self.train_params();
         let mut cfg = self.clone();
         cfg.model.width = Some(self.width());
-        cfg.train.steps_inner = Some(p.steps_inner);
-        cfg.train.inner_batch = Some(p.inner_batch);
-        cfg.train.lr_inner = Some(p.lr_inner);
-        cfg.train.lr_outer = Some(p.lr_outer);
-        cfg.train.wd_outer = Some(p.wd_outer);
-        cfg.train.max_grad_norm = Some(p.max_grad_norm);
-        cfg.train.meta_gradient = Some(p.meta_gradient);
+        cfg.train = self.train.filled(self.train_params(), self.steps_outer());
         cfg
     }
 
@@ -376,30 +425,8 @@ impl HyperteacherConfig {
             }
         }
 
-        let tr = &self.train;
-        let p = self.train_params();
-        check_range("train.steps_outer", tr.steps_outer, 1, usize::MAX)?;
-        check_range("train.meta_batch", tr.meta_batch, 1, MAX_BATCH)?;
-        check_range("train.steps_inner", p.steps_inner, 1, 1 << 20)?;
-        check_range("train.inner_batch", p.inner_batch, 1, MAX_BATCH)?;
-        check_positive_finite("train.lr_inner", p.lr_inner)?;
-        check_positive_finite("train.lr_outer", p.lr_outer)?;
-        check_positive_finite("train.max_grad_norm", p.max_grad_norm)?;
-        if !(p.wd_outer.is_finite() && p.wd_outer >= 0.0) {
-            return Err(invalid(
-                "train.wd_outer",
-                p.wd_outer,
-                "must be a finite number ≥ 0",
-            ));
-        }
-        check_range("train.eval_every", tr.eval_every, 1, usize::MAX)?;
-        check_range("train.eval_tasks", tr.eval_tasks, 1, MAX_BATCH)?;
-        check_range(
-            "train.max_consecutive_skips",
-            tr.max_consecutive_skips,
-            1,
-            usize::MAX,
-        )?;
+        self.train
+            .validate(&self.train_params(), self.steps_outer())?;
 
         // Last, as it enumerates the task space: K ≤ M, size, and a split with both sides.
         let space = self.task_space()?;

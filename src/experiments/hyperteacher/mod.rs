@@ -65,7 +65,7 @@ impl Hyperteacher {
         };
         let sets = eval_sets(&s.pools, &plan)?;
         let schedule = Schedule {
-            steps: tr.steps_outer,
+            steps: cfg.steps_outer(),
             eval_every: tr.eval_every,
             max_consecutive_skips: tr.max_consecutive_skips,
         };

@@ -3,7 +3,7 @@
 //! on the GPU. Nothing after this reads the config.
 
 use super::config::task_err;
-use super::config::HyperteacherConfig;
+use super::config::{HyperteacherConfig, TrainConfig, TrainParams};
 use super::student::{with_student, StudentTask};
 use super::tasks::{Coefficients, Task, TaskSpace, TaskSplit, TaskSupport};
 use crate::error::Result;
@@ -113,12 +113,22 @@ fn build<S: GpuStudent>(gpu: &Device, cfg: &HyperteacherConfig, student: &S) -> 
 }
 
 fn meta_config(cfg: &HyperteacherConfig) -> MetaConfig {
-    let tp = cfg.train_params();
+    let shots = (cfg.task.shots_support, cfg.task.shots_query);
+    resolved_meta_config(&cfg.train, &cfg.train_params(), shots)
+}
+
+/// The meta-learner's settings from a resolved `[train]` section and the (support, query)
+/// units per task.
+pub(crate) fn resolved_meta_config(
+    train: &TrainConfig,
+    tp: &TrainParams,
+    (shots_support, shots_query): (usize, usize),
+) -> MetaConfig {
     MetaConfig {
-        seed: cfg.train.seed,
-        shots_support: cfg.task.shots_support,
+        seed: train.seed,
+        shots_support,
         inner_batch: tp.inner_batch,
-        shots_query: cfg.task.shots_query,
+        shots_query,
         steps_inner: tp.steps_inner,
         inner: MetaConfig::inner_adamw(tp.lr_inner as f32),
         outer: MetaConfig::outer_adamw(
@@ -127,7 +137,7 @@ fn meta_config(cfg: &HyperteacherConfig) -> MetaConfig {
             tp.max_grad_norm as f32,
         ),
         meta_gradient: tp.meta_gradient,
-        sweep: cfg.train.reverse_sweep,
-        sweep_memory: cfg.train.sweep_memory_mib.saturating_mul(1 << 20),
+        sweep: train.reverse_sweep,
+        sweep_memory: train.sweep_memory_mib.saturating_mul(1 << 20),
     }
 }

@@ -1,0 +1,221 @@
+//! Schug et al.'s compositional-preference gridworld: an agent imitates an expert whose reward
+//! for picking up an object is a task-specific combination of preference modules. The tasks are
+//! the hyperteacher's task space with one layer (1..=K of M modules, continuous weights, the same
+//! splits); the data are expert demonstrations generated on the device ([`source`]); the students
+//! and the loop are the shared meta-learner ([`crate::experiments::meta_run`]).
+
+pub mod config;
+pub mod source;
+
+use std::path::Path;
+
+pub use self::config::PreferenceConfig;
+use self::source::PreferenceSource;
+use crate::checkpoint::TensorState;
+use crate::error::{arg_err, Result};
+use crate::experiments::hyperteacher::columns::meta_summary_columns;
+use crate::experiments::hyperteacher::eval_sets::{eval_sets, EvalPlan};
+use crate::experiments::hyperteacher::setup::{resolved_meta_config, Pools};
+use crate::experiments::hyperteacher::student::{build_student, shape_param_counts, StudentTask};
+use crate::experiments::hyperteacher::Extras;
+use crate::experiments::meta_run::MetaRun;
+use crate::experiments::ExperimentDef;
+use crate::gpu::Device;
+use crate::report::plot::{SecondPanel, SweepPlot};
+use crate::report::runs_table::{Col, Measure};
+use crate::students::gpu::GpuStudent;
+use crate::train::meta::{EpisodeMetrics, MetaLearner};
+use crate::train::runner::{Experiment, Schedule, SetMetrics, StepReport};
+
+/// The name configs give this experiment (`experiment = "preference"`).
+pub const NAME: &str = "preference";
+
+/// A preference-gridworld run: the shared meta-learning run on demonstration tasks.
+pub struct Preference {
+    run: MetaRun,
+}
+
+impl Preference {
+    /// Resolves a validated config into the run's parts and the loop's schedule.
+    pub fn new(gpu: &Device, cfg: &PreferenceConfig) -> Result<(Preference, Schedule)> {
+        let tr = &cfg.train;
+        let pools = Pools::new(
+            cfg.task_space()?,
+            cfg.task_support(),
+            cfg.task.continuous,
+            tr.seed,
+        )?;
+        let learner = learner(gpu, cfg)?;
+        let plan = EvalPlan {
+            tasks: tr.eval_tasks,
+            seed: tr.seed,
+            continuous: cfg.task.continuous,
+        };
+        let sets = eval_sets(&pools, &plan)?;
+        let run = MetaRun {
+            latent_len: pools.space.latent_len(),
+            modules: pools.space.modules(),
+            learner,
+            train_pool: pools.train_pool,
+            sets,
+            meta_batch: tr.meta_batch,
+            seed: tr.seed,
+            inject_nan_steps: tr.inject_nan_steps.clone(),
+        };
+        let schedule = Schedule {
+            steps: cfg.steps_outer(),
+            eval_every: tr.eval_every,
+            max_consecutive_skips: tr.max_consecutive_skips,
+        };
+        Ok((Preference { run }, schedule))
+    }
+}
+
+/// The config's student, meta-learned on demonstrations of the config's world.
+fn learner(gpu: &Device, cfg: &PreferenceConfig) -> Result<MetaLearner> {
+    struct Build<'a> {
+        gpu: &'a Device,
+        cfg: &'a PreferenceConfig,
+    }
+    impl StudentTask for Build<'_> {
+        type Out = Result<MetaLearner>;
+        fn call<S: GpuStudent>(self, student: &S) -> Result<MetaLearner> {
+            let (gpu, cfg) = (self.gpu, self.cfg);
+            let tr = &cfg.train;
+            let source =
+                PreferenceSource::new(gpu, cfg.world(), cfg.task.discount as f32, tr.seed)?;
+            let shots = (cfg.task.shots_support, cfg.task.shots_query);
+            let meta = resolved_meta_config(tr, &cfg.train_params(), shots);
+            let eval_batch = tr.eval_tasks.min(tr.meta_batch.max(64));
+            MetaLearner::new(gpu, student, &source, tr.meta_batch, eval_batch, meta)
+        }
+    }
+    build_student(&cfg.student(), Build { gpu, cfg })
+}
+
+/// The student's parameter counts (meta, task) for a config, without touching the device.
+pub fn param_counts(cfg: &PreferenceConfig) -> (usize, usize) {
+    shape_param_counts(&cfg.student())
+}
+
+fn loss_of(sets: &SetMetrics<EpisodeMetrics>, name: &str) -> String {
+    sets.get(name)
+        .map_or("–".into(), |m| format!("{:.4}", m.loss))
+}
+
+impl Experiment for Preference {
+    type Metrics = EpisodeMetrics;
+    type Extras = Extras;
+
+    fn train_step(&self, gpu: &Device, step: usize) -> Result<StepReport<EpisodeMetrics>> {
+        self.run.train_step(gpu, step)
+    }
+
+    fn eval_sets(&self) -> Vec<String> {
+        self.run.eval_sets()
+    }
+
+    fn evaluate(&self, gpu: &Device) -> Result<SetMetrics<EpisodeMetrics>> {
+        self.run.evaluate(gpu)
+    }
+
+    fn selection_set(&self) -> &str {
+        "valid"
+    }
+
+    fn score(m: &EpisodeMetrics) -> f64 {
+        m.loss
+    }
+
+    fn save_best(&self, gpu: &Device, _runs: &[usize]) -> Result<()> {
+        self.run.learner.save_best(gpu)
+    }
+
+    fn skipped_steps(&self, gpu: &Device) -> Result<f64> {
+        self.run.learner.skipped_steps(gpu)
+    }
+
+    fn state(&self) -> TensorState<'_> {
+        self.run.learner.state()
+    }
+
+    fn describe_step(m: &EpisodeMetrics) -> String {
+        format!("loss {:.4}", m.loss)
+    }
+
+    fn describe_eval(t: Option<&EpisodeMetrics>, sets: &SetMetrics<EpisodeMetrics>) -> String {
+        let train = t.map_or(String::new(), |t| {
+            format!("train {:.4} (support {:.4})  ", t.loss, t.support_loss)
+        });
+        format!(
+            "{train}valid {}  ood {}",
+            loss_of(sets, "valid"),
+            loss_of(sets, "ood")
+        )
+    }
+
+    /// Module decoding at the final state: adapted parameters → preference vectors, fitted on
+    /// in-distribution (test) tasks, scored on OOD ones.
+    fn summary_extras(&self, gpu: &Device) -> Result<Extras> {
+        Ok(Extras {
+            decoder_r2: self.run.decoder_r2(gpu)?,
+        })
+    }
+}
+
+const TEST_LOSS: Col = Col::Set("test_loss");
+const OOD_LOSS: Col = Col::Set("ood_loss");
+
+/// The `summary.md` measures: the Q-value loss on test and OOD tasks, the gap, decoder R², minutes.
+const MEASURES: &[Measure] = &[
+    Measure::new("test loss", &[TEST_LOSS], |v| v[0], false),
+    Measure::new("ood loss", &[OOD_LOSS], |v| v[0], false),
+    Measure::new(
+        "gap loss (ood − test)",
+        &[OOD_LOSS, TEST_LOSS],
+        |v| v[0] - v[1],
+        true,
+    ),
+    Measure::new("decoder R²", &[Col::Run("decoder_r2")], |v| v[0], false),
+    Measure::new("minutes", &[Col::Run("seconds")], |v| v[0] / 60.0, false),
+];
+
+impl ExperimentDef for Preference {
+    const NAME: &'static str = NAME;
+    type Config = PreferenceConfig;
+    const MEASURES: &'static [Measure] = MEASURES;
+    const SWEEP_PLOT: Option<SweepPlot> = Some(SweepPlot {
+        metric: "loss",
+        first: ("test", "final_test_loss"),
+        second: ("ood", "final_ood_loss"),
+        right: SecondPanel::Gap,
+    });
+
+    fn load(
+        table: toml::Table,
+        origin: &Path,
+        overrides: &[String],
+    ) -> Result<(PreferenceConfig, toml::Table)> {
+        Ok(PreferenceConfig::from_table(table, origin, overrides)?)
+    }
+
+    fn describe(cfg: &PreferenceConfig) -> String {
+        let (meta, task) = param_counts(cfg);
+        format!("{:?}, {meta} meta / {task} task parameters", cfg.model.kind)
+    }
+
+    fn build(
+        gpu: &Device,
+        cfgs: &[PreferenceConfig],
+        _resume: bool,
+    ) -> Result<(Preference, Schedule)> {
+        match cfgs {
+            [cfg] => Preference::new(gpu, cfg),
+            _ => Err(arg_err(NAME, "runs one config at a time")),
+        }
+    }
+
+    fn summary_columns(summary: &Path) -> Result<Vec<(String, String)>> {
+        meta_summary_columns(summary, false)
+    }
+}
