@@ -12,20 +12,12 @@ use crate::run::read_json;
 /// The `runs.csv` metric columns of the run whose `summary.json` is at `path`: loss and
 /// accuracy of every set at the final and the best step, best step, decoder R², seconds.
 pub fn summary_columns(path: &Path) -> Result<Vec<(String, String)>> {
-    meta_summary_columns(path, true)
-}
-
-/// [`summary_columns`] of any few-shot meta-learning run (same `summary.json` layout); without
-/// `accuracy` for an experiment whose loss does not classify.
-pub fn meta_summary_columns(path: &Path, accuracy: bool) -> Result<Vec<(String, String)>> {
     let s: Summary = read_json(path)?;
     let mut cols = Vec::new();
     for (which, sets) in [("final", &s.r#final), ("best", &s.best)] {
         for (set, m) in sets {
             cols.push((format!("{which}_{set}_loss"), format!("{:.6}", m.loss)));
-            if accuracy {
-                cols.push((format!("{which}_{set}_acc"), format!("{:.6}", m.acc)));
-            }
+            cols.push((format!("{which}_{set}_acc"), format!("{:.6}", m.acc)));
         }
     }
     cols.push((

@@ -9,7 +9,7 @@ pub mod config;
 pub mod decoder;
 pub(crate) mod eval_sets;
 pub(crate) mod setup;
-pub(crate) mod student;
+pub mod student;
 pub mod target_stats;
 pub mod tasks;
 

@@ -6,8 +6,10 @@ use crate::students::gpu::GpuStudent;
 use crate::students::{Anil, HnetDeep, HnetLinear, Maml};
 
 /// Something to do with the config's student.
-pub(crate) trait StudentTask {
+pub trait StudentTask {
+    /// What it returns.
     type Out;
+    /// Does it with `student`.
     fn call<S: GpuStudent>(self, student: &S) -> Self::Out;
 }
 
@@ -30,7 +32,7 @@ pub struct StudentShape {
 
 /// Builds the student of `shape` (the paper's body sizes for the nonlinear hypernetwork) and
 /// hands it to `task`.
-pub(crate) fn build_student<W: StudentTask>(shape: &StudentShape, task: W) -> W::Out {
+pub fn build_student<W: StudentTask>(shape: &StudentShape, task: W) -> W::Out {
     let StudentShape {
         kind,
         input_dim,
@@ -84,7 +86,7 @@ pub fn student_shape(cfg: &HyperteacherConfig) -> StudentShape {
 }
 
 /// Builds the config's student (width and T = ratio·M from the config) and hands it to `task`.
-pub(crate) fn with_student<W: StudentTask>(cfg: &HyperteacherConfig, task: W) -> W::Out {
+pub fn with_student<W: StudentTask>(cfg: &HyperteacherConfig, task: W) -> W::Out {
     build_student(&student_shape(cfg), task)
 }
 

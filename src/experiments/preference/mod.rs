@@ -13,7 +13,8 @@ pub use self::config::PreferenceConfig;
 use self::source::PreferenceSource;
 use crate::checkpoint::TensorState;
 use crate::error::{arg_err, Result};
-use crate::experiments::hyperteacher::columns::meta_summary_columns;
+use serde::{Deserialize, Serialize};
+
 use crate::experiments::hyperteacher::eval_sets::{eval_sets, EvalPlan};
 use crate::experiments::hyperteacher::setup::{resolved_meta_config, Pools};
 use crate::experiments::hyperteacher::student::{build_student, shape_param_counts, StudentTask};
@@ -23,12 +24,35 @@ use crate::experiments::ExperimentDef;
 use crate::gpu::Device;
 use crate::report::plot::{SecondPanel, SweepPlot};
 use crate::report::runs_table::{Col, Measure};
+use crate::run::read_json;
 use crate::students::gpu::GpuStudent;
 use crate::train::meta::{EpisodeMetrics, MetaLearner};
-use crate::train::runner::{Experiment, Schedule, SetMetrics, StepReport};
+use crate::train::runner::{self, Experiment, Schedule, SetMetrics, StepReport};
 
 /// The name configs give this experiment (`experiment = "preference"`).
 pub const NAME: &str = "preference";
+
+/// What `hypermod train` writes to `summary.json` for this experiment.
+pub type Summary = runner::Summary<DemoMetrics, Extras>;
+
+/// One episode's scores on demonstrations (mean over its tasks): the masked ½-squared error of
+/// the predicted Q values. There is no accuracy: the targets are values, not labels.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct DemoMetrics {
+    /// Query loss after adaptation.
+    pub loss: f64,
+    /// Support loss at the last inner step (before its update).
+    pub support_loss: f64,
+}
+
+impl From<EpisodeMetrics> for DemoMetrics {
+    fn from(m: EpisodeMetrics) -> Self {
+        DemoMetrics {
+            loss: m.loss,
+            support_loss: m.support_loss,
+        }
+    }
+}
 
 /// A preference-gridworld run: the shared meta-learning run on demonstration tasks.
 pub struct Preference {
@@ -98,32 +122,37 @@ pub fn param_counts(cfg: &PreferenceConfig) -> (usize, usize) {
     shape_param_counts(&cfg.student())
 }
 
-fn loss_of(sets: &SetMetrics<EpisodeMetrics>, name: &str) -> String {
+fn loss_of(sets: &SetMetrics<DemoMetrics>, name: &str) -> String {
     sets.get(name)
         .map_or("–".into(), |m| format!("{:.4}", m.loss))
 }
 
 impl Experiment for Preference {
-    type Metrics = EpisodeMetrics;
+    type Metrics = DemoMetrics;
     type Extras = Extras;
 
-    fn train_step(&self, gpu: &Device, step: usize) -> Result<StepReport<EpisodeMetrics>> {
-        self.run.train_step(gpu, step)
+    fn train_step(&self, gpu: &Device, step: usize) -> Result<StepReport<DemoMetrics>> {
+        let r = self.run.train_step(gpu, step)?;
+        Ok(StepReport {
+            metrics: r.metrics.into(),
+            consecutive_skips: r.consecutive_skips,
+        })
     }
 
     fn eval_sets(&self) -> Vec<String> {
         self.run.eval_sets()
     }
 
-    fn evaluate(&self, gpu: &Device) -> Result<SetMetrics<EpisodeMetrics>> {
-        self.run.evaluate(gpu)
+    fn evaluate(&self, gpu: &Device) -> Result<SetMetrics<DemoMetrics>> {
+        let sets = self.run.evaluate(gpu)?;
+        Ok(sets.into_iter().map(|(k, m)| (k, m.into())).collect())
     }
 
     fn selection_set(&self) -> &str {
         "valid"
     }
 
-    fn score(m: &EpisodeMetrics) -> f64 {
+    fn score(m: &DemoMetrics) -> f64 {
         m.loss
     }
 
@@ -139,11 +168,11 @@ impl Experiment for Preference {
         self.run.learner.state()
     }
 
-    fn describe_step(m: &EpisodeMetrics) -> String {
+    fn describe_step(m: &DemoMetrics) -> String {
         format!("loss {:.4}", m.loss)
     }
 
-    fn describe_eval(t: Option<&EpisodeMetrics>, sets: &SetMetrics<EpisodeMetrics>) -> String {
+    fn describe_eval(t: Option<&DemoMetrics>, sets: &SetMetrics<DemoMetrics>) -> String {
         let train = t.map_or(String::new(), |t| {
             format!("train {:.4} (support {:.4})  ", t.loss, t.support_loss)
         });
@@ -215,7 +244,26 @@ impl ExperimentDef for Preference {
         }
     }
 
-    fn summary_columns(summary: &Path) -> Result<Vec<(String, String)>> {
-        meta_summary_columns(summary, false)
+    /// `runs.csv`: the loss of every set at the final and the best step, best step, decoder
+    /// R², seconds.
+    fn summary_columns(path: &Path) -> Result<Vec<(String, String)>> {
+        let s: Summary = read_json(path)?;
+        let mut cols = Vec::new();
+        for (which, sets) in [("final", &s.r#final), ("best", &s.best)] {
+            for (set, m) in sets {
+                cols.push((format!("{which}_{set}_loss"), format!("{:.6}", m.loss)));
+            }
+        }
+        cols.push((
+            "best_step".into(),
+            s.best_step.single().map_or(String::new(), usize::to_string),
+        ));
+        let r2 = s.extras.decoder_r2.as_ref();
+        cols.push((
+            "decoder_r2".into(),
+            r2.map_or(String::new(), |d| format!("{:.6}", d.mean)),
+        ));
+        cols.push(("seconds".into(), format!("{:.1}", s.seconds)));
+        Ok(cols)
     }
 }

@@ -43,6 +43,12 @@ impl PreferenceSource {
     pub fn basis(&self) -> &Tensor {
         &self.basis
     }
+
+    /// The key the demonstrations of data stream `stream` are drawn with (for the twin,
+    /// [`crate::ops::preference::demonstrate_cpu`]).
+    pub fn demo_key(&self, stream: u64) -> RngKey {
+        RngKey::new(self.seed ^ DEMO_SEED_TAG, stream)
+    }
 }
 
 impl TaskSource for PreferenceSource {
@@ -82,7 +88,7 @@ impl TaskSource for PreferenceSource {
             returns: &returns,
             starts: &starts,
         };
-        let key = RngKey::new(self.seed ^ DEMO_SEED_TAG, 0);
+        let key = self.demo_key(0);
         let draw = demonstrate(
             gpu,
             self.shape,
