@@ -5,7 +5,7 @@ use std::path::Path;
 
 use hypermod::experiments::hyperteacher::HyperteacherConfig;
 use hypermod::experiments::theory::TheoryConfig;
-use hypermod::experiments::{hyperteacher, sine, theory, ExperimentConfig};
+use hypermod::experiments::{hyperteacher, preference, sine, theory, ExperimentConfig};
 
 fn toml_files(dir: &str) -> Vec<std::path::PathBuf> {
     let mut v: Vec<_> = std::fs::read_dir(dir)
@@ -23,6 +23,8 @@ fn every_experiment_config_loads() {
     for dir in [
         "configs/hyperteacher",
         "configs/hyperteacher/quick",
+        "configs/preference",
+        "configs/preference/quick",
         "tests/data",
     ] {
         for f in toml_files(dir) {
@@ -34,6 +36,8 @@ fn every_experiment_config_loads() {
                 theory::NAME
             } else if name.contains("sine") {
                 sine::NAME
+            } else if name.contains("preference") {
+                preference::NAME
             } else {
                 hyperteacher::NAME
             };
@@ -144,6 +148,23 @@ fn every_sweep_expands_into_valid_runs() {
         let keys: std::collections::HashSet<_> =
             r.iter().map(|x| x.config.batch_key().unwrap()).collect();
         assert_eq!(keys.len(), batches, "{path}");
+    }
+    // The preference sweeps: the official grids (sweeps/preference/*.yaml) and the quick one.
+    for (path, runs) in [
+        ("configs/preference/sweeps/compositional.toml", 4 * 2 * 6),
+        ("configs/preference/sweeps/connected.toml", 2 * 2 * 6),
+        (
+            "configs/preference/sweeps/overparam.toml",
+            2 * 3 * 3 * 4 * 3,
+        ),
+        (
+            "configs/preference/quick/sweeps/compositional_hnet_linear.toml",
+            2 * 3,
+        ),
+    ] {
+        let (_, r) =
+            hypermod::sweep::expand(Path::new(path)).unwrap_or_else(|e| panic!("{path}: {e}"));
+        assert_eq!(r.len(), runs, "{path}");
     }
     for f in toml_files("configs/hyperteacher/quick/sweeps") {
         let (_, r) = hypermod::sweep::expand(&f).unwrap_or_else(|e| panic!("{}: {e}", f.display()));

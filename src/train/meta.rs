@@ -263,6 +263,16 @@ impl MetaLearner {
         ))
     }
 
+    /// Generates the train episode's data alone (the task source's program, one submit): what
+    /// the data costs of an outer step, for `bench step`.
+    pub fn generate_train_data(&self, gpu: &Device, latents: &[f32], stream: u64) -> Result<()> {
+        self.train.set_tasks(gpu, latents, stream)?;
+        let mut step = Step::new(gpu);
+        self.train.data.record(&mut step);
+        step.finish()?;
+        Ok(())
+    }
+
     /// The meta-gradient of one train episode on the given task latents and data stream,
     /// without updating anything: for checking it against the f64 episode twin
     /// ([`crate::train::episode_twin::meta_gradient`]) on the same data, which it returns too.

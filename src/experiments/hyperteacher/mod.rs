@@ -201,20 +201,7 @@ impl ExperimentDef for Hyperteacher {
         steps: usize,
     ) -> Result<StepBenchReport> {
         let r = bench::bench_step(gpu, cfg, warmup, steps)?;
-        let sweep = r.reverse_sweep.map_or(String::new(), |m| format!(" ({m})"));
-        let mut lines = vec![
-            format!(
-                "median {:.4} s/step  →  {:.3} outer steps/s, {:.1} tasks/s (wall clock, median of {steps})",
-                r.median_s, r.steps_per_s, r.tasks_per_s
-            ),
-            format!(
-                "meta-gradient {}; reverse-sweep memory{sweep} {:.1} MiB; peak device memory {:.1} MiB",
-                r.meta_gradient,
-                r.sweep_bytes as f64 / (1u64 << 20) as f64,
-                r.peak_bytes as f64 / (1u64 << 20) as f64
-            ),
-        ];
-        lines.extend(r.cost.lines());
+        let lines = bench::report_lines(&r);
         StepBenchReport::new(&r, lines)
     }
 }

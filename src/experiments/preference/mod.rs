@@ -15,12 +15,13 @@ use crate::checkpoint::TensorState;
 use crate::error::{arg_err, Result};
 use serde::{Deserialize, Serialize};
 
+use crate::experiments::hyperteacher::bench::{bench_learner, report_lines, StepPlan};
 use crate::experiments::hyperteacher::eval_sets::{eval_sets, EvalPlan};
 use crate::experiments::hyperteacher::setup::{resolved_meta_config, Pools};
 use crate::experiments::hyperteacher::student::{build_student, shape_param_counts, StudentTask};
 use crate::experiments::hyperteacher::Extras;
 use crate::experiments::meta_run::MetaRun;
-use crate::experiments::ExperimentDef;
+use crate::experiments::{ExperimentDef, StepBenchReport};
 use crate::gpu::Device;
 use crate::report::plot::{SecondPanel, SweepPlot};
 use crate::report::runs_table::{Col, Measure};
@@ -242,6 +243,44 @@ impl ExperimentDef for Preference {
             [cfg] => Preference::new(gpu, cfg),
             _ => Err(arg_err(NAME, "runs one config at a time")),
         }
+    }
+
+    fn bench_step_shape(cfg: &PreferenceConfig) -> Result<String> {
+        Ok(format!(
+            "{} tasks × {} + {} demonstrations of {} steps × {} inner steps",
+            cfg.train.meta_batch,
+            cfg.task.shots_support,
+            cfg.task.shots_query,
+            cfg.task.horizon,
+            cfg.train_params().steps_inner
+        ))
+    }
+
+    fn bench_step(
+        gpu: &Device,
+        cfg: &PreferenceConfig,
+        warmup: usize,
+        steps: usize,
+    ) -> Result<StepBenchReport> {
+        cfg.validate()?;
+        let (p, tr) = (cfg.train_params(), &cfg.train);
+        let pools = Pools::new(
+            cfg.task_space()?,
+            cfg.task_support(),
+            cfg.task.continuous,
+            tr.seed,
+        )?;
+        let learner = learner(gpu, cfg)?;
+        let plan = StepPlan {
+            pool: &pools.train_pool,
+            meta_batch: tr.meta_batch,
+            seed: tr.seed,
+            steps_inner: p.steps_inner,
+            meta_gradient: p.meta_gradient,
+            params: param_counts(cfg),
+        };
+        let r = bench_learner(gpu, &learner, &plan, warmup, steps)?;
+        StepBenchReport::new(&r, report_lines(&r))
     }
 
     /// `runs.csv`: the loss of every set at the final and the best step, best step, decoder
