@@ -181,8 +181,13 @@ fn tiny_run_lowers_the_valid_loss_on_the_native_backend() {
         assert!(sets.contains_key(set), "no final.{set}: {summary}");
     }
     for (set, m) in sets {
-        let l = m["loss"].as_f64();
-        assert!(l.is_some_and(f64::is_finite), "final.{set}: {summary}");
+        for key in ["loss", "return_ratio", "policy_return", "expert_return"] {
+            let v = m[key].as_f64();
+            assert!(
+                v.is_some_and(f64::is_finite),
+                "final.{set}.{key}: {summary}"
+            );
+        }
     }
     assert!(
         summary["decoder_r2"]["mean"].as_f64().is_some(),
@@ -210,4 +215,102 @@ fn tiny_run_on_the_test_device_is_reproducible() {
     );
     assert_eq!(ra.len(), 3);
     assert_eq!(ra, rb, "same seed, same device: the same numbers");
+}
+
+/// The rollout machinery, checked with an oracle: a "student" whose Q values are the expert's
+/// (value iteration on the state decoded from each observation) earns exactly the expert's
+/// return on every episode, and one that always chooses NOTHING earns nothing.
+#[test]
+fn rollouts_of_the_experts_values_earn_the_experts_return() {
+    use hypermod::experiments::preference::rollout::{Returns, Rollouts};
+    use hypermod::ops::preference::{
+        rewards_per_type, value_iteration_cpu, WorldState, ACTIONS, FREE_CELLS, FREE_POS,
+    };
+    use hypermod::ops::rng::RngKey;
+    use hypermod::train::meta::Probe;
+
+    let shape = WorldShape {
+        objects: 4,
+        features: 8,
+        preferences: 8,
+        horizon: 8,
+    };
+    let (tasks, support, query, gamma) = (5, 2, 3, 0.9f32);
+    let mut rng = common::rng(77);
+    let basis: Vec<f32> = common::uniform(&mut rng, 64)
+        .iter()
+        .map(|v| 2.0 * v)
+        .collect();
+    let latents: Vec<f32> = common::uniform(&mut rng, tasks * 8)
+        .iter()
+        .map(|v| v.abs())
+        .collect();
+    let key = |stream: u64| RngKey::new(99, stream);
+    let ch = shape.features + 2;
+    // The state an observation shows: agent, and the objects still on the grid.
+    let decode = |o: &[f32]| {
+        let mut s = WorldState::default();
+        let mut n = 0;
+        for (cell, &pos) in FREE_POS.iter().enumerate().take(FREE_CELLS) {
+            let at = pos * ch;
+            if o[at + shape.features] == 1.0 {
+                s.agent = cell;
+            }
+            for f in 0..shape.features {
+                if o[at + f] == 1.0 {
+                    s.types[n] = f;
+                    s.cells[n] = cell;
+                    s.available |= 1 << n;
+                    n += 1;
+                }
+            }
+        }
+        // Picked-up objects: off the grid, any cell (their bit is clear).
+        for i in n..shape.objects {
+            s.cells[i] = s.agent;
+        }
+        s
+    };
+    let run = |act: &mut dyn FnMut(&[f32]) -> hypermod::Result<Vec<f32>>| {
+        let mut probe = Rollouts {
+            shape,
+            gamma,
+            basis: &basis,
+            latents: &latents,
+            support,
+            query,
+            chunk_tasks: tasks,
+            key: &key,
+            returns: Returns::default(),
+        };
+        probe.chunk(0, tasks, 7, act).unwrap();
+        probe.returns
+    };
+    let rewards: Vec<Vec<f32>> = latents
+        .chunks(8)
+        .map(|p| rewards_per_type(shape, p, &basis))
+        .collect();
+    let oracle = run(&mut |obs: &[f32]| {
+        let mut q = Vec::new();
+        for (i, o) in obs.chunks(shape.obs_dim()).enumerate() {
+            let s = decode(o);
+            let values = value_iteration_cpu(shape, gamma, &s, &rewards[i / query]);
+            let at = s.index(shape) * ACTIONS;
+            q.extend_from_slice(&values[at..at + ACTIONS]);
+        }
+        Ok(q)
+    });
+    assert_eq!(oracle.episodes, tasks * query);
+    assert!(oracle.expert > 0.0, "{oracle:?}");
+    // The same actions; the returns differ only in summation (the expert's in f32).
+    assert!(
+        (oracle.policy - oracle.expert).abs() <= 1e-6 * oracle.expert,
+        "{oracle:?}"
+    );
+    let idle = run(&mut |obs: &[f32]| {
+        let rows = obs.len() / shape.obs_dim();
+        Ok((0..rows).flat_map(|_| [1.0, 0.0, 0.0, 0.0, 0.0]).collect())
+    });
+    assert_eq!(idle.policy, 0.0);
+    assert_eq!(idle.expert, oracle.expert);
 }

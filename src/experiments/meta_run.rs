@@ -78,9 +78,13 @@ impl MetaRun {
         keep: bool,
     ) -> Result<(EpisodeMetrics, Vec<f32>)> {
         let s = &self.sets[i];
-        let stream = data_stream(1 + i as u8, 0);
         self.learner
-            .evaluate(gpu, &s.latents, self.latent_len, stream, keep)
+            .evaluate(gpu, &s.latents, self.latent_len, self.set_stream(i), keep)
+    }
+
+    /// The data stream of evaluation set `i` (the same at every evaluation).
+    pub fn set_stream(&self, i: usize) -> u64 {
+        data_stream(1 + i as u8, 0)
     }
 
     /// The adapted parameters and latents of the set named `name`, if the run has it.

@@ -18,7 +18,7 @@ use crate::gpu::{Device, Dispatch, Step, Tensor};
 use crate::ops::adamw::{AdamW, AdamWConfig};
 use crate::ops::elementwise::{copy, fill};
 use crate::ops::rng::{fill_truncated_normal, fill_uniform, RngKey};
-use crate::students::gpu::GpuStudent;
+use crate::students::gpu::{GpuStudent, StudentBuffers};
 use crate::students::{Init, ParamLayout, ParamSpec};
 use crate::train::episode_twin::MetaGradient;
 use crate::train::task_source::TaskSource;
@@ -155,6 +155,8 @@ pub fn data_stream(purpose: u8, counter: u64) -> u64 {
 /// episode, on tasks from one [`TaskSource`].
 pub struct MetaLearner {
     layout: ParamLayout,
+    /// The adapted student's forward on inputs of the caller's choosing ([`MetaLearner::with_probe`]).
+    probe: Option<ProbeProgram>,
     meta: Tensor,
     dmeta: Tensor,
     best_meta: Tensor,
@@ -215,6 +217,7 @@ impl MetaLearner {
         let eval = Episode::new(gpu, student, &layout, source, &meta, None, eval_batch, &cfg)?;
         Ok(MetaLearner {
             layout,
+            probe: None,
             meta,
             dmeta,
             best_meta,
@@ -364,6 +367,27 @@ impl MetaLearner {
         stream: u64,
         keep_params: bool,
     ) -> Result<(EpisodeMetrics, Vec<f32>)> {
+        self.evaluate_chunks(
+            gpu,
+            latents,
+            latent_len,
+            stream,
+            keep_params,
+            &mut |_, _, _| Ok(()),
+        )
+    }
+
+    /// [`MetaLearner::evaluate`], calling `after(first task, tasks used, chunk stream)` once
+    /// each chunk is adapted (its parameters still in the evaluation episode).
+    fn evaluate_chunks(
+        &self,
+        gpu: &Device,
+        latents: &[f32],
+        latent_len: usize,
+        stream: u64,
+        keep_params: bool,
+        after: &mut dyn FnMut(usize, usize, u64) -> Result<()>,
+    ) -> Result<(EpisodeMetrics, Vec<f32>)> {
         let n_tasks = latents.len() / latent_len.max(1);
         if n_tasks == 0 {
             return Err(arg_err("evaluate", "no tasks to evaluate"));
@@ -379,8 +403,8 @@ impl MetaLearner {
                 let fill_from = chunk[..latent_len].to_vec();
                 chunk.extend(fill_from);
             }
-            self.eval
-                .set_tasks(gpu, &chunk, stream.wrapping_add(chunk_i as u64))?;
+            let chunk_stream = stream.wrapping_add(chunk_i as u64);
+            self.eval.set_tasks(gpu, &chunk, chunk_stream)?;
             let mut step = Step::new(gpu);
             self.eval.record(&mut step);
             let (l, a) = (step.read(&self.eval.loss)?, step.read(&self.eval.acc)?);
@@ -397,6 +421,7 @@ impl MetaLearner {
             if let Some(p) = p {
                 params.extend_from_slice(&out.get(p)[..used * self.layout.task_len()]);
             }
+            after(start, used, chunk_stream)?;
         }
         Ok((
             EpisodeMetrics {
@@ -406,6 +431,80 @@ impl MetaLearner {
             },
             params,
         ))
+    }
+
+    /// Adds a probe: the student's forward, at the evaluation episode's adapted parameters, on
+    /// `rows` inputs per task that [`MetaLearner::evaluate_probed`] lets a [`Probe`] choose (a
+    /// policy's observations, say). Built after everything else, so the episodes' buffers are
+    /// the ones they get without it.
+    pub fn with_probe<S: GpuStudent>(
+        mut self,
+        gpu: &Device,
+        student: &S,
+        rows: usize,
+    ) -> Result<MetaLearner> {
+        if rows == 0 {
+            return Err(arg_err("meta", "a probe needs at least one row per task"));
+        }
+        let tasks = self.eval.tasks;
+        let x = gpu.zeros(tasks, rows, student.input_dim())?;
+        let logits = gpu.zeros(tasks, rows, student.output_dim())?;
+        let dlogits = gpu.zeros(tasks, rows, student.output_dim())?;
+        let dtask = gpu.zeros(tasks, 1, self.layout.task_len())?;
+        let program = student.program(
+            gpu,
+            &StudentBuffers {
+                meta: &self.meta,
+                task: &self.eval.task,
+                x: &x,
+                logits: &logits,
+                dlogits: &dlogits,
+                dtask: &dtask,
+                dmeta: None,
+            },
+        )?;
+        self.probe = Some(ProbeProgram {
+            x,
+            logits,
+            forward: program.forward,
+        });
+        Ok(self)
+    }
+
+    /// [`MetaLearner::evaluate`], and after each chunk's adaptation the probe's questions: it
+    /// gets the chunk's first task, its tasks in use (the rest repeat tasks to fill the chunk),
+    /// the chunk's data stream, and `act`, which runs the adapted student on
+    /// `[chunk tasks × rows × input_dim]` inputs and returns its outputs.
+    pub fn evaluate_probed(
+        &self,
+        gpu: &Device,
+        latents: &[f32],
+        latent_len: usize,
+        stream: u64,
+        probe: &mut dyn Probe,
+    ) -> Result<EpisodeMetrics> {
+        let p = self
+            .probe
+            .as_ref()
+            .ok_or_else(|| arg_err("evaluate", "the meta-learner has no probe (with_probe)"))?;
+        let mut on_chunk = |first: usize, used: usize, chunk_stream: u64| -> Result<()> {
+            let mut act = |inputs: &[f32]| -> Result<Vec<f32>> {
+                gpu.write(&p.x, inputs)?;
+                let mut step = Step::new(gpu);
+                step.run_all(&p.forward);
+                let out = step.read(&p.logits)?;
+                Ok(step.finish()?.get(out).to_vec())
+            };
+            probe.chunk(first, used, chunk_stream, &mut act)
+        };
+        let (m, _) =
+            self.evaluate_chunks(gpu, latents, latent_len, stream, false, &mut on_chunk)?;
+        Ok(m)
+    }
+
+    /// The evaluation episode's tasks per chunk.
+    pub fn eval_tasks(&self) -> usize {
+        self.eval.tasks
     }
 
     /// Copies the current meta parameters into the best-so-far slot.
@@ -434,6 +533,27 @@ impl MetaLearner {
     pub fn outer_optimizer(&self) -> &AdamW {
         &self.outer_opt
     }
+}
+
+/// The student's forward on the probe's inputs, at the evaluation episode's task parameters.
+struct ProbeProgram {
+    x: Tensor,
+    logits: Tensor,
+    forward: Vec<Dispatch>,
+}
+
+/// Questions to the adapted student during an evaluation ([`MetaLearner::evaluate_probed`]).
+pub trait Probe {
+    /// Called once per evaluation chunk after its adaptation: `first` is the chunk's first task
+    /// in the evaluated list, `used` how many of its tasks are real, `stream` its data stream;
+    /// `act` maps `[chunk tasks × rows × input_dim]` inputs to the student's outputs.
+    fn chunk(
+        &mut self,
+        first: usize,
+        used: usize,
+        stream: u64,
+        act: &mut dyn FnMut(&[f32]) -> Result<Vec<f32>>,
+    ) -> Result<()>;
 }
 
 fn mean_metrics(loss: &[f32], acc: &[f32], support: &[f32]) -> EpisodeMetrics {

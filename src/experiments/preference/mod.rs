@@ -5,11 +5,13 @@
 //! and the loop are the shared meta-learner ([`crate::experiments::meta_run`]).
 
 pub mod config;
+pub mod rollout;
 pub mod source;
 
 use std::path::Path;
 
 pub use self::config::PreferenceConfig;
+use self::rollout::{Returns, Rollouts};
 use self::source::PreferenceSource;
 use crate::checkpoint::TensorState;
 use crate::error::{arg_err, Result};
@@ -37,20 +39,35 @@ pub const NAME: &str = "preference";
 pub type Summary = runner::Summary<DemoMetrics, Extras>;
 
 /// One episode's scores on demonstrations (mean over its tasks): the masked ½-squared error of
-/// the predicted Q values. There is no accuracy: the targets are values, not labels.
+/// the predicted Q values (there is no accuracy: the targets are values, not labels) and, for an
+/// evaluation set, how the adapted student's greedy policy does in the world.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct DemoMetrics {
     /// Query loss after adaptation.
     pub loss: f64,
     /// Support loss at the last inner step (before its update).
     pub support_loss: f64,
+    /// Evaluation sets: the student's mean return from the start states of the query
+    /// demonstrations (greedy in its predicted Q values, `horizon` steps).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub policy_return: Option<f64>,
+    /// Evaluation sets: the expert's mean return on the same episodes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expert_return: Option<f64>,
+    /// Evaluation sets: Σ student return / Σ expert return (1 = as good as the expert).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub return_ratio: Option<f64>,
 }
 
-impl From<EpisodeMetrics> for DemoMetrics {
-    fn from(m: EpisodeMetrics) -> Self {
+impl DemoMetrics {
+    fn new(m: EpisodeMetrics, r: Option<Returns>) -> Self {
+        let n = r.map_or(0, |r| r.episodes).max(1) as f64;
         DemoMetrics {
             loss: m.loss,
             support_loss: m.support_loss,
+            policy_return: r.map(|r| r.policy / n),
+            expert_return: r.map(|r| r.expert / n),
+            return_ratio: r.map(|r| r.policy / r.expert),
         }
     }
 }
@@ -58,6 +75,10 @@ impl From<EpisodeMetrics> for DemoMetrics {
 /// A preference-gridworld run: the shared meta-learning run on demonstration tasks.
 pub struct Preference {
     run: MetaRun,
+    source: PreferenceSource,
+    /// The reward basis on the host (the rollouts' rewards).
+    basis: Vec<f32>,
+    cfg: PreferenceConfig,
 }
 
 impl Preference {
@@ -70,7 +91,9 @@ impl Preference {
             cfg.task.continuous,
             tr.seed,
         )?;
-        let learner = learner(gpu, cfg)?;
+        let source = PreferenceSource::new(gpu, cfg.world(), cfg.task.discount as f32, tr.seed)?;
+        let learner = learner(gpu, cfg, &source)?;
+        let basis = gpu.read(source.basis())?;
         let plan = EvalPlan {
             tasks: tr.eval_tasks,
             seed: tr.seed,
@@ -92,30 +115,65 @@ impl Preference {
             eval_every: tr.eval_every,
             max_consecutive_skips: tr.max_consecutive_skips,
         };
-        Ok((Preference { run }, schedule))
+        let cfg = cfg.clone();
+        Ok((
+            Preference {
+                run,
+                source,
+                basis,
+                cfg,
+            },
+            schedule,
+        ))
+    }
+
+    /// Adapts and scores set `i`, rolling the adapted policies out.
+    fn evaluate_set(&self, gpu: &Device, i: usize) -> Result<DemoMetrics> {
+        let set = &self.run.sets[i];
+        let key = |stream| self.source.demo_key(stream);
+        let mut probe = Rollouts {
+            shape: self.cfg.world(),
+            gamma: self.cfg.task.discount as f32,
+            basis: &self.basis,
+            latents: &set.latents,
+            support: self.cfg.task.shots_support,
+            query: self.cfg.task.shots_query,
+            chunk_tasks: self.run.learner.eval_tasks(),
+            key: &key,
+            returns: Returns::default(),
+        };
+        let m = self.run.learner.evaluate_probed(
+            gpu,
+            &set.latents,
+            self.run.latent_len,
+            self.run.set_stream(i),
+            &mut probe,
+        )?;
+        Ok(DemoMetrics::new(m, Some(probe.returns)))
     }
 }
 
-/// The config's student, meta-learned on demonstrations of the config's world.
-fn learner(gpu: &Device, cfg: &PreferenceConfig) -> Result<MetaLearner> {
+/// The config's student, meta-learned on demonstrations of `source`, with a probe that asks the
+/// adapted student about one observation per query demonstration (the rollouts).
+fn learner(gpu: &Device, cfg: &PreferenceConfig, source: &PreferenceSource) -> Result<MetaLearner> {
     struct Build<'a> {
         gpu: &'a Device,
         cfg: &'a PreferenceConfig,
+        source: &'a PreferenceSource,
     }
     impl StudentTask for Build<'_> {
         type Out = Result<MetaLearner>;
         fn call<S: GpuStudent>(self, student: &S) -> Result<MetaLearner> {
             let (gpu, cfg) = (self.gpu, self.cfg);
             let tr = &cfg.train;
-            let source =
-                PreferenceSource::new(gpu, cfg.world(), cfg.task.discount as f32, tr.seed)?;
             let shots = (cfg.task.shots_support, cfg.task.shots_query);
             let meta = resolved_meta_config(tr, &cfg.train_params(), shots);
             let eval_batch = tr.eval_tasks.min(tr.meta_batch.max(64));
-            MetaLearner::new(gpu, student, &source, tr.meta_batch, eval_batch, meta)
+            MetaLearner::new(gpu, student, self.source, tr.meta_batch, eval_batch, meta)?
+                .with_probe(gpu, student, cfg.task.shots_query)
         }
     }
-    build_student(&cfg.student(), Build { gpu, cfg })
+    build_student(&cfg.student(), Build { gpu, cfg, source })
 }
 
 /// The student's parameter counts (meta, task) for a config, without touching the device.
@@ -123,9 +181,12 @@ pub fn param_counts(cfg: &PreferenceConfig) -> (usize, usize) {
     shape_param_counts(&cfg.student())
 }
 
+/// `loss/return ratio` of set `name`, or a dash when the run has no such set.
 fn loss_of(sets: &SetMetrics<DemoMetrics>, name: &str) -> String {
-    sets.get(name)
-        .map_or("–".into(), |m| format!("{:.4}", m.loss))
+    sets.get(name).map_or("–".into(), |m| {
+        let ratio = m.return_ratio.map_or(String::new(), |r| format!("/{r:.3}"));
+        format!("{:.4}{ratio}", m.loss)
+    })
 }
 
 impl Experiment for Preference {
@@ -135,7 +196,7 @@ impl Experiment for Preference {
     fn train_step(&self, gpu: &Device, step: usize) -> Result<StepReport<DemoMetrics>> {
         let r = self.run.train_step(gpu, step)?;
         Ok(StepReport {
-            metrics: r.metrics.into(),
+            metrics: DemoMetrics::new(r.metrics, None),
             consecutive_skips: r.consecutive_skips,
         })
     }
@@ -145,8 +206,11 @@ impl Experiment for Preference {
     }
 
     fn evaluate(&self, gpu: &Device) -> Result<SetMetrics<DemoMetrics>> {
-        let sets = self.run.evaluate(gpu)?;
-        Ok(sets.into_iter().map(|(k, m)| (k, m.into())).collect())
+        let mut metrics = SetMetrics::new();
+        for (i, s) in self.run.sets.iter().enumerate() {
+            metrics.insert(s.name.clone(), self.evaluate_set(gpu, i)?);
+        }
+        Ok(metrics)
     }
 
     fn selection_set(&self) -> &str {
@@ -178,7 +242,7 @@ impl Experiment for Preference {
             format!("train {:.4} (support {:.4})  ", t.loss, t.support_loss)
         });
         format!(
-            "{train}valid {}  ood {}",
+            "{train}valid {}  ood {} (loss/return vs expert)",
             loss_of(sets, "valid"),
             loss_of(sets, "ood")
         )
@@ -195,6 +259,8 @@ impl Experiment for Preference {
 
 const TEST_LOSS: Col = Col::Set("test_loss");
 const OOD_LOSS: Col = Col::Set("ood_loss");
+const TEST_RETURN: Col = Col::Set("test_return_ratio");
+const OOD_RETURN: Col = Col::Set("ood_return_ratio");
 
 /// The `summary.md` measures: the Q-value loss on test and OOD tasks, the gap, decoder R², minutes.
 const MEASURES: &[Measure] = &[
@@ -206,6 +272,8 @@ const MEASURES: &[Measure] = &[
         |v| v[0] - v[1],
         true,
     ),
+    Measure::new("test return / expert", &[TEST_RETURN], |v| v[0], false),
+    Measure::new("ood return / expert", &[OOD_RETURN], |v| v[0], false),
     Measure::new("decoder R²", &[Col::Run("decoder_r2")], |v| v[0], false),
     Measure::new("minutes", &[Col::Run("seconds")], |v| v[0] / 60.0, false),
 ];
@@ -270,7 +338,8 @@ impl ExperimentDef for Preference {
             cfg.task.continuous,
             tr.seed,
         )?;
-        let learner = learner(gpu, cfg)?;
+        let source = PreferenceSource::new(gpu, cfg.world(), cfg.task.discount as f32, tr.seed)?;
+        let learner = learner(gpu, cfg, &source)?;
         let plan = StepPlan {
             pool: &pools.train_pool,
             meta_batch: tr.meta_batch,
@@ -291,6 +360,8 @@ impl ExperimentDef for Preference {
         for (which, sets) in [("final", &s.r#final), ("best", &s.best)] {
             for (set, m) in sets {
                 cols.push((format!("{which}_{set}_loss"), format!("{:.6}", m.loss)));
+                let ratio = m.return_ratio.map_or(String::new(), |r| format!("{r:.6}"));
+                cols.push((format!("{which}_{set}_return_ratio"), ratio));
             }
         }
         cols.push((
