@@ -208,11 +208,15 @@ fn unique(t: &Tensor) -> f64 {
     }
 }
 
+/// One value (and gradient) launch: the plain mean over rows, or with `weights` the weighted
+/// mean (`*_masked` entries).
+#[allow(clippy::too_many_arguments)]
 fn launch(
     gpu: &Device,
     kind: Kind,
     logits: &Tensor,
     targets: &Tensor,
+    weights: Option<&Tensor>,
     loss: &Tensor,
     grad: Option<&Tensor>,
     grad_scale: f32,
@@ -221,6 +225,9 @@ fn launch(
     let mut like_logits = vec![("targets", targets, false)];
     like_logits.extend(grad.map(|g| ("grad", g, true)));
     let s = loss_shape(op, logits, &like_logits, Some(loss))?;
+    if let Some(w) = weights {
+        check_weights(op, s, w)?;
+    }
     check_scale(op, grad_scale)?;
     let (z_off, z_stride) = place(op, "logits", logits)?;
     let (t_off, t_stride) = place(op, "targets", targets)?;
@@ -228,6 +235,18 @@ fn launch(
     let (g_off, g_stride) = match grad {
         Some(g) => place(op, "grad", g)?,
         None => (0, 0),
+    };
+    let (m_off, m_stride) = match weights {
+        Some(w) => place(op, "weights", w)?,
+        None => (0, 0),
+    };
+    // The weighted mean's normaliser is the item's weight sum, found by the kernel.
+    let (norm, gscale) = match weights {
+        Some(_) => (0.0, grad_scale),
+        None => (
+            1.0 / terms(kind, s) as f32,
+            grad_factor(kind, s, grad_scale),
+        ),
     };
     let params = Params {
         rows: to_u32(op, "rows", s.rows)?,
@@ -242,45 +261,65 @@ fn launch(
         l_stride,
         g_off,
         g_stride,
-        norm: 1.0 / terms(kind, s) as f32,
-        gscale: grad_factor(kind, s, grad_scale),
+        norm,
+        gscale,
         d_off: 0,
         d_stride: 0,
-        m_off: 0,
-        m_stride: 0,
+        m_off,
+        m_stride,
         _pad2: 0,
         _pad3: 0,
     };
     let constants = [("LOSS", kind.code() as f64)];
-    let access = [
-        Access::Read,
-        Access::Read,
-        Access::ReadWrite,
-        Access::ReadWrite,
-    ];
+    use Access::{Read, ReadWrite};
+    let mut tensors = vec![logits, targets, loss];
+    let mut access = vec![Read, Read, ReadWrite];
+    let entry = match (weights, grad) {
+        (None, g) => {
+            tensors.extend(g);
+            access.extend(g.map(|_| ReadWrite));
+            if g.is_some() {
+                "value_grad"
+            } else {
+                "value"
+            }
+        }
+        (Some(w), g) => {
+            // Bindings the entry does not use (the gradient of `value_masked`, the tangent):
+            // the logits stand in, read-only.
+            tensors.extend([g.unwrap_or(logits), logits, w]);
+            access.extend([if g.is_some() { ReadWrite } else { Read }, Read, Read]);
+            if g.is_some() {
+                "value_grad_masked"
+            } else {
+                "value_masked"
+            }
+        }
+    };
     let spec = KernelSpec {
         shader: &SHADER,
-        entry: if grad.is_some() {
-            "value_grad"
-        } else {
-            "value"
-        },
+        entry,
         constants: &constants,
-        access: &access[..if grad.is_some() { 4 } else { 3 }],
+        access: &access,
     };
-    let mut tensors = vec![logits, targets, loss];
-    tensors.extend(grad);
     let n = (s.batch * s.rows * s.cols) as f64;
     // Softmax losses: max, exp, and the weighted sum per element (≈ 6 flops, exps counted as
-    // one), the gradient another ≈ 4; MSE 2 (+ 2); accuracy 2 comparisons.
+    // one), the gradient another ≈ 4; squared errors 2 (+ 2); accuracy 2 comparisons; the
+    // weights one add per row.
     let per_elem = match (kind, grad.is_some()) {
         (Kind::Mse | Kind::HalfSquared, g) => 2.0 + if g { 2.0 } else { 0.0 },
         (Kind::Accuracy, _) => 2.0,
         (_, g) => 6.0 + if g { 4.0 } else { 0.0 },
     };
+    let per_row = weights.map_or(0.0, |_| (s.batch * s.rows) as f64);
     let cost = Cost {
-        flops: per_elem * n,
-        bytes: 4.0 * (unique(logits) + unique(targets) + s.batch as f64 + grad.map_or(0.0, |_| n)),
+        flops: per_elem * n + per_row,
+        bytes: 4.0
+            * (unique(logits)
+                + unique(targets)
+                + weights.map_or(0.0, unique)
+                + s.batch as f64
+                + grad.map_or(0.0, |_| n)),
     };
     let workgroups = [to_u32(op, "batch", s.batch)?, 1, 1];
     gpu.dispatch(&spec, &params, &tensors, workgroups, cost)
@@ -302,6 +341,7 @@ pub fn softmax_cross_entropy(
         Kind::CrossEntropy,
         logits,
         targets,
+        None,
         loss,
         grad,
         grad_scale,
@@ -318,7 +358,7 @@ pub fn kl_divergence(
     grad: Option<&Tensor>,
     grad_scale: f32,
 ) -> Result<Dispatch> {
-    launch(gpu, Kind::Kl, logits, targets, loss, grad, grad_scale)
+    launch(gpu, Kind::Kl, logits, targets, None, loss, grad, grad_scale)
 }
 
 /// Prepares the tangent of the KL (= cross-entropy) gradient along a tangent `dz` of the
@@ -334,22 +374,50 @@ pub fn kl_tangent(
     out: &Tensor,
     grad_scale: f32,
 ) -> Result<Dispatch> {
-    const OP: &str = "kl_tangent";
+    tangent_launch(
+        gpu,
+        "kl_tangent",
+        RowLoss::Kl,
+        (logits, targets, None),
+        dz,
+        out,
+        grad_scale,
+    )
+}
+
+/// One gradient-tangent launch: the plain mean's (`grad_tangent`), or with weights the weighted
+/// mean's (`grad_tangent_masked`).
+fn tangent_launch(
+    gpu: &Device,
+    op: &'static str,
+    row_loss: RowLoss,
+    (logits, targets, weights): (&Tensor, &Tensor, Option<&Tensor>),
+    dz: &Tensor,
+    out: &Tensor,
+    grad_scale: f32,
+) -> Result<Dispatch> {
     let like_logits = [
         ("targets", targets, false),
         ("dz", dz, false),
         ("out", out, true),
     ];
-    let s = loss_shape(OP, logits, &like_logits, None)?;
-    check_scale(OP, grad_scale)?;
-    let (z_off, z_stride) = place(OP, "logits", logits)?;
-    let (t_off, t_stride) = place(OP, "targets", targets)?;
-    let (g_off, g_stride) = place(OP, "out", out)?;
-    let (d_off, d_stride) = place(OP, "dz", dz)?;
+    let s = loss_shape(op, logits, &like_logits, None)?;
+    if let Some(w) = weights {
+        check_weights(op, s, w)?;
+    }
+    check_scale(op, grad_scale)?;
+    let (z_off, z_stride) = place(op, "logits", logits)?;
+    let (t_off, t_stride) = place(op, "targets", targets)?;
+    let (g_off, g_stride) = place(op, "out", out)?;
+    let (d_off, d_stride) = place(op, "dz", dz)?;
+    let (m_off, m_stride) = match weights {
+        Some(w) => place(op, "weights", w)?,
+        None => (0, 0),
+    };
     let params = Params {
-        rows: to_u32(OP, "rows", s.rows)?,
-        cols: to_u32(OP, "cols", s.cols)?,
-        batch: to_u32(OP, "batch", s.batch)?,
+        rows: to_u32(op, "rows", s.rows)?,
+        cols: to_u32(op, "cols", s.cols)?,
+        batch: to_u32(op, "batch", s.batch)?,
         _pad0: 0,
         z_off,
         z_stride,
@@ -360,44 +428,55 @@ pub fn kl_tangent(
         g_off,
         g_stride,
         norm: 0.0,
-        gscale: grad_factor(Kind::Kl, s, grad_scale),
+        // The weighted mean's 1/Σw is the kernel's; the plain mean's 1/rows the host's.
+        gscale: match weights {
+            Some(_) => grad_scale,
+            None => grad_factor(row_loss.kind(), s, grad_scale),
+        },
         d_off,
         d_stride,
-        m_off: 0,
-        m_stride: 0,
+        m_off,
+        m_stride,
         _pad2: 0,
         _pad3: 0,
     };
-    // Cross-entropy's row statistics: KL's differ only in the value (its y·log y), unused here.
-    let constants = [("LOSS", Kind::CrossEntropy.code() as f64)];
+    // KL's row statistics are cross-entropy's (they differ only in the value, unused here).
+    let code = match row_loss {
+        RowLoss::HalfSquared => Kind::HalfSquared.code(),
+        RowLoss::CrossEntropy | RowLoss::Kl => Kind::CrossEntropy.code(),
+    };
+    let constants = [("LOSS", code as f64)];
     use Access::{Read, ReadWrite};
+    // Binding 3 (the loss) is unused: the logits stand in, read-only.
+    let mut tensors = vec![logits, targets, logits, out, dz];
+    let mut access = vec![Read, Read, Read, ReadWrite, Read];
+    tensors.extend(weights);
+    access.extend(weights.map(|_| Read));
     let spec = KernelSpec {
         shader: &SHADER,
-        entry: "grad_tangent",
+        entry: if weights.is_some() {
+            "grad_tangent_masked"
+        } else {
+            "grad_tangent"
+        },
         constants: &constants,
-        // Binding 3 (the loss) is unused: the logits stand in, read-only.
-        access: &[Read, Read, Read, ReadWrite, Read],
+        access: &access,
     };
     let n = (s.batch * s.rows * s.cols) as f64;
     let cost = Cost {
         // Max, two exps and the statistics (≈ 6), p·dz and the output (≈ 6) per element.
-        flops: 12.0 * n,
-        bytes: 4.0 * (unique(logits) + unique(targets) + unique(dz) + n),
+        flops: 12.0 * n + weights.map_or(0.0, |_| (s.batch * s.rows) as f64),
+        bytes: 4.0
+            * (unique(logits) + unique(targets) + unique(dz) + weights.map_or(0.0, unique) + n),
     };
-    let workgroups = [to_u32(OP, "batch", s.batch)?, 1, 1];
-    gpu.dispatch(
-        &spec,
-        &params,
-        &[logits, targets, logits, out, dz],
-        workgroups,
-        cost,
-    )
+    let workgroups = [to_u32(op, "batch", s.batch)?, 1, 1];
+    gpu.dispatch(&spec, &params, &tensors, workgroups, cost)
 }
 
 /// Prepares `acc[b]` = fraction of the item's rows whose logits' argmax equals the targets'
 /// argmax (ties resolve to the lowest index in both).
 pub fn accuracy(gpu: &Device, logits: &Tensor, targets: &Tensor, acc: &Tensor) -> Result<Dispatch> {
-    launch(gpu, Kind::Accuracy, logits, targets, acc, None, 1.0)
+    launch(gpu, Kind::Accuracy, logits, targets, None, acc, None, 1.0)
 }
 
 /// Prepares `loss[b] = mean over rows·cols of (pred − y)²` and, if `grad` is given,
@@ -410,7 +489,7 @@ pub fn mse(
     grad: Option<&Tensor>,
     grad_scale: f32,
 ) -> Result<Dispatch> {
-    launch(gpu, Kind::Mse, pred, targets, loss, grad, grad_scale)
+    launch(gpu, Kind::Mse, pred, targets, None, loss, grad, grad_scale)
 }
 
 /// Checks a row-weight operand: `[batch × rows × 1]`, one weight per row of the logits.
@@ -446,12 +525,12 @@ pub fn masked_loss(
     grad: Option<&Tensor>,
     grad_scale: f32,
 ) -> Result<Dispatch> {
-    masked_launch(
+    launch(
         gpu,
         row_loss.kind(),
         logits,
         targets,
-        weights,
+        Some(weights),
         loss,
         grad,
         grad_scale,
@@ -466,102 +545,15 @@ pub fn masked_accuracy(
     weights: &Tensor,
     acc: &Tensor,
 ) -> Result<Dispatch> {
-    masked_launch(
+    launch(
         gpu,
         Kind::Accuracy,
         logits,
         targets,
-        weights,
+        Some(weights),
         acc,
         None,
         1.0,
-    )
-}
-
-#[allow(clippy::too_many_arguments)]
-fn masked_launch(
-    gpu: &Device,
-    kind: Kind,
-    logits: &Tensor,
-    targets: &Tensor,
-    weights: &Tensor,
-    loss: &Tensor,
-    grad: Option<&Tensor>,
-    grad_scale: f32,
-) -> Result<Dispatch> {
-    let op = kind.op();
-    let mut like_logits = vec![("targets", targets, false)];
-    like_logits.extend(grad.map(|g| ("grad", g, true)));
-    let s = loss_shape(op, logits, &like_logits, Some(loss))?;
-    check_weights(op, s, weights)?;
-    check_scale(op, grad_scale)?;
-    let (z_off, z_stride) = place(op, "logits", logits)?;
-    let (t_off, t_stride) = place(op, "targets", targets)?;
-    let (l_off, l_stride) = place(op, "loss", loss)?;
-    let (m_off, m_stride) = place(op, "weights", weights)?;
-    let (g_off, g_stride) = match grad {
-        Some(g) => place(op, "grad", g)?,
-        None => (0, 0),
-    };
-    let params = Params {
-        rows: to_u32(op, "rows", s.rows)?,
-        cols: to_u32(op, "cols", s.cols)?,
-        batch: to_u32(op, "batch", s.batch)?,
-        _pad0: 0,
-        z_off,
-        z_stride,
-        t_off,
-        t_stride,
-        l_off,
-        l_stride,
-        g_off,
-        g_stride,
-        // The weighted mean's normaliser is the item's weight sum, found by the kernel.
-        norm: 0.0,
-        gscale: grad_scale,
-        d_off: 0,
-        d_stride: 0,
-        m_off,
-        m_stride,
-        _pad2: 0,
-        _pad3: 0,
-    };
-    let constants = [("LOSS", kind.code() as f64)];
-    use Access::{Read, ReadWrite};
-    // Bindings 4 and 5 (gradient, tangent) are unused by `value_masked` and 5 by
-    // `value_grad_masked`: the logits stand in, read-only.
-    let (entry, grad_t, grad_access) = match grad {
-        Some(g) => ("value_grad_masked", g, ReadWrite),
-        None => ("value_masked", logits, Read),
-    };
-    let spec = KernelSpec {
-        shader: &SHADER,
-        entry,
-        constants: &constants,
-        access: &[Read, Read, ReadWrite, grad_access, Read, Read],
-    };
-    let n = (s.batch * s.rows * s.cols) as f64;
-    let per_elem = match (kind, grad.is_some()) {
-        (Kind::Mse | Kind::HalfSquared, g) => 2.0 + if g { 2.0 } else { 0.0 },
-        (Kind::Accuracy, _) => 2.0,
-        (_, g) => 6.0 + if g { 4.0 } else { 0.0 },
-    };
-    let cost = Cost {
-        flops: per_elem * n + (s.batch * s.rows) as f64,
-        bytes: 4.0
-            * (unique(logits)
-                + unique(targets)
-                + unique(weights)
-                + s.batch as f64
-                + grad.map_or(0.0, |_| n)),
-    };
-    let workgroups = [to_u32(op, "batch", s.batch)?, 1, 1];
-    gpu.dispatch(
-        &spec,
-        &params,
-        &[logits, targets, loss, grad_t, logits, weights],
-        workgroups,
-        cost,
     )
 }
 
@@ -581,68 +573,14 @@ pub fn masked_tangent(
     out: &Tensor,
     grad_scale: f32,
 ) -> Result<Dispatch> {
-    const OP: &str = "masked_tangent";
-    let like_logits = [
-        ("targets", targets, false),
-        ("dz", dz, false),
-        ("out", out, true),
-    ];
-    let s = loss_shape(OP, logits, &like_logits, None)?;
-    check_weights(OP, s, weights)?;
-    check_scale(OP, grad_scale)?;
-    let (z_off, z_stride) = place(OP, "logits", logits)?;
-    let (t_off, t_stride) = place(OP, "targets", targets)?;
-    let (g_off, g_stride) = place(OP, "out", out)?;
-    let (d_off, d_stride) = place(OP, "dz", dz)?;
-    let (m_off, m_stride) = place(OP, "weights", weights)?;
-    let params = Params {
-        rows: to_u32(OP, "rows", s.rows)?,
-        cols: to_u32(OP, "cols", s.cols)?,
-        batch: to_u32(OP, "batch", s.batch)?,
-        _pad0: 0,
-        z_off,
-        z_stride,
-        t_off,
-        t_stride,
-        l_off: 0,
-        l_stride: 0,
-        g_off,
-        g_stride,
-        norm: 0.0,
-        gscale: grad_scale,
-        d_off,
-        d_stride,
-        m_off,
-        m_stride,
-        _pad2: 0,
-        _pad3: 0,
-    };
-    // KL's row statistics are cross-entropy's (they differ only in the value, unused here).
-    let code = match row_loss {
-        RowLoss::HalfSquared => Kind::HalfSquared.code(),
-        RowLoss::CrossEntropy | RowLoss::Kl => Kind::CrossEntropy.code(),
-    };
-    let constants = [("LOSS", code as f64)];
-    use Access::{Read, ReadWrite};
-    let spec = KernelSpec {
-        shader: &SHADER,
-        entry: "grad_tangent_masked",
-        constants: &constants,
-        // Binding 3 (the loss) is unused: the logits stand in, read-only.
-        access: &[Read, Read, Read, ReadWrite, Read, Read],
-    };
-    let n = (s.batch * s.rows * s.cols) as f64;
-    let cost = Cost {
-        flops: 12.0 * n + (s.batch * s.rows) as f64,
-        bytes: 4.0 * (unique(logits) + unique(targets) + unique(dz) + unique(weights) + n),
-    };
-    let workgroups = [to_u32(OP, "batch", s.batch)?, 1, 1];
-    gpu.dispatch(
-        &spec,
-        &params,
-        &[logits, targets, logits, out, dz, weights],
-        workgroups,
-        cost,
+    tangent_launch(
+        gpu,
+        "masked_tangent",
+        row_loss,
+        (logits, targets, Some(weights)),
+        dz,
+        out,
+        grad_scale,
     )
 }
 
