@@ -1,5 +1,5 @@
 //! The hyperteacher experiment's config sections: `[task]`, `[model]`, `[train]`, their spec
-//! defaults (spec: /work/shared/spec/schug-hyperteacher.md) and `validate()`, which runs before
+//! defaults (the official smonsays/modular-hyperteacher `configs/hyperteacher.py`) and `validate()`, which runs before
 //! any GPU work.
 
 use crate::train::episode_twin::MetaGradient;
