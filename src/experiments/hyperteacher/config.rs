@@ -35,6 +35,19 @@ pub enum Support {
     Disconnected,
 }
 
+impl Support {
+    /// The task split rule: `random` holds out `frac_ood` of the tasks by a permutation seeded
+    /// with `seed`.
+    pub fn resolve(self, frac_ood: f64, seed: u64) -> TaskSupport {
+        match self {
+            Support::Random => TaskSupport::Random { frac_ood, seed },
+            Support::NonCompositional => TaskSupport::NonCompositional,
+            Support::Connected => TaskSupport::Connected,
+            Support::Disconnected => TaskSupport::Disconnected,
+        }
+    }
+}
+
 /// The student model (spec §4).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -371,15 +384,9 @@ impl HyperteacherConfig {
 
     /// The [`TaskSupport`] of `[task]`; the random permutation is seeded with `train.seed`.
     pub fn task_support(&self) -> TaskSupport {
-        match self.task.support {
-            Support::Random => TaskSupport::Random {
-                frac_ood: self.task.frac_ood,
-                seed: self.train.seed,
-            },
-            Support::NonCompositional => TaskSupport::NonCompositional,
-            Support::Connected => TaskSupport::Connected,
-            Support::Disconnected => TaskSupport::Disconnected,
-        }
+        self.task
+            .support
+            .resolve(self.task.frac_ood, self.train.seed)
     }
 
     /// Range-checks every value and builds the task split once, so an impossible experiment

@@ -202,15 +202,9 @@ impl PreferenceConfig {
 
     /// The held-out rule of `[task]`; the random permutation is seeded with `train.seed`.
     pub fn task_support(&self) -> TaskSupport {
-        match self.task.support {
-            Support::Random => TaskSupport::Random {
-                frac_ood: self.task.frac_ood,
-                seed: self.train.seed,
-            },
-            Support::NonCompositional => TaskSupport::NonCompositional,
-            Support::Connected => TaskSupport::Connected,
-            Support::Disconnected => TaskSupport::Disconnected,
-        }
+        self.task
+            .support
+            .resolve(self.task.frac_ood, self.train.seed)
     }
 
     /// Range-checks every value and builds the split once, before any device work.
